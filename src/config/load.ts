@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../errors.ts';
+import { toMs, type Duration } from './duration.ts';
+import { applyEnv } from './env.ts';
+import { CONFIG_SCHEMA } from './schema.ts';
+import type { GatewayConfig, ServerConfig, UpstreamConfig } from './types.ts';
+
+export interface LoadedConfig {
+  /** As written (file + environment + defaults), for `--print-config`. */
+  readonly effective: Readonly<Record<string, unknown>>;
+  readonly config: GatewayConfig;
+  /** True when no file was given and the bundled demo server was published. */
+  readonly embedded: boolean;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictRequired: false, allowUnionTypes: true });
+const validate = ajv.compile(CONFIG_SCHEMA);
+
+/** Path of the bundled demo upstream, next to this module (dist/demo/server.js or src/…ts). */
+export function demoServerPath(): string {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return fileURLToPath(new URL(`../demo/server${ext}`, import.meta.url));
+}
+
+export interface LoadOptions {
+  /** YAML file; defaults to MCPGW_CONFIG. */
+  readonly file?: string | undefined;
+  /** An already parsed document instead of a file (tests, embedding). */
+  readonly document?: Record<string, unknown>;
+  /** Defaults to process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.MCPGW_CONFIG;
+  const raw: Record<string, unknown> = opts.document ? structuredClone(opts.document) : file ? readYaml(file) : {};
+  applyEnv(raw, CONFIG_SCHEMA, env);
+
+  const embedded = !file && !opts.document && (raw.servers === undefined || Object.keys(raw.servers as object).length === 0);
+  if (embedded) {
+    raw.servers = { demo: { upstreams: [{ command: process.execPath, args: [demoServerPath()] }] } };
+  }
+
+  if (!validate(raw)) throw new ConfigError(describeErrors(validate.errors ?? []));
+  const config = resolve(raw);
+  return { effective: deepFreeze(raw), config: deepFreeze(config), embedded };
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const where = e.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
+    throw new ConfigError(`config file ${file} is not valid YAML${where}: ${e.message.split('\n')[0]}`);
+  }
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
+  return value as Record<string, unknown>;
+}
+
+function keyPath(instancePath: string, extra?: string): string {
+  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) parts.push(extra);
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  return out || '(root)';
+}
+
+function describeErrors(errors: ErrorObject[]): string {
+  // oneOf/anyOf failures repeat the branch errors; report the most specific, once each.
+  const lines = new Set<string>();
+  for (const e of errors) {
+    if (e.keyword === 'additionalProperties') {
+      lines.add(`config key ${keyPath(e.instancePath, String(e.params.additionalProperty))} is not allowed (unknown key)`);
+    } else if (e.keyword === 'required') {
+      lines.add(`config key ${keyPath(e.instancePath, String(e.params.missingProperty))} is required`);
+    } else if (e.keyword === 'propertyNames') {
+      lines.add(`config key ${keyPath(e.instancePath, String(e.params.propertyName))}: name must match ${'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}'}`);
+    } else if (e.keyword === 'oneOf' && e.instancePath.includes('/upstreams/')) {
+      lines.add(`config key ${keyPath(e.instancePath)} must have exactly one of "url" (Streamable HTTP) or "command" (stdio)`);
+    } else if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') {
+      continue;
+    } else if (e.keyword === 'pattern' && e.schemaPath.includes('anyOf')) {
+      lines.add(`config key ${keyPath(e.instancePath)} is not a duration (e.g. 500ms, 30s, 5m, 1h)`);
+    } else if (e.keyword === 'type' && e.schemaPath.includes('anyOf')) {
+      continue;
+    } else {
+      lines.add(`config key ${keyPath(e.instancePath)} ${e.message ?? 'is invalid'}`);
+    }
+  }
+  if (lines.size === 0) lines.add(`config is invalid: ${ajv.errorsText(errors)}`);
+  return [...lines].join('\n');
+}
+
+const HTTP_ONLY = ['headers', 'connections'] as const;
+const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
+
+function resolve(raw: Record<string, unknown>): GatewayConfig {
+  // The schema has run, so the shapes below hold; the casts only name them.
+  const r = raw as {
+    listen: GatewayConfig['listen'];
+    metrics: GatewayConfig['metrics'];
+    redis?: { url: string; keyPrefix: string };
+    session: { secret?: string; secretFile?: string; maxLifetime: Duration };
+    auth: { mode: 'none' | 'jwt'; issuer?: string; audience?: string; jwksUri?: string };
+    log: { level: string };
+    shutdown: { grace: Duration };
+    servers: Record<string, Record<string, unknown>>;
+  };
+  if (r.session.secret && r.session.secretFile) {
+    throw new ConfigError('config keys session.secret and session.secretFile are exclusive; set one');
+  }
+  let secret = r.session.secret;
+  if (r.session.secretFile) {
+    try {
+      secret = readFileSync(r.session.secretFile, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`config key session.secretFile: cannot read ${r.session.secretFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    if (secret.length < 32) throw new ConfigError('config key session.secretFile: the secret must be at least 32 characters');
+  }
+  if (r.auth.mode === 'jwt') {
+    for (const k of ['issuer', 'audience', 'jwksUri'] as const) {
+      if (!r.auth[k]) throw new ConfigError(`config key auth.${k} is required when auth.mode is jwt`);
+    }
+  }
+  const servers: Record<string, ServerConfig> = {};
+  for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s);
+  return {
+    listen: r.listen,
+    metrics: r.metrics,
+    redis: r.redis,
+    session: { secret, maxLifetimeMs: toMs(r.session.maxLifetime, 'session.maxLifetime') },
+    auth: { mode: r.auth.mode, issuer: r.auth.issuer, audience: r.auth.audience, jwksUri: r.auth.jwksUri },
+    log: r.log,
+    shutdown: { graceMs: toMs(r.shutdown.grace, 'shutdown.grace') },
+    servers,
+  };
+}
+
+function resolveServer(name: string, s: Record<string, unknown>): ServerConfig {
+  const at = `servers.${name}`;
+  const upstreams = (s.upstreams as Record<string, unknown>[]).map((u, i): UpstreamConfig => {
+    const here = `${at}.upstreams[${i}]`;
+    if (typeof u.url === 'string') {
+      const stray = STDIO_ONLY.find((k) => k in u);
+      if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a url (HTTP) upstream`);
+      return {
+        kind: 'http',
+        url: u.url,
+        headers: (u.headers as Record<string, string> | undefined) ?? {},
+        connections: (u.connections as number | undefined) ?? 64,
+      };
+    }
+    const stray = HTTP_ONLY.find((k) => k in u);
+    if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a command (stdio) upstream`);
+    return {
+      kind: 'stdio',
+      command: u.command as string,
+      args: (u.args as string[] | undefined) ?? [],
+      env: (u.env as Record<string, string> | undefined) ?? {},
+      cwd: u.cwd as string | undefined,
+    };
+  });
+  const kinds = new Set(upstreams.map((u) => u.kind));
+  if (kinds.size > 1) throw new ConfigError(`config key ${at}.upstreams mixes url and command upstreams; use one kind per server`);
+  const probe = s.probe as { interval: Duration; timeout: Duration; path?: string } | undefined;
+  return {
+    name,
+    upstreams,
+    maxFails: s.maxFails as number,
+    failTimeoutMs: toMs(s.failTimeout as Duration, `${at}.failTimeout`),
+    requestTimeoutMs: toMs(s.requestTimeout as Duration, `${at}.requestTimeout`),
+    probe: probe
+      ? { intervalMs: toMs(probe.interval, `${at}.probe.interval`), timeoutMs: toMs(probe.timeout, `${at}.probe.timeout`), path: probe.path }
+      : undefined,
+    maxProcesses: s.maxProcesses as number,
+    idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const SECRET_KEY = /secret|password|passwd|token|api[-_]?key|authorization|credential/i;
+
+/** The effective config with every secret replaced by "[redacted]". */
+export function redactConfig(effective: Readonly<Record<string, unknown>>): unknown {
+  const walk = (v: unknown, key: string, parent: string): unknown => {
+    if (typeof v === 'string') {
+      if (SECRET_KEY.test(key) || parent === 'headers' || parent === 'env') return '[redacted]';
+      if (key === 'url') return v.replace(/\/\/([^@/]*):([^@/]*)@/, '//$1:[redacted]@');
+      return v;
+    }
+    if (Array.isArray(v)) return v.map((x) => walk(x, key, parent));
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = walk(x, k, key);
+      return out;
+    }
+    return v;
+  };
+  return walk(effective, '', '');
+}

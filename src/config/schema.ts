@@ -1,0 +1,133 @@
+import { DURATION_SCHEMA } from './duration.ts';
+
+/**
+ * The one configuration schema. Every object rejects unknown keys (the validator reports the
+ * key's path); defaults live here and nowhere else. `types.ts` mirrors it for TypeScript.
+ */
+const duration = (dflt: string) => ({ ...DURATION_SCHEMA, default: dflt });
+
+const hostPort = (host: string, port: number) => ({
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    host: { type: 'string', minLength: 1, default: host },
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
+  },
+});
+
+/** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
+const upstream = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    url: { type: 'string', pattern: '^https?://' },
+    headers: { type: 'object', additionalProperties: { type: 'string' } },
+    connections: { type: 'integer', minimum: 1 },
+    command: { type: 'string', minLength: 1 },
+    args: { type: 'array', items: { type: 'string' } },
+    env: { type: 'object', additionalProperties: { type: 'string' } },
+    cwd: { type: 'string' },
+  },
+  // Exactly one kind; load.ts names the keys that do not belong to the chosen kind.
+  oneOf: [{ required: ['url'] }, { required: ['command'] }],
+} as const;
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    listen: {
+      ...hostPort('127.0.0.1', 8080),
+      properties: {
+        ...hostPort('127.0.0.1', 8080).properties,
+        bodyLimit: { type: 'integer', minimum: 1024, default: 4 * 1024 * 1024 },
+        allowedOrigins: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          default: ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://localhost:*', 'https://127.0.0.1:*'],
+        },
+        trustProxy: { type: 'boolean', default: false },
+      },
+    },
+    metrics: {
+      ...hostPort('127.0.0.1', 9090),
+      properties: { ...hostPort('127.0.0.1', 9090).properties, enabled: { type: 'boolean', default: true } },
+    },
+    redis: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      properties: {
+        url: { type: 'string', pattern: '^rediss?://' },
+        keyPrefix: { type: 'string', default: 'mcpgw:' },
+      },
+    },
+    session: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        secret: { type: 'string', minLength: 32 },
+        secretFile: { type: 'string', minLength: 1 },
+        maxLifetime: duration('24h'),
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        mode: { enum: ['none', 'jwt'], default: 'none' },
+        issuer: { type: 'string' },
+        audience: { type: 'string' },
+        jwksUri: { type: 'string' },
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+      },
+    },
+    shutdown: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { grace: duration('25s') },
+    },
+    servers: {
+      type: 'object',
+      default: {},
+      propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['upstreams'],
+        properties: {
+          upstreams: {
+            type: 'array',
+            minItems: 1,
+            items: upstream,
+          },
+          maxFails: { type: 'integer', minimum: 0, default: 3 },
+          failTimeout: duration('30s'),
+          requestTimeout: duration('5m'),
+          probe: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              interval: duration('10s'),
+              timeout: duration('2s'),
+              path: { type: 'string', pattern: '^/' },
+            },
+          },
+          maxProcesses: { type: 'integer', minimum: 1, default: 32 },
+          idleTimeout: duration('10m'),
+        },
+      },
+    },
+  },
+} as const;

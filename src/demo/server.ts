@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+/**
+ * The bundled demo upstream: a small MCP server written with the SDK. `npm start` spawns it over
+ * stdio as server "demo"; `--http <port>` serves it over Streamable HTTP instead (tests, compose).
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { ElicitResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+
+const REPLICA = process.env.DEMO_REPLICA ?? 'demo';
+
+export function buildDemoServer(): McpServer {
+  const server = new McpServer({ name: 'mcp-gateway-demo', version: '1.0.0' }, { capabilities: { logging: {} } });
+
+  server.registerTool('echo', { description: 'Returns the text it is given', inputSchema: { text: z.string() }, annotations: { readOnlyHint: true } }, async ({ text }) => ({
+    content: [{ type: 'text', text }],
+  }));
+
+  server.registerTool('add', { description: 'Adds two numbers', inputSchema: { a: z.number(), b: z.number() }, annotations: { readOnlyHint: true } }, async ({ a, b }) => ({
+    content: [{ type: 'text', text: String(a + b) }],
+    structuredContent: { sum: a + b },
+    // structuredContent needs an output schema to be checked; keep it informative only.
+  }));
+
+  server.registerTool(
+    'slow_count',
+    {
+      description: 'Counts to `count`, one progress notification per step, `delayMs` apart',
+      inputSchema: { count: z.number().int().min(1).max(10_000), delayMs: z.number().int().min(0).max(60_000).default(100) },
+    },
+    async ({ count, delayMs }, extra) => {
+      const token = extra._meta?.progressToken;
+      for (let i = 1; i <= count; i++) {
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+        if (extra.signal.aborted) throw new Error('cancelled');
+        if (token !== undefined) {
+          await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: count, message: `step ${i}` } });
+        }
+      }
+      return { content: [{ type: 'text', text: `counted to ${count}` }] };
+    },
+  );
+
+  server.registerTool('ask_name', { description: 'Asks the user for a name (elicitation) and greets them', inputSchema: {} }, async (_args, extra) => {
+    const answer = await extra.sendRequest(
+      {
+        method: 'elicitation/create',
+        params: { mode: 'form', message: 'What is your name?', requestedSchema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } },
+      },
+      ElicitResultSchema,
+    );
+    const name = answer.action === 'accept' ? String(answer.content?.name ?? '') : '';
+    return { content: [{ type: 'text', text: answer.action === 'accept' ? `Hello, ${name}!` : `no name (${answer.action})` }] };
+  });
+
+  server.registerTool('whoami', { description: 'Names the upstream replica that answered', inputSchema: {}, annotations: { readOnlyHint: true } }, async () => ({
+    content: [{ type: 'text', text: REPLICA }],
+  }));
+
+  server.registerResource('readme', 'demo://readme', { title: 'Demo README', mimeType: 'text/markdown' }, async (uri) => ({
+    contents: [{ uri: uri.href, mimeType: 'text/markdown', text: '# mcp-gateway demo\nThis resource is served by the demo upstream.\n' }],
+  }));
+
+  server.registerPrompt('greet', { description: 'A greeting prompt', argsSchema: { name: z.string() } }, ({ name }) => ({
+    messages: [{ role: 'user', content: { type: 'text', text: `Please greet ${name} warmly.` } }],
+  }));
+
+  return server;
+}
+
+async function serveHttp(port: number, host: string): Promise<void> {
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    void (async () => {
+      const sid = req.headers['mcp-session-id'];
+      const existing = typeof sid === 'string' ? sessions.get(sid) : undefined;
+      if (existing) return existing.handleRequest(req, res);
+      if (sid !== undefined) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
+        return;
+      }
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => void sessions.set(id, transport),
+        onsessionclosed: (id) => void sessions.delete(id),
+      });
+      transport.onclose = () => {
+        if (transport.sessionId) sessions.delete(transport.sessionId);
+      };
+      await buildDemoServer().connect(transport);
+      await transport.handleRequest(req, res);
+    })().catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(500).end(String(err));
+    });
+  });
+  await new Promise<void>((resolve) => http.listen(port, host, resolve));
+  process.stdout.write(JSON.stringify({ listening: (http.address() as AddressInfo).port }) + '\n');
+  const stop = () => http.close(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+const args = process.argv.slice(2);
+const httpAt = args.indexOf('--http');
+if (httpAt >= 0) {
+  await serveHttp(Number(args[httpAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1');
+} else {
+  const transport = new StdioServerTransport();
+  await buildDemoServer().connect(transport);
+  // Exit with the parent: stdin closing means the gateway is gone.
+  process.stdin.once('end', () => process.exit(0));
+  process.stdin.once('close', () => process.exit(0));
+}

@@ -1,0 +1,69 @@
+/**
+ * Every error the gateway answers with, in one table. A code maps to an HTTP status and a
+ * JSON-RPC error code; `satisfies` makes a new code impossible to forget here, and
+ * test/unit/errors.test.ts checks each one is documented in docs/errors.md.
+ *
+ * Status families: 4xx is the caller's fault, 502/503/504 an upstream's, 500 ours.
+ */
+export const ERRORS = {
+  MCPGW_ERR_PARSE: { status: 400, rpc: -32700, message: 'Parse error: the body is not valid JSON' },
+  MCPGW_ERR_INVALID_REQUEST: { status: 400, rpc: -32600, message: 'Invalid Request: not a JSON-RPC 2.0 message' },
+  MCPGW_ERR_BATCH_NOT_SUPPORTED: { status: 400, rpc: -32600, message: 'JSON-RPC batches are not allowed for this protocol revision' },
+  MCPGW_ERR_BODY_TOO_LARGE: { status: 413, rpc: -32600, message: 'Request body is larger than the configured limit' },
+  MCPGW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, rpc: -32600, message: 'Content-Type must be application/json' },
+  MCPGW_ERR_NOT_ACCEPTABLE: { status: 406, rpc: -32600, message: 'Accept must include application/json and text/event-stream' },
+  MCPGW_ERR_METHOD_NOT_ALLOWED: { status: 405, rpc: -32600, message: 'HTTP method not allowed on this endpoint' },
+  MCPGW_ERR_UNKNOWN_SERVER: { status: 404, rpc: -32600, message: 'No MCP server is published under this name' },
+  MCPGW_ERR_FORBIDDEN_ORIGIN: { status: 403, rpc: -32600, message: 'Origin is not allowed' },
+  MCPGW_ERR_UNSUPPORTED_PROTOCOL_VERSION: { status: 400, rpc: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  MCPGW_ERR_SESSION_REQUIRED: { status: 400, rpc: -32600, message: 'Mcp-Session-Id header is required' },
+  MCPGW_ERR_ALREADY_INITIALIZED: { status: 400, rpc: -32600, message: 'initialize must be sent without Mcp-Session-Id' },
+  MCPGW_ERR_SESSION_NOT_FOUND: { status: 404, rpc: -32001, message: 'Session not found or ended; initialize a new session' },
+  MCPGW_ERR_UPSTREAM_UNAVAILABLE: { status: 502, rpc: -32002, message: 'Upstream MCP server could not be reached' },
+  MCPGW_ERR_UPSTREAM_PROTOCOL: { status: 502, rpc: -32003, message: 'Upstream MCP server answered with an invalid response' },
+  MCPGW_ERR_NO_HEALTHY_UPSTREAM: { status: 503, rpc: -32004, message: 'No healthy upstream replica for this server' },
+  MCPGW_ERR_CAPACITY: { status: 503, rpc: -32005, message: 'Upstream process limit reached; retry later' },
+  MCPGW_ERR_UPSTREAM_TIMEOUT: { status: 504, rpc: -32006, message: 'Upstream MCP server did not answer in time' },
+  MCPGW_ERR_SHUTTING_DOWN: { status: 503, rpc: -32007, message: 'Gateway is shutting down; retry on another replica' },
+  MCPGW_ERR_NOT_FOUND: { status: 404, rpc: -32600, message: 'Not found' },
+  MCPGW_ERR_INTERNAL: { status: 500, rpc: -32603, message: 'Internal gateway error' },
+} as const satisfies Record<`MCPGW_ERR_${string}`, { status: number; rpc: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a code from the table; thrown by core modules, rendered by the HTTP layer. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly rpc: number;
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    const entry = ERRORS[code];
+    super(detail ? `${entry.message}: ${detail}` : entry.message, options);
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = entry.status;
+    this.rpc = entry.rpc;
+    this.detail = detail;
+  }
+}
+
+export type JsonRpcId = string | number | null;
+
+/** The JSON-RPC error body for a code; `data.code` carries the gateway code for machines. */
+export function errorBody(err: GatewayError, id: JsonRpcId = null): string {
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    id,
+    error: { code: err.rpc, message: err.message, data: { code: err.code } },
+  });
+}
+
+/** Raised for bad configuration; the CLI prints it and exits 1 without a stack trace. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}

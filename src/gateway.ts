@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { GatewayConfig } from './config/types.ts';
+import { buildApp } from './http/app.ts';
+import type { GatewayContext } from './http/context.ts';
+import { OriginPolicy } from './http/origin.ts';
+import { createLogger } from './ops/logger.ts';
+import { Metrics } from './ops/metrics.ts';
+import { connectRedis } from './redis.ts';
+import { RedisSessionStore } from './session/redis-store.ts';
+import { MemorySessionStore, type SessionStore } from './session/store.ts';
+import { SessionSealer, type SessionClaims } from './session/token.ts';
+import { UpstreamEvents } from './upstream/events.ts';
+import { HttpUpstream } from './upstream/http.ts';
+import { StdioUpstream } from './upstream/stdio.ts';
+import type { Upstream } from './upstream/types.ts';
+import type { Redis } from 'ioredis';
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Collect Node's default process metrics (off in tests that run several gateways). */
+  defaultMetrics?: boolean;
+}
+
+/** A running gateway: the MCP listener, the metrics listener, the upstream pools and the stores. */
+export class Gateway implements GatewayContext {
+  readonly config: GatewayConfig;
+  readonly servers = new Map<string, Upstream>();
+  readonly sealer: SessionSealer;
+  readonly sessions: SessionStore;
+  readonly origins: OriginPolicy;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** This process's id; sealed into stdio sessions, which live here only. */
+  readonly node = randomBytes(6).toString('base64url');
+  readonly events = new UpstreamEvents();
+  readonly app: FastifyInstance;
+  readonly #metricsApp: FastifyInstance | undefined;
+  readonly #redis: Redis[] = [];
+  #shuttingDown = false;
+
+  private constructor(config: GatewayConfig, opts: GatewayOptions) {
+    this.config = config;
+    this.log = opts.logger ?? createLogger(config.log.level);
+    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
+    this.origins = new OriginPolicy(config.listen.allowedOrigins);
+    this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
+    if (config.redis) {
+      const client = connectRedis(config.redis.url);
+      const subscriber = connectRedis(config.redis.url, { enableOfflineQueue: true });
+      for (const c of [client, subscriber]) c.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis error'));
+      this.#redis.push(client, subscriber);
+      this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
+    } else {
+      this.sessions = new MemorySessionStore();
+    }
+    for (const [name, server] of Object.entries(config.servers)) {
+      const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
+      this.servers.set(name, upstream);
+    }
+    this.#wireEvents();
+    this.app = buildApp(this, this.log);
+    this.#metricsApp = config.metrics.enabled ? this.#buildMetricsApp() : undefined;
+  }
+
+  static async start(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    if (!config.session.secret) {
+      gw.log.warn('session.secret is not set: session ids are sealed with a random per-process key, so sessions cannot move between replicas');
+    }
+    if (config.auth.mode === 'none') gw.log.warn('auth.mode is none: every caller is admitted without authentication');
+    try {
+      await gw.app.listen({ host: config.listen.host, port: config.listen.port });
+      if (gw.#metricsApp) await gw.#metricsApp.listen({ host: config.metrics.host, port: config.metrics.port });
+    } catch (err) {
+      await gw.close();
+      throw err;
+    }
+    gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
+    return gw;
+  }
+
+  get url(): string {
+    return addressUrl(this.app);
+  }
+
+  get metricsUrl(): string | undefined {
+    return this.#metricsApp ? addressUrl(this.#metricsApp) : undefined;
+  }
+
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
+  async endSession(claims: SessionClaims): Promise<void> {
+    const remaining = claims.issuedAt * 1000 + this.config.session.maxLifetimeMs - Date.now();
+    await this.sessions.end(claims.id, Math.max(1_000, remaining));
+    const upstream = this.servers.get(claims.server);
+    if (upstream instanceof StdioUpstream) upstream.end(claims.id, 'session ended');
+  }
+
+  notReady(): string[] {
+    const reasons: string[] = [];
+    if (this.#shuttingDown) reasons.push('shutting down');
+    if (!this.sessions.healthy()) reasons.push('redis unreachable');
+    for (const [name, upstream] of this.servers) if (!upstream.healthy()) reasons.push(`server "${name}" has no healthy upstream`);
+    return reasons;
+  }
+
+  /**
+   * Graceful stop: refuse new work, let in-flight requests finish until the deadline, then cut
+   * what is left (SSE clients resume elsewhere), kill stdio children, close stores.
+   */
+  async shutdown(graceMs = this.config.shutdown.graceMs): Promise<void> {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    this.log.info({ graceMs }, 'shutting down');
+    const closed = this.app.close();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), graceMs);
+    });
+    const outcome = await Promise.race([closed.then(() => 'drained' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'deadline') {
+      this.log.warn('shutdown grace period over; closing remaining connections');
+      this.app.server.closeAllConnections();
+      await closed;
+    }
+    await this.close();
+    this.log.info('stopped');
+  }
+
+  /** Immediate release of everything (after shutdown, or in tests). */
+  async close(): Promise<void> {
+    this.#shuttingDown = true;
+    await Promise.allSettled([this.app.close(), this.#metricsApp?.close()]);
+    await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
+    await this.sessions.close();
+    for (const r of this.#redis) r.disconnect();
+  }
+
+  #wireEvents(): void {
+    const log = this.log;
+    this.events.on('eject', (e) => {
+      this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
+      log.warn(e, 'upstream replica ejected');
+    });
+    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
+    this.events.on('spawn', (e) => {
+      this.metrics.stdioProcesses.inc({ server: e.server });
+      log.debug(e, 'stdio upstream started');
+    });
+    this.events.on('exit', (e) => {
+      this.metrics.stdioProcesses.dec({ server: e.server });
+      log.info(e, 'stdio upstream exited');
+    });
+    this.events.on('stderr', (e) => log.info({ server: e.server, pid: e.pid, stderr: e.line }, 'upstream stderr'));
+    this.events.on('protocolError', (e) => log.warn(e, 'upstream protocol error'));
+  }
+
+  #buildMetricsApp(): FastifyInstance {
+    const app = Fastify({ logger: false });
+    app.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', this.metrics.registry.contentType);
+      return this.metrics.registry.metrics();
+    });
+    return app;
+  }
+}
+
+function addressUrl(app: FastifyInstance): string {
+  const a = app.server.address() as AddressInfo;
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return `http://${host}:${a.port}`;
+}

@@ -1,0 +1,59 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.ts';
+import type { GatewayContext } from './context.ts';
+import { registerMcpRoutes, sendError } from './mcp.ts';
+
+/** Fastify error codes the framework raises before our handlers run, mapped onto our table. */
+const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'MCPGW_ERR_BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'MCPGW_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_TYPE: 'MCPGW_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'MCPGW_ERR_PARSE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'MCPGW_ERR_INVALID_REQUEST',
+  FST_ERR_BAD_URL: 'MCPGW_ERR_NOT_FOUND',
+};
+
+export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
+    requestIdHeader: 'x-request-id',
+    trustProxy: gw.config.listen.trustProxy,
+    bodyLimit: gw.config.listen.bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // SSE streams stay open for hours; Node's default request timeout would cut them.
+    requestTimeout: 0,
+    keepAliveTimeout: 65_000,
+  });
+
+  // Bodies stay raw bytes: parsed once to route, forwarded untouched.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(['application/json'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const code = err instanceof GatewayError ? err.code : FASTIFY_ERRORS[err.code];
+    if (!code) request.log.error({ err }, 'unhandled error');
+    sendError(reply, err instanceof GatewayError ? err : new GatewayError(code ?? 'MCPGW_ERR_INTERNAL'), null);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    sendError(reply, new GatewayError('MCPGW_ERR_NOT_FOUND', `${request.method} ${request.url.split('?')[0]}`), null);
+  });
+
+  app.get('/healthz', (_request, reply) => {
+    reply.header('content-type', 'application/json').send('{"status":"ok"}');
+  });
+  const ready = (_request: unknown, reply: FastifyReply) => {
+    const reasons = gw.notReady();
+    reply
+      .code(reasons.length ? 503 : 200)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(reasons.length ? { status: 'unavailable', reasons } : { status: 'ready' }));
+  };
+  app.get('/readyz', ready);
+  app.get('/health', ready);
+
+  registerMcpRoutes(app, gw);
+  return app;
+}

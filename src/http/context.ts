@@ -1,0 +1,22 @@
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config/types.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { SessionStore } from '../session/store.ts';
+import type { SessionClaims, SessionSealer } from '../session/token.ts';
+import type { Upstream } from '../upstream/types.ts';
+import type { OriginPolicy } from './origin.ts';
+
+/** What the HTTP layer needs of the running gateway. */
+export interface GatewayContext {
+  readonly config: GatewayConfig;
+  readonly servers: ReadonlyMap<string, Upstream>;
+  readonly sealer: SessionSealer;
+  readonly sessions: SessionStore;
+  readonly origins: OriginPolicy;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Ends a session on every replica (deny-list) and releases what it holds here. */
+  endSession(claims: SessionClaims): Promise<void>;
+  /** Readiness: null when ready, else the reasons. */
+  notReady(): string[];
+}

@@ -1,0 +1,171 @@
+import { performance } from 'node:perf_hooks';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { methodLabel } from '../ops/metrics.ts';
+import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
+import { SessionSealer, type SessionClaims } from '../session/token.ts';
+import { headerValue } from '../upstream/http.ts';
+import type { ClientRequest, UpstreamResponse } from '../upstream/types.ts';
+import type { GatewayContext } from './context.ts';
+
+type Params = { server: string };
+type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
+
+/**
+ * MCP Streamable HTTP (2025-03-26 … 2025-11-25) at /mcp/<server>: check the envelope and the
+ * session, hand the raw bytes to the server's upstream, stream the answer back as it comes.
+ */
+export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): void {
+  app.post<{ Params: Params; Body: Buffer | undefined }>('/mcp/:server', (request, reply) => handle(gw, request, reply, onPost));
+  app.get<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onGet));
+  app.delete<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onDelete));
+  app.route<{ Params: Params }>({
+    method: ['PUT', 'PATCH'],
+    url: '/mcp/:server',
+    handler: (_request, reply) => sendError(reply, new GatewayError('MCPGW_ERR_METHOD_NOT_ALLOWED'), null, { allow: 'GET, POST, DELETE' }),
+  });
+}
+
+interface Call {
+  method: string;
+  id: JsonRpcId;
+}
+
+type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<{ res: UpstreamResponse; session?: string }>;
+
+/** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
+async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
+  const started = performance.now();
+  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null };
+  gw.metrics.activeConnections.inc();
+  reply.raw.once('close', () => {
+    gw.metrics.activeConnections.dec();
+    gw.metrics.observe(call.method, reply.raw.statusCode, (performance.now() - started) / 1000);
+  });
+  try {
+    if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
+    const { res, session } = await step(gw, request, call);
+    if (session) reply.header('mcp-session-id', session);
+    reply.code(res.status).headers(res.headers);
+    return res.body === null ? reply.send() : reply.send(res.body);
+  } catch (err) {
+    const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
+    if (e.code === 'MCPGW_ERR_INTERNAL') request.log.error({ err }, 'request failed');
+    else if (e.status >= 500) request.log.warn({ code: e.code, detail: e.detail }, 'upstream failure');
+    gw.metrics.errors.inc({ error_type: e.code, method: methodLabel(call.method === 'response' ? undefined : call.method) });
+    sendError(reply, e, call.id);
+    return reply;
+  }
+}
+
+const onPost: Step = async (gw, request, call) => {
+  const upstream = serverOf(gw, request);
+  const body = request.body;
+  if (!body || body.length === 0) throw new GatewayError('MCPGW_ERR_PARSE', 'empty body');
+  const incoming = parseBody(body);
+  const messages: readonly Envelope[] = incoming.batch ? incoming.messages : [incoming.message];
+  const first = messages[0]!;
+  call.id = incoming.batch ? null : first.id;
+  call.method = methodLabel(first.method);
+  checkAccept(request, 'post');
+  const sid = headerValue(request.headers['mcp-session-id']);
+
+  if (!incoming.batch && first.method === 'initialize') {
+    if (first.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
+    if (sid) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED');
+    const asked = first.params?.protocolVersion;
+    const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
+    const sessionId = SessionSealer.newId();
+    const req = clientRequest(request, messages, protocolVersion);
+    const { response, placement } = await upstream.initialize(req, sessionId);
+    const claims: SessionClaims = {
+      id: sessionId,
+      server: request.params.server,
+      ...placement,
+      principal: '',
+      protocolVersion,
+      issuedAt: Math.floor(Date.now() / 1000),
+    };
+    return { res: response, session: gw.sealer.seal(claims) };
+  }
+  if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
+  const claims = await openSession(gw, request, sid);
+  const version = protocolVersionOf(request);
+  if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
+  return { res: await withSession(gw, claims, () => upstream.post(claims, clientRequest(request, messages, version))) };
+};
+
+const onGet: Step = async (gw, request, call) => {
+  call.method = 'GET';
+  const upstream = serverOf(gw, request);
+  checkAccept(request, 'get');
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const version = protocolVersionOf(request);
+  return { res: await withSession(gw, claims, () => upstream.get(claims, clientRequest(request, [], version))) };
+};
+
+const onDelete: Step = async (gw, request, call) => {
+  call.method = 'DELETE';
+  const upstream = serverOf(gw, request);
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const version = protocolVersionOf(request);
+  const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
+  // 405 means the upstream keeps the session alive; anything else ends it here too.
+  if (res.status !== 405) await gw.endSession(claims);
+  return { res };
+};
+
+function serverOf(gw: GatewayContext, request: McpRequest) {
+  const upstream = gw.servers.get(request.params.server);
+  if (!upstream) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', request.params.server);
+  return upstream;
+}
+
+async function openSession(gw: GatewayContext, request: McpRequest, sid: string): Promise<SessionClaims> {
+  if (!sid) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED');
+  const claims = gw.sealer.open(sid);
+  if (!claims || claims.server !== request.params.server) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
+  if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  return claims;
+}
+
+/** Runs an upstream step; a session the upstream no longer has is ended on every replica. */
+async function withSession(gw: GatewayContext, claims: SessionClaims, step: () => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') await gw.endSession(claims);
+    throw err;
+  }
+}
+
+function protocolVersionOf(request: McpRequest): string {
+  const header = headerValue(request.headers['mcp-protocol-version']);
+  // The spec: without the header a server assumes 2025-03-26.
+  if (!header) return DEFAULT_SESSION_REVISION;
+  if (!isSessionRevision(header)) throw new GatewayError('MCPGW_ERR_UNSUPPORTED_PROTOCOL_VERSION', header);
+  return header;
+}
+
+function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
+  const accept = headerValue(request.headers.accept);
+  if (!accept || accept.includes('*/*')) return;
+  const ok = kind === 'get' ? accept.includes('text/event-stream') : accept.includes('application/json') || accept.includes('text/event-stream');
+  if (!ok) throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
+}
+
+function clientRequest(request: McpRequest, messages: readonly Envelope[], protocolVersion: string): ClientRequest {
+  return { headers: request.headers, body: request.body, messages, protocolVersion };
+}
+
+export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.destroy();
+    return;
+  }
+  reply.code(err.status).header('content-type', 'application/json');
+  if (headers) reply.headers(headers);
+  reply.send(errorBody(err, id));
+}

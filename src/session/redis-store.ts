@@ -1,0 +1,79 @@
+import type { Redis } from 'ioredis';
+import { EndedSet, type SessionStore } from './store.ts';
+
+const LIVE_CACHE_MAX = 50_000;
+
+/**
+ * Deny-list in Redis (`<prefix>ended:<id>` with a TTL) plus a pub/sub channel so other replicas
+ * learn of an ending without asking. A session this replica has already checked is answered from
+ * memory; when the subscription drops, that memory is forgotten, since endings may have been missed.
+ * If Redis is unreachable, sessions are treated as live: proxying goes on without the deny-list.
+ */
+export class RedisSessionStore implements SessionStore {
+  readonly #redis: Redis;
+  readonly #sub: Redis;
+  readonly #prefix: string;
+  readonly #channel: string;
+  readonly #ended = new EndedSet();
+  #live = new Set<string>();
+
+  constructor(redis: Redis, subscriber: Redis, prefix: string) {
+    this.#redis = redis;
+    this.#sub = subscriber;
+    this.#prefix = prefix;
+    this.#channel = `${prefix}session-ended`;
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.#channel) return;
+      const sep = message.indexOf(' ');
+      if (sep < 0) return;
+      const id = message.slice(sep + 1);
+      this.#live.delete(id);
+      this.#ended.add(id, Number(message.slice(0, sep)));
+    });
+    // A (re)subscription means endings may have gone unheard: re-check every session once.
+    this.#sub.on('ready', () => {
+      this.#live = new Set();
+    });
+    this.#sub.subscribe(this.#channel).catch(() => {
+      // ioredis re-subscribes on reconnect by itself.
+    });
+  }
+
+  async isEnded(id: string): Promise<boolean> {
+    if (this.#ended.has(id)) return true;
+    if (this.#live.has(id)) return false;
+    try {
+      const ttl = await this.#redis.pttl(this.#prefix + 'ended:' + id);
+      if (ttl > 0 || ttl === -1) {
+        this.#ended.add(id, Date.now() + (ttl > 0 ? ttl : 3_600_000));
+        return true;
+      }
+      if (this.#live.size >= LIVE_CACHE_MAX) this.#live = new Set();
+      this.#live.add(id);
+      return false;
+    } catch {
+      return false;
+    }
+  }
+
+  async end(id: string, ttlMs: number): Promise<void> {
+    const until = Date.now() + ttlMs;
+    this.#live.delete(id);
+    this.#ended.add(id, until);
+    try {
+      await this.#redis
+        .multi()
+        .set(this.#prefix + 'ended:' + id, '1', 'PX', Math.max(1, Math.ceil(ttlMs)))
+        .publish(this.#channel, `${until} ${id}`)
+        .exec();
+    } catch {
+      // Recorded locally; other replicas see it when the upstream answers 404.
+    }
+  }
+
+  healthy(): boolean {
+    return this.#redis.status === 'ready';
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,58 @@
+/**
+ * Where ended sessions are remembered so every replica answers 404 for them. Checks are answered
+ * from memory whenever possible: the Redis implementation asks Redis once per session per
+ * replica and learns of later endings over pub/sub.
+ */
+export interface SessionStore {
+  /** True when the session was ended (DELETE, expiry, upstream loss). Never throws. */
+  isEnded(id: string): Promise<boolean>;
+  /** Records the end for `ttlMs` (after that the token has expired anyway). Never throws. */
+  end(id: string, ttlMs: number): Promise<void>;
+  /** False while the backing store is unreachable (readiness reports it). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+/** Ended ids with their expiry; bounded by lifetime, pruned as it grows. */
+export class EndedSet {
+  readonly #ended = new Map<string, number>();
+  #nextPrune = 0;
+
+  has(id: string, now = Date.now()): boolean {
+    const until = this.#ended.get(id);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.#ended.delete(id);
+    return false;
+  }
+
+  add(id: string, until: number, now = Date.now()): void {
+    this.#ended.set(id, until);
+    if (now >= this.#nextPrune) {
+      this.#nextPrune = now + 60_000;
+      for (const [k, t] of this.#ended) if (t <= now) this.#ended.delete(k);
+    }
+  }
+
+  get size(): number {
+    return this.#ended.size;
+  }
+}
+
+export class MemorySessionStore implements SessionStore {
+  readonly #ended = new EndedSet();
+
+  async isEnded(id: string): Promise<boolean> {
+    return this.#ended.has(id);
+  }
+
+  async end(id: string, ttlMs: number): Promise<void> {
+    this.#ended.add(id, Date.now() + ttlMs);
+  }
+
+  healthy(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {}
+}

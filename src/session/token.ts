@@ -1,0 +1,105 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+
+/**
+ * The gateway's own `Mcp-Session-Id`: AES-256-GCM over the routing facts a request needs, so any
+ * replica holding the shared key can route a session with no store round-trip. The token is
+ * opaque to clients and tamper-evident; it is not a credential (C binds it to a principal).
+ */
+export interface SessionClaims {
+  /** Random id of this gateway session: the key of its deny-list entry and event log. */
+  readonly id: string;
+  readonly server: string;
+  /** Which upstream replica owns the session (its URL, or `stdio:<n>`). */
+  readonly upstream: string;
+  /** The upstream's own session id, or '' when the upstream runs without sessions. */
+  readonly upstreamSession: string;
+  /** Instance id of the gateway replica holding the session's stdio child; '' for HTTP. */
+  readonly node: string;
+  /** Who created the session (`iss` + `sub` hashed), '' when auth is off. */
+  readonly principal: string;
+  /** Protocol revision the client asked for in initialize. */
+  readonly protocolVersion: string;
+  /** Seconds since the epoch. */
+  readonly issuedAt: number;
+}
+
+const VERSION = 1;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+// Two generations of decoded tokens: a hit is a Map lookup instead of a decrypt, and the
+// memory stays bounded without per-hit LRU bookkeeping.
+const CACHE_GENERATION = 10_000;
+
+export class SessionSealer {
+  readonly #key: Buffer;
+  #current = new Map<string, SessionClaims>();
+  #previous = new Map<string, SessionClaims>();
+
+  constructor(secret: string | Buffer) {
+    this.#key = Buffer.from(hkdfSync('sha256', secret, 'mcp-gateway', 'session-token v1', 32));
+  }
+
+  static newId(): string {
+    return randomBytes(16).toString('base64url');
+  }
+
+  seal(claims: SessionClaims): string {
+    const payload = Buffer.from(
+      JSON.stringify([claims.id, claims.server, claims.upstream, claims.upstreamSession, claims.node, claims.principal, claims.protocolVersion, claims.issuedAt]),
+    );
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
+    cipher.setAAD(HEADER);
+    const body = Buffer.concat([HEADER, iv, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
+    const token = body.toString('base64url');
+    this.#remember(token, claims);
+    return token;
+  }
+
+  /** The claims of a token this key sealed, or undefined for anything else. Never throws. */
+  open(token: string): SessionClaims | undefined {
+    const hit = this.#current.get(token);
+    if (hit) return hit;
+    const old = this.#previous.get(token);
+    if (old) {
+      this.#remember(token, old);
+      return old;
+    }
+    if (token.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(token)) return undefined;
+    const body = Buffer.from(token, 'base64url');
+    if (body.length < 1 + IV_BYTES + TAG_BYTES + 2 || body[0] !== VERSION) return undefined;
+    try {
+      const iv = body.subarray(1, 1 + IV_BYTES);
+      const decipher = createDecipheriv('aes-256-gcm', this.#key, iv);
+      decipher.setAAD(HEADER);
+      decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+      const plain = Buffer.concat([decipher.update(body.subarray(1 + IV_BYTES, body.length - TAG_BYTES)), decipher.final()]);
+      const a = JSON.parse(plain.toString('utf8')) as unknown;
+      if (!Array.isArray(a) || a.length !== 8) return undefined;
+      const claims: SessionClaims = {
+        id: String(a[0]),
+        server: String(a[1]),
+        upstream: String(a[2]),
+        upstreamSession: String(a[3]),
+        node: String(a[4]),
+        principal: String(a[5]),
+        protocolVersion: String(a[6]),
+        issuedAt: Number(a[7]),
+      };
+      this.#remember(token, claims);
+      return claims;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #remember(token: string, claims: SessionClaims): void {
+    if (this.#current.size >= CACHE_GENERATION) {
+      this.#previous = this.#current;
+      this.#current = new Map();
+    }
+    this.#current.set(token, claims);
+  }
+}
+
+const HEADER = Buffer.from([VERSION]);

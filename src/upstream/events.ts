@@ -1,0 +1,15 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * What the upstream side reports; core modules never log, `ops/` listens and logs or counts.
+ */
+export interface UpstreamEventMap {
+  eject: [{ server: string; replica: string; reason: string }];
+  restore: [{ server: string; replica: string }];
+  spawn: [{ server: string; replica: string; pid: number | undefined; session: string }];
+  exit: [{ server: string; replica: string; pid: number | undefined; session: string; code: number | null; signal: string | null; reason: string }];
+  stderr: [{ server: string; replica: string; pid: number | undefined; line: string }];
+  protocolError: [{ server: string; replica: string; detail: string }];
+}
+
+export class UpstreamEvents extends EventEmitter<UpstreamEventMap> {}

@@ -1,0 +1,272 @@
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
+import type { SessionClaims } from '../session/token.ts';
+import type { UpstreamEvents } from './events.ts';
+import { pickLeastLoaded, ReplicaState } from './replica.ts';
+import { SSE_HEADERS, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+
+/** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+class HttpReplica extends ReplicaState {
+  readonly pool: Pool;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
+    super(cfg.url, server.maxFails, server.failTimeoutMs);
+    const url = new URL(cfg.url);
+    this.path = url.pathname + url.search;
+    this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
+    this.pool = new Pool(url.origin, {
+      connections: cfg.connections,
+      keepAliveTimeout: 30_000,
+      connectTimeout: 5_000,
+      // Response bodies are streams (SSE) that may idle for long; the gateway bounds headers only.
+      bodyTimeout: 0,
+      pipelining: 1,
+    });
+  }
+}
+
+/** A server whose replicas speak Streamable HTTP: the gateway forwards bytes both ways. */
+export class HttpUpstream implements Upstream {
+  readonly kind = 'http' as const;
+  readonly #server: ServerConfig;
+  readonly #replicas: HttpReplica[];
+  readonly #byKey = new Map<string, HttpReplica>();
+  readonly #events: UpstreamEvents;
+  readonly #probes: NodeJS.Timeout[] = [];
+
+  constructor(server: ServerConfig, events: UpstreamEvents) {
+    this.#server = server;
+    this.#events = events;
+    this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server));
+    for (const r of this.#replicas) this.#byKey.set(r.key, r);
+    if (server.probe) for (const r of this.#replicas) this.#probes.push(this.#startProbe(r, server.probe));
+  }
+
+  async initialize(req: ClientRequest): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    // Nothing exists upstream before initialize answers, so a replica that cannot be reached is
+    // skipped and the next least-loaded one tried.
+    const tried = new Set<string>();
+    for (;;) {
+      const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
+      if (!replica) {
+        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+      }
+      tried.add(replica.key);
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.#send(replica, 'POST', this.#headers(replica, req, ''), req.body);
+      } catch (err) {
+        if (isUnreachable(err)) continue;
+        throw upstreamError(err, this.#server.name);
+      }
+      if (isOverloaded(res.statusCode)) {
+        this.#failed(replica, `HTTP ${res.statusCode}`);
+        res.body.resume();
+        continue;
+      }
+      const upstreamSession = headerValue(res.headers['mcp-session-id']);
+      return {
+        response: this.#relay(replica, res),
+        placement: { upstream: replica.key, upstreamSession, node: '' },
+      };
+    }
+  }
+
+  async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    const replica = this.#sessionReplica(claims);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body);
+    return this.#relay(replica, res);
+  }
+
+  async get(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    const replica = this.#sessionReplica(claims);
+    const headers = this.#headers(replica, req, claims.upstreamSession);
+    headers.accept = 'text/event-stream';
+    delete headers['content-type'];
+    const lastEventId = headerValue(req.headers['last-event-id']);
+    if (lastEventId) headers['last-event-id'] = lastEventId;
+    const res = await this.#sessionSend(replica, 'GET', headers, undefined);
+    return this.#relay(replica, res);
+  }
+
+  async delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    const replica = this.#byKey.get(claims.upstream);
+    if (!replica) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+    const headers = this.#headers(replica, req, claims.upstreamSession);
+    delete headers['content-type'];
+    const res = await this.#sessionSend(replica, 'DELETE', headers, undefined);
+    return this.#relay(replica, res);
+  }
+
+  healthy(): boolean {
+    const now = Date.now();
+    return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
+  }
+
+  replicaStates(): readonly { key: string; load: number; ejected: boolean }[] {
+    return this.#replicas.map((r) => ({ key: r.key, load: r.load, ejected: r.ejected }));
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.#probes) clearInterval(t);
+    await Promise.all(this.#replicas.map((r) => r.pool.destroy().catch(() => {})));
+  }
+
+  #sessionReplica(claims: SessionClaims): HttpReplica {
+    const replica = this.#byKey.get(claims.upstream);
+    // A session pinned to a replica that is gone or ejected cannot be served anywhere else:
+    // 404 tells the client to initialize again (the spec's session-expired path).
+    if (!replica || replica.ejected) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unavailable');
+    return replica;
+  }
+
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined): Promise<Dispatcher.ResponseData> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#send(replica, method, headers, body);
+    } catch (err) {
+      if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
+      throw upstreamError(err, this.#server.name);
+    }
+    if (res.statusCode === 404) {
+      res.body.resume();
+      throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the upstream ended it');
+    }
+    if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
+    return res;
+  }
+
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined): Promise<Dispatcher.ResponseData> {
+    const started = performance.now();
+    replica.inflight++;
+    try {
+      const res = await replica.pool.request({
+        path: replica.path,
+        method,
+        headers,
+        body,
+        headersTimeout: this.#server.requestTimeoutMs,
+      });
+      if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
+      return res;
+    } catch (err) {
+      if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
+      replica.inflight--;
+      throw err;
+    }
+  }
+
+  /** Streams the upstream response through; the replica's load drops when the body is done. */
+  #relay(replica: HttpReplica, res: Dispatcher.ResponseData): UpstreamResponse {
+    const contentType = headerValue(res.headers['content-type']);
+    const isSse = contentType.startsWith('text/event-stream');
+    const body: Readable = res.body;
+    if (isSse) {
+      replica.inflight--;
+      replica.streams++;
+    }
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (isSse) replica.streams--;
+      else replica.inflight--;
+    };
+    body.once('close', release);
+    body.once('end', release);
+    body.once('error', release);
+    if (res.statusCode === 202 || res.statusCode === 204 || method0(res)) {
+      body.resume();
+      return { status: res.statusCode, headers: {}, body: null };
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300 && !isSse && !contentType.startsWith('application/json')) {
+      body.destroy();
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `content-type "${contentType}" is neither application/json nor text/event-stream`);
+    }
+    const headers: Record<string, string> = isSse ? { ...SSE_HEADERS } : {};
+    if (contentType) headers['content-type'] = contentType;
+    const length = headerValue(res.headers['content-length']);
+    if (length && !isSse) headers['content-length'] = length;
+    const allow = headerValue(res.headers.allow);
+    if (allow) headers.allow = allow;
+    return { status: res.statusCode, headers, body };
+  }
+
+  #headers(replica: HttpReplica, req: ClientRequest, upstreamSession: string): Record<string, string> {
+    // Built from scratch: nothing of the client's reaches the upstream unless named here, so its
+    // Authorization and cookies never do (no token passthrough).
+    const h: Record<string, string> = {
+      ...replica.headers,
+      'content-type': 'application/json',
+      accept: headerValue(req.headers.accept) || 'application/json, text/event-stream',
+    };
+    if (upstreamSession) h['mcp-session-id'] = upstreamSession;
+    const version = headerValue(req.headers['mcp-protocol-version']);
+    if (version) h['mcp-protocol-version'] = version;
+    return h;
+  }
+
+  #failed(replica: HttpReplica, reason: string): void {
+    if (replica.fail(Date.now())) this.#events.emit('eject', { server: this.#server.name, replica: replica.key, reason });
+  }
+
+  #startProbe(replica: HttpReplica, probe: NonNullable<ServerConfig['probe']>): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      replica.pool
+        .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
+        .then((res) => {
+          res.body.destroy();
+          if (res.statusCode >= 500) return this.#failed(replica, `probe HTTP ${res.statusCode}`);
+          if (replica.ejected) {
+            replica.ejectedUntil = 0;
+            this.#events.emit('restore', { server: this.#server.name, replica: replica.key });
+          }
+          replica.succeed();
+        })
+        .catch((err: unknown) => this.#failed(replica, `probe ${errorCode(err) ?? 'error'}`));
+    }, probe.intervalMs);
+    timer.unref();
+    return timer;
+  }
+}
+
+function method0(res: Dispatcher.ResponseData): boolean {
+  // A bodiless success answers a notification or response: nothing to stream back.
+  return res.statusCode >= 200 && res.statusCode < 300 && headerValue(res.headers['content-length']) === '0';
+}
+
+function isOverloaded(status: number): boolean {
+  return status === 502 || status === 503 || status === 504;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  if (typeof e?.code === 'string' && e.code !== 'UND_ERR_SOCKET') return e.code;
+  if (typeof e?.cause?.code === 'string') return e.cause.code;
+  return typeof e?.code === 'string' ? e.code : undefined;
+}
+
+function isUnreachable(err: unknown): boolean {
+  const code = errorCode(err);
+  return code !== undefined && UNREACHABLE.has(code);
+}
+
+function isTimeout(err: unknown): boolean {
+  return errorCode(err) === 'UND_ERR_HEADERS_TIMEOUT';
+}
+
+function upstreamError(err: unknown, server: string): GatewayError {
+  if (isTimeout(err)) return new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}"`, { cause: err });
+  return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });
+}
+
+export function headerValue(v: string | string[] | undefined): string {
+  return v === undefined ? '' : Array.isArray(v) ? (v[0] ?? '') : v;
+}

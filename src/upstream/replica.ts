@@ -1,0 +1,94 @@
+/**
+ * Load and health of one upstream replica, as this gateway replica sees it. Ejection follows
+ * nginx's `max_fails`/`fail_timeout`: `maxFails` failures within `failTimeoutMs` take the replica
+ * out for `failTimeoutMs`; after that it is tried again, and one more failure ejects it at once.
+ */
+export class ReplicaState {
+  readonly key: string;
+  /** Requests waiting for or reading a response (non-stream). */
+  inflight = 0;
+  /** Open SSE streams (GET streams, POST response streams, stdio children count here too). */
+  streams = 0;
+  /** Exponentially weighted response-header latency in ms; breaks load ties. */
+  latencyMs = 0;
+  ejectedUntil = 0;
+  #failures = 0;
+  #firstFailureAt = 0;
+  #probation = false;
+  readonly #maxFails: number;
+  readonly #failTimeoutMs: number;
+
+  constructor(key: string, maxFails: number, failTimeoutMs: number) {
+    this.key = key;
+    this.#maxFails = maxFails;
+    this.#failTimeoutMs = failTimeoutMs;
+  }
+
+  get load(): number {
+    return this.inflight + this.streams;
+  }
+
+  available(now: number): boolean {
+    if (this.ejectedUntil === 0) return true;
+    if (now < this.ejectedUntil) return false;
+    // Back from ejection: on probation until it answers once.
+    this.ejectedUntil = 0;
+    this.#probation = true;
+    this.#failures = 0;
+    return true;
+  }
+
+  get ejected(): boolean {
+    return this.ejectedUntil !== 0 && Date.now() < this.ejectedUntil;
+  }
+
+  /** Records a failure; true when this failure ejected the replica. */
+  fail(now: number): boolean {
+    if (this.#maxFails === 0) return false;
+    if (this.ejectedUntil !== 0 && now < this.ejectedUntil) return false;
+    if (this.#failures === 0 || now - this.#firstFailureAt > this.#failTimeoutMs) {
+      this.#failures = 0;
+      this.#firstFailureAt = now;
+    }
+    this.#failures++;
+    if (this.#probation || this.#failures >= this.#maxFails) {
+      this.ejectedUntil = now + this.#failTimeoutMs;
+      this.#failures = 0;
+      this.#probation = false;
+      return true;
+    }
+    return false;
+  }
+
+  succeed(latencyMs?: number): void {
+    this.#failures = 0;
+    this.#probation = false;
+    if (latencyMs !== undefined) this.latencyMs = this.latencyMs === 0 ? latencyMs : this.latencyMs * 0.8 + latencyMs * 0.2;
+  }
+}
+
+/**
+ * Least connections: the available replica with the lowest load; among equals, two picked at
+ * random and the one with the lower latency wins (power of two choices), so ties don't herd.
+ */
+export function pickLeastLoaded<R extends ReplicaState>(replicas: readonly R[], now: number, exclude?: ReadonlySet<string>): R | undefined {
+  let best: R[] = [];
+  let bestLoad = Infinity;
+  for (const r of replicas) {
+    if (exclude?.has(r.key) || !r.available(now)) continue;
+    const load = r.load;
+    if (load < bestLoad) {
+      bestLoad = load;
+      best = [r];
+    } else if (load === bestLoad) {
+      best.push(r);
+    }
+  }
+  if (best.length <= 1) return best[0];
+  const i = Math.floor(Math.random() * best.length);
+  let j = Math.floor(Math.random() * (best.length - 1));
+  if (j >= i) j++;
+  const a = best[i]!;
+  const b = best[j]!;
+  return b.latencyMs < a.latencyMs ? b : a;
+}

@@ -1,0 +1,320 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import type { ServerConfig, StdioUpstreamConfig } from '../config/types.ts';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import type { SessionClaims } from '../session/token.ts';
+import type { UpstreamEvents } from './events.ts';
+import { headerValue } from './http.ts';
+import { pickLeastLoaded, ReplicaState } from './replica.ts';
+import { SSE_HEADERS, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+
+/** Environment a child inherits from the gateway; everything else (secrets!) stays out. */
+const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'SYSTEMROOT'];
+/** Messages held for a GET stream that is not open yet. */
+const GET_QUEUE_MAX = 1_000;
+const KILL_GRACE_MS = 2_000;
+
+interface Pending {
+  readonly id: JsonRpcId;
+  readonly progressToken: unknown;
+  readonly acceptsSse: boolean;
+  resolve: (res: UpstreamResponse) => void;
+  /** Set once the answer became an SSE stream. */
+  stream: PassThrough | undefined;
+}
+
+/** One gateway session served by one child process speaking MCP over stdin/stdout. */
+class StdioSession {
+  readonly id: string;
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly replica: ReplicaState;
+  readonly pending = new Map<string, Pending>();
+  getStream: PassThrough | undefined;
+  readonly getQueue: string[] = [];
+  lastActivity = Date.now();
+  #partial = '';
+  exited = false;
+  killReason: string | undefined;
+
+  constructor(id: string, child: ChildProcessWithoutNullStreams, replica: ReplicaState) {
+    this.id = id;
+    this.child = child;
+    this.replica = replica;
+  }
+
+  /** Splits stdout into newline-delimited messages. */
+  lines(chunk: string): string[] {
+    const text = this.#partial + chunk;
+    const parts = text.split('\n');
+    this.#partial = parts.pop() ?? '';
+    return parts;
+  }
+
+  write(message: string): void {
+    if (!this.exited) this.child.stdin.write(message.endsWith('\n') ? message : message + '\n');
+  }
+}
+
+/**
+ * A server whose replicas are child processes: one child per session, spawned on initialize,
+ * killed on DELETE, idle expiry, gateway shutdown or when the cap is reached. Here the gateway
+ * itself is the Streamable HTTP server: it frames the child's messages as JSON or SSE responses.
+ * A child lives on the gateway replica that spawned it (`node` in the session id).
+ */
+export class StdioUpstream implements Upstream {
+  readonly kind = 'stdio' as const;
+  readonly #server: ServerConfig;
+  readonly #specs: StdioUpstreamConfig[];
+  readonly #replicas: ReplicaState[];
+  readonly #events: UpstreamEvents;
+  readonly #node: string;
+  readonly #sessions = new Map<string, StdioSession>();
+  readonly #sweeper: NodeJS.Timeout;
+  #closing = false;
+
+  constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
+    this.#server = server;
+    this.#events = events;
+    this.#node = node;
+    this.#specs = server.upstreams as StdioUpstreamConfig[];
+    this.#replicas = this.#specs.map((_, i) => new ReplicaState(`stdio:${i}`, server.maxFails, server.failTimeoutMs));
+    const every = Math.max(250, Math.min(30_000, Math.floor(server.idleTimeoutMs / 4)));
+    this.#sweeper = setInterval(() => this.#reapIdle(), every);
+    this.#sweeper.unref();
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    if (this.#closing) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN');
+    if (this.#sessions.size >= this.#server.maxProcesses) {
+      throw new GatewayError('MCPGW_ERR_CAPACITY', `server "${this.#server.name}" has ${this.#server.maxProcesses} processes (maxProcesses)`);
+    }
+    const replica = pickLeastLoaded(this.#replicas, Date.now());
+    if (!replica) throw new GatewayError('MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+    const session = this.#spawn(sessionId, replica);
+    const response = await this.#request(session, req);
+    return { response, placement: { upstream: replica.key, upstreamSession: '', node: this.#node } };
+  }
+
+  async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    const session = this.#session(claims);
+    session.lastActivity = Date.now();
+    if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
+    session.write(req.body!.toString('utf8'));
+    return { status: 202, headers: {}, body: null };
+  }
+
+  async get(claims: SessionClaims): Promise<UpstreamResponse> {
+    const session = this.#session(claims);
+    session.lastActivity = Date.now();
+    if (session.getStream) {
+      return { status: 409, headers: { 'content-type': 'application/json' }, body: conflictBody };
+    }
+    const stream = new PassThrough();
+    session.getStream = stream;
+    session.replica.streams++;
+    stream.once('close', () => {
+      session.replica.streams--;
+      if (session.getStream === stream) session.getStream = undefined;
+      session.lastActivity = Date.now();
+    });
+    for (const line of session.getQueue.splice(0)) stream.write(sseEvent(line));
+    return { status: 200, headers: { ...SSE_HEADERS }, body: stream };
+  }
+
+  async delete(claims: SessionClaims): Promise<UpstreamResponse> {
+    const session = this.#session(claims);
+    this.#kill(session, 'session deleted');
+    return { status: 200, headers: {}, body: null };
+  }
+
+  /** Ends a session's child, e.g. when the gateway session expired. */
+  end(sessionId: string, reason: string): void {
+    const session = this.#sessions.get(sessionId);
+    if (session) this.#kill(session, reason);
+  }
+
+  healthy(): boolean {
+    return !this.#closing && this.#sessions.size < this.#server.maxProcesses;
+  }
+
+  replicaStates(): readonly { key: string; load: number; ejected: boolean }[] {
+    return this.#replicas.map((r) => ({ key: r.key, load: r.load, ejected: r.ejected }));
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#sweeper);
+    const exits = [...this.#sessions.values()].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.exited) return resolve();
+          s.child.once('exit', () => resolve());
+          this.#kill(s, 'gateway shutting down');
+        }),
+    );
+    await Promise.all(exits);
+  }
+
+  #session(claims: SessionClaims): StdioSession {
+    const session = claims.node === this.#node ? this.#sessions.get(claims.id) : undefined;
+    if (!session) {
+      const where = claims.node === this.#node ? 'its process has exited' : 'its process lives on another gateway replica';
+      throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', where);
+    }
+    return session;
+  }
+
+  #spawn(sessionId: string, replica: ReplicaState): StdioSession {
+    const spec = this.#specs[Number(replica.key.slice('stdio:'.length))]!;
+    const env: Record<string, string> = {};
+    for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    Object.assign(env, spec.env);
+    const child = spawn(spec.command, [...spec.args], { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const session = new StdioSession(sessionId, child, replica);
+    this.#sessions.set(sessionId, session);
+    replica.streams++;
+    const where = { server: this.#server.name, replica: replica.key, pid: child.pid };
+    this.#events.emit('spawn', { ...where, session: sessionId });
+
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      for (const line of session.lines(chunk)) if (line.trim()) this.#fromChild(session, line);
+    });
+    let errPartial = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      const parts = (errPartial + chunk).split('\n');
+      errPartial = parts.pop() ?? '';
+      for (const line of parts) if (line) this.#events.emit('stderr', { ...where, line });
+    });
+    // EPIPE after the child died is reported by 'exit'; nothing more to do here.
+    child.stdin.on('error', () => {});
+    let exitReason = 'process exited';
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      exitReason = `cannot start ${spec.command}: ${err.code ?? err.message}`;
+      replica.fail(Date.now());
+    });
+    child.once('close', (code, signal) => {
+      session.exited = true;
+      replica.streams--;
+      this.#sessions.delete(sessionId);
+      const reason = session.killReason ?? exitReason;
+      this.#events.emit('exit', { ...where, session: sessionId, code, signal, reason });
+      const error = new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`);
+      for (const p of session.pending.values()) this.#answer(p, errorBody(error, p.id), true);
+      session.pending.clear();
+      session.getStream?.end();
+    });
+    return session;
+  }
+
+  #request(session: StdioSession, req: ClientRequest): Promise<UpstreamResponse> {
+    const accept = headerValue(req.headers.accept);
+    const acceptsSse = accept.includes('text/event-stream') || accept.includes('*/*');
+    const requests = req.messages.filter((m) => m.kind === 'request');
+    return new Promise<UpstreamResponse>((resolve) => {
+      // A batch (2025-03-26) is answered on one stream: the first request's pending entry
+      // carries it, and the others reuse that stream.
+      let first: Pending | undefined;
+      for (const m of requests) {
+        const meta = m.params?._meta as Record<string, unknown> | undefined;
+        const p: Pending = { id: m.id, progressToken: meta?.progressToken, acceptsSse: acceptsSse || requests.length > 1, resolve, stream: undefined };
+        if (!first) first = p;
+        session.pending.set(idKey(m.id), p);
+      }
+      if (requests.length > 1 && first) this.#openStream(first);
+      if (first?.stream) for (const m of requests) session.pending.get(idKey(m.id))!.stream = first.stream;
+      session.write(req.body!.toString('utf8'));
+    });
+  }
+
+  #fromChild(session: StdioSession, line: string): void {
+    let msg: { id?: unknown; method?: unknown; params?: { progressToken?: unknown } };
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      this.#events.emit('protocolError', { server: this.#server.name, replica: session.replica.key, detail: `not JSON on stdout: ${line.slice(0, 200)}` });
+      return;
+    }
+    if (typeof msg !== 'object' || msg === null) return;
+    session.lastActivity = Date.now();
+    if (msg.method === undefined && (typeof msg.id === 'string' || typeof msg.id === 'number')) {
+      const key = idKey(msg.id);
+      const p = session.pending.get(key);
+      if (p) {
+        session.pending.delete(key);
+        this.#answer(p, line, ![...session.pending.values()].some((o) => o.stream && o.stream === p.stream));
+        return;
+      }
+    }
+    // A notification or a server→client request: the request it belongs to, else the GET stream.
+    const target = this.#relatedPending(session, msg);
+    if (target && this.#openStream(target)) {
+      target.stream!.write(sseEvent(line));
+      return;
+    }
+    if (session.getStream) session.getStream.write(sseEvent(line));
+    else if (session.getQueue.length < GET_QUEUE_MAX) session.getQueue.push(line);
+  }
+
+  #relatedPending(session: StdioSession, msg: { method?: unknown; params?: { progressToken?: unknown } }): Pending | undefined {
+    if (msg.method === 'notifications/progress' && msg.params?.progressToken !== undefined) {
+      for (const p of session.pending.values()) if (p.progressToken === msg.params.progressToken) return p;
+      return undefined;
+    }
+    // stdio carries no "related request" marker; with one request in flight the relation is
+    // unambiguous, and the client may not have a GET stream open to receive it otherwise.
+    if (session.pending.size === 1) return session.pending.values().next().value;
+    return session.getStream ? undefined : [...session.pending.values()].at(-1);
+  }
+
+  /** Turns a pending answer into an SSE stream (once); false when the client accepts JSON only. */
+  #openStream(p: Pending): boolean {
+    if (p.stream) return true;
+    if (!p.acceptsSse) return false;
+    p.stream = new PassThrough();
+    p.resolve({ status: 200, headers: { ...SSE_HEADERS }, body: p.stream });
+    return true;
+  }
+
+  #answer(p: Pending, line: string, last: boolean): void {
+    if (p.stream) {
+      p.stream.write(sseEvent(line));
+      if (last) p.stream.end();
+    } else {
+      p.resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: line });
+    }
+  }
+
+  #kill(session: StdioSession, reason: string): void {
+    if (session.exited) return;
+    session.killReason = reason;
+    session.child.stdin.end();
+    session.child.kill('SIGTERM');
+    const force = setTimeout(() => {
+      if (!session.exited) session.child.kill('SIGKILL');
+    }, KILL_GRACE_MS);
+    force.unref();
+  }
+
+  #reapIdle(): void {
+    const cutoff = Date.now() - this.#server.idleTimeoutMs;
+    for (const s of this.#sessions.values()) {
+      if (s.lastActivity < cutoff && s.pending.size === 0 && !s.getStream) this.#kill(s, 'idle timeout');
+    }
+  }
+}
+
+const conflictBody = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'A GET stream is already open for this session' } });
+
+function idKey(id: JsonRpcId | unknown): string {
+  return typeof id === 'number' ? `n${id}` : `s${String(id)}`;
+}
+
+export function sseEvent(data: string): string {
+  return `event: message\ndata: ${data}\n\n`;
+}

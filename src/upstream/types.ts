@@ -1,0 +1,50 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import type { SessionClaims } from '../session/token.ts';
+
+/** A client request as the upstream side needs it: headers, raw bytes, the parsed envelope. */
+export interface ClientRequest {
+  readonly headers: IncomingHttpHeaders;
+  /** Raw POST body, forwarded byte for byte. */
+  readonly body: Buffer | undefined;
+  /** Parsed envelope(s) of a POST body. */
+  readonly messages: readonly Envelope[];
+  /** Revision from MCP-Protocol-Version (or the session's, or the spec default). */
+  readonly protocolVersion: string;
+}
+
+/** What the HTTP layer writes back. A Readable body is streamed as it arrives, never buffered. */
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Readable | string | null;
+}
+
+/** Where a new session lives; sealed into the gateway's session id. */
+export interface SessionPlacement {
+  readonly upstream: string;
+  readonly upstreamSession: string;
+  readonly node: string;
+}
+
+/** One published server's upstream side: a pool of Streamable HTTP replicas or stdio children. */
+export interface Upstream {
+  readonly kind: 'http' | 'stdio';
+  initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }>;
+  post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  get(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  /** True when at least one replica can take new sessions. */
+  healthy(): boolean;
+  /** Per-replica state for readiness and metrics. */
+  replicaStates(): readonly { key: string; load: number; ejected: boolean }[];
+  close(): Promise<void>;
+}
+
+export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache, no-transform',
+  // Tells nginx (and kin) not to buffer the stream.
+  'x-accel-buffering': 'no',
+});

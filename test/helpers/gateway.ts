@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { loadConfig } from '../../src/config/load.ts';
+import { Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/ops/logger.ts';
+import { spawnChild, waitForLine, type Child } from './process.ts';
+
+export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnop';
+
+/** Defaults for a test gateway: random ports, quiet logs, a shared session key. */
+function withDefaults(doc: Record<string, unknown>): Record<string, unknown> {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    metrics: { host: '127.0.0.1', port: 0 },
+    session: { secret: TEST_SECRET },
+    log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
+    ...doc,
+  };
+}
+
+/** A gateway in this process. */
+export async function startGateway(doc: Record<string, unknown>): Promise<Gateway> {
+  const { config } = loadConfig({ document: withDefaults(doc), env: {} });
+  return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false });
+}
+
+export interface GatewayProcess {
+  readonly url: string;
+  readonly child: Child;
+  readonly configFile: string;
+  stop(): Promise<void>;
+}
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+
+/** A gateway in its own process (for SIGKILL/SIGTERM tests), running the CLI from source. */
+export async function spawnGateway(doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-test-'));
+  const configFile = join(dir, 'config.yaml');
+  writeFileSync(configFile, stringify(withDefaults({ log: { level: 'info' }, ...doc })));
+  const child = spawnChild(process.execPath, [CLI, '--config', configFile], { env: { PATH: process.env.PATH, ...env } });
+  const url = await waitForLine(child, (l) => {
+    try {
+      const v = JSON.parse(l) as { msg?: string; url?: string };
+      return v.msg === 'gateway listening' ? v.url : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return { url: url!, child, configFile, stop: () => child.kill('SIGTERM') };
+}

@@ -1,0 +1,71 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+
+/** A child process the test owns: killed by the test, and on test-process exit as a backstop. */
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Lines seen on stdout and stderr so far (for diagnostics). */
+  readonly output: string[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+export function spawnChild(command: string, args: string[], opts: SpawnOptions = {}): Child {
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  live.add(proc);
+  const output: string[] = [];
+  const exit = once(proc, 'exit').then(([code, signal]) => {
+    live.delete(proc);
+    return { code: code as number | null, signal: signal as NodeJS.Signals | null };
+  });
+  for (const stream of [proc.stdout, proc.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (l) => output.push(l));
+  }
+  return {
+    proc,
+    pid: proc.pid!,
+    output,
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      await exit;
+    },
+    exited: () => exit,
+  };
+}
+
+/** Resolves with the first stdout line that `match` accepts (parsed), or rejects on exit/timeout. */
+export function waitForLine<T>(child: Child, match: (line: string) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const seen = () => {
+      for (const l of child.output) {
+        const v = match(l);
+        if (v !== undefined) return v;
+      }
+      return undefined;
+    };
+    const first = seen();
+    if (first !== undefined) return resolve(first);
+    const rl = createInterface({ input: child.proc.stdout! });
+    const timer = setTimeout(() => finish(new Error(`timed out waiting for output; got:\n${child.output.join('\n')}`)), timeoutMs);
+    const onExit = () => finish(new Error(`process exited before ready; output:\n${child.output.join('\n')}`));
+    child.proc.once('exit', onExit);
+    function finish(err: Error | undefined, v?: T) {
+      clearTimeout(timer);
+      rl.close();
+      child.proc.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(v as T);
+    }
+    rl.on('line', (l) => {
+      const v = match(l);
+      if (v !== undefined) finish(undefined, v);
+    });
+  });
+}
