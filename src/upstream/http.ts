@@ -73,7 +73,7 @@ export class HttpUpstream implements Upstream {
       }
       const upstreamSession = headerValue(res.headers['mcp-session-id']);
       return {
-        response: this.#relay(replica, res),
+        response: this.#relay(replica, res, 'POST'),
         placement: { upstream: replica.key, upstreamSession, node: '' },
       };
     }
@@ -82,7 +82,7 @@ export class HttpUpstream implements Upstream {
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
     const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body);
-    return this.#relay(replica, res);
+    return this.#relay(replica, res, 'POST');
   }
 
   async get(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
@@ -93,7 +93,7 @@ export class HttpUpstream implements Upstream {
     const lastEventId = headerValue(req.headers['last-event-id']);
     if (lastEventId) headers['last-event-id'] = lastEventId;
     const res = await this.#sessionSend(replica, 'GET', headers, undefined);
-    return this.#relay(replica, res);
+    return this.#relay(replica, res, 'GET');
   }
 
   async delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
@@ -102,7 +102,7 @@ export class HttpUpstream implements Upstream {
     const headers = this.#headers(replica, req, claims.upstreamSession);
     delete headers['content-type'];
     const res = await this.#sessionSend(replica, 'DELETE', headers, undefined);
-    return this.#relay(replica, res);
+    return this.#relay(replica, res, 'DELETE');
   }
 
   healthy(): boolean {
@@ -164,7 +164,7 @@ export class HttpUpstream implements Upstream {
   }
 
   /** Streams the upstream response through; the replica's load drops when the body is done. */
-  #relay(replica: HttpReplica, res: Dispatcher.ResponseData): UpstreamResponse {
+  #relay(replica: HttpReplica, res: Dispatcher.ResponseData, method: 'POST' | 'GET' | 'DELETE'): UpstreamResponse {
     const contentType = headerValue(res.headers['content-type']);
     const isSse = contentType.startsWith('text/event-stream');
     const body: Readable = res.body;
@@ -186,7 +186,7 @@ export class HttpUpstream implements Upstream {
       body.resume();
       return { status: res.statusCode, headers: {}, body: null };
     }
-    if (res.statusCode >= 200 && res.statusCode < 300 && !isSse && !contentType.startsWith('application/json')) {
+    if (method === 'POST' && res.statusCode >= 200 && res.statusCode < 300 && !isSse && !contentType.startsWith('application/json')) {
       body.destroy();
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `content-type "${contentType}" is neither application/json nor text/event-stream`);
     }

@@ -1,0 +1,563 @@
+#!/usr/bin/env node
+/**
+ * Our reference MCP server for the official conformance suite (`@modelcontextprotocol/conformance`,
+ * server mode). The suite names the tools, resources and prompts it expects; this file implements
+ * them with the SDK's low-level `Server`, so every schema it advertises is exactly what we wrote.
+ *
+ * Streamable HTTP on 127.0.0.1 (port from `--port`, default random), stateful sessions, one
+ * in-memory event log per session for resumability, Host/Origin checks against DNS rebinding.
+ * Prints `{"listening":<port>}` on stdout once ready; SIGTERM closes every session and exits.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { crc32, deflateSync } from 'node:zlib';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport, type EventId, type EventStore, type StreamId } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  CallToolRequestSchema,
+  CompleteRequestSchema,
+  CreateMessageResultSchema,
+  ElicitResultSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  isInitializeRequest,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  LoggingLevelSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  type CallToolResult,
+  type ElicitRequest,
+  type GetPromptResult,
+  type JSONRPCMessage,
+  type LoggingLevel,
+  type ReadResourceResult,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+// ---------------------------------------------------------------------------------------------
+// Media the tools and prompts return, built here rather than pasted as opaque base64.
+
+/** A 1×1 PNG of one RGB colour. */
+function onePixelPng(r: number, g: number, b: number): string {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(1, 0); // width
+  header.writeUInt32BE(1, 4); // height
+  header.writeUInt8(8, 8); // bit depth
+  header.writeUInt8(2, 9); // colour type: truecolour
+  const scanline = Buffer.from([0, r, g, b]); // filter byte 0, then the pixel
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(scanline)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]).toString('base64');
+}
+
+/** A short 8 kHz mono 16-bit PCM WAV: a 440 Hz tone of `ms` milliseconds. */
+function toneWav(ms: number): string {
+  const rate = 8000;
+  const samples = Math.round((rate * ms) / 1000);
+  const data = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) data.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), i * 2);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0, 'ascii');
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVE', 8, 'ascii');
+  header.write('fmt ', 12, 'ascii');
+  header.writeUInt32LE(16, 16); // fmt chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28); // byte rate
+  header.writeUInt16LE(2, 32); // block align
+  header.writeUInt16LE(16, 34); // bits per sample
+  header.write('data', 36, 'ascii');
+  header.writeUInt32LE(data.length, 40);
+  return Buffer.concat([header, data]).toString('base64');
+}
+
+const RED_PIXEL = onePixelPng(255, 0, 0);
+const BLUE_PIXEL = onePixelPng(0, 0, 255);
+const TONE = toneWav(50);
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const text = (t: string): CallToolResult => ({ content: [{ type: 'text', text: t }] });
+
+// ---------------------------------------------------------------------------------------------
+// Tools: each declares its arguments once, as a zod object; the advertised inputSchema is derived
+// from it, and the same object validates the call. The JSON Schema 2020-12 tool is the exception:
+// its whole point is a hand-written schema advertised verbatim.
+
+interface ToolContext {
+  readonly extra: Extra;
+  readonly server: Server;
+  readonly session: SessionState;
+}
+
+interface Tool {
+  readonly name: string;
+  readonly description: string;
+  readonly inputSchema: Record<string, unknown>;
+  call(args: Record<string, unknown>, ctx: ToolContext): Promise<CallToolResult>;
+}
+
+function tool<S extends z.ZodObject>(name: string, description: string, args: S, run: (a: z.output<S>, ctx: ToolContext) => Promise<CallToolResult>): Tool {
+  const inputSchema = z.toJSONSchema(args, { io: 'input' }) as Record<string, unknown>;
+  return {
+    name,
+    description,
+    inputSchema,
+    call: (raw, ctx) => {
+      const parsed = args.safeParse(raw);
+      if (!parsed.success) return Promise.resolve({ isError: true, content: [{ type: 'text', text: `Invalid arguments for ${name}: ${z.prettifyError(parsed.error)}` }] });
+      return run(parsed.data, ctx);
+    },
+  };
+}
+
+const NO_ARGS = z.object({});
+
+/** Asks the client to fill a form; a client without the elicitation capability gets a tool error. */
+async function elicit(ctx: ToolContext, params: ElicitRequest['params']): Promise<CallToolResult> {
+  if (!ctx.server.getClientCapabilities()?.elicitation) return { isError: true, content: [{ type: 'text', text: 'The client does not support elicitation' }] };
+  const answer = await ctx.extra.sendRequest({ method: 'elicitation/create', params }, ElicitResultSchema);
+  return text(`Elicitation completed: action=${answer.action}, content=${JSON.stringify(answer.content ?? {})}`);
+}
+
+const TOOLS: readonly Tool[] = [
+  tool('test_simple_text', 'Returns one fixed text block', NO_ARGS, async () => text('This is a simple text response for testing.')),
+
+  tool('test_image_content', 'Returns a 1x1 red PNG', NO_ARGS, async () => ({ content: [{ type: 'image', data: RED_PIXEL, mimeType: 'image/png' }] })),
+
+  tool('test_audio_content', 'Returns a 50 ms WAV tone', NO_ARGS, async () => ({ content: [{ type: 'audio', data: TONE, mimeType: 'audio/wav' }] })),
+
+  tool('test_embedded_resource', 'Returns an embedded text resource', NO_ARGS, async () => ({
+    content: [{ type: 'resource', resource: { uri: 'test://embedded-resource', mimeType: 'text/plain', text: 'This is an embedded resource content.' } }],
+  })),
+
+  tool('test_multiple_content_types', 'Returns text, an image and an embedded resource', NO_ARGS, async () => ({
+    content: [
+      { type: 'text', text: 'Multiple content types test:' },
+      { type: 'image', data: BLUE_PIXEL, mimeType: 'image/png' },
+      { type: 'resource', resource: { uri: 'test://mixed-content-resource', mimeType: 'application/json', text: JSON.stringify({ test: 'data', value: 123 }) } },
+    ],
+  })),
+
+  tool('test_tool_with_logging', 'Sends three info log messages, 50 ms apart, while it runs', NO_ARGS, async (_a, ctx) => {
+    const steps = ['Tool execution started', 'Tool processing data', 'Tool execution completed'];
+    for (const [i, data] of steps.entries()) {
+      if (i > 0) await sleep(50);
+      await ctx.session.log(ctx.extra, 'info', data);
+    }
+    return text('Logging tool finished after 3 messages');
+  }),
+
+  tool('test_error_handling', 'Always fails, reporting the failure as a tool result', NO_ARGS, async () => ({
+    isError: true,
+    content: [{ type: 'text', text: 'This tool intentionally returns an error for testing' }],
+  })),
+
+  tool('test_tool_with_progress', 'Reports progress 0, 50 and 100 of 100, 50 ms apart', NO_ARGS, async (_a, ctx) => {
+    const token = ctx.extra._meta?.progressToken;
+    for (const [i, progress] of [0, 50, 100].entries()) {
+      if (i > 0) await sleep(50);
+      if (token !== undefined) await ctx.extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, total: 100 } });
+    }
+    return text('Progress tool finished');
+  }),
+
+  tool('test_sampling', 'Asks the client LLM to answer a prompt (sampling)', z.object({ prompt: z.string().describe('The prompt to send to the LLM') }), async ({ prompt }, ctx) => {
+    if (!ctx.server.getClientCapabilities()?.sampling) return { isError: true, content: [{ type: 'text', text: 'The client does not support sampling' }] };
+    const answer = await ctx.extra.sendRequest(
+      { method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: { type: 'text', text: prompt } }], maxTokens: 100 } },
+      CreateMessageResultSchema,
+    );
+    const reply = answer.content.type === 'text' ? answer.content.text : `[${answer.content.type}]`;
+    return text(`LLM response: ${reply}`);
+  }),
+
+  tool('test_elicitation', 'Asks the user for a username and an email (elicitation)', z.object({ message: z.string().describe('The message to show the user') }), ({ message }, ctx) =>
+    elicit(ctx, {
+      message,
+      requestedSchema: {
+        type: 'object',
+        properties: { username: { type: 'string', description: "User's response" }, email: { type: 'string', description: "User's email address" } },
+        required: ['username', 'email'],
+      },
+    }),
+  ),
+
+  tool('test_elicitation_sep1034_defaults', 'Elicits a form whose fields all carry default values (SEP-1034)', NO_ARGS, (_a, ctx) =>
+    elicit(ctx, {
+      message: 'Please review your profile',
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          name: { type: 'string', title: 'Name', default: 'John Doe' },
+          age: { type: 'integer', title: 'Age', minimum: 0, default: 30 },
+          score: { type: 'number', title: 'Score', default: 95.5 },
+          status: { type: 'string', title: 'Status', enum: ['active', 'inactive', 'pending'], default: 'active' },
+          verified: { type: 'boolean', title: 'Verified', default: true },
+        },
+      },
+    }),
+  ),
+
+  tool('test_elicitation_sep1330_enums', 'Elicits a form with every enum shape (SEP-1330)', NO_ARGS, (_a, ctx) => {
+    const titled = (prefix: string, titles: string[]) => titles.map((title, i) => ({ const: `${prefix}${i + 1}`, title }));
+    return elicit(ctx, {
+      message: 'Pick some options',
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          untitledSingle: { type: 'string', enum: ['option1', 'option2', 'option3'] },
+          titledSingle: { type: 'string', oneOf: titled('value', ['First Option', 'Second Option', 'Third Option']) },
+          legacyEnum: { type: 'string', enum: ['opt1', 'opt2', 'opt3'], enumNames: ['Option One', 'Option Two', 'Option Three'] },
+          untitledMulti: { type: 'array', items: { type: 'string', enum: ['option1', 'option2', 'option3'] } },
+          titledMulti: { type: 'array', items: { anyOf: titled('value', ['First Choice', 'Second Choice', 'Third Choice']) } },
+        },
+      },
+    } as ElicitRequest['params']);
+  }),
+
+  {
+    name: 'json_schema_2020_12_tool',
+    description: 'Advertises an input schema that uses the JSON Schema 2020-12 vocabulary',
+    inputSchema: {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      $defs: { address: { $anchor: 'addressDef', type: 'object', properties: { street: { type: 'string' }, city: { type: 'string' } } } },
+      properties: {
+        name: { type: 'string' },
+        address: { $ref: '#/$defs/address' },
+        contactMethod: { type: 'string', enum: ['phone', 'email'] },
+        phone: { type: 'string' },
+        email: { type: 'string' },
+      },
+      allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
+      if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
+      then: { required: ['phone'] },
+      else: { required: ['email'] },
+      additionalProperties: false,
+    },
+    call: async (args) => text(`Received ${JSON.stringify(args)}`),
+  },
+
+  tool('test_reconnection', 'Closes its SSE stream mid-call; the result arrives after the client resumes (SEP-1699)', NO_ARGS, async (_a, ctx) => {
+    await sleep(50);
+    ctx.extra.closeSSEStream?.();
+    await sleep(200);
+    return text('Reconnection test finished: the result was delivered after the stream was closed');
+  }),
+];
+
+const TOOLS_BY_NAME = new Map(TOOLS.map((t) => [t.name, t]));
+
+// ---------------------------------------------------------------------------------------------
+// Resources and prompts.
+
+interface StaticResource {
+  readonly uri: string;
+  readonly name: string;
+  readonly description: string;
+  readonly mimeType: string;
+  readonly body: { text: string } | { blob: string };
+}
+
+const RESOURCES: readonly StaticResource[] = [
+  { uri: 'test://static-text', name: 'static-text', description: 'A fixed text resource', mimeType: 'text/plain', body: { text: 'This is the content of the static text resource.' } },
+  { uri: 'test://static-binary', name: 'static-binary', description: 'A fixed binary resource (a 1x1 PNG)', mimeType: 'image/png', body: { blob: RED_PIXEL } },
+  { uri: 'test://watched-resource', name: 'watched-resource', description: 'A resource clients may subscribe to', mimeType: 'text/plain', body: { text: 'Watched resource, revision 1.' } },
+];
+
+const TEMPLATE = { uriTemplate: 'test://template/{id}/data', name: 'template-data', description: 'Data for one id', mimeType: 'application/json' };
+const TEMPLATE_MATCH = /^test:\/\/template\/([^/]+)\/data$/;
+
+function readResource(uri: string): ReadResourceResult {
+  const fixed = RESOURCES.find((r) => r.uri === uri);
+  if (fixed) return { contents: [{ uri, mimeType: fixed.mimeType, ...fixed.body }] };
+  const id = TEMPLATE_MATCH.exec(uri)?.[1];
+  if (id !== undefined) {
+    const decoded = decodeURIComponent(id);
+    return { contents: [{ uri, mimeType: TEMPLATE.mimeType, text: JSON.stringify({ id: decoded, templateTest: true, data: `Data for ID: ${decoded}` }) }] };
+  }
+  throw new McpError(ErrorCode.InvalidParams, 'Resource not found', { uri });
+}
+
+interface Prompt {
+  readonly name: string;
+  readonly description: string;
+  readonly args: z.ZodObject;
+  render(args: Record<string, string>): GetPromptResult;
+}
+
+const PROMPTS: readonly Prompt[] = [
+  {
+    name: 'test_simple_prompt',
+    description: 'A prompt without arguments',
+    args: z.object({}),
+    render: () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }] }),
+  },
+  {
+    name: 'test_prompt_with_arguments',
+    description: 'A prompt that quotes its two arguments',
+    args: z.object({ arg1: z.string().describe('First test argument'), arg2: z.string().describe('Second test argument') }),
+    render: ({ arg1, arg2 }) => ({ messages: [{ role: 'user', content: { type: 'text', text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` } }] }),
+  },
+  {
+    name: 'test_prompt_with_embedded_resource',
+    description: 'A prompt that embeds the resource it is given',
+    args: z.object({ resourceUri: z.string().describe('URI of the resource to embed') }),
+    render: ({ resourceUri }) => ({
+      messages: [
+        { role: 'user', content: { type: 'resource', resource: { uri: resourceUri!, mimeType: 'text/plain', text: 'Embedded resource content for testing.' } } },
+        { role: 'user', content: { type: 'text', text: 'Please process the embedded resource above.' } },
+      ],
+    }),
+  },
+  {
+    name: 'test_prompt_with_image',
+    description: 'A prompt that carries an image',
+    args: z.object({}),
+    render: () => ({
+      messages: [
+        { role: 'user', content: { type: 'image', data: RED_PIXEL, mimeType: 'image/png' } },
+        { role: 'user', content: { type: 'text', text: 'Please analyze the image above.' } },
+      ],
+    }),
+  },
+];
+
+const PROMPTS_BY_NAME = new Map(PROMPTS.map((p) => [p.name, p]));
+
+/** Completion candidates per (reference, argument). */
+const COMPLETIONS: Record<string, Record<string, string[]>> = {
+  'prompt:test_prompt_with_arguments': { arg1: ['paris', 'park', 'party', 'test', 'testing'], arg2: ['world', 'word', 'work'] },
+  'prompt:test_prompt_with_embedded_resource': { resourceUri: RESOURCES.map((r) => r.uri) },
+  [`resource:${TEMPLATE.uriTemplate}`]: { id: ['1', '12', '123', '42'] },
+};
+
+// ---------------------------------------------------------------------------------------------
+// One MCP server per session.
+
+const LOG_SEVERITY = LoggingLevelSchema.options;
+
+class SessionState {
+  logLevel: LoggingLevel = 'debug';
+  readonly subscriptions = new Set<string>();
+
+  /** Sends a log message tied to the request (so it travels on that request's stream) unless filtered out. */
+  async log(extra: Extra, level: LoggingLevel, data: string): Promise<void> {
+    if (LOG_SEVERITY.indexOf(level) < LOG_SEVERITY.indexOf(this.logLevel)) return;
+    await extra.sendNotification({ method: 'notifications/message', params: { level, logger: 'conformance-server', data } });
+  }
+}
+
+function buildServer(): Server {
+  const session = new SessionState();
+  const server = new Server(
+    { name: 'mcp-gateway-conformance-reference', version: '1.0.0' },
+    { capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, logging: {}, completions: {} } },
+  );
+
+  server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: TOOLS.map(({ name, description, inputSchema }) => ({ name, description, inputSchema: inputSchema as { type: 'object' } })),
+  }));
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+    const found = TOOLS_BY_NAME.get(req.params.name);
+    if (!found) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${req.params.name}`);
+    return found.call(req.params.arguments ?? {}, { extra, server, session });
+  });
+
+  server.setRequestHandler(ListResourcesRequestSchema, () => ({
+    resources: RESOURCES.map(({ uri, name, description, mimeType }) => ({ uri, name, description, mimeType })),
+  }));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: [TEMPLATE] }));
+  server.setRequestHandler(ReadResourceRequestSchema, (req) => readResource(req.params.uri));
+  server.setRequestHandler(SubscribeRequestSchema, (req) => {
+    session.subscriptions.add(req.params.uri);
+    return {};
+  });
+  server.setRequestHandler(UnsubscribeRequestSchema, (req) => {
+    session.subscriptions.delete(req.params.uri);
+    return {};
+  });
+
+  server.setRequestHandler(ListPromptsRequestSchema, () => ({
+    prompts: PROMPTS.map(({ name, description, args }) => ({
+      name,
+      description,
+      arguments: Object.entries(args.shape).map(([arg, schema]) => ({ name: arg, description: (schema as z.ZodType).description, required: true })),
+    })),
+  }));
+  server.setRequestHandler(GetPromptRequestSchema, (req) => {
+    const prompt = PROMPTS_BY_NAME.get(req.params.name);
+    if (!prompt) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${req.params.name}`);
+    const parsed = prompt.args.safeParse(req.params.arguments ?? {});
+    if (!parsed.success) throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for ${prompt.name}: ${z.prettifyError(parsed.error)}`);
+    return prompt.render(parsed.data as Record<string, string>);
+  });
+
+  server.setRequestHandler(CompleteRequestSchema, (req) => {
+    const { ref, argument } = req.params;
+    const key = ref.type === 'ref/prompt' ? `prompt:${ref.name}` : `resource:${ref.uri}`;
+    const values = (COMPLETIONS[key]?.[argument.name] ?? []).filter((v) => v.startsWith(argument.value));
+    return { completion: { values, total: values.length, hasMore: false } };
+  });
+
+  server.setRequestHandler(SetLevelRequestSchema, (req) => {
+    session.logLevel = req.params.level;
+    return {};
+  });
+
+  return server;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resumability: each session keeps its recent events; an event id names the stream it belongs to,
+// so a resume replays only that stream.
+
+class MemoryEventStore implements EventStore {
+  private readonly events = new Map<EventId, { streamId: StreamId; message: JSONRPCMessage }>();
+  private seq = 0;
+  private readonly limit: number;
+  constructor(limit = 1000) {
+    this.limit = limit;
+  }
+
+  async storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
+    const id = `${streamId}.${++this.seq}`;
+    this.events.set(id, { streamId, message });
+    if (this.events.size > this.limit) this.events.delete(this.events.keys().next().value!);
+    return id;
+  }
+
+  async getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
+    return this.events.get(eventId)?.streamId;
+  }
+
+  async replayEventsAfter(lastEventId: EventId, { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> }): Promise<StreamId> {
+    const last = this.events.get(lastEventId);
+    if (!last) throw new Error(`Unknown event id ${lastEventId}`);
+    let after = false;
+    for (const [id, event] of this.events) {
+      if (id === lastEventId) after = true;
+      // The priming event ({}) only marks a position; there is nothing to resend.
+      else if (after && event.streamId === last.streamId && Object.keys(event.message).length > 0) await send(id, event.message);
+    }
+    return last.streamId;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP.
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** DNS-rebinding protection: the Host (and Origin, when sent) must name a loopback host. */
+function fromLoopback(req: IncomingMessage): boolean {
+  const hostname = (value: string) => {
+    try {
+      return new URL(`http://${value}`).hostname;
+    } catch {
+      return '';
+    }
+  };
+  if (!LOOPBACK.has(hostname(req.headers.host ?? ''))) return false;
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return LOOPBACK.has(new URL(origin).hostname);
+  } catch {
+    return false;
+  }
+}
+
+function rpcError(res: ServerResponse, status: number, code: number, message: string): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } }));
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function serve(port: number): Promise<void> {
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!fromLoopback(req)) return rpcError(res, 403, ErrorCode.InvalidRequest, 'Forbidden: Host or Origin is not a loopback address');
+    if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname !== '/mcp') return rpcError(res, 404, ErrorCode.InvalidRequest, 'Not found: the MCP endpoint is /mcp');
+
+    const sid = req.headers['mcp-session-id'];
+    if (typeof sid === 'string') {
+      const transport = sessions.get(sid);
+      if (!transport) return rpcError(res, 404, -32001, 'Session not found');
+      return transport.handleRequest(req, res);
+    }
+
+    if (req.method !== 'POST') return rpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: Mcp-Session-Id header is required');
+    let body: unknown;
+    try {
+      body = await readJson(req);
+    } catch {
+      return rpcError(res, 400, ErrorCode.ParseError, 'Parse error: the body is not JSON');
+    }
+    if (!isInitializeRequest(body)) return rpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: Mcp-Session-Id header is required');
+
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      eventStore: new MemoryEventStore(),
+      retryInterval: 200,
+      onsessioninitialized: (id) => void sessions.set(id, transport),
+      onsessionclosed: (id) => void sessions.delete(id),
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await buildServer().connect(transport);
+    await transport.handleRequest(req, res, body);
+  }
+
+  const http = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) rpcError(res, 500, ErrorCode.InternalError, `Internal error: ${String(err)}`);
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => http.listen(port, '127.0.0.1', resolve));
+  process.stdout.write(JSON.stringify({ listening: (http.address() as AddressInfo).port }) + '\n');
+
+  const stop = () => {
+    void Promise.allSettled([...sessions.values()].map((t) => t.close())).then(() => {
+      http.closeAllConnections();
+      http.close(() => process.exit(0));
+    });
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+const portAt = process.argv.indexOf('--port');
+await serve(portAt >= 0 ? Number(process.argv[portAt + 1]) : 0);

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { connectClient, textOf } from '../helpers/client.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { openSession, post, request, rpcOf } from '../helpers/raw.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+
+const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
+
+describe('two gateway replicas sharing one Redis', () => {
+  let redis: RedisServer;
+  let upstream: HttpUpstreamProcess;
+  let a: Gateway;
+  let b: Gateway;
+  before(async () => {
+    [redis, upstream] = await Promise.all([startRedis(), startDemoUpstream('u')]);
+    const doc = { redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } };
+    [a, b] = await Promise.all([startGateway(doc), startGateway(doc)]);
+  });
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([upstream?.stop(), redis?.stop()]);
+  });
+
+  it('serves a session initialized on A from B, and DELETE on A ends it on B', async () => {
+    const sid = await openSession(`${a.url}/mcp/api`);
+    const headers = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    const onB = await post(`${b.url}/mcp/api`, LIST, headers);
+    assert.equal(onB.status, 200, onB.text);
+    assert.ok((rpcOf(onB).result as { tools: unknown[] }).tools.length > 0);
+
+    const del = await request(`${a.url}/mcp/api`, 'DELETE', headers);
+    assert.equal(del.status, 200);
+    for (const gw of [b, a]) {
+      const after = await post(`${gw.url}/mcp/api`, LIST, headers);
+      assert.equal(after.status, 404, after.text);
+      assert.equal(rpcOf(after).error?.data?.code, 'MCPGW_ERR_SESSION_NOT_FOUND');
+    }
+  });
+
+  it('a replica that never saw the session learns of its end from Redis', async () => {
+    const sid = await openSession(`${a.url}/mcp/api`);
+    const headers = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    await request(`${a.url}/mcp/api`, 'DELETE', headers);
+    const c = await startGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+    try {
+      assert.equal((await post(`${c.url}/mcp/api`, LIST, headers)).status, 404);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('an SDK client whose every request lands on another replica works end to end', async () => {
+    let turn = 0;
+    const replicas = [a.url, b.url];
+    const alternating = (input: string | URL | Request, init?: RequestInit) => {
+      const target = new URL(String(input instanceof Request ? input.url : input));
+      const via = new URL(replicas[turn++ % 2]!);
+      target.host = via.host;
+      return fetch(target, init);
+    };
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+    const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+    const client = new Client({ name: 'alternating', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${a.url}/mcp/api`), { fetch: alternating }));
+    try {
+      for (let i = 0; i < 4; i++) assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: `hop ${i}` } })), `hop ${i}`);
+      const progress: number[] = [];
+      await client.callTool({ name: 'slow_count', arguments: { count: 3, delayMs: 5 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+      assert.deepEqual(progress, [1, 2, 3]);
+      assert.ok(turn >= 8, `requests alternated (${turn})`);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('reports readiness with Redis reachable', async () => {
+    const res = await request(`${a.url}/readyz`, 'GET');
+    assert.equal(res.status, 200, res.text);
+  });
+});
+
+describe('upstream replica failure', () => {
+  let a: HttpUpstreamProcess;
+  let b: HttpUpstreamProcess;
+  let gw: Gateway;
+  before(async () => {
+    [a, b] = await Promise.all([startDemoUpstream('a'), startDemoUpstream('b')]);
+    gw = await startGateway({ servers: { api: { upstreams: [{ url: a.url }, { url: b.url }], maxFails: 1, failTimeout: '30s' } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('ejects a killed replica, sends new sessions to the other, answers 404 for its sessions, never hangs', async () => {
+    // Sessions on both replicas first.
+    const clients = await Promise.all([0, 1, 2, 3].map(() => connectClient(`${gw.url}/mcp/api`)));
+    const owners = await Promise.all(clients.map(async (c) => textOf(await c.client.callTool({ name: 'whoami', arguments: {} }))));
+    assert.deepEqual(new Set(owners), new Set(['a', 'b']));
+    await Promise.all(clients.map((c) => c.close()));
+    const sidOnB = await (async () => {
+      for (;;) {
+        const sid = await openSession(`${gw.url}/mcp/api`);
+        const who = await post(`${gw.url}/mcp/api`, { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, { 'mcp-session-id': sid });
+        if (JSON.stringify(rpcOf(who)).includes('"b"')) return sid;
+      }
+    })();
+
+    await b.child.kill('SIGKILL');
+    const started = Date.now();
+    const names = [];
+    for (let i = 0; i < 6; i++) {
+      const { client, close } = await connectClient(`${gw.url}/mcp/api`);
+      names.push(textOf(await client.callTool({ name: 'whoami', arguments: {} })));
+      await close();
+    }
+    assert.deepEqual(new Set(names), new Set(['a']), 'every new session went to the live replica');
+    assert.ok(Date.now() - started < 10_000, 'no hang');
+    assert.ok(gw.servers.get('api')!.replicaStates().find((r) => r.key === b.url)!.ejected, 'b is ejected');
+
+    const orphan = await post(`${gw.url}/mcp/api`, LIST, { 'mcp-session-id': sidOnB });
+    assert.equal(orphan.status, 404, orphan.text);
+    assert.equal(rpcOf(orphan).error?.data?.code, 'MCPGW_ERR_SESSION_NOT_FOUND');
+  });
+
+  it('answers 503 fast when every replica is down', async () => {
+    await a.child.kill('SIGKILL');
+    const first = await post(`${gw.url}/mcp/api`, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    assert.equal(first.status, 502, first.text);
+    const started = Date.now();
+    const next = await post(`${gw.url}/mcp/api`, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    assert.equal(next.status, 503, next.text);
+    assert.equal(rpcOf(next).error?.data?.code, 'MCPGW_ERR_NO_HEALTHY_UPSTREAM');
+    assert.ok(Date.now() - started < 1_000);
+    const ready = await request(`${gw.url}/readyz`, 'GET');
+    assert.equal(ready.status, 503);
+    assert.match(ready.text, /server \\?"api\\?" has no healthy upstream/);
+  });
+});

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { loadConfig, redactConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const url = { servers: { api: { upstreams: [{ url: 'http://127.0.0.1:3001/mcp' }] } } };
+
+function tmpFile(name: string, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-config-'));
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('config', () => {
+  it('fills defaults and freezes the result', () => {
+    const { config } = loadConfig({ document: url, env: {} });
+    assert.equal(config.listen.host, '127.0.0.1');
+    assert.equal(config.listen.port, 8080);
+    assert.equal(config.metrics.port, 9090);
+    assert.equal(config.redis, undefined);
+    const api = config.servers.api!;
+    assert.equal(api.maxFails, 3);
+    assert.equal(api.failTimeoutMs, 30_000);
+    assert.deepEqual(api.upstreams[0], { kind: 'http', url: 'http://127.0.0.1:3001/mcp', headers: {}, connections: 64 });
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.servers.api) && Object.isFrozen(config.listen));
+    assert.throws(() => {
+      (config.listen as { port: number }).port = 1;
+    }, TypeError);
+  });
+
+  it('publishes the bundled demo server when no file is given', () => {
+    const loaded = loadConfig({ env: {} });
+    assert.equal(loaded.embedded, true);
+    const demo = loaded.config.servers.demo!;
+    assert.equal(demo.upstreams[0]!.kind, 'stdio');
+  });
+
+  it('overlays MCPGW_* environment variables on the file, by schema path', () => {
+    const file = tmpFile('c.yaml', 'listen: { port: 8081 }\nservers:\n  my-api:\n    upstreams: [{ url: "http://a/mcp" }, { url: "http://b/mcp" }]\n');
+    const { config } = loadConfig({
+      file,
+      env: {
+        MCPGW_LISTEN_PORT: '9000',
+        MCPGW_LISTEN_BODY_LIMIT: '2048',
+        MCPGW_REDIS_URL: 'redis://127.0.0.1:6380/1',
+        MCPGW_SERVERS_MY_API_MAX_FAILS: '5',
+        MCPGW_SERVERS_MY_API_FAIL_TIMEOUT: '10s',
+        MCPGW_SERVERS_MY_API_UPSTREAMS_1_URL: 'http://c/mcp',
+        MCPGW_LISTEN_ALLOWED_ORIGINS: '["https://app.example.com"]',
+      },
+    });
+    assert.equal(config.listen.port, 9000);
+    assert.equal(config.listen.bodyLimit, 2048);
+    assert.equal(config.redis?.url, 'redis://127.0.0.1:6380/1');
+    assert.equal(config.servers['my-api']!.maxFails, 5);
+    assert.equal(config.servers['my-api']!.failTimeoutMs, 10_000);
+    assert.deepEqual(config.servers['my-api']!.upstreams.map((u) => (u.kind === 'http' ? u.url : '')), ['http://a/mcp', 'http://c/mcp']);
+    assert.deepEqual(config.listen.allowedOrigins, ['https://app.example.com']);
+  });
+
+  it('reads MCPGW_CONFIG when no file is passed', () => {
+    const file = tmpFile('c.yaml', 'listen: { port: 8181 }\n');
+    assert.equal(loadConfig({ env: { MCPGW_CONFIG: file } }).config.listen.port, 8181);
+  });
+
+  const bad: [string, Record<string, unknown> | string, NodeJS.ProcessEnv, RegExp][] = [
+    ['unknown top-level key', { lisen: {} }, {}, /config key lisen is not allowed/],
+    ['unknown nested key', { listen: { prot: 1 } }, {}, /config key listen\.prot is not allowed/],
+    ['unknown key in an upstream', { servers: { a: { upstreams: [{ url: 'http://x/', foo: 1 }] } } }, {}, /servers\.a\.upstreams\[0\]\.foo is not allowed/],
+    ['wrong type', { listen: { port: 'eighty' } }, {}, /listen\.port must be integer/],
+    ['port out of range', { listen: { port: 70000 } }, {}, /listen\.port must be <= 65535/],
+    ['upstream without url or command', { servers: { a: { upstreams: [{}] } } }, {}, /servers\.a\.upstreams\[0\] must have exactly one of "url" .* or "command"/],
+    ['both url and command', { servers: { a: { upstreams: [{ url: 'http://x/', command: 'x' }] } } }, {}, /servers\.a\.upstreams\[0\] must have exactly one/],
+    ['args on a url upstream', { servers: { a: { upstreams: [{ url: 'http://x/', args: [] }] } } }, {}, /servers\.a\.upstreams\[0\]\.args is not allowed for a url/],
+    ['server without upstreams', { servers: { a: {} } }, {}, /servers\.a\.upstreams is required/],
+    ['bad server name', { servers: { 'a/b': { upstreams: [{ url: 'http://x/' }] } } }, {}, /servers\.a\/b: name must match/],
+    ['bad duration', { servers: { a: { upstreams: [{ url: 'http://x/' }], failTimeout: 'soon' } } }, {}, /servers\.a\.failTimeout is not a duration/],
+    ['short session secret', { session: { secret: 'short' } }, {}, /session\.secret must NOT have fewer than 32 characters/],
+    ['jwt without issuer', { auth: { mode: 'jwt', audience: 'x', jwksUri: 'http://x' } }, {}, /auth\.issuer is required when auth\.mode is jwt/],
+    ['env naming no key', {}, { MCPGW_LISTEN_PROT: '1' }, /environment variable MCPGW_LISTEN_PROT does not name a config key/],
+    ['env with a bad value', {}, { MCPGW_LISTEN_PORT: 'x' }, /listen\.port must be integer/],
+    ['invalid YAML', 'listen: [1, 2\n', {}, /not valid YAML \(line \d+, column \d+\)/],
+    ['a YAML list', '- 1\n', {}, /must be a YAML mapping/],
+    ['a duplicate key', 'listen: {}\nlisten: {}\n', {}, /not valid YAML/],
+    ['missing file', '@missing', {}, /cannot read config file .*ENOENT/],
+  ];
+  for (const [name, doc, env, message] of bad) {
+    it(`rejects ${name} with a message naming the key`, () => {
+      const opts =
+        typeof doc === 'string'
+          ? { file: doc === '@missing' ? '/nonexistent/mcpgw.yaml' : tmpFile('bad.yaml', doc), env }
+          : { document: doc, env };
+      assert.throws(() => loadConfig(opts), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+    });
+  }
+
+  it('redacts secrets when printing', () => {
+    const { effective } = loadConfig({
+      document: {
+        session: { secret: 'x'.repeat(40) },
+        redis: { url: 'redis://user:hunter2@redis:6379/0' },
+        servers: {
+          a: { upstreams: [{ url: 'http://x/mcp', headers: { authorization: 'Bearer abc' } }] },
+          b: { upstreams: [{ command: 'srv', env: { API_KEY: 'k' } }] },
+        },
+      },
+      env: {},
+    });
+    const text = JSON.stringify(redactConfig(effective));
+    for (const secret of ['x'.repeat(40), 'hunter2', 'Bearer abc', '"k"']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
+    assert.match(text, /redis:\/\/user:\[redacted\]@redis:6379\/0/);
+  });
+
+  it('CLI: --print-config prints the effective config redacted; bad config exits 1 naming the key, no stack', () => {
+    const good = tmpFile('good.yaml', `session: { secret: "${'s'.repeat(40)}" }\nservers: { a: { upstreams: [{ url: "http://x/mcp" }] } }\n`);
+    const out = execFileSync(process.execPath, [CLI, '--config', good, '--print-config'], { env: { PATH: process.env.PATH, MCPGW_LISTEN_PORT: '8123' }, encoding: 'utf8' });
+    assert.match(out, /port: 8123/);
+    assert.match(out, /secret: "?\[redacted\]"?/);
+    assert.ok(!out.includes('s'.repeat(40)));
+
+    const badFile = tmpFile('bad.yaml', 'listen: { prot: 1 }\n');
+    const res = spawnSync(process.execPath, [CLI, '--config', badFile], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /config key listen\.prot is not allowed/);
+    assert.ok(!/\n\s+at /.test(res.stderr), `stack trace printed: ${res.stderr}`);
+  });
+});
