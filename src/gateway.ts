@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -40,6 +41,9 @@ export class Gateway implements GatewayContext {
   readonly #metricsApp: FastifyInstance | undefined;
   readonly #redis: Redis[] = [];
   #shuttingDown = false;
+  #inflight = 0;
+  #drained: (() => void) | undefined;
+  readonly #streams = new Set<ServerResponse>();
 
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
     this.config = config;
@@ -101,6 +105,17 @@ export class Gateway implements GatewayContext {
     if (upstream instanceof StdioUpstream) upstream.end(claims.id, 'session ended');
   }
 
+  track(res: ServerResponse, kind: 'request' | 'stream'): void {
+    this.metrics.activeConnections.inc();
+    if (kind === 'stream') this.#streams.add(res);
+    else this.#inflight++;
+    res.once('close', () => {
+      this.metrics.activeConnections.dec();
+      if (kind === 'stream') return void this.#streams.delete(res);
+      if (--this.#inflight === 0) this.#drained?.();
+    });
+  }
+
   notReady(): string[] {
     const reasons: string[] = [];
     if (this.#shuttingDown) reasons.push('shutting down');
@@ -110,25 +125,28 @@ export class Gateway implements GatewayContext {
   }
 
   /**
-   * Graceful stop: refuse new work, let in-flight requests finish until the deadline, then cut
-   * what is left (SSE clients resume elsewhere), kill stdio children, close stores.
+   * Graceful stop: refuse new connections, end standalone GET streams (clients resume on another
+   * replica), let in-flight requests — POST response streams included — finish until the
+   * deadline, then cut what is left, kill stdio children and close the stores.
    */
   async shutdown(graceMs = this.config.shutdown.graceMs): Promise<void> {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    this.log.info({ graceMs }, 'shutting down');
+    this.log.info({ graceMs, inflight: this.#inflight, streams: this.#streams.size }, 'shutting down');
     const closed = this.app.close();
+    for (const res of this.#streams) res.end();
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => {
+    const outcome = await new Promise<'drained' | 'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), graceMs);
+      this.#drained = () => resolve('drained');
+      if (this.#inflight === 0) resolve('drained');
     });
-    const outcome = await Promise.race([closed.then(() => 'drained' as const), deadline]);
     clearTimeout(timer);
-    if (outcome === 'deadline') {
-      this.log.warn('shutdown grace period over; closing remaining connections');
-      this.app.server.closeAllConnections();
-      await closed;
-    }
+    if (outcome === 'deadline') this.log.warn({ inflight: this.#inflight }, 'shutdown grace period over; closing remaining connections');
+    // Nothing is in flight any more (or the time is up): whatever connections remain are idle,
+    // or opened without ever sending a request, and would otherwise hold the close for minutes.
+    this.app.server.closeAllConnections();
+    await closed;
     await this.close();
     this.log.info('stopped');
   }
@@ -136,7 +154,9 @@ export class Gateway implements GatewayContext {
   /** Immediate release of everything (after shutdown, or in tests). */
   async close(): Promise<void> {
     this.#shuttingDown = true;
-    await Promise.allSettled([this.app.close(), this.#metricsApp?.close()]);
+    const closing = this.app.close();
+    this.app.server.closeAllConnections();
+    await Promise.allSettled([closing, this.#metricsApp?.close()]);
     await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
     await this.sessions.close();
     for (const r of this.#redis) r.disconnect();

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -17,6 +18,11 @@ export interface GatewayContext {
   readonly log: Logger;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
-  /** Readiness: null when ready, else the reasons. */
+  /**
+   * Counts a response until it closes; `stream` marks a standalone GET stream, which a draining
+   * replica ends at once (the client resumes elsewhere) instead of waiting for it.
+   */
+  track(res: ServerResponse, kind: 'request' | 'stream'): void;
+  /** Readiness: empty when ready, else the reasons. */
   notReady(): string[];
 }

@@ -38,9 +38,8 @@ type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<{ r
 async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null };
-  gw.metrics.activeConnections.inc();
+  gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
   reply.raw.once('close', () => {
-    gw.metrics.activeConnections.dec();
     gw.metrics.observe(call.method, reply.raw.statusCode, (performance.now() - started) / 1000);
   });
   try {

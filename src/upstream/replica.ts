@@ -69,8 +69,12 @@ export class ReplicaState {
 
 /**
  * Least connections: the available replica with the lowest load; among equals, two picked at
- * random and the one with the lower latency wins (power of two choices), so ties don't herd.
+ * random (power of two choices) and the clearly faster one wins, else the first of the two.
+ * "Clearly" matters: at low traffic every replica ties at zero load, and preferring a replica
+ * for a latency noise of a few percent would send it all the new sessions.
  */
+const CLEARLY_FASTER = 0.7;
+
 export function pickLeastLoaded<R extends ReplicaState>(replicas: readonly R[], now: number, exclude?: ReadonlySet<string>): R | undefined {
   let best: R[] = [];
   let bestLoad = Infinity;
@@ -90,5 +94,5 @@ export function pickLeastLoaded<R extends ReplicaState>(replicas: readonly R[], 
   if (j >= i) j++;
   const a = best[i]!;
   const b = best[j]!;
-  return b.latencyMs < a.latencyMs ? b : a;
+  return b.latencyMs < a.latencyMs * CLEARLY_FASTER ? b : a;
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createInterface } from 'node:readline';
 
 /** A child process the test owns: killed by the test, and on test-process exit as a backstop. */
@@ -8,6 +8,8 @@ export interface Child {
   readonly pid: number;
   /** Lines seen on stdout and stderr so far (for diagnostics). */
   readonly output: string[];
+  /** Emits 'line' for every stdout line (stderr lines go to `output` only). */
+  readonly lines: EventEmitter<{ line: [string] }>;
   kill(signal?: NodeJS.Signals): Promise<void>;
   exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -21,17 +23,23 @@ export function spawnChild(command: string, args: string[], opts: SpawnOptions =
   const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   live.add(proc);
   const output: string[] = [];
+  const lines = new EventEmitter<{ line: [string] }>();
   const exit = once(proc, 'exit').then(([code, signal]) => {
     live.delete(proc);
     return { code: code as number | null, signal: signal as NodeJS.Signals | null };
   });
-  for (const stream of [proc.stdout, proc.stderr]) {
-    if (stream) createInterface({ input: stream }).on('line', (l) => output.push(l));
+  if (proc.stdout) {
+    createInterface({ input: proc.stdout }).on('line', (l) => {
+      output.push(l);
+      lines.emit('line', l);
+    });
   }
+  if (proc.stderr) createInterface({ input: proc.stderr }).on('line', (l) => output.push(l));
   return {
     proc,
     pid: proc.pid!,
     output,
+    lines,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       await exit;
@@ -52,20 +60,20 @@ export function waitForLine<T>(child: Child, match: (line: string) => T | undefi
     };
     const first = seen();
     if (first !== undefined) return resolve(first);
-    const rl = createInterface({ input: child.proc.stdout! });
     const timer = setTimeout(() => finish(new Error(`timed out waiting for output; got:\n${child.output.join('\n')}`)), timeoutMs);
     const onExit = () => finish(new Error(`process exited before ready; output:\n${child.output.join('\n')}`));
     child.proc.once('exit', onExit);
     function finish(err: Error | undefined, v?: T) {
       clearTimeout(timer);
-      rl.close();
+      child.lines.off('line', onLine);
       child.proc.off('exit', onExit);
       if (err) reject(err);
       else resolve(v as T);
     }
-    rl.on('line', (l) => {
+    function onLine(l: string) {
       const v = match(l);
       if (v !== undefined) finish(undefined, v);
-    });
+    }
+    child.lines.on('line', onLine);
   });
 }

@@ -62,3 +62,12 @@ describe('least-connections balancer', () => {
     assert.equal(pickLeastLoaded([a, b], 0, new Set(['a']))?.key, 'b');
   });
 });
+
+it('does not herd idle ties onto a replica that is only a little faster', () => {
+  const [a, b] = [new ReplicaState('a', 3, 1_000), new ReplicaState('b', 3, 1_000)];
+  a.latencyMs = 2.0;
+  b.latencyMs = 2.2;
+  let picksB = 0;
+  for (let i = 0; i < 2000; i++) if (pickLeastLoaded([a, b], 0)!.key === 'b') picksB++;
+  assert.ok(picksB > 800 && picksB < 1200, `b got ${picksB} of 2000`);
+});

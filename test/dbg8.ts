@@ -1,0 +1,14 @@
+import { startGateway } from './helpers/gateway.ts';
+import { startDemoUpstream } from './helpers/upstream.ts';
+import { startRedis } from './helpers/redis.ts';
+import { openSession, post, request } from './helpers/raw.ts';
+const redis = await startRedis();
+const up = await startDemoUpstream('u');
+const a = await startGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: up.url }] } } });
+const sid = await openSession(`${a.url}/mcp/api`);
+await post(`${a.url}/mcp/api`, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'mcp-session-id': sid });
+await request(`${a.url}/mcp/api`, 'DELETE', { 'mcp-session-id': sid });
+let t = Date.now();
+await a.app.close(); console.log('app', Date.now() - t); t = Date.now();
+await a.close(); console.log('rest', Date.now() - t);
+await up.stop(); await redis.stop(); process.exit(0);
