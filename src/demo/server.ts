@@ -13,6 +13,8 @@ import { ElicitResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 const REPLICA = process.env.DEMO_REPLICA ?? 'demo';
+/** Calls of slow_count that ended because the client cancelled them (the `stats` tool). */
+let cancelled = 0;
 
 export function buildDemoServer(): McpServer {
   const server = new McpServer({ name: 'mcp-gateway-demo', version: '1.0.0' }, { capabilities: { logging: {} } });
@@ -37,7 +39,10 @@ export function buildDemoServer(): McpServer {
       const token = extra._meta?.progressToken;
       for (let i = 1; i <= count; i++) {
         if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
-        if (extra.signal.aborted) throw new Error('cancelled');
+        if (extra.signal.aborted) {
+          cancelled++;
+          throw new Error('cancelled');
+        }
         if (token !== undefined) {
           await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: i, total: count, message: `step ${i}` } });
         }
@@ -61,6 +66,19 @@ export function buildDemoServer(): McpServer {
   server.registerTool('whoami', { description: 'Names the upstream replica that answered', inputSchema: {}, annotations: { readOnlyHint: true } }, async () => ({
     content: [{ type: 'text', text: REPLICA }],
   }));
+
+  server.registerTool('stats', { description: 'Counters of this upstream process', inputSchema: {}, annotations: { readOnlyHint: true } }, async () => ({
+    content: [{ type: 'text', text: JSON.stringify({ cancelled }) }],
+  }));
+
+  server.registerTool(
+    'announce',
+    { description: 'Answers at once, then sends `text` as a log message outside any request (the GET stream)', inputSchema: { text: z.string() } },
+    async ({ text }) => {
+      setTimeout(() => void server.server.sendLoggingMessage({ level: 'info', logger: 'demo', data: text }).catch(() => {}), 50);
+      return { content: [{ type: 'text', text: 'announced' }] };
+    },
+  );
 
   server.registerResource('readme', 'demo://readme', { title: 'Demo README', mimeType: 'text/markdown' }, async (uri) => ({
     contents: [{ uri: uri.href, mimeType: 'text/markdown', text: '# mcp-gateway demo\nThis resource is served by the demo upstream.\n' }],

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { after, before, describe, it } from 'node:test';
 import { demoServerPath } from '../../src/config/load.ts';
 import type { Gateway } from '../../src/gateway.ts';
@@ -11,7 +13,7 @@ async function exerciseDemo(url: string): Promise<void> {
   const { client, close } = await connectClient(url, { name: 'Grace' });
   try {
     const tools = await client.listTools();
-    assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['add', 'ask_name', 'echo', 'slow_count', 'whoami']);
+    assert.deepEqual(tools.tools.map((t) => t.name).sort(), ['add', 'announce', 'ask_name', 'echo', 'slow_count', 'stats', 'whoami']);
     assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'hello' } })), 'hello');
     assert.equal(textOf(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })), '42');
 
@@ -29,6 +31,31 @@ async function exerciseDemo(url: string): Promise<void> {
     assert.deepEqual(resources.resources.map((r) => r.uri), ['demo://readme']);
     const readme = await client.readResource({ uri: 'demo://readme' });
     assert.match((readme.contents[0] as { text: string }).text, /demo upstream/);
+
+    // A message outside any request arrives on the standalone GET stream.
+    const logged: unknown[] = [];
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logged.push(n.params.data));
+    assert.equal(textOf(await client.callTool({ name: 'announce', arguments: { text: 'news' } })), 'announced');
+    for (let i = 0; i < 100 && logged.length === 0; i++) await sleep(20);
+    assert.deepEqual(logged, ['news']);
+
+    // Cancellation reaches the upstream: the tool stops and counts it.
+    const abort = new AbortController();
+    const seen: number[] = [];
+    const cancelled = client.callTool({ name: 'slow_count', arguments: { count: 100, delayMs: 20 } }, undefined, {
+      signal: abort.signal,
+      onprogress: (p) => {
+        seen.push(p.progress);
+        if (seen.length === 3) abort.abort('enough');
+      },
+    });
+    await assert.rejects(cancelled);
+    let stats = { cancelled: 0 };
+    for (let i = 0; i < 100 && stats.cancelled === 0; i++) {
+      await sleep(20);
+      stats = JSON.parse(textOf(await client.callTool({ name: 'stats', arguments: {} }))) as typeof stats;
+    }
+    assert.ok(stats.cancelled >= 1, 'the upstream saw notifications/cancelled');
 
     const prompt = await client.getPrompt({ name: 'greet', arguments: { name: 'Ada' } });
     assert.match(JSON.stringify(prompt.messages), /greet Ada/);
