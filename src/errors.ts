@@ -25,6 +25,9 @@ export const ERRORS = {
   MCPGW_ERR_CAPACITY: { status: 503, rpc: -32005, message: 'Upstream process limit reached; retry later' },
   MCPGW_ERR_UPSTREAM_TIMEOUT: { status: 504, rpc: -32006, message: 'Upstream MCP server did not answer in time' },
   MCPGW_ERR_SHUTTING_DOWN: { status: 503, rpc: -32007, message: 'Gateway is shutting down; retry on another replica' },
+  MCPGW_ERR_STREAM_CONFLICT: { status: 409, rpc: -32600, message: 'A standalone SSE stream is already open for this session' },
+  MCPGW_ERR_EVENTS_GONE: { status: 410, rpc: -32009, message: 'Cannot resume: the events after this Last-Event-ID are not available' },
+  MCPGW_ERR_STREAM_LOST: { status: 502, rpc: -32008, message: 'The upstream stream broke and could not be resumed; the outcome of the request is unknown' },
   MCPGW_ERR_NOT_FOUND: { status: 404, rpc: -32600, message: 'Not found' },
   MCPGW_ERR_INTERNAL: { status: 500, rpc: -32603, message: 'Internal gateway error' },
 } as const satisfies Record<`MCPGW_ERR_${string}`, { status: number; rpc: number; message: string }>;

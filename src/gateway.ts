@@ -9,15 +9,17 @@ import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
-import { connectRedis } from './redis.ts';
+import { connectRedis, type RedisClient } from './redis.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
 import { SessionSealer, type SessionClaims } from './session/token.ts';
+import { StreamHub } from './events/hub.ts';
+import { MemoryEventLog } from './events/memory-log.ts';
+import { RedisEventLog } from './events/redis-log.ts';
 import { UpstreamEvents } from './upstream/events.ts';
 import { HttpUpstream } from './upstream/http.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import type { Upstream } from './upstream/types.ts';
-import type { Redis } from 'ioredis';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -33,13 +35,14 @@ export class Gateway implements GatewayContext {
   readonly sessions: SessionStore;
   readonly origins: OriginPolicy;
   readonly metrics: Metrics;
+  readonly hub: StreamHub;
   readonly log: Logger;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
   readonly app: FastifyInstance;
   readonly #metricsApp: FastifyInstance | undefined;
-  readonly #redis: Redis[] = [];
+  readonly #redis: RedisClient[] = [];
   #shuttingDown = false;
   #inflight = 0;
   #drained: (() => void) | undefined;
@@ -51,15 +54,26 @@ export class Gateway implements GatewayContext {
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
+    let eventLog;
     if (config.redis) {
-      const client = connectRedis(config.redis.url);
-      const subscriber = connectRedis(config.redis.url, { enableOfflineQueue: true });
+      const client = connectRedis(config.redis);
+      const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
       for (const c of [client, subscriber]) c.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis error'));
       this.#redis.push(client, subscriber);
       this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
+      const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
+      eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
     } else {
       this.sessions = new MemorySessionStore();
+      eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
     }
+    this.hub = new StreamHub(eventLog, {
+      node: this.node,
+      retryMs: config.events.retryMs,
+      keepAliveMs: config.events.keepAliveMs,
+      maxBuffer: config.events.maxBuffer,
+      detachedGraceMs: config.events.detachedGraceMs,
+    });
     for (const [name, server] of Object.entries(config.servers)) {
       const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
       this.servers.set(name, upstream);
@@ -157,8 +171,9 @@ export class Gateway implements GatewayContext {
     const closing = this.app.close();
     this.app.server.closeAllConnections();
     await Promise.allSettled([closing, this.#metricsApp?.close()]);
+    await this.hub.close();
     await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
-    await this.sessions.close();
+    await Promise.allSettled([this.sessions.close(), this.hub.log.close()]);
     for (const r of this.#redis) r.disconnect();
   }
 
@@ -179,6 +194,9 @@ export class Gateway implements GatewayContext {
     });
     this.events.on('stderr', (e) => log.info({ server: e.server, pid: e.pid, stderr: e.line }, 'upstream stderr'));
     this.events.on('protocolError', (e) => log.warn(e, 'upstream protocol error'));
+    this.hub.on('resume', (e) => this.metrics.resumes.inc({ outcome: e.outcome }));
+    this.hub.on('append', (e) => this.metrics.appendSeconds.observe(e.seconds));
+    this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
   }
 
   #buildMetricsApp(): FastifyInstance {

@@ -6,7 +6,7 @@ import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
 import { applyEnv } from './env.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
-import type { GatewayConfig, ServerConfig, UpstreamConfig } from './types.ts';
+import type { GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
 
 export interface LoadedConfig {
   /** As written (file + environment + defaults), for `--print-config`. */
@@ -83,10 +83,14 @@ function describeErrors(errors: ErrorObject[]): string {
   for (const e of errors) {
     if (e.keyword === 'additionalProperties') {
       lines.add(`config key ${keyPath(e.instancePath, String(e.params.additionalProperty))} is not allowed (unknown key)`);
+    } else if (e.keyword === 'required' && e.schemaPath.includes('/oneOf/')) {
+      continue; // the oneOf line below names the alternatives
     } else if (e.keyword === 'required') {
       lines.add(`config key ${keyPath(e.instancePath, String(e.params.missingProperty))} is required`);
     } else if (e.keyword === 'propertyNames') {
       lines.add(`config key ${keyPath(e.instancePath, String(e.params.propertyName))}: name must match ${'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}'}`);
+    } else if (e.keyword === 'oneOf' && e.instancePath === '/redis') {
+      lines.add('config key redis needs exactly one of: url, sentinels + name, or cluster');
     } else if (e.keyword === 'oneOf' && e.instancePath.includes('/upstreams/')) {
       lines.add(`config key ${keyPath(e.instancePath)} must have exactly one of "url" (Streamable HTTP) or "command" (stdio)`);
     } else if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') {
@@ -111,7 +115,8 @@ function resolve(raw: Record<string, unknown>): GatewayConfig {
   const r = raw as {
     listen: GatewayConfig['listen'];
     metrics: GatewayConfig['metrics'];
-    redis?: { url: string; keyPrefix: string };
+    redis?: Omit<RedisConfig, 'url'> & { url?: string };
+    events: { ttl: Duration; maxLength: number; keepAlive: Duration; retry: Duration; maxBuffer: number; detachedGrace: Duration; replicaAcks: number; replicaAckTimeout: Duration };
     session: { secret?: string; secretFile?: string; maxLifetime: Duration };
     auth: { mode: 'none' | 'jwt'; issuer?: string; audience?: string; jwksUri?: string };
     log: { level: string };
@@ -140,7 +145,27 @@ function resolve(raw: Record<string, unknown>): GatewayConfig {
   return {
     listen: r.listen,
     metrics: r.metrics,
-    redis: r.redis,
+    redis: r.redis
+      ? {
+          url: r.redis.url,
+          sentinels: r.redis.sentinels,
+          name: r.redis.name,
+          cluster: r.redis.cluster,
+          password: r.redis.password,
+          db: r.redis.db,
+          keyPrefix: r.redis.keyPrefix,
+        }
+      : undefined,
+    events: {
+      ttlMs: toMs(r.events.ttl, 'events.ttl'),
+      maxLength: r.events.maxLength,
+      keepAliveMs: toMs(r.events.keepAlive, 'events.keepAlive'),
+      retryMs: toMs(r.events.retry, 'events.retry'),
+      maxBuffer: r.events.maxBuffer,
+      detachedGraceMs: toMs(r.events.detachedGrace, 'events.detachedGrace'),
+      replicaAcks: r.events.replicaAcks,
+      replicaAckTimeoutMs: toMs(r.events.replicaAckTimeout, 'events.replicaAckTimeout'),
+    },
     session: { secret, maxLifetimeMs: toMs(r.session.maxLifetime, 'session.maxLifetime') },
     auth: { mode: r.auth.mode, issuer: r.auth.issuer, audience: r.auth.audience, jwksUri: r.auth.jwksUri },
     log: r.log,

@@ -16,6 +16,13 @@ const hostPort = (host: string, port: number) => ({
   },
 });
 
+const hostPortItem = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'port'],
+  properties: { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -57,10 +64,31 @@ export const CONFIG_SCHEMA = {
     redis: {
       type: 'object',
       additionalProperties: false,
-      required: ['url'],
       properties: {
         url: { type: 'string', pattern: '^rediss?://' },
+        sentinels: { type: 'array', minItems: 1, items: hostPortItem },
+        name: { type: 'string', minLength: 1 },
+        cluster: { type: 'array', minItems: 1, items: hostPortItem },
+        password: { type: 'string' },
+        db: { type: 'integer', minimum: 0 },
         keyPrefix: { type: 'string', default: 'mcpgw:' },
+      },
+      // One deployment kind: a URL, Sentinel (sentinels + master name) or Cluster (seed nodes).
+      oneOf: [{ required: ['url'] }, { required: ['sentinels', 'name'] }, { required: ['cluster'] }],
+    },
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        ttl: duration('10m'),
+        maxLength: { type: 'integer', minimum: 10, default: 10_000 },
+        keepAlive: duration('15s'),
+        retry: duration('1s'),
+        maxBuffer: { type: 'integer', minimum: 1024, default: 1024 * 1024 },
+        detachedGrace: duration('30s'),
+        replicaAcks: { type: 'integer', minimum: 0, default: 0 },
+        replicaAckTimeout: duration('500ms'),
       },
     },
     session: {

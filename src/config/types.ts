@@ -8,7 +8,17 @@ export interface GatewayConfig {
     readonly trustProxy: boolean;
   };
   readonly metrics: { readonly host: string; readonly port: number; readonly enabled: boolean };
-  readonly redis: { readonly url: string; readonly keyPrefix: string } | undefined;
+  readonly redis: RedisConfig | undefined;
+  readonly events: {
+    readonly ttlMs: number;
+    readonly maxLength: number;
+    readonly keepAliveMs: number;
+    readonly retryMs: number;
+    readonly maxBuffer: number;
+    readonly detachedGraceMs: number;
+    readonly replicaAcks: number;
+    readonly replicaAckTimeoutMs: number;
+  };
   readonly session: {
     /** 32+ bytes shared by every replica; undefined → a random key per process (one replica). */
     readonly secret: string | undefined;
@@ -23,6 +33,16 @@ export interface GatewayConfig {
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
   readonly servers: Readonly<Record<string, ServerConfig>>;
+}
+
+export interface RedisConfig {
+  readonly url: string | undefined;
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[] | undefined;
+  readonly name: string | undefined;
+  readonly cluster: readonly { readonly host: string; readonly port: number }[] | undefined;
+  readonly password: string | undefined;
+  readonly db: number | undefined;
+  readonly keyPrefix: string;
 }
 
 export interface ServerConfig {

@@ -8,8 +8,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { ElicitResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { StreamableHTTPServerTransport, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { ElicitResultSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 const REPLICA = process.env.DEMO_REPLICA ?? 'demo';
@@ -91,6 +91,34 @@ export function buildDemoServer(): McpServer {
   return server;
 }
 
+/**
+ * Keeps every event of the session's streams so a client (the gateway) can resume a stream with
+ * Last-Event-ID: the upstream half of the gateway's two-level resumption.
+ */
+class MemoryEventStore implements EventStore {
+  readonly #events: { id: string; stream: string; message: JSONRPCMessage }[] = [];
+  #next = 0;
+
+  async storeEvent(stream: string, message: JSONRPCMessage): Promise<string> {
+    const id = `${stream}_${++this.#next}`;
+    this.#events.push({ id, stream, message });
+    if (this.#events.length > 10_000) this.#events.shift();
+    return id;
+  }
+
+  async getStreamIdForEventId(eventId: string): Promise<string | undefined> {
+    return this.#events.find((e) => e.id === eventId)?.stream ?? (eventId.includes('_') ? eventId.slice(0, eventId.lastIndexOf('_')) : undefined);
+  }
+
+  async replayEventsAfter(lastEventId: string, { send }: { send: (id: string, message: JSONRPCMessage) => Promise<void> }): Promise<string> {
+    const stream = await this.getStreamIdForEventId(lastEventId);
+    if (!stream) throw new Error(`unknown event id ${lastEventId}`);
+    const at = this.#events.findIndex((e) => e.id === lastEventId);
+    for (const e of this.#events.slice(at + 1)) if (e.stream === stream) await send(e.id, e.message);
+    return stream;
+  }
+}
+
 async function serveHttp(port: number, host: string): Promise<void> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -104,6 +132,7 @@ async function serveHttp(port: number, host: string): Promise<void> {
       }
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
+        eventStore: new MemoryEventStore(),
         onsessioninitialized: (id) => void sessions.set(id, transport),
         onsessionclosed: (id) => void sessions.delete(id),
       });

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.ts';
+import type { StreamHub } from '../events/hub.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
@@ -15,6 +16,7 @@ export interface GatewayContext {
   readonly sessions: SessionStore;
   readonly origins: OriginPolicy;
   readonly metrics: Metrics;
+  readonly hub: StreamHub;
   readonly log: Logger;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;

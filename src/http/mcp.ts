@@ -6,7 +6,8 @@ import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../upstream/http.ts';
-import type { ClientRequest, UpstreamResponse } from '../upstream/types.ts';
+import type { Reopen, StreamHub } from '../events/hub.ts';
+import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 
 type Params = { server: string };
@@ -32,7 +33,21 @@ interface Call {
   id: JsonRpcId;
 }
 
-type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<{ res: UpstreamResponse; session?: string }>;
+/** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
+type Outcome =
+  | { readonly res: UpstreamResponse; readonly session?: string; readonly stream?: StreamContext }
+  | { readonly resume: Awaited<ReturnType<StreamHub['prepareResume']>>; readonly reopen: Reopen }
+  | { readonly adopt: string; readonly priming: boolean };
+
+interface StreamContext {
+  readonly sessionId: string;
+  readonly kind: 'post' | 'get';
+  readonly requests: string;
+  readonly priming: boolean;
+  readonly reopen: Reopen;
+}
+
+type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Outcome>;
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
@@ -44,7 +59,24 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
   });
   try {
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
-    const { res, session } = await step(gw, request, call);
+    const outcome = await step(gw, request, call);
+    if ('resume' in outcome) {
+      reply.hijack();
+      gw.hub.resume(outcome.resume, reply.raw, outcome.reopen);
+      return reply;
+    }
+    if ('adopt' in outcome) {
+      reply.hijack();
+      gw.hub.adoptStandalone(outcome.adopt, reply.raw, outcome.priming);
+      return reply;
+    }
+    const { res, session, stream } = outcome;
+    if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
+      reply.hijack();
+      if (session) reply.raw.setHeader('mcp-session-id', session);
+      gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen });
+      return reply;
+    }
     if (session) reply.header('mcp-session-id', session);
     reply.code(res.status).headers(res.headers);
     return res.body === null ? reply.send() : reply.send(res.body);
@@ -86,14 +118,38 @@ const onPost: Step = async (gw, request, call) => {
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
-    return { res: response, session: gw.sealer.seal(claims) };
+    return { res: response, session: gw.sealer.seal(claims), stream: postStream(upstream, claims, req, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
   const claims = await openSession(gw, request, sid);
   const version = protocolVersionOf(request);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
-  return { res: await withSession(gw, claims, () => upstream.post(claims, clientRequest(request, messages, version))) };
+  const req = clientRequest(request, messages, version);
+  const res = await withSession(gw, claims, () => upstream.post(claims, req));
+  return { res, stream: postStream(upstream, claims, req, messages, version) };
 };
+
+function postStream(upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
+  const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
+  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(upstream, claims, req) };
+}
+
+/** 2025-11-25 added the priming event (an id and empty data before anything else). */
+function primes(version: string): boolean {
+  return version >= '2025-11-25';
+}
+
+/** How a broken stream of this session is picked up again: the upstream's own resumption (a GET with its Last-Event-ID). */
+function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest): Reopen {
+  return async (upstreamEventId, kind) => {
+    // A stdio child has no stream resumption; its standalone stream can only be opened anew.
+    if (upstream.kind === 'stdio' && kind === 'post') return undefined;
+    const res = await upstream.get(claims, req, upstreamEventId || undefined);
+    if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
+    if (res.body !== null && typeof res.body !== 'string') res.body.destroy();
+    return undefined;
+  };
+}
 
 const onGet: Step = async (gw, request, call) => {
   call.method = 'GET';
@@ -101,7 +157,14 @@ const onGet: Step = async (gw, request, call) => {
   checkAccept(request, 'get');
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
   const version = protocolVersionOf(request);
-  return { res: await withSession(gw, claims, () => upstream.get(claims, clientRequest(request, [], version))) };
+  const req = clientRequest(request, [], version);
+  const lastEventId = headerValue(request.headers['last-event-id']);
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req) };
+  const standalone = gw.hub.standaloneState(claims.id);
+  if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
+  if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
+  const res = await withSession(gw, claims, () => upstream.get(claims, req));
+  return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(upstream, claims, req) } };
 };
 
 const onDelete: Step = async (gw, request, call) => {

@@ -23,6 +23,8 @@ export class Metrics {
   readonly errors: Counter<'error_type' | 'method'>;
   readonly upstreamEjections: Counter<'server' | 'replica'>;
   readonly stdioProcesses: Gauge<'server'>;
+  readonly resumes: Counter<'outcome'>;
+  readonly appendSeconds: Histogram;
   readonly #durationByMethod = new Map<string, ReturnType<Histogram<'method'>['labels']>>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -39,6 +41,13 @@ export class Metrics {
     this.errors = new Counter({ name: 'mcp_errors_total', help: 'Errors answered, by gateway error code and MCP method', labelNames: ['error_type', 'method'], registers });
     this.upstreamEjections = new Counter({ name: 'mcp_upstream_ejections_total', help: 'Upstream replicas taken out of rotation', labelNames: ['server', 'replica'], registers });
     this.stdioProcesses = new Gauge({ name: 'mcp_stdio_processes', help: 'Running stdio upstream processes', labelNames: ['server'], registers });
+    this.resumes = new Counter({ name: 'mcp_resume_total', help: 'Last-Event-ID resumptions by outcome (hit, miss, evicted, upstream)', labelNames: ['outcome'], registers });
+    this.appendSeconds = new Histogram({
+      name: 'mcp_event_log_append_seconds',
+      help: 'Time to append one batch of SSE events to the event log',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers,
+    });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 

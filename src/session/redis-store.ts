@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.ts';
 import { EndedSet, type SessionStore } from './store.ts';
 
 const LIVE_CACHE_MAX = 50_000;
@@ -10,14 +10,14 @@ const LIVE_CACHE_MAX = 50_000;
  * If Redis is unreachable, sessions are treated as live: proxying goes on without the deny-list.
  */
 export class RedisSessionStore implements SessionStore {
-  readonly #redis: Redis;
-  readonly #sub: Redis;
+  readonly #redis: RedisClient;
+  readonly #sub: RedisClient;
   readonly #prefix: string;
   readonly #channel: string;
   readonly #ended = new EndedSet();
   #live = new Set<string>();
 
-  constructor(redis: Redis, subscriber: Redis, prefix: string) {
+  constructor(redis: RedisClient, subscriber: RedisClient, prefix: string) {
     this.#redis = redis;
     this.#sub = subscriber;
     this.#prefix = prefix;

@@ -85,12 +85,12 @@ export class HttpUpstream implements Upstream {
     return this.#relay(replica, res, 'POST');
   }
 
-  async get(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+  async get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
     const headers = this.#headers(replica, req, claims.upstreamSession);
     headers.accept = 'text/event-stream';
     delete headers['content-type'];
-    const lastEventId = headerValue(req.headers['last-event-id']);
+    // The client's own Last-Event-ID names a gateway event; the upstream's comes from the event log.
     if (lastEventId) headers['last-event-id'] = lastEventId;
     const res = await this.#sessionSend(replica, 'GET', headers, undefined);
     return this.#relay(replica, res, 'GET');

@@ -33,7 +33,8 @@ export interface Upstream {
   readonly kind: 'http' | 'stdio';
   initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }>;
   post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
-  get(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  /** Opens the standalone stream; with `lastEventId` (the upstream's), resumes one of its streams. */
+  get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse>;
   delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
   /** True when at least one replica can take new sessions. */
   healthy(): boolean;

@@ -1,0 +1,419 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
+import type { Readable } from 'node:stream';
+import { createParser } from 'eventsource-parser';
+import { errorBody, GatewayError } from '../errors.ts';
+import { SSE_HEADERS } from '../upstream/types.ts';
+import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
+import { ClientWriter } from './writer.ts';
+
+export interface HubOptions {
+  /** This gateway process; producers are named by it. */
+  readonly node: string;
+  readonly retryMs: number;
+  readonly keepAliveMs: number;
+  readonly maxBuffer: number;
+  readonly detachedGraceMs: number;
+}
+
+export type ResumeOutcome = 'hit' | 'miss' | 'evicted' | 'upstream';
+
+export interface HubEventMap {
+  resume: [{ outcome: ResumeOutcome }];
+  append: [{ seconds: number; events: number }];
+  degraded: [{ key: string; error: string }];
+}
+
+/**
+ * Opens the upstream side of a stream again after it broke or its producer died: for HTTP, a
+ * GET with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
+ */
+export type Reopen = (upstreamEventId: string, kind: StreamInfo['kind']) => Promise<Readable | undefined>;
+
+const HEARTBEAT_MS = 1_000;
+const NODE_TTL_MS = 3_000;
+const FOLLOW_BLOCK_MS = 1_000;
+const REPLAY_PAGE = 500;
+/** Events waiting for the log past which the upstream is paused. */
+const PENDING_HIGH_WATER = 512;
+
+/**
+ * Every SSE stream the gateway sends goes through here: each upstream event is numbered,
+ * appended to the event log, and only then written to the client, so any event id a client
+ * holds can be resumed — on this replica or another — with `Last-Event-ID`. The producer of a
+ * stream is decoupled from its client: a client that drops does not stop the upstream stream
+ * being logged, and one that resumes elsewhere follows the log; if the producing replica died,
+ * a resuming replica takes the stream over and resumes the upstream at its last event id.
+ */
+export class StreamHub extends EventEmitter<HubEventMap> {
+  readonly log: EventLog;
+  readonly opts: HubOptions;
+  readonly #live = new Map<string, Producer>();
+  /** Each session's standalone (GET) stream produced here, for a client that reconnects without Last-Event-ID. */
+  readonly #liveGet = new Map<string, Producer>();
+  readonly writers = new Set<ClientWriter>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  #closed = false;
+
+  constructor(log: EventLog, opts: HubOptions) {
+    super();
+    this.log = log;
+    this.opts = opts;
+    const beat = () => void this.log.heartbeat(opts.node, NODE_TTL_MS).catch(() => {});
+    beat();
+    this.#timers.push(setInterval(beat, HEARTBEAT_MS));
+    this.#timers.push(
+      setInterval(() => {
+        const now = Date.now();
+        for (const w of this.writers) w.keepAlive(now, opts.keepAliveMs);
+      }, Math.max(50, Math.floor(opts.keepAliveMs / 2))),
+    );
+    for (const t of this.#timers) t.unref();
+  }
+
+  get liveStreams(): number {
+    return this.#live.size;
+  }
+
+  /**
+   * Streams an upstream SSE answer to a client through the log. The response must not have
+   * been written yet; `priming` (2025-11-25 and later) sends the client an id before any event.
+   */
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen }): void {
+    const streamId = randomBytes(9).toString('base64url');
+    const key = streamKey(opts.session, streamId);
+    const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
+    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
+    this.#live.set(key, producer);
+    if (opts.kind === 'get') this.#liveGet.set(opts.session, producer);
+    opts.res.writeHead(200, SSE_HEADERS);
+    const writer = this.#writer(opts.res, streamId, -1);
+    producer.subscribe(writer, opts.priming);
+    producer.start();
+    producer.feed(opts.body);
+  }
+
+  /**
+   * This session's standalone (GET) stream on this replica: `busy` while a client reads it,
+   * `detached` while it is still read from the upstream though its client left (a GET without
+   * Last-Event-ID then adopts it), `none` otherwise.
+   */
+  standaloneState(session: string): 'busy' | 'detached' | 'none' {
+    const producer = this.#liveGet.get(session);
+    if (!producer || !this.#live.has(producer.key)) return 'none';
+    return producer.subscribed ? 'busy' : 'detached';
+  }
+
+  /** Hands a detached standalone stream to a new connection, from the current position on. */
+  adoptStandalone(session: string, res: ServerResponse, priming: boolean): void {
+    const producer = this.#liveGet.get(session)!;
+    res.writeHead(200, SSE_HEADERS);
+    const writer = this.#writer(res, producer.streamId, producer.position);
+    if (priming) writer.priming(this.opts.retryMs);
+    void producer.attach(writer);
+  }
+
+  /**
+   * Checks a `Last-Event-ID` for this session before anything is written: the stream must be
+   * known here or in the log. Throws MCPGW_ERR_EVENTS_GONE otherwise.
+   */
+  async prepareResume(session: string, lastEventId: string): Promise<{ key: string; streamId: string; seq: number; info: StreamInfo }> {
+    const dot = lastEventId.lastIndexOf('.');
+    const streamId = lastEventId.slice(0, dot);
+    const seq = Number(lastEventId.slice(dot + 1));
+    if (dot <= 0 || !Number.isSafeInteger(seq) || seq < 0 || !/^[A-Za-z0-9_-]+$/.test(streamId)) {
+      this.emit('resume', { outcome: 'miss' });
+      throw new GatewayError('MCPGW_ERR_EVENTS_GONE', 'Last-Event-ID is not an event id this gateway issued');
+    }
+    const key = streamKey(session, streamId);
+    const info = this.#live.get(key)?.info ?? (await this.log.info(key).catch(() => undefined));
+    if (!info) {
+      this.emit('resume', { outcome: 'miss' });
+      throw new GatewayError('MCPGW_ERR_EVENTS_GONE', this.log.healthy() ? 'the stream is unknown or expired' : 'the event log is unavailable');
+    }
+    return { key, streamId, seq, info };
+  }
+
+  /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */
+  resume(prepared: { key: string; streamId: string; seq: number; info: StreamInfo }, res: ServerResponse, reopen: Reopen): void {
+    res.writeHead(200, SSE_HEADERS);
+    const writer = this.#writer(res, prepared.streamId, prepared.seq);
+    const local = this.#live.get(prepared.key);
+    if (local) {
+      this.emit('resume', { outcome: 'hit' });
+      void local.attach(writer);
+      return;
+    }
+    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    for (const p of this.#live.values()) p.stop();
+    for (const w of this.writers) w.end();
+  }
+
+  /** Called by a producer when it is done. */
+  release(key: string, producer: Producer): void {
+    if (this.#live.get(key) === producer) this.#live.delete(key);
+    const session = key.slice(0, key.indexOf(':'));
+    if (this.#liveGet.get(session) === producer) this.#liveGet.delete(session);
+  }
+
+  #writer(res: ServerResponse, streamId: string, lastSeq: number): ClientWriter {
+    const w = new ClientWriter(res, streamId, lastSeq, this.opts.maxBuffer);
+    this.writers.add(w);
+    res.once('close', () => this.writers.delete(w));
+    return w;
+  }
+
+  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
+    let follower;
+    let outcome: ResumeOutcome = 'hit';
+    try {
+      // Replay what the log holds after the client's position.
+      for (;;) {
+        const events = await this.log.read(key, writer.lastSeq, REPLAY_PAGE);
+        if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) outcome = 'evicted';
+        for (const e of events) writer.write(e);
+        if (writer.closed) return this.emit('resume', { outcome }), undefined;
+        if (events.length < REPLAY_PAGE) break;
+      }
+      // Then follow the producer, wherever it is, until the stream ends.
+      follower = this.log.follower(key);
+      while (!writer.closed && !this.#closed) {
+        const events = await follower.next(writer.lastSeq, FOLLOW_BLOCK_MS);
+        for (const e of events) writer.write(e);
+        if (events.length > 0) continue;
+        const current = await this.log.info(key);
+        if (!current) break;
+        const local = this.#live.get(key);
+        if (local) {
+          this.emit('resume', { outcome });
+          await local.attach(writer);
+          return;
+        }
+        if (current.producer === this.opts.node || !(await this.log.alive(current.producer))) {
+          if (await this.log.claim(key, current.producer, this.opts.node)) {
+            outcome = 'upstream';
+            await this.#takeover(key, streamId, current, writer, reopen);
+            return;
+          }
+        }
+      }
+      this.emit('resume', { outcome });
+      writer.end();
+    } catch {
+      // The log failed mid-resume: end the response; the client resumes again.
+      this.emit('resume', { outcome: 'miss' });
+      writer.end();
+    } finally {
+      follower?.close();
+    }
+  }
+
+  async #takeover(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
+    const last = await this.log.last(key);
+    const seq = last?.seq ?? 0;
+    const producer = new Producer(this, key, streamId, { ...info, producer: this.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
+    this.#live.set(key, producer);
+    if (info.kind === 'get') this.#liveGet.set(key.slice(0, key.indexOf(':')), producer);
+    this.emit('resume', { outcome: 'upstream' });
+    await producer.attach(writer);
+    if (last?.end) return producer.finish();
+    await producer.continueUpstream();
+  }
+}
+
+/** The appending side of one stream on this node. */
+class Producer {
+  readonly hub: StreamHub;
+  readonly key: string;
+  readonly streamId: string;
+  readonly info: StreamInfo;
+  readonly #subscribers = new Set<ClientWriter>();
+  readonly #reopen: Reopen;
+  #seq: number;
+  #lastUpstreamId: string;
+  #pending: LoggedEvent[] = [];
+  #flushing = false;
+  #infoPending: boolean;
+  #degraded = false;
+  #ended = false;
+  #body: Readable | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
+  #primed = new Set<ClientWriter>();
+
+  constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean) {
+    this.hub = hub;
+    this.key = key;
+    this.streamId = streamId;
+    this.info = info;
+    this.#seq = seq;
+    this.#lastUpstreamId = lastUpstreamId;
+    this.#reopen = reopen;
+    this.#infoPending = infoPending;
+  }
+
+  get subscribed(): boolean {
+    return this.#subscribers.size > 0;
+  }
+
+  /** The seq of the last event handed to the log. */
+  get position(): number {
+    return this.#seq;
+  }
+
+  /** The first entry: it carries the stream's info and is what a priming event's id points at. */
+  start(): void {
+    this.#enqueue({ seq: 0, data: '', upstreamId: '', hidden: true, end: false });
+  }
+
+  subscribe(writer: ClientWriter, priming: boolean): void {
+    if (priming) this.#primed.add(writer);
+    this.#add(writer);
+  }
+
+  /** A resuming client: what the log holds after its position first, then live events. */
+  async attach(writer: ClientWriter): Promise<void> {
+    writer.hold();
+    this.#add(writer);
+    try {
+      for (;;) {
+        const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
+        writer.release();
+        for (const e of events) writer.write(e);
+        if (events.length < REPLAY_PAGE || writer.closed) break;
+        writer.hold();
+      }
+    } catch {
+      writer.release();
+    }
+    if (this.#ended && this.#pending.length === 0 && !this.#flushing) writer.end();
+  }
+
+  feed(body: Readable): void {
+    this.#body = body;
+    const parser = createParser({
+      onEvent: (event) => {
+        const upstreamId = event.id ?? '';
+        if (upstreamId) this.#lastUpstreamId = upstreamId;
+        // An event without data is the upstream's priming or a keep-alive: position only.
+        if (event.data === '') {
+          if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
+          return;
+        }
+        this.#enqueue({ seq: ++this.#seq, data: event.data.replace(/\n/g, ''), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+      },
+    });
+    // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
+    const decoder = new StringDecoder('utf8');
+    body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+    body.once('end', () => {
+      if (this.#body === body) this.finish();
+    });
+    body.once('error', () => {
+      if (this.#body === body && !this.#ended) void this.continueUpstream();
+    });
+  }
+
+  /** The upstream stream broke or its producer died: resume the upstream, or end with an error. */
+  async continueUpstream(): Promise<void> {
+    const canResume = this.info.kind === 'get' || this.#lastUpstreamId !== '';
+    const body = canResume ? await this.#reopen(this.#lastUpstreamId, this.info.kind).catch(() => undefined) : undefined;
+    if (body) return this.feed(body);
+    this.#fail();
+  }
+
+  finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#graceTimer);
+    this.#enqueue({ seq: ++this.#seq, data: '', upstreamId: this.#lastUpstreamId, hidden: true, end: true });
+  }
+
+  /** Gateway shutdown: stop reading the upstream; clients resume on another replica. */
+  stop(): void {
+    this.#ended = true;
+    this.#body?.destroy();
+    this.hub.release(this.key, this);
+  }
+
+  #fail(): void {
+    if (this.info.kind === 'post' && this.info.requests) {
+      const err = new GatewayError('MCPGW_ERR_STREAM_LOST');
+      for (const id of JSON.parse(this.info.requests) as (string | number)[]) {
+        this.#enqueue({ seq: ++this.#seq, data: errorBody(err, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+      }
+    }
+    this.finish();
+  }
+
+  #add(writer: ClientWriter): void {
+    clearTimeout(this.#graceTimer);
+    this.#subscribers.add(writer);
+    writer.onClose = () => {
+      this.#subscribers.delete(writer);
+      if (this.#subscribers.size === 0 && this.info.kind === 'get' && !this.#ended) {
+        // A standalone stream nobody reads is kept for a while (the client may resume), then closed.
+        this.#graceTimer = setTimeout(() => {
+          if (this.#subscribers.size === 0) {
+            this.#body?.destroy();
+            this.finish();
+          }
+        }, this.hub.opts.detachedGraceMs);
+        this.#graceTimer.unref();
+      }
+    };
+  }
+
+  #enqueue(e: LoggedEvent): void {
+    this.#pending.push(e);
+    if (this.#pending.length > PENDING_HIGH_WATER) this.#body?.pause();
+    if (!this.#flushing) {
+      this.#flushing = true;
+      queueMicrotask(() => void this.#flush());
+    }
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending;
+      this.#pending = [];
+      if (!this.#degraded) {
+        const started = performance.now();
+        try {
+          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined);
+          this.#infoPending = false;
+          this.hub.emit('append', { seconds: (performance.now() - started) / 1000, events: batch.length });
+        } catch (err) {
+          // Without the log the stream goes on, unresumable: events are sent without ids.
+          this.#degraded = true;
+          this.hub.emit('degraded', { key: this.key, error: (err as Error).message });
+        }
+      }
+      this.#deliver(batch);
+    }
+    this.#flushing = false;
+    this.#body?.resume();
+    if (this.#ended) {
+      this.hub.release(this.key, this);
+      for (const w of this.#subscribers) w.end();
+    }
+  }
+
+  #deliver(batch: LoggedEvent[]): void {
+    for (const w of this.#subscribers) {
+      if (this.#primed.delete(w) && !this.#degraded) w.priming(this.hub.opts.retryMs);
+      for (const e of batch) {
+        if (!this.#degraded) w.write(e);
+        else if (e.data) w.writeUnlogged(e.data);
+        else if (e.end) w.end();
+      }
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The event log: every SSE event the gateway sends a client, recorded before it is sent, so a
+ * client can resume any stream on any replica. One log stream per gateway stream, keyed by
+ * session and stream id; entries are numbered by `seq`, the last part of the client's event id.
+ */
+export interface LoggedEvent {
+  readonly seq: number;
+  /** The JSON-RPC message as sent (one line of JSON); '' for hidden entries. */
+  readonly data: string;
+  /** The upstream's event id at this point of its stream ('' if it gives none): where an upstream resume starts. */
+  readonly upstreamId: string;
+  /** Not sent to clients: a position-only entry (e.g. the upstream's priming event). */
+  readonly hidden: boolean;
+  /** The stream ended here (the request was answered, or the upstream closed a GET stream). */
+  readonly end: boolean;
+}
+
+export interface StreamInfo {
+  /** Gateway node that appends to the stream now. */
+  readonly producer: string;
+  /** `post`: the answer stream of a POST; `get`: the standalone stream. */
+  readonly kind: 'post' | 'get';
+  /** JSON of the request id(s) a POST stream answers, for an error if the stream cannot go on. */
+  readonly requests: string;
+}
+
+export interface Follower {
+  /** Events after `afterSeq`, waiting up to `blockMs` for the first; [] on timeout. */
+  next(afterSeq: number, blockMs: number): Promise<LoggedEvent[]>;
+  close(): void;
+}
+
+export interface EventLog {
+  /** Appends in order (one round-trip per call); `info` is written with the first batch. Throws if the store is down. */
+  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void>;
+  /** Up to `limit` events with seq > afterSeq, oldest first. */
+  read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]>;
+  /** The last event, for a takeover (its seq and upstream position). */
+  last(key: string): Promise<LoggedEvent | undefined>;
+  info(key: string): Promise<StreamInfo | undefined>;
+  /** Moves production from a dead node to `to`, atomically; false when someone else did. */
+  claim(key: string, from: string, to: string): Promise<boolean>;
+  follower(key: string): Follower;
+  /** Marks `node` alive for `ttlMs`. */
+  heartbeat(node: string, ttlMs: number): Promise<void>;
+  alive(node: string): Promise<boolean>;
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+export function streamKey(session: string, stream: string): string {
+  return `${session}:${stream}`;
+}

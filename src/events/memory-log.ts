@@ -1,0 +1,123 @@
+import type { EventLog, Follower, LoggedEvent, StreamInfo } from './log.ts';
+
+interface Entry {
+  info: StreamInfo | undefined;
+  events: LoggedEvent[];
+  expiresAt: number;
+  waiters: Set<() => void>;
+}
+
+/** The event log in this process's memory: resumption on this replica only. */
+export class MemoryEventLog implements EventLog {
+  readonly #streams = new Map<string, Entry>();
+  readonly #ttlMs: number;
+  readonly #maxLength: number;
+  readonly #alive = new Map<string, number>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(opts: { ttlMs: number; maxLength: number }) {
+    this.#ttlMs = opts.ttlMs;
+    this.#maxLength = opts.maxLength;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, Math.max(1_000, this.#ttlMs)));
+    this.#sweeper.unref();
+  }
+
+  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void> {
+    let entry = this.#streams.get(key);
+    if (!entry) {
+      entry = { info, events: [], expiresAt: 0, waiters: new Set() };
+      this.#streams.set(key, entry);
+    } else if (info) {
+      entry.info = info;
+    }
+    entry.events.push(...events);
+    if (entry.events.length > this.#maxLength) entry.events.splice(0, entry.events.length - this.#maxLength);
+    entry.expiresAt = Date.now() + this.#ttlMs;
+    for (const wake of entry.waiters) wake();
+    entry.waiters.clear();
+  }
+
+  async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {
+    const events = this.#live(key)?.events;
+    if (!events) return [];
+    let i = events.findIndex((e) => e.seq > afterSeq);
+    if (i < 0) return [];
+    const out: LoggedEvent[] = [];
+    for (; i < events.length && out.length < limit; i++) out.push(events[i]!);
+    return out;
+  }
+
+  async last(key: string): Promise<LoggedEvent | undefined> {
+    return this.#live(key)?.events.at(-1);
+  }
+
+  async info(key: string): Promise<StreamInfo | undefined> {
+    return this.#live(key)?.info;
+  }
+
+  async claim(key: string, from: string, to: string): Promise<boolean> {
+    const entry = this.#live(key);
+    if (!entry?.info || entry.info.producer !== from) return false;
+    entry.info = { ...entry.info, producer: to };
+    return true;
+  }
+
+  follower(key: string): Follower {
+    let closed = false;
+    let wake: (() => void) | undefined;
+    return {
+      next: async (afterSeq, blockMs) => {
+        const now = await this.read(key, afterSeq, 1_000);
+        if (now.length > 0 || closed) return now;
+        const entry = this.#streams.get(key);
+        if (!entry) return [];
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, blockMs);
+          function done() {
+            clearTimeout(timer);
+            entry!.waiters.delete(done);
+            resolve();
+          }
+          wake = done;
+          entry.waiters.add(done);
+        });
+        wake = undefined;
+        return this.read(key, afterSeq, 1_000);
+      },
+      close: () => {
+        closed = true;
+        wake?.();
+      },
+    };
+  }
+
+  async heartbeat(node: string, ttlMs: number): Promise<void> {
+    this.#alive.set(node, Date.now() + ttlMs);
+  }
+
+  async alive(node: string): Promise<boolean> {
+    return (this.#alive.get(node) ?? 0) > Date.now();
+  }
+
+  healthy(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+  }
+
+  #live(key: string): Entry | undefined {
+    const entry = this.#streams.get(key);
+    if (entry && entry.expiresAt < Date.now()) {
+      this.#streams.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [k, e] of this.#streams) if (e.expiresAt < now && e.waiters.size === 0) this.#streams.delete(k);
+  }
+}

@@ -1,0 +1,146 @@
+import type { RedisClient } from '../redis.ts';
+import type { EventLog, Follower, LoggedEvent, StreamInfo } from './log.ts';
+
+// Production moves from a dead node to a live one only if nobody moved it first.
+const CLAIM = `if redis.call('HGET', KEYS[1], 'producer') == ARGV[1] then redis.call('HSET', KEYS[1], 'producer', ARGV[2]) return 1 end return 0`;
+
+type XEntry = [id: string, fields: string[]];
+
+/**
+ * The event log on Redis Streams. Each gateway stream is one Redis stream whose entry ids are
+ * `0-<seq>`, so "after seq" is a plain XRANGE/XREAD position; its meta hash names the producing
+ * node. Keys carry the session in a hash tag, so a session's keys share a Cluster slot.
+ * Appends are one pipeline per batch: XADD… + PEXPIRE (+ HSET on the first) (+ WAIT when
+ * replica acknowledgements are asked for, so an acknowledged event survives a failover).
+ */
+export class RedisEventLog implements EventLog {
+  readonly #redis: RedisClient;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #maxLength: number;
+  readonly #replicaAcks: number;
+  readonly #replicaAckTimeoutMs: number;
+  readonly #followers = new Set<RedisClient>();
+
+  constructor(redis: RedisClient, opts: { prefix: string; ttlMs: number; maxLength: number; replicaAcks: number; replicaAckTimeoutMs: number }) {
+    this.#redis = redis;
+    this.#prefix = opts.prefix;
+    this.#ttlMs = opts.ttlMs;
+    this.#maxLength = opts.maxLength;
+    this.#replicaAcks = opts.replicaAcks;
+    this.#replicaAckTimeoutMs = opts.replicaAckTimeoutMs;
+  }
+
+  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void> {
+    const stream = this.#stream(key);
+    const meta = this.#meta(key);
+    const p = this.#redis.pipeline();
+    if (info) p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests);
+    for (const e of events) {
+      const fields = ['u', e.upstreamId];
+      if (e.data) fields.push('d', e.data);
+      if (e.hidden) fields.push('h', '1');
+      if (e.end) fields.push('e', '1');
+      p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `0-${e.seq}`, ...fields);
+    }
+    p.pexpire(stream, this.#ttlMs);
+    p.pexpire(meta, this.#ttlMs);
+    const results = await p.exec();
+    for (const [err] of results ?? []) if (err) throw err;
+    if (this.#replicaAcks > 0) {
+      // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
+      const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs);
+      if (acked < this.#replicaAcks) throw new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`);
+    }
+  }
+
+  async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {
+    const entries = (await this.#redis.xrange(this.#stream(key), `0-${afterSeq + 1}`, '+', 'COUNT', limit)) as XEntry[];
+    return entries.map(toEvent);
+  }
+
+  async last(key: string): Promise<LoggedEvent | undefined> {
+    const entries = (await this.#redis.xrevrange(this.#stream(key), '+', '-', 'COUNT', 1)) as XEntry[];
+    return entries[0] ? toEvent(entries[0]) : undefined;
+  }
+
+  async info(key: string): Promise<StreamInfo | undefined> {
+    const h = await this.#redis.hgetall(this.#meta(key));
+    if (!h.producer) return undefined;
+    return { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
+  }
+
+  async claim(key: string, from: string, to: string): Promise<boolean> {
+    return (await this.#redis.eval(CLAIM, 1, this.#meta(key), from, to)) === 1;
+  }
+
+  follower(key: string): Follower {
+    // XREAD BLOCK holds its connection, so each follower has its own.
+    const conn = this.#redis.duplicate();
+    this.#followers.add(conn);
+    conn.on('error', () => {});
+    const stream = this.#stream(key);
+    return {
+      next: async (afterSeq, blockMs) => {
+        const res = (await conn.xread('BLOCK', Math.max(1, blockMs), 'STREAMS', stream, `0-${afterSeq}`)) as [string, XEntry[]][] | null;
+        return res?.[0]?.[1].map(toEvent) ?? [];
+      },
+      close: () => {
+        this.#followers.delete(conn);
+        conn.disconnect();
+      },
+    };
+  }
+
+  async heartbeat(node: string, ttlMs: number): Promise<void> {
+    await this.#redis.set(`${this.#prefix}node:${node}`, '1', 'PX', ttlMs);
+  }
+
+  async alive(node: string): Promise<boolean> {
+    return (await this.#redis.exists(`${this.#prefix}node:${node}`)) === 1;
+  }
+
+  healthy(): boolean {
+    return this.#redis.status === 'ready';
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#followers) c.disconnect();
+    this.#followers.clear();
+  }
+
+  #stream(key: string): string {
+    const sep = key.indexOf(':');
+    return `${this.#prefix}ev:{${key.slice(0, sep)}}:${key.slice(sep + 1)}`;
+  }
+
+  #meta(key: string): string {
+    const sep = key.indexOf(':');
+    return `${this.#prefix}evm:{${key.slice(0, sep)}}:${key.slice(sep + 1)}`;
+  }
+}
+
+function toEvent([id, fields]: XEntry): LoggedEvent {
+  let data = '';
+  let upstreamId = '';
+  let hidden = false;
+  let end = false;
+  for (let i = 0; i < fields.length; i += 2) {
+    const v = fields[i + 1]!;
+    switch (fields[i]) {
+      case 'd':
+        data = v;
+        break;
+      case 'u':
+        upstreamId = v;
+        break;
+      case 'h':
+        hidden = true;
+        break;
+      case 'e':
+        end = true;
+        break;
+    }
+  }
+  return { seq: Number(id.slice(id.indexOf('-') + 1)), data, upstreamId, hidden, end };
+}

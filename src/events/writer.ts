@@ -1,0 +1,80 @@
+import type { ServerResponse } from 'node:http';
+import type { LoggedEvent } from './log.ts';
+
+/**
+ * One client's SSE connection. Writes each event once, in order (anything at or below the last
+ * seq written is skipped, so replay and live delivery can overlap safely), and bounds what a slow
+ * reader may leave buffered: past `maxBuffer` bytes the connection is cut and the client resumes
+ * from the log.
+ */
+export class ClientWriter {
+  readonly res: ServerResponse;
+  readonly streamId: string;
+  lastSeq: number;
+  lastWriteAt = Date.now();
+  #held: LoggedEvent[] | undefined;
+  #closed = false;
+  readonly #maxBuffer: number;
+  onClose: (() => void) | undefined;
+
+  constructor(res: ServerResponse, streamId: string, lastSeq: number, maxBuffer: number) {
+    this.res = res;
+    this.streamId = streamId;
+    this.lastSeq = lastSeq;
+    this.#maxBuffer = maxBuffer;
+    res.once('close', () => {
+      this.#closed = true;
+      this.onClose?.();
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed || this.res.destroyed;
+  }
+
+  /** Holds live events while a replay from the log is written first. */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held) for (const e of held) this.write(e);
+  }
+
+  write(e: LoggedEvent): void {
+    if (this.#held) {
+      this.#held.push(e);
+      return;
+    }
+    if (this.closed || e.seq <= this.lastSeq) return;
+    this.lastSeq = e.seq;
+    if (e.data) this.#send(`id: ${this.streamId}.${e.seq}\nevent: message\ndata: ${e.data}\n\n`);
+    if (e.end) this.end();
+  }
+
+  /** A message that could not be logged: sent without an id (it cannot be resumed). */
+  writeUnlogged(data: string): void {
+    if (!this.closed) this.#send(`event: message\ndata: ${data}\n\n`);
+  }
+
+  priming(retryMs: number): void {
+    this.#send(`id: ${this.streamId}.${this.lastSeq}\nretry: ${retryMs}\ndata: \n\n`);
+  }
+
+  keepAlive(now: number, idleMs: number): void {
+    if (!this.closed && now - this.lastWriteAt >= idleMs) this.#send(': keep-alive\n\n');
+  }
+
+  end(): void {
+    if (!this.closed && !this.res.writableEnded) this.res.end();
+  }
+
+  #send(chunk: string): void {
+    if (this.closed) return;
+    this.lastWriteAt = Date.now();
+    this.res.write(chunk);
+    if (this.res.writableLength > this.#maxBuffer) this.res.destroy();
+  }
+}
