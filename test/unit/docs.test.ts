@@ -11,7 +11,14 @@ function paths(schema: Record<string, unknown>, prefix: string): string[] {
   const props = schema.properties as Record<string, Record<string, unknown>> | undefined;
   for (const [k, sub] of Object.entries(props ?? {})) {
     const p = prefix ? `${prefix}.${k}` : k;
-    const nested = sub.properties || (sub.type === 'array' && (sub.items as Record<string, unknown> | undefined)?.properties);
+    // Lists of `{ host, port }` are documented as one key.
+    const itemProps = (sub.items as Record<string, unknown> | undefined)?.properties as Record<string, unknown> | undefined;
+    const hostPortList = sub.type === 'array' && itemProps !== undefined && Object.keys(itemProps).join() === 'host,port';
+    if (hostPortList) {
+      out.push(p);
+      continue;
+    }
+    const nested = sub.properties || (sub.type === 'array' && itemProps);
     // Objects are documented through their leaves (servers and probe have rows of their own).
     if (!nested || p.endsWith('.probe') || p === 'servers') out.push(p);
     if (sub.type === 'array' && sub.items && (sub.items as Record<string, unknown>).properties) out.push(...paths(sub.items as Record<string, unknown>, `${p}[]`));
