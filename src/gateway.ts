@@ -8,7 +8,7 @@ import { buildApp } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { createLogger } from './ops/logger.ts';
-import { Metrics } from './ops/metrics.ts';
+import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis } from './redis.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
@@ -48,14 +48,21 @@ export class Gateway implements GatewayContext {
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
     this.config = config;
     this.log = opts.logger ?? createLogger(config.log.level);
-    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
+    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     if (config.redis) {
       const client = connectRedis(config.redis.url);
       const subscriber = connectRedis(config.redis.url, { enableOfflineQueue: true });
-      for (const c of [client, subscriber]) c.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis error'));
+      const connections = [['command', client], ['subscriber', subscriber]] as const;
+      for (const [connection, c] of connections) {
+        c.on('error', (err: Error) => {
+          this.metrics.redisError(connection);
+          this.log.warn({ err: err.message, connection }, 'redis error');
+        });
+      }
       this.#redis.push(client, subscriber);
+      this.metrics.watchRedis(() => this.#redis.every((r) => r.status === 'ready'));
       this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
     } else {
       this.sessions = new MemorySessionStore();
@@ -64,6 +71,7 @@ export class Gateway implements GatewayContext {
       const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
       this.servers.set(name, upstream);
     }
+    this.metrics.watchUpstreams(this.servers);
     this.#wireEvents();
     this.app = buildApp(this, this.log);
     this.#metricsApp = config.metrics.enabled ? this.#buildMetricsApp() : undefined;
@@ -165,7 +173,7 @@ export class Gateway implements GatewayContext {
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
-      this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
+      this.metrics.upstreamEjections.inc({ server: e.server, replica: replicaLabel(e.replica) });
       log.warn(e, 'upstream replica ejected');
     });
     this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
