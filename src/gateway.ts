@@ -173,10 +173,11 @@ export class Gateway implements GatewayContext {
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
-      this.metrics.upstreamEjections.inc({ server: e.server, replica: replicaLabel(e.replica) });
-      log.warn(e, 'upstream replica ejected');
+      const replica = replicaLabel(e.replica);
+      this.metrics.upstreamEjections.inc({ server: e.server, replica });
+      log.warn({ ...e, replica }, 'upstream replica ejected');
     });
-    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
+    this.events.on('restore', (e) => log.info({ ...e, replica: replicaLabel(e.replica) }, 'upstream replica restored'));
     this.events.on('spawn', (e) => {
       this.metrics.stdioProcesses.inc({ server: e.server });
       log.debug(e, 'stdio upstream started');

