@@ -3,7 +3,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'k8s/', 'grafana/', 'deploy/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', 'k8s/', 'grafana/dashboards/', 'deploy/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -8,7 +8,7 @@ import { buildApp } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { createLogger } from './ops/logger.ts';
-import { Metrics } from './ops/metrics.ts';
+import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
@@ -51,15 +51,22 @@ export class Gateway implements GatewayContext {
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
     this.config = config;
     this.log = opts.logger ?? createLogger(config.log.level);
-    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
+    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
     if (config.redis) {
       const client = connectRedis(config.redis);
       const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
-      for (const c of [client, subscriber]) c.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis error'));
+      const connections = [['command', client], ['subscriber', subscriber]] as const;
+      for (const [connection, c] of connections) {
+        c.on('error', (err: Error) => {
+          this.metrics.redisError(connection);
+          this.log.warn({ err: err.message, connection }, 'redis error');
+        });
+      }
       this.#redis.push(client, subscriber);
+      this.metrics.watchRedis(() => this.#redis.every((r) => r.status === 'ready'));
       this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
       eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
@@ -78,6 +85,7 @@ export class Gateway implements GatewayContext {
       const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
       this.servers.set(name, upstream);
     }
+    this.metrics.watchUpstreams(this.servers);
     this.#wireEvents();
     this.app = buildApp(this, this.log);
     this.#metricsApp = config.metrics.enabled ? this.#buildMetricsApp() : undefined;
@@ -180,10 +188,11 @@ export class Gateway implements GatewayContext {
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
-      this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
-      log.warn(e, 'upstream replica ejected');
+      const replica = replicaLabel(e.replica);
+      this.metrics.upstreamEjections.inc({ server: e.server, replica });
+      log.warn({ ...e, replica }, 'upstream replica ejected');
     });
-    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
+    this.events.on('restore', (e) => log.info({ ...e, replica: replicaLabel(e.replica) }, 'upstream replica restored'));
     this.events.on('spawn', (e) => {
       this.metrics.stdioProcesses.inc({ server: e.server });
       log.debug(e, 'stdio upstream started');
@@ -194,8 +203,8 @@ export class Gateway implements GatewayContext {
     });
     this.events.on('stderr', (e) => log.info({ server: e.server, pid: e.pid, stderr: e.line }, 'upstream stderr'));
     this.events.on('protocolError', (e) => log.warn(e, 'upstream protocol error'));
-    this.hub.on('resume', (e) => this.metrics.resumes.inc({ outcome: e.outcome }));
-    this.hub.on('append', (e) => this.metrics.appendSeconds.observe(e.seconds));
+    this.hub.on('resume', (e) => this.metrics.resume(e.outcome));
+    this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
   }
 

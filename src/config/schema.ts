@@ -59,7 +59,12 @@ export const CONFIG_SCHEMA = {
     },
     metrics: {
       ...hostPort('127.0.0.1', 9090),
-      properties: { ...hostPort('127.0.0.1', 9090).properties, enabled: { type: 'boolean', default: true } },
+      properties: {
+        ...hostPort('127.0.0.1', 9090).properties,
+        enabled: { type: 'boolean', default: true },
+        toolLabels: { type: 'boolean', default: false },
+        toolLabelLimit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+      },
     },
     redis: {
       type: 'object',

@@ -7,7 +7,14 @@ export interface GatewayConfig {
     readonly allowedOrigins: readonly string[];
     readonly trustProxy: boolean;
   };
-  readonly metrics: { readonly host: string; readonly port: number; readonly enabled: boolean };
+  readonly metrics: {
+    readonly host: string;
+    readonly port: number;
+    readonly enabled: boolean;
+    /** Per-tool call metrics (tool names come from callers: opt-in, capped at toolLabelLimit pairs). */
+    readonly toolLabels: boolean;
+    readonly toolLabelLimit: number;
+  };
   readonly redis: RedisConfig | undefined;
   readonly events: {
     readonly ttlMs: number;

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
+import { recordRequest, requestLogFields, type RequestInfo } from '../ops/requests.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -28,8 +29,7 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
   });
 }
 
-interface Call {
-  method: string;
+interface Call extends RequestInfo {
   id: JsonRpcId;
 }
 
@@ -52,11 +52,9 @@ type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Out
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
-  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null };
+  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
   gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
-  reply.raw.once('close', () => {
-    gw.metrics.observe(call.method, reply.raw.statusCode, (performance.now() - started) / 1000);
-  });
+  reply.raw.once('close', () => recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started));
   try {
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
     const outcome = await step(gw, request, call);
@@ -82,8 +80,8 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
     return res.body === null ? reply.send() : reply.send(res.body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
-    if (e.code === 'MCPGW_ERR_INTERNAL') request.log.error({ err }, 'request failed');
-    else if (e.status >= 500) request.log.warn({ code: e.code, detail: e.detail }, 'upstream failure');
+    if (e.code === 'MCPGW_ERR_INTERNAL') gw.log.error({ ...requestLogFields(request.id, request.params.server, call), err }, 'request failed');
+    else if (e.status >= 500) gw.log.warn({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'upstream failure');
     gw.metrics.errors.inc({ error_type: e.code, method: methodLabel(call.method === 'response' ? undefined : call.method) });
     sendError(reply, e, call.id);
     return reply;
@@ -99,6 +97,7 @@ const onPost: Step = async (gw, request, call) => {
   const first = messages[0]!;
   call.id = incoming.batch ? null : first.id;
   call.method = methodLabel(first.method);
+  if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
   checkAccept(request, 'post');
   const sid = headerValue(request.headers['mcp-session-id']);
 
@@ -121,7 +120,7 @@ const onPost: Step = async (gw, request, call) => {
     return { res: response, session: gw.sealer.seal(claims), stream: postStream(upstream, claims, req, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
-  const claims = await openSession(gw, request, sid);
+  const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   const req = clientRequest(request, messages, version);
@@ -155,7 +154,7 @@ const onGet: Step = async (gw, request, call) => {
   call.method = 'GET';
   const upstream = serverOf(gw, request);
   checkAccept(request, 'get');
-  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   const req = clientRequest(request, [], version);
   const lastEventId = headerValue(request.headers['last-event-id']);
@@ -170,7 +169,7 @@ const onGet: Step = async (gw, request, call) => {
 const onDelete: Step = async (gw, request, call) => {
   call.method = 'DELETE';
   const upstream = serverOf(gw, request);
-  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
@@ -184,12 +183,13 @@ function serverOf(gw: GatewayContext, request: McpRequest) {
   return upstream;
 }
 
-async function openSession(gw: GatewayContext, request: McpRequest, sid: string): Promise<SessionClaims> {
+async function openSession(gw: GatewayContext, request: McpRequest, sid: string, call: Call): Promise<SessionClaims> {
   if (!sid) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED');
   const claims = gw.sealer.open(sid);
   if (!claims || claims.server !== request.params.server) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
   if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
   if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  call.principal = claims.principal || undefined;
   return claims;
 }
 

@@ -1,17 +1,22 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 
-/** Paths pino redacts everywhere, set once: tokens and secrets never reach the log. */
+/**
+ * Paths pino redacts everywhere, set once: credentials never reach the log. Session ids are
+ * bearer credentials too (whoever holds one can use the session).
+ */
+const SECRET_KEYS = ['authorization', 'cookie', 'password', 'secret', 'token', 'accessToken', 'refreshToken', 'clientSecret', 'api_key', 'apiKey'];
+
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
-  'headers.authorization',
-  'headers.cookie',
-  '*.authorization',
-  '*.password',
-  '*.secret',
-  '*.token',
-  '*.api_key',
-  '*.apiKey',
+  'req.headers["mcp-session-id"]',
+  'req.headers["x-api-key"]',
+  'headers["mcp-session-id"]',
+  'headers["x-api-key"]',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  ...SECRET_KEYS,
+  ...SECRET_KEYS.map((k) => `*.${k}`),
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

@@ -1,4 +1,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Upstream } from '../upstream/types.ts';
+
+/**
+ * The gateway's Prometheus metrics, one registry per gateway instance. Every label is bounded:
+ * methods come from a known set, servers and replicas from the configuration, reasons and outcomes
+ * from the closed lists below, tool names only when `metrics.toolLabels` is on and then capped.
+ * docs/observability.md documents each metric; a test checks it does.
+ */
 
 /** MCP methods that get their own label value; anything else is counted as "other". */
 const KNOWN_METHODS = new Set([
@@ -14,43 +22,139 @@ export function methodLabel(method: string | undefined): string {
   return KNOWN_METHODS.has(method) ? method : 'other';
 }
 
-/** The gateway's Prometheus metrics, one registry per gateway instance. */
+/** Methods the result cache may answer; their hit and miss series exist (at zero) from the start. */
+export const CACHEABLE_METHODS = ['resources/read', 'resources/list', 'resources/templates/list', 'tools/list', 'prompts/list'] as const;
+
+/**
+ * How a `Last-Event-ID` resumption ended: `hit` replayed from the event log, `miss` the id was
+ * unknown, `evicted` the id was older than what the log still holds, `upstream` the gateway asked
+ * the upstream to resume.
+ */
+export const RESUME_OUTCOMES = ['hit', 'miss', 'evicted', 'upstream'] as const;
+export type ResumeOutcome = (typeof RESUME_OUTCOMES)[number];
+
+/** Why a caller was turned away by authentication or authorization. Extend here and in the docs. */
+export const AUTH_FAILURE_REASONS = [
+  'missing_token', 'malformed_token', 'bad_signature', 'unknown_key', 'disallowed_algorithm', 'expired',
+  'not_yet_valid', 'wrong_issuer', 'wrong_audience', 'insufficient_scope', 'forbidden', 'session_principal_mismatch',
+  'client_certificate',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+/** Which limit refused a call. */
+export const RATE_LIMIT_SCOPES = ['principal', 'server', 'tool'] as const;
+export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
+
+/** Redis connections the gateway opens; a new one gets a name here. */
+export type RedisConnection = 'command' | 'subscriber';
+const REDIS_CONNECTIONS: readonly RedisConnection[] = ['command', 'subscriber'];
+
+/** Breaker state as a number, ordered by severity so that `max` over gateways shows the worst. */
+export const BREAKER_STATE = { closed: 0, 'half-open': 1, open: 2 } as const;
+
+/** The tool label of calls past the `metrics.toolLabelLimit` distinct (server, tool) pairs. */
+export const OTHER_TOOL = '_other';
+
+export interface MetricsOptions {
+  /** Node's default process metrics (off in tests that run several gateways in one process). */
+  readonly defaultMetrics?: boolean | undefined;
+  /** Per-tool call metrics; tool names come from callers, so they are opt-in and capped. */
+  readonly toolLabels?: boolean | undefined;
+  readonly toolLabelLimit?: number | undefined;
+}
+
+type Child<T extends Counter<string> | Histogram<string>> = ReturnType<T['labels']>;
+
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'method' | 'status'>;
   readonly duration: Histogram<'method'>;
   readonly activeConnections: Gauge;
   readonly errors: Counter<'error_type' | 'method'>;
+  readonly cacheHits: Counter<'method'>;
+  readonly cacheMisses: Counter<'method'>;
   readonly upstreamEjections: Counter<'server' | 'replica'>;
   readonly stdioProcesses: Gauge<'server'>;
   readonly resumes: Counter<'outcome'>;
-  readonly appendSeconds: Histogram;
-  readonly #durationByMethod = new Map<string, ReturnType<Histogram<'method'>['labels']>>();
+  readonly eventLogAppendDuration: Histogram;
+  readonly redisErrors: Counter<'connection'>;
+  readonly authFailures: Counter<'reason'>;
+  readonly rateLimited: Counter<'server' | 'scope'>;
+  /** Present only with `toolLabels`. */
+  readonly toolCalls: Counter<'server' | 'tool' | 'status'> | undefined;
+  readonly toolDuration: Histogram<'server' | 'tool'> | undefined;
+  readonly #toolLabelLimit: number;
+  readonly #toolKeys = new Set<string>();
+  readonly #durationByMethod = new Map<string, Child<Histogram<'method'>>>();
+  readonly #cacheHitsByMethod = new Map<string, Child<Counter<'method'>>>();
+  readonly #cacheMissesByMethod = new Map<string, Child<Counter<'method'>>>();
+  #upstreams: ReadonlyMap<string, Upstream> = new Map();
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
     this.requests = new Counter({ name: 'mcp_requests_total', help: 'MCP requests by method and HTTP status', labelNames: ['method', 'status'], registers });
     this.duration = new Histogram({
       name: 'mcp_request_duration_seconds',
       help: 'Time to the end of the response, by MCP method',
       labelNames: ['method'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      buckets: DURATION_BUCKETS,
       registers,
     });
     this.activeConnections = new Gauge({ name: 'mcp_active_connections', help: 'Open client HTTP requests and streams', registers });
     this.errors = new Counter({ name: 'mcp_errors_total', help: 'Errors answered, by gateway error code and MCP method', labelNames: ['error_type', 'method'], registers });
+    this.cacheHits = new Counter({ name: 'mcp_cache_hits_total', help: 'Requests answered from the result cache, by MCP method', labelNames: ['method'], registers });
+    this.cacheMisses = new Counter({ name: 'mcp_cache_misses_total', help: 'Cacheable requests the cache could not answer, by MCP method', labelNames: ['method'], registers });
+    for (const method of CACHEABLE_METHODS) {
+      this.cacheHits.inc({ method }, 0);
+      this.cacheMisses.inc({ method }, 0);
+      this.#cacheHitsByMethod.set(method, this.cacheHits.labels(method));
+      this.#cacheMissesByMethod.set(method, this.cacheMisses.labels(method));
+    }
+
     this.upstreamEjections = new Counter({ name: 'mcp_upstream_ejections_total', help: 'Upstream replicas taken out of rotation', labelNames: ['server', 'replica'], registers });
     this.stdioProcesses = new Gauge({ name: 'mcp_stdio_processes', help: 'Running stdio upstream processes', labelNames: ['server'], registers });
-    this.resumes = new Counter({ name: 'mcp_resume_total', help: 'Last-Event-ID resumptions by outcome (hit, miss, evicted, upstream)', labelNames: ['outcome'], registers });
-    this.appendSeconds = new Histogram({
-      name: 'mcp_event_log_append_seconds',
-      help: 'Time to append one batch of SSE events to the event log',
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+    this.#replicaGauge('mcp_upstream_inflight', 'Requests waiting for or reading a non-stream response, per upstream replica', (r) => r.inflight);
+    this.#replicaGauge('mcp_upstream_streams', 'Open SSE streams (and stdio children) per upstream replica', (r) => r.streams);
+    this.#replicaGauge('mcp_upstream_breaker_state', 'Circuit breaker per upstream replica: 0 closed, 1 half-open, 2 open', (r) => BREAKER_STATE[r.breaker]);
+    const upstreams = () => this.#upstreams;
+    new Gauge({
+      name: 'mcp_upstream_healthy_replicas',
+      help: 'Upstream replicas of a server that can take new sessions now',
+      labelNames: ['server'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [server, upstream] of upstreams()) {
+          const usable = upstream.healthy() ? upstream.replicaStates().filter((r) => !r.ejected).length : 0;
+          this.set({ server }, usable);
+        }
+      },
+    });
+
+    this.resumes = new Counter({ name: 'mcp_resume_total', help: 'Last-Event-ID resumptions by outcome', labelNames: ['outcome'], registers });
+    for (const outcome of RESUME_OUTCOMES) this.resumes.inc({ outcome }, 0);
+    this.eventLogAppendDuration = new Histogram({
+      name: 'mcp_event_log_append_duration_seconds',
+      help: 'Time to append one batch of SSE events to the event log (one round-trip)',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
+    this.redisErrors = new Counter({ name: 'mcp_redis_errors_total', help: 'Errors reported by the Redis connections', labelNames: ['connection'], registers });
+    this.authFailures = new Counter({ name: 'mcp_auth_failures_total', help: 'Callers turned away by authentication or authorization, by reason', labelNames: ['reason'], registers });
+    for (const reason of AUTH_FAILURE_REASONS) this.authFailures.inc({ reason }, 0);
+    this.rateLimited = new Counter({ name: 'mcp_rate_limited_total', help: 'Calls refused by a rate limit, by server and limit scope', labelNames: ['server', 'scope'], registers });
+
+    this.#toolLabelLimit = opts.toolLabelLimit ?? 100;
+    if (opts.toolLabels) {
+      this.toolCalls = new Counter({ name: 'mcp_tool_calls_total', help: 'tools/call requests by server, tool and HTTP status', labelNames: ['server', 'tool', 'status'], registers });
+      this.toolDuration = new Histogram({ name: 'mcp_tool_call_duration_seconds', help: 'tools/call duration by server and tool', labelNames: ['server', 'tool'], buckets: DURATION_BUCKETS, registers });
+    }
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
+  /** One finished client request (the hot path: label children are cached per method). */
   observe(method: string, status: number, seconds: number): void {
     this.requests.inc({ method, status: String(status) });
     let child = this.#durationByMethod.get(method);
@@ -60,4 +164,89 @@ export class Metrics {
     }
     child.observe(seconds);
   }
+
+  /** A finished tools/call, counted per tool when `metrics.toolLabels` is on; else a no-op. */
+  observeTool(server: string, tool: string, status: number, seconds: number): void {
+    if (!this.toolCalls || !this.toolDuration) return;
+    const key = `${server}\u0000${tool}`;
+    if (!this.#toolKeys.has(key)) {
+      if (this.#toolKeys.size >= this.#toolLabelLimit) tool = OTHER_TOOL;
+      else this.#toolKeys.add(key);
+    }
+    this.toolCalls.inc({ server, tool, status: String(status) });
+    this.toolDuration.observe({ server, tool }, seconds);
+  }
+
+  /** The cache answered (`hit`) or had to ask the upstream (`miss`). `method` as from methodLabel. */
+  cacheLookup(method: string, hit: boolean): void {
+    const children = hit ? this.#cacheHitsByMethod : this.#cacheMissesByMethod;
+    let child = children.get(method);
+    if (!child) {
+      child = (hit ? this.cacheHits : this.cacheMisses).labels(method);
+      children.set(method, child);
+    }
+    child.inc();
+  }
+
+  /** One `Last-Event-ID` resumption and how it ended. */
+  resume(outcome: ResumeOutcome): void {
+    this.resumes.inc({ outcome });
+  }
+
+  /** One event appended to the event log, in seconds (measure with performance.now()). */
+  eventLogAppend(seconds: number): void {
+    this.eventLogAppendDuration.observe(seconds);
+  }
+
+  authFailure(reason: AuthFailureReason): void {
+    this.authFailures.inc({ reason });
+  }
+
+  /** A call refused by a rate limit; `server` is the configured server name. */
+  rateLimit(server: string, scope: RateLimitScope): void {
+    this.rateLimited.inc({ server, scope });
+  }
+
+  redisError(connection: RedisConnection): void {
+    this.redisErrors.inc({ connection });
+  }
+
+  /** Per-replica gauges and healthy-replica counts are read from these upstreams at scrape time. */
+  watchUpstreams(servers: ReadonlyMap<string, Upstream>): void {
+    this.#upstreams = servers;
+  }
+
+  /** With Redis configured: `mcp_redis_up` (read at scrape time) and error series from zero. */
+  watchRedis(up: () => boolean): void {
+    for (const connection of REDIS_CONNECTIONS) this.redisErrors.inc({ connection }, 0);
+    new Gauge({
+      name: 'mcp_redis_up',
+      help: '1 when every Redis connection is ready, else 0 (present only with redis configured)',
+      registers: [this.registry],
+      collect() {
+        this.set(up() ? 1 : 0);
+      },
+    });
+  }
+
+  #replicaGauge(name: string, help: string, value: (r: ReturnType<Upstream['replicaStates']>[number]) => number): void {
+    const upstreams = () => this.#upstreams;
+    new Gauge({
+      name,
+      help,
+      labelNames: ['server', 'replica'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [server, upstream] of upstreams()) {
+          for (const r of upstream.replicaStates()) this.set({ server, replica: replicaLabel(r.key) }, value(r));
+        }
+      },
+    });
+  }
+}
+
+/** A replica's label: its URL without credentials, or `stdio:<index>`. */
+export function replicaLabel(key: string): string {
+  return key.replace(/\/\/[^@/]*@/, '//');
 }

@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { pickLeastLoaded, ReplicaState } from './replica.ts';
-import { SSE_HEADERS, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -110,8 +110,8 @@ export class HttpUpstream implements Upstream {
     return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
   }
 
-  replicaStates(): readonly { key: string; load: number; ejected: boolean }[] {
-    return this.#replicas.map((r) => ({ key: r.key, load: r.load, ejected: r.ejected }));
+  replicaStates(): readonly ReplicaSnapshot[] {
+    return this.#replicas.map((r) => r.snapshot());
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,5 @@
+import type { ReplicaSnapshot } from './types.ts';
+
 /**
  * Load and health of one upstream replica, as this gateway replica sees it. Ejection follows
  * nginx's `max_fails`/`fail_timeout`: `maxFails` failures within `failTimeoutMs` take the replica
@@ -40,6 +42,12 @@ export class ReplicaState {
 
   get ejected(): boolean {
     return this.ejectedUntil !== 0 && Date.now() < this.ejectedUntil;
+  }
+
+  snapshot(now = Date.now()): ReplicaSnapshot {
+    const ejected = this.ejectedUntil !== 0 && now < this.ejectedUntil;
+    const onTrial = this.#probation || (this.ejectedUntil !== 0 && !ejected);
+    return { key: this.key, inflight: this.inflight, streams: this.streams, load: this.load, ejected, breaker: ejected ? 'open' : onTrial ? 'half-open' : 'closed' };
   }
 
   /** Records a failure; true when this failure ejected the replica. */

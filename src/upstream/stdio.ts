@@ -6,7 +6,7 @@ import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { headerValue } from './http.ts';
 import { pickLeastLoaded, ReplicaState } from './replica.ts';
-import { SSE_HEADERS, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
 
 /** Environment a child inherits from the gateway; everything else (secrets!) stays out. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'SYSTEMROOT'];
@@ -141,8 +141,8 @@ export class StdioUpstream implements Upstream {
     return !this.#closing && this.#sessions.size < this.#server.maxProcesses;
   }
 
-  replicaStates(): readonly { key: string; load: number; ejected: boolean }[] {
-    return this.#replicas.map((r) => ({ key: r.key, load: r.load, ejected: r.ejected }));
+  replicaStates(): readonly ReplicaSnapshot[] {
+    return this.#replicas.map((r) => r.snapshot());
   }
 
   async close(): Promise<void> {

@@ -28,6 +28,17 @@ export interface SessionPlacement {
   readonly node: string;
 }
 
+/** One upstream replica as readiness and metrics see it. */
+export interface ReplicaSnapshot {
+  readonly key: string;
+  readonly inflight: number;
+  readonly streams: number;
+  readonly load: number;
+  readonly ejected: boolean;
+  /** Derived from ejection until a breaker of its own exists: ejected → open, back on trial → half-open. */
+  readonly breaker: 'closed' | 'half-open' | 'open';
+}
+
 /** One published server's upstream side: a pool of Streamable HTTP replicas or stdio children. */
 export interface Upstream {
   readonly kind: 'http' | 'stdio';
@@ -39,7 +50,7 @@ export interface Upstream {
   /** True when at least one replica can take new sessions. */
   healthy(): boolean;
   /** Per-replica state for readiness and metrics. */
-  replicaStates(): readonly { key: string; load: number; ejected: boolean }[];
+  replicaStates(): readonly ReplicaSnapshot[];
   close(): Promise<void>;
 }
 

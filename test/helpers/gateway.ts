@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.ts';
-import { Gateway } from '../../src/gateway.ts';
+import { Gateway, type GatewayOptions } from '../../src/gateway.ts';
 import { createLogger } from '../../src/ops/logger.ts';
 import { spawnChild, waitForLine, type Child } from './process.ts';
 
@@ -21,10 +21,10 @@ function withDefaults(doc: Record<string, unknown>): Record<string, unknown> {
   };
 }
 
-/** A gateway in this process. */
-export async function startGateway(doc: Record<string, unknown>): Promise<Gateway> {
+/** A gateway in this process; `opts` may bring a logger (e.g. one writing to a test stream). */
+export async function startGateway(doc: Record<string, unknown>, opts: GatewayOptions = {}): Promise<Gateway> {
   const { config } = loadConfig({ document: withDefaults(doc), env: {} });
-  return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false });
+  return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false, ...opts });
 }
 
 export interface GatewayProcess {

@@ -71,3 +71,19 @@ it('does not herd idle ties onto a replica that is only a little faster', () => 
   for (let i = 0; i < 2000; i++) if (pickLeastLoaded([a, b], 0)!.key === 'b') picksB++;
   assert.ok(picksB > 800 && picksB < 1200, `b got ${picksB} of 2000`);
 });
+
+it('reports each replica for metrics: load, and a breaker state derived from ejection', () => {
+  const r = new ReplicaState('a', 1, 1_000);
+  r.inflight = 2;
+  r.streams = 3;
+  assert.deepEqual(r.snapshot(0), { key: 'a', inflight: 2, streams: 3, load: 5, ejected: false, breaker: 'closed' });
+  assert.equal(r.fail(100), true);
+  assert.equal(r.snapshot(500).breaker, 'open');
+  assert.equal(r.snapshot(500).ejected, true);
+  // failTimeout over: on trial until it answers once.
+  assert.equal(r.snapshot(1_200).breaker, 'half-open');
+  assert.equal(r.available(1_200), true);
+  assert.equal(r.snapshot(1_200).breaker, 'half-open');
+  r.succeed(5);
+  assert.equal(r.snapshot(1_300).breaker, 'closed');
+});

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { it } from 'node:test';
 import { CONFIG_SCHEMA } from '../../src/config/schema.ts';
+import { AUTH_FAILURE_REASONS, Metrics, RATE_LIMIT_SCOPES, RESUME_OUTCOMES } from '../../src/ops/metrics.ts';
 
 const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
 
@@ -34,4 +35,16 @@ it('documents every configuration key in docs/configuration.md', () => {
   assert.ok(all.length > 30);
   const missing = all.filter((p) => !doc.includes(`| \`${p}\` |`));
   assert.deepEqual(missing, [], 'undocumented keys');
+});
+
+it('documents every metric, and every value of its closed labels, in docs/observability.md', () => {
+  const observability = readFileSync(new URL('../../docs/observability.md', import.meta.url), 'utf8');
+  const m = new Metrics({ defaultMetrics: false, toolLabels: true });
+  m.watchRedis(() => true);
+  const names = m.registry.getMetricsAsArray().map((x) => x.name);
+  assert.ok(names.length > 15);
+  const missing = names.filter((n) => !observability.includes(`| \`${n}\` |`));
+  assert.deepEqual(missing, [], 'undocumented metrics');
+  const values = [...AUTH_FAILURE_REASONS, ...RESUME_OUTCOMES, ...RATE_LIMIT_SCOPES].filter((v) => !observability.includes(`\`${v}\``));
+  assert.deepEqual(values, [], 'undocumented label values');
 });

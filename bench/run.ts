@@ -1,0 +1,284 @@
+/**
+ * `npm run bench`: starts each scenario's processes, drives each workload against it, prints one
+ * table of scenarios × workloads plus the targets, and writes bench/results.json.
+ * Everything runs on this machine at once: load generator, upstream and hop share its CPUs.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { cpuResolutionMicros } from './cpu.ts';
+import type { Progress } from './loop.ts';
+import { stopAll } from './processes.ts';
+import { markdownTable, medianRows, noisy, NOISY_CORES, ROW_HEADER, rowCells, toRow, withBaselines, type Row } from './report.ts';
+import { SCENARIOS, startScenario, type Scenario } from './scenarios.ts';
+import { judge, TARGETS } from './targets.ts';
+import { workloadTable, type Workload } from './workloads.ts';
+
+const USAGE = `Usage: npm run bench -- [options]     (each option also reads an environment variable)
+
+  --seconds N          timed phase per row, seconds            BENCH_SECONDS    (5)
+  --warmup N           warm-up per row, seconds                BENCH_WARMUP     (3)
+  --rounds N           repeat everything N times; each row     BENCH_ROUNDS     (1)
+                       shown is its median-throughput round (undisturbed rounds preferred)
+  --concurrency LIST   sessions for the tools/call workloads   BENCH_CONCURRENCY (16,1)
+  --scenarios LIST     scenario ids (baselines are added)      BENCH_SCENARIOS  (all)
+  --workloads LIST     workload ids                            BENCH_WORKLOADS  (all)
+  --out FILE           results file                            BENCH_OUT        (bench/results.json)
+  --hop-node-args=FLAGS  node flags for the hop process      BENCH_HOP_NODE_ARGS
+                       (gateway or floor), e.g. --hop-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+  --check              exit 1 when a judged target fails
+
+Scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}
+`;
+
+interface Options {
+  seconds: number;
+  rounds: number;
+  warmup: number;
+  concurrency: number[];
+  scenarios: Scenario[];
+  workloads: Workload[];
+  out: string;
+  hopNodeArgs: string[];
+  check: boolean;
+}
+
+function parseOptions(): Options | undefined {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      concurrency: { type: 'string' },
+      scenarios: { type: 'string' },
+      workloads: { type: 'string' },
+      out: { type: 'string' },
+      'hop-node-args': { type: 'string' },
+      check: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return undefined;
+  }
+  const env = process.env;
+  const num = (name: string, v: string | undefined, dflt: number) => {
+    const n = v === undefined || v === '' ? dflt : Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got "${v}"`);
+    return n;
+  };
+  const list = (v: string | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+
+  const concurrency = (list(values.concurrency ?? env.BENCH_CONCURRENCY) ?? ['16', '1']).map((c) => {
+    const n = Number(c);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`concurrency must be positive integers, got "${c}"`);
+    return n;
+  });
+
+  const wantScenarios = list(values.scenarios ?? env.BENCH_SCENARIOS);
+  for (const id of wantScenarios ?? []) if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}"`);
+  // A row is read against its baseline, so selecting a scenario brings its baseline along.
+  const ids = new Set(wantScenarios ?? SCENARIOS.map((s) => s.id));
+  for (const s of SCENARIOS) if (ids.has(s.id)) ids.add(s.baseline);
+  const scenarios = SCENARIOS.filter((s) => ids.has(s.id));
+
+  const allWorkloads = workloadTable({ concurrency });
+  const wantWorkloads = list(values.workloads ?? env.BENCH_WORKLOADS);
+  for (const id of wantWorkloads ?? []) if (!allWorkloads.some((w) => w.id === id)) throw new Error(`unknown workload "${id}" (have: ${allWorkloads.map((w) => w.id).join(', ')})`);
+  const workloads = wantWorkloads ? allWorkloads.filter((w) => wantWorkloads.includes(w.id)) : allWorkloads;
+
+  return {
+    seconds: num('--seconds', values.seconds ?? env.BENCH_SECONDS, 5),
+    warmup: num('--warmup', values.warmup ?? env.BENCH_WARMUP, 3),
+    rounds: Math.max(1, Math.round(num('--rounds', values.rounds ?? env.BENCH_ROUNDS, 1))),
+    concurrency,
+    scenarios,
+    workloads,
+    out: values.out ?? env.BENCH_OUT ?? fileURLToPath(new URL('results.json', import.meta.url)),
+    hopNodeArgs: (values['hop-node-args'] ?? env.BENCH_HOP_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    check: values.check ?? false,
+  };
+}
+
+/** Which gateway code was measured: the commit, and whether src/ had uncommitted changes. */
+function gitState(): { commit: string; srcDirty: boolean } | undefined {
+  const cwd = fileURLToPath(new URL('..', import.meta.url));
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return { commit, srcDirty: status.trim() !== '' };
+  } catch {
+    return undefined;
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAverageAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+/** A one-line status on stderr: rewritten in place on a terminal, one line per phase otherwise. */
+class ProgressLine {
+  readonly progress: Progress = { phase: 'setup', phaseStartedAt: 0, phaseMs: 0, ops: 0, errors: 0 };
+  label = '';
+  #timer: NodeJS.Timeout | undefined;
+  #lastPhase = '';
+  readonly #tty = process.stderr.isTTY === true;
+
+  start(): void {
+    this.#timer = setInterval(() => this.#render(), this.#tty ? 250 : 1_000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    if (this.#tty) process.stderr.write('\r\x1b[K');
+  }
+
+  log(line: string): void {
+    process.stderr.write((this.#tty ? '\r\x1b[K' : '') + line + '\n');
+  }
+
+  #render(): void {
+    const p = this.progress;
+    const key = `${this.label} ${p.phase}`;
+    if (!this.#tty && key === this.#lastPhase) return;
+    this.#lastPhase = key;
+    const elapsed = (performance.now() - p.phaseStartedAt) / 1000;
+    const clock = p.phaseMs ? ` ${Math.min(elapsed, p.phaseMs / 1000).toFixed(1)}/${(p.phaseMs / 1000).toFixed(0)} s` : '';
+    const counts = p.phase === 'warm-up' || p.phase === 'measure' ? ` · ${p.ops.toLocaleString('en-US')} req · ${p.errors} errors` : '';
+    const text = `${this.label} · ${p.phase}${clock}${counts}`;
+    process.stderr.write(this.#tty ? `\r\x1b[K${text}` : `${text}\n`);
+  }
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions();
+  if (!opts) return 0;
+  if (Number(process.versions.node.split('.')[0]) < 24) throw new Error(`Node 24 or later is required (this is ${process.version}); run it with npm run bench`);
+  if (opts.scenarios.some((s) => s.hop.startsWith('gateway')) && !existsSync(new URL('../dist/cli.js', import.meta.url))) {
+    throw new Error('dist/cli.js is missing: run `npm run build` (npm run bench does)');
+  }
+
+  const host = machine();
+  const git = gitState();
+  const started = new Date();
+  const out = process.stdout;
+  const code = git ? ` · code ${git.commit.slice(0, 7)}${git.srcDirty ? ' + uncommitted src/ changes' : ''}` : '';
+  out.write(`mcp-gateway bench · ${started.toISOString()} · Node ${process.version}${code}\n`);
+  out.write(`machine: ${host.cpus} CPUs (${host.cpuModel}), ${host.memoryGiB} GiB, ${host.os}, load ${host.loadAverageAtStart.join(' ')}\n`);
+  if (host.cpus < 4) {
+    out.write(`note: only ${host.cpus} CPUs: the load generator, the upstream and the hop compete for them, so a hop's CPU cost shows up directly as lost throughput.\n`);
+  }
+  const roundsNote = opts.rounds > 1 ? `; ${opts.rounds} rounds, each row is its median-throughput round` : '';
+  out.write(`rows: ${opts.warmup} s warm-up + ${opts.seconds} s timed each${roundsNote}; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
+
+  const line = new ProgressLine();
+  line.start();
+  const plan = opts.scenarios.flatMap((s) => opts.workloads.filter((w) => w.appliesTo?.(s) ?? true).map((w) => ({ s, w })));
+  const total = plan.length * opts.rounds;
+  const rounds: Row[][] = [];
+  let n = 0;
+  for (let round = 1; round <= opts.rounds; round++) {
+    const roundRows: Row[] = [];
+    rounds.push(roundRows);
+    const tag = opts.rounds > 1 ? `round ${round}/${opts.rounds} ` : '';
+    for (const scenario of opts.scenarios) {
+      const mine = plan.filter((p) => p.s === scenario);
+      if (mine.length === 0) continue;
+      line.label = `[${tag}${n + 1}/${total}] ${scenario.id}`;
+      line.progress.phase = 'setup';
+      line.progress.phaseMs = 0;
+      const running = await startScenario(scenario, { hopNodeArgs: opts.hopNodeArgs });
+      try {
+        for (const { w } of mine) {
+          n++;
+          line.label = `[${tag}${n}/${total}] ${scenario.id} × ${w.id}`;
+          const result = await w.run(running.url, { warmupMs: opts.warmup * 1000, measureMs: opts.seconds * 1000, pids: running.pids, progress: line.progress });
+          const row = toRow(scenario.id, w.id, result);
+          roundRows.push(row);
+          line.log(
+            `${line.label}: ${Math.round(row.reqPerSec)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
+              `other load ${row.machine.otherCores.toFixed(2)} cores, ${row.errors} errors${row.firstError ? ` (first: ${row.firstError})` : ''}`,
+          );
+        }
+      } finally {
+        await running.stop();
+      }
+    }
+  }
+  line.stop();
+  const baselineOf = (id: string) => SCENARIOS.find((s) => s.id === id)?.baseline ?? id;
+  const rows = withBaselines(medianRows(rounds), baselineOf);
+
+  const table = markdownTable(ROW_HEADER, rows.map(rowCells));
+  out.write(table + '\n');
+  if (rows.some(noisy)) {
+    out.write(`! other processes kept more than ${NOISY_CORES} cores busy during that row's timed phase: its numbers are disturbed; rerun on a quiet machine or with --rounds\n`);
+  }
+  out.write('\n');
+  const verdicts = judge(rows);
+  out.write('targets:\n');
+  for (const v of verdicts) {
+    const mark = v.role === 'judged' ? (v.pass ? 'PASS' : 'FAIL') : v.pass ? '(ref: meets)' : '(ref: misses)';
+    out.write(`  ${mark.padEnd(13)} ${v.scenario.padEnd(14)} ${v.shown.padStart(10)}   ${v.description}\n`);
+  }
+
+  const results = {
+    date: started.toISOString(),
+    machine: { ...host, loadAverageAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
+    node: process.version,
+    git,
+    config: {
+      warmupSeconds: opts.warmup,
+      seconds: opts.seconds,
+      rounds: opts.rounds,
+      concurrency: opts.concurrency,
+      scenarios: opts.scenarios.map(({ id, title, upstream, hop, baseline }) => ({ id, title, upstream, hop, baseline })),
+      workloads: opts.workloads.map(({ id, title }) => ({ id, title })),
+      hopNodeArgs: opts.hopNodeArgs,
+    },
+    targets: TARGETS.map(({ id, description, workload, judged, reference, compare, limit }) => ({ id, description, workload, judged, reference, compare, limit })),
+    rows,
+    verdicts,
+    table,
+    ...(opts.rounds > 1 ? { rounds: rounds.map((r) => withBaselines(r, baselineOf)) } : {}),
+  };
+  writeFileSync(opts.out + '.tmp', JSON.stringify(results, null, 2) + '\n');
+  renameSync(opts.out + '.tmp', opts.out);
+  out.write(`\nwrote ${opts.out}\n`);
+  const failed = verdicts.some((v) => v.role === 'judged' && !v.pass);
+  return opts.check && failed ? 1 : 0;
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\n${signal}: stopping the processes the bench started…\n`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  async (code) => {
+    await stopAll();
+    process.exit(code);
+  },
+  async (err: unknown) => {
+    process.stderr.write(`\nbench failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    await stopAll();
+    process.exit(1);
+  },
+);

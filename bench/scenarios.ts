@@ -1,0 +1,129 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { startRedis, type RedisServer } from '../test/helpers/redis.ts';
+import { own, spawnOwned, stopChild, waitForJson } from './processes.ts';
+
+/**
+ * A scenario is one path from the load generator to a tools/call answer: an upstream, and the hop
+ * in front of it (none, the bare undici floor, the gateway). Each scenario starts its own fresh
+ * processes and stops them when its workloads are done.
+ */
+export interface Scenario {
+  readonly id: string;
+  readonly title: string;
+  readonly upstream: UpstreamKind;
+  readonly hop: HopKind;
+  /** The scenario this one is compared with (same upstream, no hop). */
+  readonly baseline: string;
+}
+
+export type UpstreamKind = 'demo' | 'raw';
+export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis';
+
+export const SCENARIOS: readonly Scenario[] = [
+  { id: 'direct', title: 'demo upstream, direct', upstream: 'demo', hop: 'none', baseline: 'direct' },
+  { id: 'floor', title: 'demo upstream via bare undici hop', upstream: 'demo', hop: 'floor', baseline: 'direct' },
+  { id: 'gateway', title: 'demo upstream via gateway', upstream: 'demo', hop: 'gateway', baseline: 'direct' },
+  { id: 'gateway-redis', title: 'demo upstream via gateway + Redis', upstream: 'demo', hop: 'gateway-redis', baseline: 'direct' },
+  { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
+  { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
+  { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct' },
+];
+
+export interface StartOptions {
+  /** Extra node flags for the hop process, gateway or floor (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+  readonly hopNodeArgs: readonly string[];
+}
+
+export interface RunningScenario {
+  /** The MCP endpoint the load generator calls. */
+  readonly url: string;
+  /** Processes whose CPU time is charged to each call, by role. */
+  readonly pids: Readonly<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = join(HERE, '..');
+const DEMO_SERVER = join(ROOT, 'src/demo/server.ts');
+const RAW_UPSTREAM = join(HERE, 'raw-upstream.ts');
+const FLOOR = join(HERE, 'floor.ts');
+const GATEWAY_CLI = join(ROOT, 'dist/cli.js');
+const SESSION_SECRET = 'bench-session-secret-0123456789abcdefghij';
+
+interface Proc {
+  readonly url: string;
+  readonly pid: number;
+  /** Helper processes whose CPU is charged to the scenario too (redis-server). */
+  readonly helpers?: Readonly<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+export async function startScenario(s: Scenario, opts: StartOptions): Promise<RunningScenario> {
+  const stack: Proc[] = [];
+  const stop = async () => {
+    for (const p of stack.reverse()) await p.stop();
+  };
+  try {
+    const upstream = await startUpstream(s.upstream);
+    stack.push(upstream);
+    if (s.hop === 'none') return { url: upstream.url, pids: { upstream: upstream.pid }, stop };
+    const hop = await startHop(s.hop, upstream.url, opts);
+    stack.push(hop);
+    return { url: hop.url, pids: { hop: hop.pid, upstream: upstream.pid, ...hop.helpers }, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function startUpstream(kind: UpstreamKind): Promise<Proc> {
+  const script = kind === 'demo' ? DEMO_SERVER : RAW_UPSTREAM;
+  const child = spawnOwned(process.execPath, [script, '--http', '0'], { env: { ...process.env, DEMO_REPLICA: 'bench' } });
+  const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
+  return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
+}
+
+async function startHop(kind: Exclude<HopKind, 'none'>, upstreamUrl: string, opts: StartOptions): Promise<Proc> {
+  if (kind === 'floor') {
+    const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, FLOOR, '--upstream', upstreamUrl, '--port', '0']);
+    const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
+    return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
+  }
+  let redis: RedisServer | undefined;
+  if (kind === 'gateway-redis') {
+    redis = await startRedis();
+    own(redis.child);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-bench-'));
+  const configFile = join(dir, 'gateway.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      metrics: { host: '127.0.0.1', port: 0 },
+      session: { secret: SESSION_SECRET },
+      // info: the "gateway listening" line carries the URL; nothing is logged per request.
+      log: { level: 'info' },
+      ...(redis ? { redis: { url: redis.url } } : {}),
+      servers: { bench: { upstreams: [{ url: upstreamUrl }] } },
+    }),
+  );
+  // Only PATH: MCPGW_* variables from the caller's shell must not change what is measured.
+  const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, GATEWAY_CLI, '--config', configFile], { env: { PATH: process.env.PATH } });
+  const stop = async () => {
+    await stopChild(child, 10_000);
+    if (redis) await stopChild(redis.child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const url = await waitForJson(child, (v) => (v.msg === 'gateway listening' && typeof v.url === 'string' ? v.url : undefined));
+    return { url: `${url}/mcp/bench`, pid: child.pid, helpers: redis ? { redis: redis.child.pid } : {}, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

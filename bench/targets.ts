@@ -1,0 +1,85 @@
+import { fixed, signed, type Row } from './report.ts';
+
+/**
+ * A performance target: a number derived from a row and its baseline row, and a limit. `judged`
+ * scenarios pass or fail; `reference` scenarios are shown beside them to tell what is reachable
+ * at all on this machine (if the bare undici hop cannot meet a target, no proxy can).
+ */
+export interface Target {
+  readonly id: string;
+  readonly description: string;
+  readonly workload: string;
+  readonly judged: readonly string[];
+  readonly reference: readonly string[];
+  readonly compare: '>=' | '<=';
+  readonly limit: number;
+  /** The measured value for `row`; `rows` holds every row of the run (for other comparisons). */
+  value(row: Row, rows: readonly Row[]): number | undefined;
+  format(v: number): string;
+}
+
+export const TARGETS: readonly Target[] = [
+  {
+    id: 'throughput',
+    description: 'tools/call throughput ≥ 0.9× direct (16 sessions: saturated)',
+    workload: 'call-c16',
+    judged: ['gateway', 'gateway-redis'],
+    reference: ['floor'],
+    compare: '>=',
+    limit: 0.9,
+    value: (row) => row.vsBaseline?.throughputRatio,
+    format: (v) => fixed(v, 2) + '×',
+  },
+  {
+    id: 'latency',
+    description: 'tools/call p50 ≤ direct + 0.5 ms (1 session: no queueing)',
+    workload: 'call-c1',
+    judged: ['gateway', 'gateway-redis'],
+    reference: ['floor'],
+    compare: '<=',
+    limit: 0.5,
+    value: (row) => row.vsBaseline?.p50DeltaMs,
+    format: (v) => signed(v, 2) + ' ms',
+  },
+  {
+    // Not from the issue: isolates the gateway's own cost from the cost of having any hop at all.
+    id: 'vs-floor',
+    description: 'diagnostic: tools/call throughput ≥ 0.9× the bare undici hop (16 sessions)',
+    workload: 'call-c16',
+    judged: ['gateway', 'gateway-redis', 'raw-gateway'],
+    reference: [],
+    compare: '>=',
+    limit: 0.9,
+    value: (row, rows) => {
+      const floor = rows.find((r) => r.workload === row.workload && r.scenario === (row.scenario.startsWith('raw-') ? 'raw-floor' : 'floor'));
+      return floor?.reqPerSec ? row.reqPerSec / floor.reqPerSec : undefined;
+    },
+    format: (v) => fixed(v, 2) + '×',
+  },
+];
+
+export interface Verdict {
+  readonly target: string;
+  readonly description: string;
+  readonly scenario: string;
+  readonly role: 'judged' | 'reference';
+  readonly value: number;
+  readonly shown: string;
+  readonly pass: boolean;
+}
+
+export function judge(rows: readonly Row[], targets: readonly Target[] = TARGETS): Verdict[] {
+  const out: Verdict[] = [];
+  for (const t of targets) {
+    for (const [role, scenarios] of [['judged', t.judged], ['reference', t.reference]] as const) {
+      for (const scenario of scenarios) {
+        const row = rows.find((r) => r.scenario === scenario && r.workload === t.workload);
+        const value = row ? t.value(row, rows) : undefined;
+        if (value === undefined) continue;
+        const pass = t.compare === '>=' ? value >= t.limit : value <= t.limit;
+        out.push({ target: t.id, description: t.description, scenario, role, value, shown: t.format(value), pass });
+      }
+    }
+  }
+  return out;
+}

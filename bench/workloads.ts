@@ -1,0 +1,61 @@
+import { runLoop, type LoopResult, type Progress } from './loop.ts';
+import { McpHttpClient, type McpSession } from './mcp-client.ts';
+import type { Scenario } from './scenarios.ts';
+
+export interface WorkloadContext {
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Processes to charge CPU time to, by role. */
+  readonly pids: Readonly<Record<string, number>>;
+  readonly progress: Progress;
+}
+
+/**
+ * One thing the load generator does against a scenario's endpoint. A row of the report is a
+ * (scenario, workload) pair; a workload that only makes sense for some scenarios says so.
+ * One op is one HTTP request for every workload so far, so the report calls op/s "req/s".
+ */
+export interface Workload {
+  readonly id: string;
+  readonly title: string;
+  appliesTo?(scenario: Scenario): boolean;
+  run(url: string, ctx: WorkloadContext): Promise<LoopResult>;
+}
+
+const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
+const ECHO_RESULT = '"text":"bench"';
+
+/** Closed-loop tools/call echo: one session per virtual user, calls back to back. */
+export function toolsCall(concurrency: number): Workload {
+  return {
+    id: `call-c${concurrency}`,
+    title: `tools/call echo, ${concurrency} concurrent session${concurrency === 1 ? '' : 's'}`,
+    async run(url, ctx) {
+      const client = new McpHttpClient(url, concurrency);
+      try {
+        return await runLoop<McpSession>(
+          {
+            concurrency,
+            warmupMs: ctx.warmupMs,
+            measureMs: ctx.measureMs,
+            setup: () => client.open(),
+            op: async (session) => {
+              const res = await session.request('tools/call', ECHO_PARAMS);
+              return res.status === 200 && res.body.includes('"result"') && res.body.includes(ECHO_RESULT);
+            },
+            teardown: (session) => session.end(),
+          },
+          ctx.pids,
+          ctx.progress,
+        );
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}
+
+/** The workload table; later workloads (SSE progress, session churn, idle streams) join here. */
+export function workloadTable(opts: { concurrency: readonly number[] }): Workload[] {
+  return [...opts.concurrency.map(toolsCall)];
+}

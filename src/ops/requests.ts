@@ -1,0 +1,29 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { Metrics } from './metrics.ts';
+
+/** What the HTTP layer learns about a client request while handling it. */
+export interface RequestInfo {
+  /** Method label (see methodLabel), or `GET` / `DELETE` for the bodiless routes. */
+  method: string;
+  /** Tool name of a single `tools/call`. */
+  tool: string | undefined;
+  /** Who called, once a session or a credential names them. */
+  principal: string | undefined;
+}
+
+/**
+ * The fields every per-request log line carries. Built only when a line is written: a child
+ * logger per request would cost an allocation and a serialization on every call.
+ */
+export function requestLogFields(reqId: string, server: string, info: RequestInfo): Record<string, unknown> {
+  return { reqId, principal: info.principal, server, method: info.method, tool: info.tool };
+}
+
+/** Counts a finished request (status as sent) and, at debug level only, logs it. */
+export function recordRequest(metrics: Metrics, log: Logger, reqId: string, server: string, info: RequestInfo, status: number, started: number): void {
+  const seconds = (performance.now() - started) / 1000;
+  metrics.observe(info.method, status, seconds);
+  if (info.tool !== undefined) metrics.observeTool(server, info.tool, status, seconds);
+  if (log.isLevelEnabled('debug')) log.debug({ ...requestLogFields(reqId, server, info), status, ms: Math.round(seconds * 1e6) / 1e3 }, 'request');
+}

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/ops/logger.ts';
+import { connectClient } from '../helpers/client.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { freePort } from '../helpers/ports.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+
+/** Log lines as the gateway writes them (JSON, one per line). */
+function capture(): { stream: Writable; lines: Record<string, unknown>[]; raw: string[] } {
+  const raw: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) {
+        if (!l) continue;
+        raw.push(l);
+        lines.push(JSON.parse(l) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { stream, lines, raw };
+}
+
+describe('logs: JSON lines with request id, server and method; secrets redacted', () => {
+  let up: HttpUpstreamProcess;
+  let gw: Gateway;
+  const log = capture();
+  const TOKEN = 'Bearer very-secret-token-value';
+
+  before(async () => {
+    up = await startDemoUpstream('logs');
+    const dead = `http://127.0.0.1:${await freePort()}/mcp`;
+    gw = await startGateway(
+      { servers: { demo: { upstreams: [{ url: up.url }] }, dead: { upstreams: [{ url: dead }] } } },
+      { logger: createLogger('debug', log.stream) },
+    );
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.stop();
+  });
+
+  it('writes one debug line per request, carrying the request fields', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/demo`, { headers: { authorization: TOKEN, 'x-request-id': 'trace-me-42' } });
+    await client.callTool({ name: 'echo', arguments: { text: 'hi' } });
+    await close();
+    await new Promise((r) => setTimeout(r, 50));
+    const requests = log.lines.filter((l) => l.msg === 'request');
+    const call = requests.find((l) => l.method === 'tools/call');
+    assert.ok(call, 'a tools/call request line');
+    assert.equal(call.level, 20);
+    assert.equal(call.reqId, 'trace-me-42');
+    assert.equal(call.server, 'demo');
+    assert.equal(call.tool, 'echo');
+    assert.equal(call.status, 200);
+    assert.equal(typeof call.ms, 'number');
+    assert.ok(requests.some((l) => l.method === 'initialize'));
+  });
+
+  it('warns on an upstream failure with the request fields', async () => {
+    const res = await fetch(`${gw.url}/mcp/dead`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: TOKEN },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+    });
+    assert.ok(res.status >= 500);
+    const warn = log.lines.find((l) => l.msg === 'upstream failure' && l.server === 'dead');
+    assert.ok(warn, 'an upstream failure line');
+    assert.equal(warn.level, 40);
+    assert.equal(warn.method, 'initialize');
+    assert.equal(typeof warn.reqId, 'string');
+    assert.match(String(warn.code), /^MCPGW_ERR_/);
+  });
+
+  it('redacts credentials wherever they appear', () => {
+    const out = capture();
+    const logger = createLogger('info', out.stream);
+    logger.info({ req: { headers: { authorization: TOKEN, 'mcp-session-id': 'sealed' } }, token: 't0ken', upstream: { password: 'pw', headers: { authorization: TOKEN } } }, 'x');
+    const line = out.raw.join('\n');
+    for (const secret of ['very-secret-token-value', 'sealed', 't0ken', '"pw"']) assert.ok(!line.includes(secret), `${secret} leaked: ${line}`);
+    assert.ok(!log.raw.join('\n').includes('very-secret-token-value'), 'the gateway log never carries the token');
+  });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AUTH_FAILURE_REASONS, CACHEABLE_METHODS, Metrics, OTHER_TOOL, RESUME_OUTCOMES, replicaLabel } from '../../src/ops/metrics.ts';
+import type { ReplicaSnapshot, Upstream } from '../../src/upstream/types.ts';
+
+/** The value of one sample in the Prometheus text, or undefined when the series is absent. */
+async function sample(m: Metrics, series: string): Promise<number | undefined> {
+  const text = await m.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+function fakeUpstream(replicas: Partial<ReplicaSnapshot>[], healthy = true): Upstream {
+  const states = replicas.map((r, i) => ({ key: `r${i}`, inflight: 0, streams: 0, load: 0, ejected: false, breaker: 'closed' as const, ...r }));
+  return { replicaStates: () => states, healthy: () => healthy } as unknown as Upstream;
+}
+
+describe('metrics', () => {
+  it('starts the bounded series of cache, resume and auth metrics at zero', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    for (const method of CACHEABLE_METHODS) {
+      assert.equal(await sample(m, `mcp_cache_hits_total{method="${method}"}`), 0);
+      assert.equal(await sample(m, `mcp_cache_misses_total{method="${method}"}`), 0);
+    }
+    for (const outcome of RESUME_OUTCOMES) assert.equal(await sample(m, `mcp_resume_total{outcome="${outcome}"}`), 0);
+    for (const reason of AUTH_FAILURE_REASONS) assert.equal(await sample(m, `mcp_auth_failures_total{reason="${reason}"}`), 0);
+  });
+
+  it('counts through the small API the features call', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.cacheLookup('tools/list', true);
+    m.cacheLookup('tools/list', true);
+    m.cacheLookup('tools/list', false);
+    m.resume('evicted');
+    m.eventLogAppend(0.0003);
+    m.authFailure('expired');
+    m.rateLimit('demo', 'principal');
+    m.redisError('subscriber');
+    assert.equal(await sample(m, 'mcp_cache_hits_total{method="tools/list"}'), 2);
+    assert.equal(await sample(m, 'mcp_cache_misses_total{method="tools/list"}'), 1);
+    assert.equal(await sample(m, 'mcp_resume_total{outcome="evicted"}'), 1);
+    assert.equal(await sample(m, 'mcp_event_log_append_duration_seconds_bucket{le="0.0005"}'), 1);
+    assert.equal(await sample(m, 'mcp_event_log_append_duration_seconds_bucket{le="0.00025"}'), 0);
+    assert.equal(await sample(m, 'mcp_auth_failures_total{reason="expired"}'), 1);
+    assert.equal(await sample(m, 'mcp_rate_limited_total{server="demo",scope="principal"}'), 1);
+    assert.equal(await sample(m, 'mcp_redis_errors_total{connection="subscriber"}'), 1);
+  });
+
+  it('counts tool calls per tool only when enabled, capped at the limit', async () => {
+    const off = new Metrics({ defaultMetrics: false });
+    off.observeTool('demo', 'echo', 200, 0.01);
+    assert.doesNotMatch(await off.registry.metrics(), /mcp_tool_calls_total/);
+
+    const on = new Metrics({ defaultMetrics: false, toolLabels: true, toolLabelLimit: 2 });
+    for (const tool of ['echo', 'add', 'echo', 'junk-1', 'junk-2', 'add']) on.observeTool('demo', tool, 200, 0.01);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="200"}'), 2);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="add",status="200"}'), 2);
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="200"}`), 2);
+    assert.equal(await sample(on, 'mcp_tool_call_duration_seconds_count{server="demo",tool="echo"}'), 2);
+  });
+
+  it('reads upstream replicas at scrape time', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const servers = new Map<string, Upstream>([
+      ['api', fakeUpstream([{ key: 'http://u:p@10.0.0.1/mcp', inflight: 3, streams: 2 }, { key: 'http://10.0.0.2/mcp', ejected: true, breaker: 'open' }])],
+      ['files', fakeUpstream([{ key: 'stdio:0', streams: 5, breaker: 'half-open' }], false)],
+    ]);
+    m.watchUpstreams(servers);
+    assert.equal(await sample(m, 'mcp_upstream_inflight{server="api",replica="http://10.0.0.1/mcp"}'), 3);
+    assert.equal(await sample(m, 'mcp_upstream_streams{server="api",replica="http://10.0.0.1/mcp"}'), 2);
+    assert.equal(await sample(m, 'mcp_upstream_breaker_state{server="api",replica="http://10.0.0.2/mcp"}'), 2);
+    assert.equal(await sample(m, 'mcp_upstream_breaker_state{server="files",replica="stdio:0"}'), 1);
+    assert.equal(await sample(m, 'mcp_upstream_healthy_replicas{server="api"}'), 1);
+    // A server that cannot take a new session (here: stdio at maxProcesses) has none.
+    assert.equal(await sample(m, 'mcp_upstream_healthy_replicas{server="files"}'), 0);
+    assert.equal(replicaLabel('https://user:secret@host:1/mcp'), 'https://host:1/mcp');
+  });
+
+  it('reports Redis up only when Redis is configured', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    assert.equal(await sample(m, 'mcp_redis_up'), undefined);
+    let up = true;
+    m.watchRedis(() => up);
+    assert.equal(await sample(m, 'mcp_redis_up'), 1);
+    up = false;
+    assert.equal(await sample(m, 'mcp_redis_up'), 0);
+    assert.equal(await sample(m, 'mcp_redis_errors_total{connection="command"}'), 0);
+  });
+});
