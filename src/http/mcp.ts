@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { guardRequest, guardResponse } from '../auth/guard.ts';
+import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
@@ -30,6 +32,13 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
 interface Call {
   method: string;
   id: JsonRpcId;
+  /** auth: the checked caller (undefined when auth is off). */
+  principal?: Principal;
+  /** audit: what the request asked for and how it ended. */
+  messages?: readonly Envelope[];
+  session?: string;
+  hidden?: readonly string[];
+  error?: string;
 }
 
 type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<{ res: UpstreamResponse; session?: string }>;
@@ -41,17 +50,34 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
   gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
   reply.raw.once('close', () => {
     gw.metrics.observe(call.method, reply.raw.statusCode, (performance.now() - started) / 1000);
+    // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
+    gw.audit?.record({
+      requestId: request.id,
+      principal: call.principal,
+      server: request.params.server,
+      httpMethod: request.method,
+      messages: call.messages,
+      session: call.session,
+      status: reply.raw.statusCode,
+      error: call.error,
+      hidden: call.hidden,
+      latencyMs: performance.now() - started,
+    });
   });
   try {
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
+    // auth: who is calling, and may they use this server (src/auth/authenticator.ts).
+    if (gw.auth) call.principal = await gw.auth.authenticate(request, request.params.server);
     const { res, session } = await step(gw, request, call);
     if (session) reply.header('mcp-session-id', session);
     reply.code(res.status).headers(res.headers);
     return res.body === null ? reply.send() : reply.send(res.body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
+    call.error = e.code;
     if (e.code === 'MCPGW_ERR_INTERNAL') request.log.error({ err }, 'request failed');
     else if (e.status >= 500) request.log.warn({ code: e.code, detail: e.detail }, 'upstream failure');
+    else if (e.status === 401 || e.status === 403) request.log.debug({ code: e.code, detail: e.detail }, 'caller refused');
     gw.metrics.errors.inc({ error_type: e.code, method: methodLabel(call.method === 'response' ? undefined : call.method) });
     sendError(reply, e, call.id);
     return reply;
@@ -65,6 +91,7 @@ const onPost: Step = async (gw, request, call) => {
   const incoming = parseBody(body);
   const messages: readonly Envelope[] = incoming.batch ? incoming.messages : [incoming.message];
   const first = messages[0]!;
+  call.messages = messages;
   call.id = incoming.batch ? null : first.id;
   call.method = methodLabel(first.method);
   checkAccept(request, 'post');
@@ -77,29 +104,36 @@ const onPost: Step = async (gw, request, call) => {
     const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
     const sessionId = SessionSealer.newId();
     const req = clientRequest(request, messages, protocolVersion);
+    call.session = sessionId;
     const { response, placement } = await upstream.initialize(req, sessionId);
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,
       ...placement,
-      principal: '',
+      principal: call.principal?.id ?? '',
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
     return { res: response, session: gw.sealer.seal(claims) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
-  const claims = await openSession(gw, request, sid);
+  const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
-  return { res: await withSession(gw, claims, () => upstream.post(claims, clientRequest(request, messages, version))) };
+  // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
+  const policy = call.principal && gw.auth?.policy(request.params.server);
+  const guard = policy?.filtersItems ? guardRequest(policy, call.principal!, messages, body) : undefined;
+  if (!guard) return { res: await withSession(gw, claims, () => upstream.post(claims, clientRequest(request, messages, version))) };
+  call.hidden = guard.hidden;
+  const req: ClientRequest = { ...clientRequest(request, guard.messages, version), body: guard.body };
+  return { res: await guardResponse(await withSession(gw, claims, () => upstream.post(claims, req)), guard) };
 };
 
 const onGet: Step = async (gw, request, call) => {
   call.method = 'GET';
   const upstream = serverOf(gw, request);
   checkAccept(request, 'get');
-  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   return { res: await withSession(gw, claims, () => upstream.get(claims, clientRequest(request, [], version))) };
 };
@@ -107,7 +141,7 @@ const onGet: Step = async (gw, request, call) => {
 const onDelete: Step = async (gw, request, call) => {
   call.method = 'DELETE';
   const upstream = serverOf(gw, request);
-  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']));
+  const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
@@ -121,10 +155,13 @@ function serverOf(gw: GatewayContext, request: McpRequest) {
   return upstream;
 }
 
-async function openSession(gw: GatewayContext, request: McpRequest, sid: string): Promise<SessionClaims> {
+async function openSession(gw: GatewayContext, request: McpRequest, sid: string, call: Call): Promise<SessionClaims> {
   if (!sid) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED');
   const claims = gw.sealer.open(sid);
   if (!claims || claims.server !== request.params.server) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  // auth: a session belongs to the caller that created it; to anyone else it does not exist.
+  if (claims.principal !== (call.principal?.id ?? '')) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  call.session = claims.id;
   if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
   if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
   return claims;
@@ -166,5 +203,6 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
   }
   reply.code(err.status).header('content-type', 'application/json');
   if (headers) reply.headers(headers);
+  if (err.headers) reply.headers(err.headers);
   reply.send(errorBody(err, id));
 }
