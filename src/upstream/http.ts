@@ -162,7 +162,12 @@ export class HttpUpstream implements Upstream {
         headersTimeout: this.#server.requestTimeoutMs,
       });
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
-      if (res.statusCode === 401) replica.credentials?.invalidate();
+      if (res.statusCode === 401 && replica.credentials) {
+        // The gateway's own credential was refused, not the caller's: a fresh one next time.
+        res.body.resume();
+        replica.credentials.invalidate();
+        throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
+      }
       return res;
     } catch (err) {
       if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');

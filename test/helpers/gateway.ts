@@ -21,9 +21,9 @@ function withDefaults(doc: Record<string, unknown>): Record<string, unknown> {
   };
 }
 
-/** A gateway in this process. */
-export async function startGateway(doc: Record<string, unknown>): Promise<Gateway> {
-  const { config } = loadConfig({ document: withDefaults(doc), env: {} });
+/** A gateway in this process; `env` is what environment references in the config resolve against. */
+export async function startGateway(doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<Gateway> {
+  const { config } = loadConfig({ document: withDefaults(doc), env });
   return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false });
 }
 
