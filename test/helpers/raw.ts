@@ -28,7 +28,8 @@ export async function request(url: string, method: string, headers: Record<strin
   return read(await fetch(url, { method, headers, body }));
 }
 
-async function read(res: Response): Promise<RawResponse> {
+/** Status, headers and body (parsed when JSON) of a fetch Response. */
+export async function read(res: Response): Promise<RawResponse> {
   const text = await res.text();
   let json: unknown;
   try {

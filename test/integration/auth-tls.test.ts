@@ -4,7 +4,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import type { Gateway } from '../../src/gateway.ts';
 import { createPki, type Issued, type TestPki } from '../helpers/certs.ts';
 import { startGateway } from '../helpers/gateway.ts';
-import { INIT, JSON_AND_SSE, rpcOf } from '../helpers/raw.ts';
+import { INIT, JSON_AND_SSE, read, rpcOf } from '../helpers/raw.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 
 const V = { 'mcp-protocol-version': '2025-11-25' };
@@ -20,14 +20,7 @@ async function tlsPost(url: string, ca: string, client: Issued | undefined, body
       body: JSON.stringify(body),
       dispatcher,
     });
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, headers: res.headers as unknown as Headers, text, json };
+    return await read(res as unknown as Response);
   } finally {
     await dispatcher.close();
   }
