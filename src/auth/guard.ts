@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { ServerPolicy } from '../config/types.ts';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
@@ -112,7 +112,10 @@ export async function guardResponse(res: UpstreamResponse, plan: GuardPlan): Pro
   const headers = { ...res.headers };
   delete headers['content-length'];
   if (contentType.startsWith('text/event-stream') && typeof res.body !== 'string' && plan.masks.length === 0) {
-    return { status: res.status, headers, body: res.body.pipe(new SseListFilter(plan)) };
+    // pipeline, not pipe: a client that goes away must release the upstream stream too.
+    const filtered = new SseListFilter(plan);
+    pipeline(res.body, filtered, () => {});
+    return { status: res.status, headers, body: filtered };
   }
   const text = typeof res.body === 'string' ? res.body : await readAll(res.body);
   let out = contentType.startsWith('text/event-stream') ? filterSseText(text, plan) : filterJsonText(text, plan);
