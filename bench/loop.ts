@@ -102,17 +102,16 @@ export async function runLoop<S>(spec: LoopSpec<S>, pids: Readonly<Record<string
 
   const cpuMicros: Record<string, number> = {};
   let ours = 0;
-  for (const role of Object.keys(after)) {
-    if (role === MACHINE_BUSY || role === MACHINE_STEAL) continue;
-    cpuMicros[role] = after[role]! - (before[role] ?? 0);
+  for (const role of Object.keys(after.byRole)) {
+    cpuMicros[role] = after.byRole[role]! - (before.byRole[role] ?? 0);
     ours += cpuMicros[role];
   }
   const wallMicros = (measureEnd - measureStart) * 1000;
-  const busy = after[MACHINE_BUSY]! - before[MACHINE_BUSY]!;
+  const busy = after.machineBusy - before.machineBusy;
   const machine = {
     busyCores: busy / wallMicros,
     otherCores: Math.max(0, busy - ours) / wallMicros,
-    stealCores: (after[MACHINE_STEAL]! - before[MACHINE_STEAL]!) / wallMicros,
+    stealCores: (after.machineSteal - before.machineSteal) / wallMicros,
   };
   const ioSyscalls: Record<string, number> = {};
   for (const role of Object.keys(syscallsAfter)) ioSyscalls[role] = syscallsAfter[role]! - (syscallsBefore[role] ?? 0);
@@ -120,14 +119,18 @@ export async function runLoop<S>(spec: LoopSpec<S>, pids: Readonly<Record<string
   return { ops, errors, seconds: (measureEnd - measureStart) / 1000, latenciesMs: measured, cpuMicros, machine, ioSyscalls, firstError };
 }
 
-const MACHINE_BUSY = '#busy';
-const MACHINE_STEAL = '#steal';
+interface CpuSample {
+  /** CPU time so far by role, µs ("client" is this process). */
+  readonly byRole: Record<string, number>;
+  readonly machineBusy: number;
+  readonly machineSteal: number;
+}
 
-function sampleCpu(pids: Readonly<Record<string, number>>): Record<string, number> {
+function sampleCpu(pids: Readonly<Record<string, number>>): CpuSample {
   const m = machineCpuMicros();
-  const out: Record<string, number> = { client: selfCpuMicros(), [MACHINE_BUSY]: m.busy, [MACHINE_STEAL]: m.steal };
-  for (const [role, pid] of Object.entries(pids)) out[role] = processCpuMicros(pid);
-  return out;
+  const byRole: Record<string, number> = { client: selfCpuMicros() };
+  for (const [role, pid] of Object.entries(pids)) byRole[role] = processCpuMicros(pid);
+  return { byRole, machineBusy: m.busy, machineSteal: m.steal };
 }
 
 function sampleSyscalls(pids: Readonly<Record<string, number>>): Record<string, number> {

@@ -16,11 +16,17 @@ export const ERRORS = {
   MCPGW_ERR_UNKNOWN_SERVER: { status: 404, rpc: -32600, message: 'No MCP server is published under this name' },
   MCPGW_ERR_FORBIDDEN_ORIGIN: { status: 403, rpc: -32600, message: 'Origin is not allowed' },
   MCPGW_ERR_UNSUPPORTED_PROTOCOL_VERSION: { status: 400, rpc: -32600, message: 'Unsupported MCP-Protocol-Version' },
+  MCPGW_ERR_UNAUTHORIZED: { status: 401, rpc: -32600, message: 'Authentication required' },
+  MCPGW_ERR_INVALID_TOKEN: { status: 401, rpc: -32600, message: 'The access token is invalid' },
+  MCPGW_ERR_INSUFFICIENT_SCOPE: { status: 403, rpc: -32600, message: 'The access token lacks a required scope' },
+  MCPGW_ERR_FORBIDDEN: { status: 403, rpc: -32600, message: 'The caller is not allowed to use this server' },
+  MCPGW_ERR_AUTH_UNAVAILABLE: { status: 503, rpc: -32009, message: 'The token issuer keys could not be fetched; retry later' },
   MCPGW_ERR_SESSION_REQUIRED: { status: 400, rpc: -32600, message: 'Mcp-Session-Id header is required' },
   MCPGW_ERR_ALREADY_INITIALIZED: { status: 400, rpc: -32600, message: 'initialize must be sent without Mcp-Session-Id' },
   MCPGW_ERR_SESSION_NOT_FOUND: { status: 404, rpc: -32001, message: 'Session not found or ended; initialize a new session' },
   MCPGW_ERR_UPSTREAM_UNAVAILABLE: { status: 502, rpc: -32002, message: 'Upstream MCP server could not be reached' },
   MCPGW_ERR_UPSTREAM_PROTOCOL: { status: 502, rpc: -32003, message: 'Upstream MCP server answered with an invalid response' },
+  MCPGW_ERR_UPSTREAM_CREDENTIALS: { status: 502, rpc: -32008, message: 'Could not obtain credentials for the upstream MCP server' },
   MCPGW_ERR_NO_HEALTHY_UPSTREAM: { status: 503, rpc: -32004, message: 'No healthy upstream replica for this server' },
   MCPGW_ERR_CAPACITY: { status: 503, rpc: -32005, message: 'Upstream process limit reached; retry later' },
   MCPGW_ERR_UPSTREAM_TIMEOUT: { status: 504, rpc: -32006, message: 'Upstream MCP server did not answer in time' },
@@ -40,6 +46,8 @@ export class GatewayError extends Error {
   readonly status: number;
   readonly rpc: number;
   readonly detail: string | undefined;
+  /** Response headers that belong to this error (`WWW-Authenticate` on 401/403). */
+  headers: Record<string, string> | undefined;
 
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
     const entry = ERRORS[code];

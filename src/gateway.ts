@@ -3,10 +3,12 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { Authenticator } from './auth/authenticator.ts';
 import type { GatewayConfig } from './config/types.ts';
 import { buildApp } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
+import { AuditLog } from './ops/audit.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
@@ -37,6 +39,8 @@ export class Gateway implements GatewayContext {
   readonly metrics: Metrics;
   readonly hub: StreamHub;
   readonly log: Logger;
+  readonly auth: Authenticator | undefined;
+  readonly audit: AuditLog | undefined;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -53,6 +57,8 @@ export class Gateway implements GatewayContext {
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
+    this.auth = config.auth.mode === 'none' ? undefined : new Authenticator(config);
+    this.audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
     if (config.redis) {
@@ -97,6 +103,7 @@ export class Gateway implements GatewayContext {
       gw.log.warn('session.secret is not set: session ids are sealed with a random per-process key, so sessions cannot move between replicas');
     }
     if (config.auth.mode === 'none') gw.log.warn('auth.mode is none: every caller is admitted without authentication');
+    else gw.log.info({ mode: config.auth.mode, issuers: config.auth.issuers.map((i) => i.issuer) }, 'auth on');
     try {
       await gw.app.listen({ host: config.listen.host, port: config.listen.port });
       if (gw.#metricsApp) await gw.#metricsApp.listen({ host: config.metrics.host, port: config.metrics.port });
@@ -109,7 +116,7 @@ export class Gateway implements GatewayContext {
   }
 
   get url(): string {
-    return addressUrl(this.app);
+    return addressUrl(this.app, this.config.listen.tls ? 'https' : 'http');
   }
 
   get metricsUrl(): string | undefined {
@@ -183,6 +190,7 @@ export class Gateway implements GatewayContext {
     await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
     await Promise.allSettled([this.sessions.close(), this.hub.log.close()]);
     for (const r of this.#redis) r.disconnect();
+    this.audit?.close();
   }
 
   #wireEvents(): void {
@@ -218,8 +226,8 @@ export class Gateway implements GatewayContext {
   }
 }
 
-function addressUrl(app: FastifyInstance): string {
+function addressUrl(app: FastifyInstance, scheme = 'http'): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  return `http://${host}:${a.port}`;
+  return `${scheme}://${host}:${a.port}`;
 }

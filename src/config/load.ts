@@ -4,9 +4,10 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
+import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { applyEnv } from './env.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
-import type { GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
+import type { AuditConfig, AuthConfig, GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
 
 export interface LoadedConfig {
   /** As written (file + environment + defaults), for `--print-config`. */
@@ -46,7 +47,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
 
   if (!validate(raw)) throw new ConfigError(describeErrors(validate.errors ?? []));
-  const config = resolve(raw);
+  const config = resolve(raw, env);
   return { effective: deepFreeze(raw), config: deepFreeze(config), embedded };
 }
 
@@ -107,18 +108,19 @@ function describeErrors(errors: ErrorObject[]): string {
   return [...lines].join('\n');
 }
 
-const HTTP_ONLY = ['headers', 'connections'] as const;
+const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
-function resolve(raw: Record<string, unknown>): GatewayConfig {
+function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayConfig {
   // The schema has run, so the shapes below hold; the casts only name them.
   const r = raw as {
-    listen: GatewayConfig['listen'];
+    listen: Omit<GatewayConfig['listen'], 'tls'> & { tls?: Parameters<typeof resolveListenTls>[0] };
     metrics: GatewayConfig['metrics'];
     redis?: Omit<RedisConfig, 'url'> & { url?: string };
     events: { ttl: Duration; maxLength: number; keepAlive: Duration; retry: Duration; maxBuffer: number; detachedGrace: Duration; replicaAcks: number; replicaAckTimeout: Duration };
     session: { secret?: string; secretFile?: string; maxLifetime: Duration };
-    auth: { mode: 'none' | 'jwt'; issuer?: string; audience?: string; jwksUri?: string };
+    auth: RawAuth;
+    audit: AuditConfig;
     log: { level: string };
     shutdown: { grace: Duration };
     servers: Record<string, Record<string, unknown>>;
@@ -135,15 +137,11 @@ function resolve(raw: Record<string, unknown>): GatewayConfig {
     }
     if (secret.length < 32) throw new ConfigError('config key session.secretFile: the secret must be at least 32 characters');
   }
-  if (r.auth.mode === 'jwt') {
-    for (const k of ['issuer', 'audience', 'jwksUri'] as const) {
-      if (!r.auth[k]) throw new ConfigError(`config key auth.${k} is required when auth.mode is jwt`);
-    }
-  }
+  const auth = resolveAuth(r.auth);
   const servers: Record<string, ServerConfig> = {};
-  for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s);
+  for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s, auth, env);
   return {
-    listen: r.listen,
+    listen: { ...r.listen, tls: resolveListenTls(r.listen.tls, auth.mode) },
     metrics: r.metrics,
     redis: r.redis
       ? {
@@ -167,14 +165,15 @@ function resolve(raw: Record<string, unknown>): GatewayConfig {
       replicaAckTimeoutMs: toMs(r.events.replicaAckTimeout, 'events.replicaAckTimeout'),
     },
     session: { secret, maxLifetimeMs: toMs(r.session.maxLifetime, 'session.maxLifetime') },
-    auth: { mode: r.auth.mode, issuer: r.auth.issuer, audience: r.auth.audience, jwksUri: r.auth.jwksUri },
+    auth,
+    audit: resolveAudit(r.audit),
     log: r.log,
     shutdown: { graceMs: toMs(r.shutdown.grace, 'shutdown.grace') },
     servers,
   };
 }
 
-function resolveServer(name: string, s: Record<string, unknown>): ServerConfig {
+function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfig, env: NodeJS.ProcessEnv): ServerConfig {
   const at = `servers.${name}`;
   const upstreams = (s.upstreams as Record<string, unknown>[]).map((u, i): UpstreamConfig => {
     const here = `${at}.upstreams[${i}]`;
@@ -186,6 +185,9 @@ function resolveServer(name: string, s: Record<string, unknown>): ServerConfig {
         url: u.url,
         headers: (u.headers as Record<string, string> | undefined) ?? {},
         connections: (u.connections as number | undefined) ?? 64,
+        // Present only when configured, so a plain upstream's config stays as small as before.
+        ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env) } : {}),
+        ...(u.tls ? { tls: resolveUpstreamTls(`${here}.tls`, u.tls as Parameters<typeof resolveUpstreamTls>[1]) } : {}),
       };
     }
     const stray = HTTP_ONLY.find((k) => k in u);
@@ -212,6 +214,7 @@ function resolveServer(name: string, s: Record<string, unknown>): ServerConfig {
       : undefined,
     maxProcesses: s.maxProcesses as number,
     idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
+    policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),
   };
 }
 

@@ -23,6 +23,19 @@ const hostPortItem = {
   properties: { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
 } as const;
 
+const stringOrList = { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] } as const;
+const scopeList = { type: 'array', items: { type: 'string', pattern: '^[!#-\\[\\]-~]+$' } } as const;
+/** Claim name → the value it must have (a list: any of them); an array claim matches when it contains one. */
+const claims = { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] } } as const;
+/** Asymmetric JWS algorithms only: `none` and the HMAC family cannot be configured at all. */
+const JWS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+const algorithms = (dflt?: readonly string[]) => ({ type: 'array', minItems: 1, items: { enum: JWS_ALGORITHMS }, ...(dflt ? { default: dflt } : {}) });
+/** Tool / resource / prompt name (or `*` glob) → what a caller needs to see and use it. */
+const itemRules = {
+  type: 'object',
+  additionalProperties: { type: 'object', additionalProperties: false, properties: { scopes: scopeList, claims } },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -35,6 +48,41 @@ const upstream = {
     args: { type: 'array', items: { type: 'string' } },
     env: { type: 'object', additionalProperties: { type: 'string' } },
     cwd: { type: 'string' },
+    credentials: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        header: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', default: 'authorization' },
+        prefix: { type: 'string' },
+        valueFile: { type: 'string', minLength: 1 },
+        valueEnv: { type: 'string', minLength: 1 },
+        clientCredentials: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['tokenUrl', 'clientId'],
+          properties: {
+            tokenUrl: { type: 'string', pattern: '^https?://' },
+            clientId: { type: 'string', minLength: 1 },
+            clientSecret: { type: 'string', minLength: 1 },
+            clientSecretFile: { type: 'string', minLength: 1 },
+            clientSecretEnv: { type: 'string', minLength: 1 },
+            scope: { type: 'string' },
+            resource: { type: 'string' },
+            audience: { type: 'string' },
+          },
+        },
+      },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        caFile: { type: 'string', minLength: 1 },
+        certFile: { type: 'string', minLength: 1 },
+        keyFile: { type: 'string', minLength: 1 },
+        serverName: { type: 'string', minLength: 1 },
+      },
+    },
   },
   // Exactly one kind; load.ts names the keys that do not belong to the chosen kind.
   oneOf: [{ required: ['url'] }, { required: ['command'] }],
@@ -55,6 +103,17 @@ export const CONFIG_SCHEMA = {
           default: ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://localhost:*', 'https://127.0.0.1:*'],
         },
         trustProxy: { type: 'boolean', default: false },
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['certFile', 'keyFile'],
+          properties: {
+            certFile: { type: 'string', minLength: 1 },
+            keyFile: { type: 'string', minLength: 1 },
+            clientCaFile: { type: 'string', minLength: 1 },
+            requireClientCert: { type: 'boolean', default: false },
+          },
+        },
       },
     },
     metrics: {
@@ -111,10 +170,60 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       default: {},
       properties: {
-        mode: { enum: ['none', 'jwt'], default: 'none' },
+        mode: { enum: ['none', 'jwt', 'mtls'], default: 'none' },
         issuer: { type: 'string' },
-        audience: { type: 'string' },
-        jwksUri: { type: 'string' },
+        audience: stringOrList,
+        jwksUri: { type: 'string', pattern: '^https?://' },
+        issuers: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['issuer'],
+            properties: {
+              issuer: { type: 'string', minLength: 1 },
+              jwksUri: { type: 'string', pattern: '^https?://' },
+              keysFile: { type: 'string', minLength: 1 },
+              algorithms: algorithms(),
+            },
+          },
+        },
+        algorithms: algorithms(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']),
+        clockTolerance: duration('30s'),
+        jwksCacheMaxAge: duration('10m'),
+        jwksCooldown: duration('30s'),
+        scopes: scopeList,
+        claims,
+        publicUrl: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
+        pathPrefix: { type: 'string', pattern: '^(/[^/?#]+)*$' },
+        authorizationServers: { type: 'array', items: { type: 'string', pattern: '^https?://' } },
+        clientCerts: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            subject: { enum: ['cn', 'dn', 'fingerprint'], default: 'cn' },
+            principals: {
+              type: 'object',
+              additionalProperties: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { name: { type: 'string', minLength: 1 }, scopes: scopeList, claims },
+              },
+            },
+          },
+        },
+      },
+    },
+    audit: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        destination: { type: 'string', minLength: 1, default: 'stdout' },
+        redactKeys: { type: 'array', items: { type: 'string', minLength: 1 }, default: ['password', 'token', 'secret', 'api_key'] },
+        maxParamsBytes: { type: 'integer', minimum: 0, default: 8192 },
       },
     },
     log: {
@@ -159,6 +268,19 @@ export const CONFIG_SCHEMA = {
           },
           maxProcesses: { type: 'integer', minimum: 1, default: 32 },
           idleTimeout: duration('10m'),
+          auth: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              scopes: scopeList,
+              claims,
+              audience: stringOrList,
+              tools: itemRules,
+              resources: itemRules,
+              prompts: itemRules,
+              unlisted: { enum: ['allow', 'deny'], default: 'allow' },
+            },
+          },
         },
       },
     },

@@ -6,6 +6,8 @@ export interface GatewayConfig {
     readonly bodyLimit: number;
     readonly allowedOrigins: readonly string[];
     readonly trustProxy: boolean;
+    /** HTTPS listener (files read at load); undefined → plain HTTP. */
+    readonly tls: ListenTlsConfig | undefined;
   };
   readonly metrics: {
     readonly host: string;
@@ -31,12 +33,8 @@ export interface GatewayConfig {
     readonly secret: string | undefined;
     readonly maxLifetimeMs: number;
   };
-  readonly auth: {
-    readonly mode: 'none' | 'jwt';
-    readonly issuer: string | undefined;
-    readonly audience: string | undefined;
-    readonly jwksUri: string | undefined;
-  };
+  readonly auth: AuthConfig;
+  readonly audit: AuditConfig;
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
   readonly servers: Readonly<Record<string, ServerConfig>>;
@@ -61,6 +59,8 @@ export interface ServerConfig {
   readonly probe: { readonly intervalMs: number; readonly timeoutMs: number; readonly path: string | undefined } | undefined;
   readonly maxProcesses: number;
   readonly idleTimeoutMs: number;
+  /** Who may use this server and which of its tools, resources and prompts (auth on only). */
+  readonly policy: ServerPolicy;
 }
 
 export type UpstreamConfig = HttpUpstreamConfig | StdioUpstreamConfig;
@@ -70,6 +70,10 @@ export interface HttpUpstreamConfig {
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly connections: number;
+  /** What the gateway presents to this replica instead of the caller's credentials. */
+  readonly credentials?: UpstreamCredentialsConfig;
+  /** Client certificate and CA for an https:// replica (PEM, read at load). */
+  readonly tls?: UpstreamTlsConfig;
 }
 
 export interface StdioUpstreamConfig {
@@ -78,4 +82,101 @@ export interface StdioUpstreamConfig {
   readonly args: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   readonly cwd: string | undefined;
+}
+
+export interface ListenTlsConfig {
+  readonly cert: string;
+  readonly key: string;
+  /** CA bundle that signs client certificates; set → clients are asked for one. */
+  readonly clientCa: string | undefined;
+  readonly requireClientCert: boolean;
+}
+
+export type JwsAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA' | 'Ed25519';
+
+/** What a caller must hold: every scope, and every claim matching one of its values. */
+export interface AccessRule {
+  readonly scopes: readonly string[];
+  readonly claims: Readonly<Record<string, readonly string[]>>;
+}
+
+export interface IssuerConfig {
+  readonly issuer: string;
+  readonly jwksUri: string | undefined;
+  /** Public keys from `keysFile`, as a JWK set (PEM keys converted at load). */
+  readonly keys: { readonly keys: readonly Readonly<Record<string, unknown>>[] } | undefined;
+  readonly algorithms: readonly JwsAlgorithm[];
+}
+
+export interface AuthConfig {
+  readonly mode: 'none' | 'jwt' | 'mtls';
+  readonly issuers: readonly IssuerConfig[];
+  readonly audience: readonly string[];
+  readonly clockToleranceSec: number;
+  readonly jwksCacheMaxAgeMs: number;
+  readonly jwksCooldownMs: number;
+  /** Required of every caller on every server. */
+  readonly rule: AccessRule;
+  /** External base URL (scheme, host, optional path prefix), no trailing slash. */
+  readonly publicUrl: string | undefined;
+  readonly pathPrefix: string;
+  readonly authorizationServers: readonly string[];
+  readonly clientCerts: {
+    readonly subject: 'cn' | 'dn' | 'fingerprint';
+    /** Subject value → principal; empty → every verified certificate is its own principal. */
+    readonly principals: Readonly<Record<string, { readonly name: string; readonly scopes: readonly string[]; readonly claims: Readonly<Record<string, readonly string[]>> }>>;
+  };
+}
+
+export interface ItemRules {
+  /** Exact names first, then `*` patterns in the order written. */
+  readonly exact: ReadonlyMap<string, AccessRule>;
+  readonly patterns: readonly { readonly pattern: RegExp; readonly rule: AccessRule }[];
+}
+
+export interface ServerPolicy {
+  /** Required to use the server at all (global `auth` rule included). */
+  readonly rule: AccessRule;
+  /** Accepted token audiences for this server. */
+  readonly audience: readonly string[];
+  readonly tools: ItemRules;
+  readonly resources: ItemRules;
+  readonly prompts: ItemRules;
+  /** Items no rule names: `allow` (visible to every admitted caller) or `deny` (hidden). */
+  readonly unlisted: 'allow' | 'deny';
+  /** True when any item rule exists or unlisted is deny: lists must be filtered. */
+  readonly filtersItems: boolean;
+}
+
+export interface UpstreamCredentialsConfig {
+  /** Lower-case header name, `authorization` by default. */
+  readonly header: string;
+  /** A fixed value (read from `valueFile` or `valueEnv` at load), prefix included. */
+  readonly value: string | undefined;
+  readonly prefix: string;
+  readonly clientCredentials:
+    | {
+        readonly tokenUrl: string;
+        readonly clientId: string;
+        readonly clientSecret: string;
+        readonly scope: string | undefined;
+        readonly resource: string | undefined;
+        readonly audience: string | undefined;
+      }
+    | undefined;
+}
+
+export interface UpstreamTlsConfig {
+  readonly ca: string | undefined;
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
+  readonly serverName: string | undefined;
+}
+
+export interface AuditConfig {
+  readonly enabled: boolean;
+  /** `stdout` or a file path (appended, created with its directory). */
+  readonly destination: string;
+  readonly redactKeys: readonly string[];
+  readonly maxParamsBytes: number;
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
+import { registerMetadataRoutes } from './oauth-metadata.ts';
 
 /** Fastify error codes the framework raises before our handlers run, mapped onto our table. */
 const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
@@ -15,7 +16,10 @@ const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
 };
 
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
+  const tls = gw.config.listen.tls;
   const app = Fastify({
+    // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS).
+    ...(tls ? { https: { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: tls.requireClientCert } } : {}),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     requestIdHeader: 'x-request-id',
@@ -29,7 +33,7 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     // SSE streams stay open for hours; Node's default request timeout would cut them.
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
-  });
+  }) as unknown as FastifyInstance;
 
   // Bodies stay raw bytes: parsed once to route, forwarded untouched.
   app.removeAllContentTypeParsers();
@@ -57,6 +61,7 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   app.get('/readyz', ready);
   app.get('/health', ready);
 
+  registerMetadataRoutes(app, gw);
   registerMcpRoutes(app, gw);
   return app;
 }

@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/authenticator.ts';
 import type { GatewayConfig } from '../config/types.ts';
 import type { StreamHub } from '../events/hub.ts';
+import type { AuditLog } from '../ops/audit.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
@@ -18,6 +20,10 @@ export interface GatewayContext {
   readonly metrics: Metrics;
   readonly hub: StreamHub;
   readonly log: Logger;
+  /** Checks callers; undefined when auth.mode is none (nothing to do on the hot path). */
+  readonly auth: Authenticator | undefined;
+  /** One line per MCP request; undefined unless audit.enabled. */
+  readonly audit: AuditLog | undefined;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { guardRequest, guardResponse } from '../auth/guard.ts';
+import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { recordRequest, requestLogFields, type RequestInfo } from '../ops/requests.ts';
@@ -31,6 +33,13 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
 
 interface Call extends RequestInfo {
   id: JsonRpcId;
+  /** auth: the checked caller (undefined when auth is off); `principal` holds its id for logs. */
+  caller?: Principal;
+  /** audit: what the request asked for and how it ended. */
+  messages?: readonly Envelope[];
+  session?: string;
+  hidden?: readonly string[];
+  error?: string;
 }
 
 /** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
@@ -54,9 +63,29 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
   gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
-  reply.raw.once('close', () => recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started));
+  reply.raw.once('close', () => {
+    recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started);
+    // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
+    gw.audit?.record({
+      requestId: request.id,
+      principal: call.caller,
+      server: request.params.server,
+      httpMethod: request.method,
+      messages: call.messages,
+      session: call.session,
+      status: reply.raw.statusCode,
+      error: call.error,
+      hidden: call.hidden,
+      latencyMs: performance.now() - started,
+    });
+  });
   try {
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
+    // auth: who is calling, and may they use this server (src/auth/authenticator.ts).
+    if (gw.auth) {
+      call.caller = await gw.auth.authenticate(request, request.params.server);
+      call.principal = call.caller.id;
+    }
     const outcome = await step(gw, request, call);
     if ('resume' in outcome) {
       reply.hijack();
@@ -80,8 +109,10 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
     return res.body === null ? reply.send() : reply.send(res.body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
+    call.error = e.code;
     if (e.code === 'MCPGW_ERR_INTERNAL') gw.log.error({ ...requestLogFields(request.id, request.params.server, call), err }, 'request failed');
     else if (e.status >= 500) gw.log.warn({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'upstream failure');
+    else if (e.status === 401 || e.status === 403) gw.log.debug({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'caller refused');
     gw.metrics.errors.inc({ error_type: e.code, method: methodLabel(call.method === 'response' ? undefined : call.method) });
     sendError(reply, e, call.id);
     return reply;
@@ -95,6 +126,7 @@ const onPost: Step = async (gw, request, call) => {
   const incoming = parseBody(body);
   const messages: readonly Envelope[] = incoming.batch ? incoming.messages : [incoming.message];
   const first = messages[0]!;
+  call.messages = messages;
   call.id = incoming.batch ? null : first.id;
   call.method = methodLabel(first.method);
   if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
@@ -108,12 +140,13 @@ const onPost: Step = async (gw, request, call) => {
     const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
     const sessionId = SessionSealer.newId();
     const req = clientRequest(request, messages, protocolVersion);
+    call.session = sessionId;
     const { response, placement } = await upstream.initialize(req, sessionId);
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,
       ...placement,
-      principal: '',
+      principal: call.caller?.id ?? '',
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
@@ -123,9 +156,17 @@ const onPost: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
-  const req = clientRequest(request, messages, version);
-  const res = await withSession(gw, claims, () => upstream.post(claims, req));
-  return { res, stream: postStream(upstream, claims, req, messages, version) };
+  // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
+  const policy = call.caller && gw.auth?.policy(request.params.server);
+  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+  if (!guard) {
+    const req = clientRequest(request, messages, version);
+    const res = await withSession(gw, claims, () => upstream.post(claims, req));
+    return { res, stream: postStream(upstream, claims, req, messages, version) };
+  }
+  call.hidden = guard.hidden;
+  const req: ClientRequest = { ...clientRequest(request, guard.messages, version), body: guard.body };
+  return { res: await guardResponse(await withSession(gw, claims, () => upstream.post(claims, req)), guard), stream: postStream(upstream, claims, req, messages, version) };
 };
 
 function postStream(upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
@@ -187,6 +228,9 @@ async function openSession(gw: GatewayContext, request: McpRequest, sid: string,
   if (!sid) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED');
   const claims = gw.sealer.open(sid);
   if (!claims || claims.server !== request.params.server) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  // auth: a session belongs to the caller that created it; to anyone else it does not exist.
+  if (claims.principal !== (call.caller?.id ?? '')) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+  call.session = claims.id;
   if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
   if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
   call.principal = claims.principal || undefined;
@@ -229,5 +273,6 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
   }
   reply.code(err.status).header('content-type', 'application/json');
   if (headers) reply.headers(headers);
+  if (err.headers) reply.headers(err.headers);
   reply.send(errorBody(err, id));
 }

@@ -4,7 +4,7 @@ import { pino, type Logger, type DestinationStream } from 'pino';
  * Paths pino redacts everywhere, set once: credentials never reach the log. Session ids are
  * bearer credentials too (whoever holds one can use the session).
  */
-const SECRET_KEYS = ['authorization', 'cookie', 'password', 'secret', 'token', 'accessToken', 'refreshToken', 'clientSecret', 'api_key', 'apiKey'];
+const SECRET_KEYS = ['authorization', 'cookie', 'password', 'secret', 'token', 'accessToken', 'access_token', 'refreshToken', 'refresh_token', 'clientSecret', 'client_secret', 'credentials', 'api_key', 'apiKey'];
 
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -17,6 +17,8 @@ export const REDACT_PATHS = [
   '*.headers.cookie',
   ...SECRET_KEYS,
   ...SECRET_KEYS.map((k) => `*.${k}`),
+  'headers.authorization',
+  'headers.cookie',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

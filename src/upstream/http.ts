@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { UpstreamCredentials, upstreamTlsOptions } from '../auth/upstream-credentials.ts';
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
@@ -15,13 +16,17 @@ class HttpReplica extends ReplicaState {
   readonly pool: Pool;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
+  readonly credentials: UpstreamCredentials | undefined;
 
   constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
     super(cfg.url, server.maxFails, server.failTimeoutMs);
     const url = new URL(cfg.url);
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
+    this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials) : undefined;
     this.pool = new Pool(url.origin, {
+      connect: upstreamTlsOptions(cfg.tls),
       connections: cfg.connections,
       keepAliveTimeout: 30_000,
       connectTimeout: 5_000,
@@ -147,6 +152,8 @@ export class HttpUpstream implements Upstream {
     const started = performance.now();
     replica.inflight++;
     try {
+      // auth: the gateway's own credentials, never the caller's.
+      if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
       const res = await replica.pool.request({
         path: replica.path,
         method,
@@ -155,6 +162,12 @@ export class HttpUpstream implements Upstream {
         headersTimeout: this.#server.requestTimeoutMs,
       });
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
+      if (res.statusCode === 401 && replica.credentials) {
+        // The gateway's own credential was refused, not the caller's: a fresh one next time.
+        res.body.resume();
+        replica.credentials.invalidate();
+        throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
+      }
       return res;
     } catch (err) {
       if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
@@ -263,6 +276,7 @@ function isTimeout(err: unknown): boolean {
 }
 
 function upstreamError(err: unknown, server: string): GatewayError {
+  if (err instanceof GatewayError) return err;
   if (isTimeout(err)) return new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}"`, { cause: err });
   return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });
 }

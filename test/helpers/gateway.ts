@@ -21,10 +21,11 @@ function withDefaults(doc: Record<string, unknown>): Record<string, unknown> {
   };
 }
 
-/** A gateway in this process; `opts` may bring a logger (e.g. one writing to a test stream). */
-export async function startGateway(doc: Record<string, unknown>, opts: GatewayOptions = {}): Promise<Gateway> {
-  const { config } = loadConfig({ document: withDefaults(doc), env: {} });
-  return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false, ...opts });
+/** A gateway in this process; `opts` may bring a logger, and the `env` config references resolve against. */
+export async function startGateway(doc: Record<string, unknown>, opts: GatewayOptions & { env?: NodeJS.ProcessEnv } = {}): Promise<Gateway> {
+  const { env = {}, ...gatewayOptions } = opts;
+  const { config } = loadConfig({ document: withDefaults(doc), env });
+  return Gateway.start(config, { logger: createLogger(config.log.level), defaultMetrics: false, ...gatewayOptions });
 }
 
 export interface GatewayProcess {

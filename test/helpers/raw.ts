@@ -28,7 +28,8 @@ export async function request(url: string, method: string, headers: Record<strin
   return read(await fetch(url, { method, headers, body }));
 }
 
-async function read(res: Response): Promise<RawResponse> {
+/** Status, headers and body (parsed when JSON) of a fetch Response. */
+export async function read(res: Response): Promise<RawResponse> {
   const text = await res.text();
   let json: unknown;
   try {
@@ -40,12 +41,12 @@ async function read(res: Response): Promise<RawResponse> {
 }
 
 /** Opens a session the way a client does (initialize + initialized); returns its id. */
-export async function openSession(url: string, protocolVersion = '2025-11-25'): Promise<string> {
-  const init = await post(url, { ...INIT, params: { ...INIT.params, protocolVersion } });
+export async function openSession(url: string, protocolVersion = '2025-11-25', headers: Record<string, string> = {}): Promise<string> {
+  const init = await post(url, { ...INIT, params: { ...INIT.params, protocolVersion } }, headers);
   if (init.status !== 200) throw new Error(`initialize: ${init.status} ${init.text}`);
   const sid = init.headers.get('mcp-session-id');
   if (!sid) throw new Error('no Mcp-Session-Id');
-  const note = await post(url, { jsonrpc: '2.0', method: 'notifications/initialized' }, { 'mcp-session-id': sid, 'mcp-protocol-version': protocolVersion });
+  const note = await post(url, { jsonrpc: '2.0', method: 'notifications/initialized' }, { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': protocolVersion });
   if (note.status !== 202) throw new Error(`initialized: ${note.status} ${note.text}`);
   return sid;
 }

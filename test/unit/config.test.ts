@@ -18,6 +18,14 @@ function tmpFile(name: string, text: string): string {
   return file;
 }
 
+/** Replaces "@private-jwks" with a file holding a private JWK. */
+function withFiles(doc: Record<string, unknown>): Record<string, unknown> {
+  const text = JSON.stringify(doc);
+  if (!text.includes('@private-jwks')) return doc;
+  const file = tmpFile('jwks.json', JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', d: 'd' }] }));
+  return JSON.parse(text.replace('"@private-jwks"', JSON.stringify(file))) as Record<string, unknown>;
+}
+
 describe('config', () => {
   it('fills defaults and freezes the result', () => {
     const { config } = loadConfig({ document: url, env: {} });
@@ -84,6 +92,17 @@ describe('config', () => {
     ['bad duration', { servers: { a: { upstreams: [{ url: 'http://x/' }], failTimeout: 'soon' } } }, {}, /servers\.a\.failTimeout is not a duration/],
     ['short session secret', { session: { secret: 'short' } }, {}, /session\.secret must NOT have fewer than 32 characters/],
     ['jwt without issuer', { auth: { mode: 'jwt', audience: 'x', jwksUri: 'http://x' } }, {}, /auth\.issuer is required when auth\.mode is jwt/],
+    ['jwt without audience', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'http://x/jwks' }, ...url }, {}, /auth\.audience is required when auth\.mode is jwt/],
+    ['an issuer without keys', { auth: { mode: 'jwt', audience: 'x', issuers: [{ issuer: 'https://idp/' }] } }, {}, /auth\.issuers\[0\] needs jwksUri or keysFile/],
+    ['an HMAC algorithm', { auth: { mode: 'jwt', audience: 'x', issuer: 'i', jwksUri: 'http://x', algorithms: ['HS256'] } }, {}, /auth\.algorithms\[0\] must be equal to one of the allowed values/],
+    ['alg none', { auth: { algorithms: ['none'] } }, {}, /auth\.algorithms\[0\] must be equal to one of the allowed values/],
+    ['a private key in keysFile', { auth: { mode: 'jwt', audience: 'x', issuers: [{ issuer: 'i', keysFile: '@private-jwks' }] } }, {}, /auth\.issuers\[0\]\.keysFile: .* must hold public keys only/],
+    ['a large clock tolerance', { auth: { clockTolerance: '10m' } }, {}, /auth\.clockTolerance must be at most 5m/],
+    ['server policy without auth', { servers: { a: { upstreams: [{ url: 'http://x/' }], auth: { scopes: ['s'] } } } }, {}, /servers\.a\.auth needs auth\.mode jwt or mtls/],
+    ['mtls without TLS', { auth: { mode: 'mtls' } }, {}, /listen\.tls is required when auth\.mode is mtls/],
+    ['two credential sources', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'A', valueFile: '/f' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials needs exactly one of valueFile, valueEnv or clientCredentials/],
+    ['an unset credential variable', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'MCPGW_TEST_UNSET' } }] } } }, {}, /credentials\.valueEnv: environment variable MCPGW_TEST_UNSET is not set/],
+    ['credentials on a stdio upstream', { servers: { a: { upstreams: [{ command: 'x', credentials: { valueEnv: 'A' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials is not allowed for a command/],
     ['env naming no key', {}, { MCPGW_LISTEN_PROT: '1' }, /environment variable MCPGW_LISTEN_PROT does not name a config key/],
     ['env with a bad value', {}, { MCPGW_LISTEN_PORT: 'x' }, /listen\.port must be integer/],
     ['invalid YAML', 'listen: [1, 2\n', {}, /not valid YAML \(line \d+, column \d+\)/],
@@ -96,10 +115,40 @@ describe('config', () => {
       const opts =
         typeof doc === 'string'
           ? { file: doc === '@missing' ? '/nonexistent/mcpgw.yaml' : tmpFile('bad.yaml', doc), env }
-          : { document: doc, env };
+          : { document: withFiles(doc), env };
       assert.throws(() => loadConfig(opts), (err: unknown) => err instanceof ConfigError && message.test(err.message));
     });
   }
+
+  it('resolves auth: issuers, audiences, policy, credentials from file and environment', () => {
+    const secretFile = tmpFile('token', 'file-token\n');
+    const { config } = loadConfig({
+      document: {
+        auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:a', publicUrl: 'https://gw.example.com/', scopes: ['mcp'], claims: { tenant: 'acme' } },
+        servers: {
+          api: {
+            upstreams: [
+              { url: 'http://x/mcp', credentials: { valueFile: secretFile, prefix: 'Bearer ' } },
+              { url: 'http://y/mcp', credentials: { header: 'X-Api-Key', valueEnv: 'MY_KEY' } },
+            ],
+            auth: { scopes: ['api'], claims: { tenant: ['acme', 'other'] }, tools: { 'admin_*': { scopes: ['admin'] } } },
+          },
+        },
+      },
+      env: { MY_KEY: 'env-key' },
+    });
+    assert.deepEqual(config.auth.issuers.map((i) => i.issuer), ['https://idp/']);
+    assert.equal(config.auth.clockToleranceSec, 30);
+    const api = config.servers.api!;
+    assert.deepEqual(api.policy.audience, ['urn:a', 'https://gw.example.com/mcp/api']);
+    assert.deepEqual(api.policy.rule, { scopes: ['mcp', 'api'], claims: { tenant: ['acme'] } });
+    assert.equal(api.policy.filtersItems, true);
+    const [a, b] = api.upstreams as readonly { credentials?: { header: string; value?: string } }[];
+    assert.equal(a!.credentials!.header, 'authorization');
+    assert.equal(a!.credentials!.value, 'Bearer file-token');
+    assert.equal(b!.credentials!.header, 'x-api-key');
+    assert.equal(b!.credentials!.value, 'env-key');
+  });
 
   it('redacts secrets when printing', () => {
     const { effective } = loadConfig({

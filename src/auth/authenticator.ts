@@ -1,0 +1,107 @@
+import type { TLSSocket } from 'node:tls';
+import type { FastifyRequest } from 'fastify';
+import type { AuthConfig, GatewayConfig, ServerPolicy } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
+import { headerValue } from '../upstream/http.ts';
+import { JwtVerifier, TokenError } from './jwt.ts';
+import { claimsMatch, missingScopes } from './policy.ts';
+import { principalId, type Principal } from './principal.ts';
+import { bearerChallenge, resourceUrls } from './resource.ts';
+
+/**
+ * The gateway's front-door check (auth.mode jwt or mtls): who is calling, and may they use this
+ * server at all. Per-item rules (tools, resources, prompts) are applied later by `guard.ts`.
+ * Failures are GatewayErrors carrying their `WWW-Authenticate` challenge.
+ */
+export class Authenticator {
+  readonly #auth: AuthConfig;
+  readonly #trustProxy: boolean;
+  readonly #servers: GatewayConfig['servers'];
+  readonly #jwt: JwtVerifier | undefined;
+  /** Tokens for an unknown server are checked against every audience, so 401 hides which servers exist. */
+  readonly #anyAudience: readonly string[];
+  readonly #certPrincipals = new WeakMap<TLSSocket, Principal | GatewayError>();
+
+  constructor(config: GatewayConfig) {
+    this.#auth = config.auth;
+    this.#trustProxy = config.listen.trustProxy;
+    this.#servers = config.servers;
+    this.#jwt = config.auth.mode === 'jwt' ? new JwtVerifier(config.auth) : undefined;
+    this.#anyAudience = [...new Set([...config.auth.audience, ...Object.values(config.servers).flatMap((s) => s.policy.audience)])];
+  }
+
+  get mode(): AuthConfig['mode'] {
+    return this.#auth.mode;
+  }
+
+  policy(server: string): ServerPolicy | undefined {
+    return this.#servers[server]?.policy;
+  }
+
+  /** Scopes a client should ask for to use `server`: the server's required ones. */
+  scopesFor(server: string): readonly string[] {
+    return this.#servers[server]?.policy.rule.scopes ?? this.#auth.rule.scopes;
+  }
+
+  async authenticate(request: FastifyRequest, server: string): Promise<Principal> {
+    const policy = this.policy(server);
+    const principal = this.#jwt ? await this.#bearer(request, server, policy) : this.#certificate(request);
+    const rule = policy?.rule ?? this.#auth.rule;
+    const missing = missingScopes(rule, principal);
+    if (missing.length > 0) {
+      throw this.#challenge(new GatewayError('MCPGW_ERR_INSUFFICIENT_SCOPE', `needs ${missing.join(' ')}`), request, server, 'insufficient_scope', rule.scopes);
+    }
+    if (!claimsMatch(rule, principal)) throw this.#challenge(new GatewayError('MCPGW_ERR_FORBIDDEN'), request, server, 'insufficient_scope');
+    return principal;
+  }
+
+  async #bearer(request: FastifyRequest, server: string, policy: ServerPolicy | undefined): Promise<Principal> {
+    const header = headerValue(request.headers.authorization);
+    // RFC 6750: no credentials (or another scheme) → a challenge without an error code.
+    if (!header || !/^bearer(\s|$)/i.test(header)) {
+      throw this.#challenge(new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'send Authorization: Bearer <token>'), request, server, undefined, this.scopesFor(server));
+    }
+    const token = header.slice(6).trim();
+    try {
+      return await this.#jwt!.verify(token, policy?.audience ?? this.#anyAudience);
+    } catch (err) {
+      if (err instanceof TokenError && err.unavailable) throw new GatewayError('MCPGW_ERR_AUTH_UNAVAILABLE', undefined, { cause: err.cause });
+      const reason = err instanceof TokenError ? err.reason : 'token rejected';
+      throw this.#challenge(new GatewayError('MCPGW_ERR_INVALID_TOKEN', reason, { cause: err }), request, server, 'invalid_token');
+    }
+  }
+
+  #certificate(request: FastifyRequest): Principal {
+    const socket = request.raw.socket as TLSSocket;
+    const known = this.#certPrincipals.get(socket);
+    if (known instanceof GatewayError) throw known;
+    if (known) return known;
+    const result = this.#mapCertificate(socket);
+    // One TLS connection presents one certificate: map it once per connection.
+    if (socket.encrypted) this.#certPrincipals.set(socket, result);
+    if (result instanceof GatewayError) throw result;
+    return result;
+  }
+
+  #mapCertificate(socket: TLSSocket): Principal | GatewayError {
+    if (!socket.encrypted || !socket.authorized) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'present a client certificate the gateway trusts');
+    const cert = socket.getPeerX509Certificate();
+    if (!cert) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'present a client certificate the gateway trusts');
+    const dn = cert.subject.split('\n').filter(Boolean).reverse().join(',');
+    const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
+    const fingerprint = cert.fingerprint256.replace(/:/g, '').toLowerCase();
+    const subject = this.#auth.clientCerts.subject === 'cn' ? cn : this.#auth.clientCerts.subject === 'dn' ? dn : fingerprint;
+    const mapped = this.#auth.clientCerts.principals[subject];
+    if (!mapped && Object.keys(this.#auth.clientCerts.principals).length > 0) return new GatewayError('MCPGW_ERR_FORBIDDEN', 'the certificate subject is not mapped to a principal');
+    if (!subject) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'the certificate has no usable subject');
+    const name = mapped?.name ?? subject;
+    const claims: Record<string, unknown> = { ...mapped?.claims, sub: name, cn, dn, fingerprint };
+    return { id: principalId('mtls', name), issuer: 'mtls', subject: name, scopes: new Set(mapped?.scopes ?? []), claims };
+  }
+
+  #challenge(err: GatewayError, request: FastifyRequest, server: string, error?: 'invalid_token' | 'insufficient_scope', scopes?: readonly string[]): GatewayError {
+    // Bearer challenges only make sense for OAuth; a certificate caller gets the status alone.
+    if (this.#jwt) err.headers = { 'www-authenticate': bearerChallenge(resourceUrls(this.#auth, this.#trustProxy, request, server).metadata, error, scopes) };
+    return err;
+  }
+}

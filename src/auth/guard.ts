@@ -1,0 +1,246 @@
+import { randomBytes } from 'node:crypto';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { ServerPolicy } from '../config/types.ts';
+import { GatewayError, type JsonRpcId } from '../errors.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import type { UpstreamResponse } from '../upstream/types.ts';
+import { mayUse, type ItemKind } from './policy.ts';
+import type { Principal } from './principal.ts';
+
+/**
+ * Per-item policy on the wire. Requests that name a tool, resource or prompt the caller may not
+ * use are sent upstream with that name swapped for one that cannot exist, and the name is put
+ * back in the answer: the caller gets exactly the upstream's own "unknown" answer, whatever form
+ * it takes, and nothing hidden runs. List results are parsed and re-serialized without the items
+ * the caller may not use — only for list methods; every other byte passes through untouched.
+ */
+
+interface ListSpec {
+  readonly kind: ItemKind;
+  readonly field: string;
+  readonly key: string;
+}
+
+const LISTS: Readonly<Record<string, ListSpec>> = {
+  'tools/list': { kind: 'tools', field: 'tools', key: 'name' },
+  'prompts/list': { kind: 'prompts', field: 'prompts', key: 'name' },
+  'resources/list': { kind: 'resources', field: 'resources', key: 'uri' },
+  'resources/templates/list': { kind: 'resources', field: 'resourceTemplates', key: 'uriTemplate' },
+};
+
+const NAMED: Readonly<Record<string, { readonly kind: ItemKind; readonly key: 'name' | 'uri' }>> = {
+  'tools/call': { kind: 'tools', key: 'name' },
+  'prompts/get': { kind: 'prompts', key: 'name' },
+  'resources/read': { kind: 'resources', key: 'uri' },
+  'resources/subscribe': { kind: 'resources', key: 'uri' },
+  'resources/unsubscribe': { kind: 'resources', key: 'uri' },
+};
+
+/** A buffered answer larger than this is not a list or an "unknown" error we can rewrite. */
+const MAX_BUFFERED = 16 * 1024 * 1024;
+
+export interface GuardPlan {
+  /** The body to send upstream (the original bytes unless a hidden name was swapped). */
+  readonly body: Buffer;
+  readonly messages: readonly Envelope[];
+  /** JSON-RPC id (as a key) of each list request → what to filter in its result. */
+  readonly lists: ReadonlyMap<string, ListSpec>;
+  /** Stand-in → real name, to restore in the answer. */
+  readonly masks: readonly (readonly [string, string])[];
+  /** Names the caller asked for but may not use (for the audit log). */
+  readonly hidden: readonly string[];
+  readonly policy: ServerPolicy;
+  readonly principal: Principal;
+}
+
+const idKey = (id: JsonRpcId | unknown): string => (typeof id === 'number' ? `n${id}` : `s${String(id)}`);
+
+/** undefined when the request needs no guarding: the hot path stays as it was. */
+export function guardRequest(policy: ServerPolicy, principal: Principal, messages: readonly Envelope[], body: Buffer): GuardPlan | undefined {
+  let lists: Map<string, ListSpec> | undefined;
+  let denied: { index: number; kind: ItemKind; name: string; path: readonly string[] }[] | undefined;
+  for (const [index, m] of messages.entries()) {
+    if (m.kind !== 'request' || m.method === undefined) continue;
+    const list = LISTS[m.method];
+    if (list) {
+      (lists ??= new Map()).set(idKey(m.id), list);
+      continue;
+    }
+    const target = namedTarget(m);
+    if (target && !mayUse(policy, target.kind, target.name, principal)) (denied ??= []).push({ index, ...target });
+  }
+  if (!lists && !denied) return undefined;
+  let out = body;
+  let outMessages = messages;
+  const masks: [string, string][] = [];
+  if (denied) {
+    const parsed = JSON.parse(body.toString('utf8')) as unknown;
+    const raw = (Array.isArray(parsed) ? parsed : [parsed]) as Record<string, unknown>[];
+    for (const d of denied) {
+      const stand = `mcpgw-hidden-${randomBytes(9).toString('hex')}`;
+      const fake = d.kind === 'resources' ? `${stand}:unknown` : stand;
+      masks.push([fake, d.name]);
+      let node = raw[d.index]!.params as Record<string, unknown>;
+      for (const step of d.path.slice(0, -1)) node = node[step] as Record<string, unknown>;
+      node[d.path.at(-1)!] = fake;
+    }
+    out = Buffer.from(JSON.stringify(parsed));
+    outMessages = messages.map((m, i) => (denied!.some((d) => d.index === i) ? { ...m, params: raw[i]!.params as Record<string, unknown> } : m));
+  }
+  return { body: out, messages: outMessages, lists: lists ?? new Map(), masks, hidden: denied?.map((d) => d.name) ?? [], policy, principal };
+}
+
+function namedTarget(m: Envelope): { kind: ItemKind; name: string; path: readonly string[] } | undefined {
+  const named = NAMED[m.method!];
+  if (named) {
+    const name = m.params?.[named.key];
+    return typeof name === 'string' ? { kind: named.kind, name, path: [named.key] } : undefined;
+  }
+  if (m.method === 'completion/complete') {
+    const ref = m.params?.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+    if (ref?.type === 'ref/prompt' && typeof ref.name === 'string') return { kind: 'prompts', name: ref.name, path: ['ref', 'name'] };
+    if (ref?.type === 'ref/resource' && typeof ref.uri === 'string') return { kind: 'resources', name: ref.uri, path: ['ref', 'uri'] };
+  }
+  return undefined;
+}
+
+/** Applies the plan to the upstream's answer: JSON is buffered and rewritten, SSE rewritten per event. */
+export async function guardResponse(res: UpstreamResponse, plan: GuardPlan): Promise<UpstreamResponse> {
+  if (res.body === null) return res;
+  const contentType = res.headers['content-type'] ?? '';
+  const headers = { ...res.headers };
+  delete headers['content-length'];
+  if (contentType.startsWith('text/event-stream') && typeof res.body !== 'string' && plan.masks.length === 0) {
+    // pipeline, not pipe: a client that goes away must release the upstream stream too.
+    const filtered = new SseListFilter(plan);
+    pipeline(res.body, filtered, () => {});
+    return { status: res.status, headers, body: filtered };
+  }
+  const text = typeof res.body === 'string' ? res.body : await readAll(res.body);
+  let out = contentType.startsWith('text/event-stream') ? filterSseText(text, plan) : filterJsonText(text, plan);
+  for (const [fake, real] of plan.masks) out = out.split(fake).join(JSON.stringify(real).slice(1, -1));
+  return { status: res.status, headers, body: out };
+}
+
+async function readAll(body: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BUFFERED) {
+      body.destroy();
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'a list result larger than 16 MiB');
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Filters one message (or a batch array) in place; true when something was removed. */
+function filterMessage(msg: unknown, plan: GuardPlan): boolean {
+  if (Array.isArray(msg)) {
+    let changed = false;
+    for (const m of msg) changed = filterMessage(m, plan) || changed;
+    return changed;
+  }
+  if (plan.lists.size === 0 || msg === null || typeof msg !== 'object') return false;
+  const m = msg as { id?: unknown; method?: unknown; result?: Record<string, unknown> };
+  if (m.method !== undefined || m.result === undefined) return false;
+  const spec = plan.lists.get(idKey(m.id));
+  const items = spec ? m.result[spec.field] : undefined;
+  if (!spec || !Array.isArray(items)) return false;
+  const kept = items.filter((item) => {
+    const name = (item as Record<string, unknown> | null)?.[spec.key];
+    return typeof name === 'string' && mayUse(plan.policy, spec.kind, name, plan.principal);
+  });
+  if (kept.length === items.length) return false;
+  m.result[spec.field] = kept;
+  return true;
+}
+
+function filterJsonText(text: string, plan: GuardPlan): string {
+  if (plan.lists.size === 0) return text;
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  return filterMessage(msg, plan) ? JSON.stringify(msg) : text;
+}
+
+const EVENT_END = /\r?\n\r?\n/;
+
+/** One SSE event, rewritten when it answers a list request; `answered` counts such answers. */
+function filterSseEvent(event: string, plan: GuardPlan): { text: string; answered: number } {
+  const lines = event.split(/\r?\n/);
+  const data: string[] = [];
+  const other: string[] = [];
+  for (const l of lines) {
+    if (l.startsWith('data:')) data.push(l.slice(l.charCodeAt(5) === 32 ? 6 : 5));
+    else other.push(l);
+  }
+  if (data.length === 0) return { text: event, answered: 0 };
+  let msg: unknown;
+  try {
+    msg = JSON.parse(data.join('\n'));
+  } catch {
+    return { text: event, answered: 0 };
+  }
+  const answered = (Array.isArray(msg) ? msg : [msg]).filter((m) => isListAnswer(m, plan)).length;
+  if (!filterMessage(msg, plan)) return { text: event, answered };
+  return { text: [...other, `data: ${JSON.stringify(msg)}`].join('\n'), answered };
+}
+
+function isListAnswer(m: unknown, plan: GuardPlan): boolean {
+  const r = m as { id?: unknown; method?: unknown } | null;
+  return r !== null && typeof r === 'object' && r.method === undefined && 'id' in r && plan.lists.has(idKey(r.id));
+}
+
+function filterSseText(text: string, plan: GuardPlan): string {
+  if (plan.lists.size === 0) return text;
+  const parts = text.split(/(\r?\n\r?\n)/);
+  for (let i = 0; i < parts.length; i += 2) if (parts[i]) parts[i] = filterSseEvent(parts[i]!, plan).text;
+  return parts.join('');
+}
+
+/** Streams SSE through, rewriting only the events that answer a list request of this plan. */
+class SseListFilter extends Transform {
+  readonly #plan: GuardPlan;
+  readonly #decoder = new StringDecoder('utf8');
+  #pending = '';
+  #open: number;
+
+  constructor(plan: GuardPlan) {
+    super();
+    this.#plan = plan;
+    this.#open = plan.lists.size;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (this.#open === 0) return done(null, chunk);
+    this.#pending += this.#decoder.write(chunk);
+    let out = '';
+    for (let m = EVENT_END.exec(this.#pending); m; m = EVENT_END.exec(this.#pending)) {
+      const event = this.#pending.slice(0, m.index);
+      this.#pending = this.#pending.slice(m.index + m[0].length);
+      if (this.#open > 0) {
+        const f = filterSseEvent(event, this.#plan);
+        this.#open -= f.answered;
+        out += f.text + m[0];
+      } else {
+        out += event + m[0];
+      }
+    }
+    if (this.#open === 0 && this.#pending) {
+      out += this.#pending;
+      this.#pending = '';
+    }
+    done(null, out || undefined);
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(null, this.#pending + this.#decoder.end() || undefined);
+  }
+}

@@ -1,0 +1,119 @@
+import { pino } from 'pino';
+import type { AuditConfig } from '../config/types.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+
+/** What the HTTP layer knows of one finished MCP request. */
+export interface AuditRecord {
+  readonly requestId: string;
+  readonly principal: Principal | undefined;
+  readonly server: string;
+  /** HTTP method for GET/DELETE; the JSON-RPC messages of a POST. */
+  readonly httpMethod: string;
+  readonly messages: readonly Envelope[] | undefined;
+  /** Gateway session id (not the token the client holds). */
+  readonly session: string | undefined;
+  readonly status: number;
+  readonly error: string | undefined;
+  /** Names the caller asked for but may not use. */
+  readonly hidden: readonly string[] | undefined;
+  readonly latencyMs: number;
+}
+
+type Destination = { write(line: string): unknown; flushSync?(): void; end?(): void };
+
+/**
+ * The audit log: one JSON line per MCP request (per message of a batch) — who, which server,
+ * what, with which parameters (configured keys redacted at any depth), how it ended and how long
+ * it took — written to its own destination, never mixed with the operational log.
+ */
+export class AuditLog {
+  readonly #dest: Destination;
+  readonly #redact: ReadonlySet<string>;
+  readonly #maxParams: number;
+
+  constructor(cfg: AuditConfig, destination?: Destination) {
+    this.#redact = new Set(cfg.redactKeys.map(normalizeKey));
+    this.#maxParams = cfg.maxParamsBytes;
+    this.#dest = destination ?? openDestination(cfg.destination);
+  }
+
+  record(r: AuditRecord): void {
+    const time = new Date().toISOString();
+    const base = {
+      time,
+      requestId: r.requestId,
+      principal: r.principal ? { issuer: r.principal.issuer, subject: r.principal.subject } : null,
+      server: r.server,
+      session: r.session ?? null,
+    };
+    const outcome = r.status === 401 || r.status === 403 || (r.hidden && r.hidden.length > 0) ? 'denied' : r.status < 400 ? 'ok' : 'error';
+    const tail = { outcome, status: r.status, error: r.error ?? null, latencyMs: Math.round(r.latencyMs * 1000) / 1000 };
+    const messages = r.messages && r.messages.length > 0 ? r.messages : undefined;
+    if (!messages) {
+      this.#dest.write(JSON.stringify({ ...base, method: r.httpMethod, name: null, params: null, ...tail }) + '\n');
+      return;
+    }
+    let lines = '';
+    for (const m of messages) {
+      const name = itemName(m);
+      const hidden = name !== null && r.hidden?.includes(name);
+      lines += JSON.stringify({ ...base, method: m.method ?? 'response', name, params: this.#params(m.params), ...tail, ...(hidden ? { outcome: 'denied' } : {}) }) + '\n';
+    }
+    this.#dest.write(lines);
+  }
+
+  flush(): void {
+    this.#dest.flushSync?.();
+  }
+
+  close(): void {
+    this.#dest.end?.();
+  }
+
+  #params(params: Record<string, unknown> | undefined): unknown {
+    if (params === undefined) return null;
+    const redacted = redact(params, this.#redact);
+    const size = Buffer.byteLength(JSON.stringify(redacted));
+    return size > this.#maxParams ? `[truncated: ${size} bytes]` : redacted;
+  }
+}
+
+/** `api_key`, `apiKey`, `API-KEY` are one key to the redactor. */
+function normalizeKey(k: string): string {
+  return k.toLowerCase().replace(/[-_]/g, '');
+}
+
+function redact(value: unknown, keys: ReadonlySet<string>): unknown {
+  if (Array.isArray(value)) return value.map((v) => redact(v, keys));
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = keys.has(normalizeKey(k)) ? '[redacted]' : redact(v, keys);
+  return out;
+}
+
+function itemName(m: Envelope): string | null {
+  const p = m.params;
+  if (!p) return null;
+  switch (m.method) {
+    case 'tools/call':
+    case 'prompts/get':
+      return typeof p.name === 'string' ? p.name : null;
+    case 'resources/read':
+    case 'resources/subscribe':
+    case 'resources/unsubscribe':
+      return typeof p.uri === 'string' ? p.uri : null;
+    case 'completion/complete': {
+      const ref = p.ref as { name?: unknown; uri?: unknown } | undefined;
+      return typeof ref?.name === 'string' ? ref.name : typeof ref?.uri === 'string' ? ref.uri : null;
+    }
+    default:
+      return null;
+  }
+}
+
+function openDestination(destination: string): Destination {
+  if (destination === 'stdout') return pino.destination({ dest: 1, sync: false });
+  if (destination === 'stderr') return pino.destination({ dest: 2, sync: false });
+  return pino.destination({ dest: destination, sync: false, mkdir: true, append: true });
+}
