@@ -214,6 +214,7 @@ export class Gateway implements GatewayContext {
     this.hub.on('resume', (e) => this.metrics.resume(e.outcome));
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
+    this.hub.on('resumeFailed', (e) => log.warn(e, 'resumption failed'));
   }
 
   #buildMetricsApp(): FastifyInstance {

@@ -25,6 +25,7 @@ export interface HubEventMap {
   resume: [{ outcome: ResumeOutcome }];
   append: [{ seconds: number; events: number }];
   degraded: [{ key: string; error: string }];
+  resumeFailed: [{ key: string; error: string }];
 }
 
 /**
@@ -112,7 +113,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
     const producer = this.#liveGet.get(session)!;
     res.writeHead(200, SSE_HEADERS);
     const writer = this.#writer(res, producer.streamId, producer.position);
-    if (priming) writer.priming(this.opts.retryMs);
+    if (priming) writer.priming(producer.position, this.opts.retryMs);
     void producer.attach(writer);
   }
 
@@ -207,9 +208,10 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       }
       this.emit('resume', { outcome });
       writer.end();
-    } catch {
+    } catch (err) {
       // The log failed mid-resume: end the response; the client resumes again.
       this.emit('resume', { outcome: 'miss' });
+      this.emit('resumeFailed', { key, error: (err as Error).message });
       writer.end();
     } finally {
       follower?.close();
@@ -408,7 +410,7 @@ class Producer {
 
   #deliver(batch: LoggedEvent[]): void {
     for (const w of this.#subscribers) {
-      if (this.#primed.delete(w) && !this.#degraded) w.priming(this.hub.opts.retryMs);
+      if (this.#primed.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
       for (const e of batch) {
         if (!this.#degraded) w.write(e);
         else if (e.data) w.writeUnlogged(e.data);

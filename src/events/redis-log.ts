@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
 import type { EventLog, Follower, LoggedEvent, StreamInfo } from './log.ts';
 
@@ -8,7 +9,7 @@ type XEntry = [id: string, fields: string[]];
 
 /**
  * The event log on Redis Streams. Each gateway stream is one Redis stream whose entry ids are
- * `0-<seq>`, so "after seq" is a plain XRANGE/XREAD position; its meta hash names the producing
+ * `1-<seq>` (Redis refuses `0-0`), so "after seq" is a plain XRANGE/XREAD position; its meta hash names the producing
  * node. Keys carry the session in a hash tag, so a session's keys share a Cluster slot.
  * Appends are one pipeline per batch: XADD… + PEXPIRE (+ HSET on the first) (+ WAIT when
  * replica acknowledgements are asked for, so an acknowledged event survives a failover).
@@ -41,7 +42,7 @@ export class RedisEventLog implements EventLog {
       if (e.data) fields.push('d', e.data);
       if (e.hidden) fields.push('h', '1');
       if (e.end) fields.push('e', '1');
-      p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `0-${e.seq}`, ...fields);
+      p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...fields);
     }
     p.pexpire(stream, this.#ttlMs);
     p.pexpire(meta, this.#ttlMs);
@@ -55,7 +56,7 @@ export class RedisEventLog implements EventLog {
   }
 
   async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {
-    const entries = (await this.#redis.xrange(this.#stream(key), `0-${afterSeq + 1}`, '+', 'COUNT', limit)) as XEntry[];
+    const entries = (await this.#redis.xrange(this.#stream(key), `1-${afterSeq + 1}`, '+', 'COUNT', limit)) as XEntry[];
     return entries.map(toEvent);
   }
 
@@ -76,13 +77,14 @@ export class RedisEventLog implements EventLog {
 
   follower(key: string): Follower {
     // XREAD BLOCK holds its connection, so each follower has its own.
-    const conn = this.#redis.duplicate();
+    // Its own connection may queue the first command while it connects.
+    const conn = this.#redis instanceof Cluster ? this.#redis.duplicate(undefined, { enableOfflineQueue: true }) : this.#redis.duplicate({ enableOfflineQueue: true });
     this.#followers.add(conn);
     conn.on('error', () => {});
     const stream = this.#stream(key);
     return {
       next: async (afterSeq, blockMs) => {
-        const res = (await conn.xread('BLOCK', Math.max(1, blockMs), 'STREAMS', stream, `0-${afterSeq}`)) as [string, XEntry[]][] | null;
+        const res = (await conn.xread('BLOCK', Math.max(1, blockMs), 'STREAMS', stream, `1-${afterSeq}`)) as [string, XEntry[]][] | null;
         return res?.[0]?.[1].map(toEvent) ?? [];
       },
       close: () => {

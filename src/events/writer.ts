@@ -59,8 +59,9 @@ export class ClientWriter {
     if (!this.closed) this.#send(`event: message\ndata: ${data}\n\n`);
   }
 
-  priming(retryMs: number): void {
-    this.#send(`id: ${this.streamId}.${this.lastSeq}\nretry: ${retryMs}\ndata: \n\n`);
+  /** The 2025-11-25 priming event: an id to resume from (`seq`) before any message, and the reconnect delay. */
+  priming(seq: number, retryMs: number): void {
+    this.#send(`id: ${this.streamId}.${seq}\nretry: ${retryMs}\ndata: \n\n`);
   }
 
   keepAlive(now: number, idleMs: number): void {
