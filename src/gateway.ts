@@ -13,6 +13,7 @@ import { createLogger } from './ops/logger.ts';
 import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
+import { MemoryRouteStore, RedisRouteStore, type RouteStore } from './session/routes.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
 import { SessionSealer, type SessionClaims } from './session/token.ts';
 import { StreamHub } from './events/hub.ts';
@@ -20,6 +21,8 @@ import { MemoryEventLog } from './events/memory-log.ts';
 import { RedisEventLog } from './events/redis-log.ts';
 import { UpstreamEvents } from './upstream/events.ts';
 import { HttpUpstream } from './upstream/http.ts';
+import { ComposedUpstream } from './upstream/compose.ts';
+import { SseUpstream } from './upstream/sse.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import type { Upstream } from './upstream/types.ts';
 
@@ -41,6 +44,7 @@ export class Gateway implements GatewayContext {
   readonly log: Logger;
   readonly auth: Authenticator | undefined;
   readonly audit: AuditLog | undefined;
+  readonly legacyRoutes: RouteStore;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -74,10 +78,13 @@ export class Gateway implements GatewayContext {
       this.#redis.push(client, subscriber);
       this.metrics.watchRedis(() => this.#redis.every((r) => r.status === 'ready'));
       this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
+      // legacy: where 2024-11-05 sessions live upstream.
+      this.legacyRoutes = new RedisRouteStore(client, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
       eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
     } else {
       this.sessions = new MemorySessionStore();
+      this.legacyRoutes = new MemoryRouteStore();
       eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
     }
     this.hub = new StreamHub(eventLog, {
@@ -88,8 +95,15 @@ export class Gateway implements GatewayContext {
       detachedGraceMs: config.events.detachedGraceMs,
     });
     for (const [name, server] of Object.entries(config.servers)) {
-      const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
+      // compose: virtual servers are built below, once their members exist.
+      if (server.compose) continue;
+      // legacy: `transport: sse` replicas (SseUpstream).
+      const kind = server.upstreams[0]!.kind;
+      const upstream = kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
       this.servers.set(name, upstream);
+    }
+    for (const [name, server] of Object.entries(config.servers)) {
+      if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events));
     }
     this.metrics.watchUpstreams(this.servers);
     this.#wireEvents();
@@ -112,6 +126,14 @@ export class Gateway implements GatewayContext {
       throw err;
     }
     gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
+    // compose: what each virtual server publishes, collisions included, is reported at start.
+    for (const [server, upstream] of gw.servers) {
+      if (!(upstream instanceof ComposedUpstream)) continue;
+      upstream.probe().then(
+        (r) => gw.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
+        (err: unknown) => gw.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed at start'),
+      );
+    }
     return gw;
   }
 
@@ -132,6 +154,9 @@ export class Gateway implements GatewayContext {
     await this.sessions.end(claims.id, Math.max(1_000, remaining));
     const upstream = this.servers.get(claims.server);
     if (upstream instanceof StdioUpstream) upstream.end(claims.id, 'session ended');
+    // legacy, compose: an SSE upstream connection, or a virtual session's members, held here.
+    else if (upstream instanceof SseUpstream) upstream.end(claims.id);
+    else if (upstream instanceof ComposedUpstream) upstream.end(claims);
   }
 
   track(res: ServerResponse, kind: 'request' | 'stream'): void {
@@ -211,6 +236,7 @@ export class Gateway implements GatewayContext {
     });
     this.events.on('stderr', (e) => log.info({ server: e.server, pid: e.pid, stderr: e.line }, 'upstream stderr'));
     this.events.on('protocolError', (e) => log.warn(e, 'upstream protocol error'));
+    this.events.on('collision', (e) => log.warn(e, 'virtual server: names collide; the first member keeps each'));
     this.hub.on('resume', (e) => this.metrics.resume(e.outcome));
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));

@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
 import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
+import { checkComposition } from './compose.ts';
 import { applyEnv } from './env.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
 import type { AuditConfig, AuthConfig, GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
@@ -92,6 +93,10 @@ function describeErrors(errors: ErrorObject[]): string {
       lines.add(`config key ${keyPath(e.instancePath, String(e.params.propertyName))}: name must match ${'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}'}`);
     } else if (e.keyword === 'oneOf' && e.instancePath === '/redis') {
       lines.add('config key redis needs exactly one of: url, sentinels + name, or cluster');
+    } else if (e.keyword === 'oneOf' && /^\/servers\/[^/]+$/.test(e.instancePath)) {
+      // compose: a server has upstreams or compose; neither is the usual mistake.
+      if (e.params.passingSchemas) lines.add(`config key ${keyPath(e.instancePath)} needs exactly one of "upstreams" or "compose"`);
+      else lines.add(`config key ${keyPath(e.instancePath, 'upstreams')} is required (or "compose", for a virtual server)`);
     } else if (e.keyword === 'oneOf' && e.instancePath.includes('/upstreams/')) {
       lines.add(`config key ${keyPath(e.instancePath)} must have exactly one of "url" (Streamable HTTP) or "command" (stdio)`);
     } else if (e.keyword === 'anyOf' || e.keyword === 'oneOf' || e.keyword === 'if') {
@@ -108,7 +113,7 @@ function describeErrors(errors: ErrorObject[]): string {
   return [...lines].join('\n');
 }
 
-const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls'] as const;
+const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
 function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayConfig {
@@ -140,6 +145,8 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
   const auth = resolveAuth(r.auth);
   const servers: Record<string, ServerConfig> = {};
   for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s, auth, env);
+  // compose: members must exist and be plain servers; their prefixes must not be ambiguous.
+  checkComposition(servers);
   return {
     listen: { ...r.listen, tls: resolveListenTls(r.listen.tls, auth.mode) },
     metrics: r.metrics,
@@ -175,13 +182,14 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
 
 function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfig, env: NodeJS.ProcessEnv): ServerConfig {
   const at = `servers.${name}`;
-  const upstreams = (s.upstreams as Record<string, unknown>[]).map((u, i): UpstreamConfig => {
+  const upstreams = ((s.upstreams as Record<string, unknown>[] | undefined) ?? []).map((u, i): UpstreamConfig => {
     const here = `${at}.upstreams[${i}]`;
     if (typeof u.url === 'string') {
       const stray = STDIO_ONLY.find((k) => k in u);
       if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a url (HTTP) upstream`);
       return {
-        kind: 'http',
+        // legacy: `transport: sse` is a 2024-11-05 HTTP+SSE replica.
+        kind: u.transport === 'sse' ? 'sse' : 'http',
         url: u.url,
         headers: (u.headers as Record<string, string> | undefined) ?? {},
         connections: (u.connections as number | undefined) ?? 64,
@@ -201,7 +209,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     };
   });
   const kinds = new Set(upstreams.map((u) => u.kind));
-  if (kinds.size > 1) throw new ConfigError(`config key ${at}.upstreams mixes url and command upstreams; use one kind per server`);
+  if (kinds.size > 1) throw new ConfigError(`config key ${at}.upstreams mixes ${[...kinds].map((k) => KIND_NAMES[k]).join(' and ')} upstreams; use one kind per server`);
   const probe = s.probe as { interval: Duration; timeout: Duration; path?: string } | undefined;
   return {
     name,
@@ -215,8 +223,11 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     maxProcesses: s.maxProcesses as number,
     idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
     policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),
+    ...(s.compose ? { compose: s.compose as string[] } : {}),
   };
 }
+
+const KIND_NAMES: Record<UpstreamConfig['kind'], string> = { http: 'url', stdio: 'command', sse: 'transport: sse' };
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {

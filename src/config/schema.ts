@@ -42,6 +42,8 @@ const upstream = {
   additionalProperties: false,
   properties: {
     url: { type: 'string', pattern: '^https?://' },
+    // legacy: `sse` reaches a 2024-11-05 HTTP+SSE server (src/upstream/sse.ts).
+    transport: { enum: ['streamable-http', 'sse'] },
     headers: { type: 'object', additionalProperties: { type: 'string' } },
     connections: { type: 'integer', minimum: 1 },
     command: { type: 'string', minLength: 1 },
@@ -247,13 +249,15 @@ export const CONFIG_SCHEMA = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        required: ['upstreams'],
+        // compose: a server is either a pool of upstreams or a virtual server over other servers.
+        oneOf: [{ required: ['upstreams'] }, { required: ['compose'] }],
         properties: {
           upstreams: {
             type: 'array',
             minItems: 1,
             items: upstream,
           },
+          compose: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' } },
           maxFails: { type: 'integer', minimum: 0, default: 3 },
           failTimeout: duration('30s'),
           requestTimeout: duration('5m'),

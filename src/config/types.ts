@@ -61,9 +61,16 @@ export interface ServerConfig {
   readonly idleTimeoutMs: number;
   /** Who may use this server and which of its tools, resources and prompts (auth on only). */
   readonly policy: ServerPolicy;
+  /** compose: the member servers of a virtual server (then `upstreams` is empty); undefined otherwise. */
+  readonly compose?: readonly string[];
 }
 
-export type UpstreamConfig = HttpUpstreamConfig | StdioUpstreamConfig;
+export type UpstreamConfig = HttpUpstreamConfig | StdioUpstreamConfig | SseUpstreamConfig;
+
+/** legacy: a 2024-11-05 HTTP+SSE replica (`transport: sse`): the same keys as an HTTP one. */
+export interface SseUpstreamConfig extends Omit<HttpUpstreamConfig, 'kind'> {
+  readonly kind: 'sse';
+}
 
 export interface HttpUpstreamConfig {
   readonly kind: 'http';

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { ElicitResultSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -80,6 +81,19 @@ export function buildDemoServer(): McpServer {
     },
   );
 
+  // compose: with DEMO_GROW=1, a tool that adds a tool, so the server sends notifications/tools/list_changed.
+  if (process.env.DEMO_GROW) server.registerTool('grow', { description: 'Adds a tool named `name` (the tool list changes)', inputSchema: { name: z.string() } }, async ({ name }) => {
+    server.registerTool(name, { description: 'Added by grow', inputSchema: {} }, async () => ({ content: [{ type: 'text', text: `${REPLICA}:${name}` }] }));
+    return { content: [{ type: 'text', text: `added ${name}` }] };
+  });
+
+  // compose: extra tools by name (tests of virtual servers with long names); each names itself.
+  for (const name of (process.env.DEMO_EXTRA_TOOLS ?? '').split(',').filter(Boolean)) {
+    server.registerTool(name, { description: 'Answers with the replica and its own name', inputSchema: {} }, async () => ({
+      content: [{ type: 'text', text: `${REPLICA}:${name}` }],
+    }));
+  }
+
   server.registerResource('readme', 'demo://readme', { title: 'Demo README', mimeType: 'text/markdown' }, async (uri) => ({
     contents: [{ uri: uri.href, mimeType: 'text/markdown', text: '# mcp-gateway demo\nThis resource is served by the demo upstream.\n' }],
   }));
@@ -152,10 +166,46 @@ async function serveHttp(port: number, host: string): Promise<void> {
   process.once('SIGINT', stop);
 }
 
+/**
+ * legacy: the demo over the 2024-11-05 HTTP+SSE transport (`--sse <port>`): `GET /sse` opens a
+ * session, whose `endpoint` event names `/messages?sessionId=…`.
+ */
+async function serveLegacySse(port: number, host: string): Promise<void> {
+  const sessions = new Map<string, SSEServerTransport>();
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (req.method === 'GET' && url.pathname === '/sse') {
+        const transport = new SSEServerTransport('/messages', res);
+        sessions.set(transport.sessionId, transport);
+        res.once('close', () => sessions.delete(transport.sessionId));
+        await buildDemoServer().connect(transport);
+        return;
+      }
+      const transport = req.method === 'POST' && url.pathname === '/messages' ? sessions.get(url.searchParams.get('sessionId') ?? '') : undefined;
+      if (transport) return transport.handlePostMessage(req, res);
+      res.writeHead(404).end('Not found');
+    })().catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(500).end(String(err));
+    });
+  });
+  await new Promise<void>((resolve) => http.listen(port, host, resolve));
+  process.stdout.write(JSON.stringify({ listening: (http.address() as AddressInfo).port }) + '\n');
+  const stop = () => {
+    http.closeAllConnections();
+    http.close(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
 const args = process.argv.slice(2);
 const httpAt = args.indexOf('--http');
+const sseAt = args.indexOf('--sse');
 if (httpAt >= 0) {
   await serveHttp(Number(args[httpAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1');
+} else if (sseAt >= 0) {
+  await serveLegacySse(Number(args[sseAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1');
 } else {
   const transport = new StdioServerTransport();
   await buildDemoServer().connect(transport);

@@ -80,6 +80,14 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   }
 
   /**
+   * legacy: a client connection to a stream that is only ever followed in the log, never fed
+   * here directly (the 2024-11-05 session stream, src/events/session-stream.ts).
+   */
+  writer(res: ServerResponse, streamId: string, lastSeq: number): ClientWriter {
+    return this.#writer(res, streamId, lastSeq);
+  }
+
+  /**
    * Streams an upstream SSE answer to a client through the log. The response must not have
    * been written yet; `priming` (2025-11-25 and later) sends the client an id before any event.
    */

@@ -15,6 +15,9 @@ export interface LoggedEvent {
   readonly end: boolean;
 }
 
+/** An event to append whose seq the log assigns. */
+export type NewEvent = Omit<LoggedEvent, 'seq'>;
+
 export interface StreamInfo {
   /** Gateway node that appends to the stream now. */
   readonly producer: string;
@@ -33,6 +36,12 @@ export interface Follower {
 export interface EventLog {
   /** Appends in order (one round-trip per call); `info` is written with the first batch. Throws if the store is down. */
   append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void>;
+  /**
+   * legacy: appends after whatever the stream holds, numbering the events itself, atomically, so
+   * several replicas may append to one stream (the 2024-11-05 transport's session stream).
+   * `info` is (re)written with the events. Returns the seq of the last event. Throws if the store is down.
+   */
+  appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number>;
   /** Up to `limit` events with seq > afterSeq, oldest first. */
   read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]>;
   /** The last event, for a takeover (its seq and upstream position). */

@@ -1,4 +1,4 @@
-import type { EventLog, Follower, LoggedEvent, StreamInfo } from './log.ts';
+import type { EventLog, Follower, LoggedEvent, NewEvent, StreamInfo } from './log.ts';
 
 interface Entry {
   info: StreamInfo | undefined;
@@ -35,6 +35,12 @@ export class MemoryEventLog implements EventLog {
     entry.expiresAt = Date.now() + this.#ttlMs;
     for (const wake of entry.waiters) wake();
     entry.waiters.clear();
+  }
+
+  async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {
+    let seq = this.#live(key)?.events.at(-1)?.seq ?? 0;
+    await this.append(key, events.map((e) => ({ ...e, seq: ++seq })), info);
+    return seq;
   }
 
   async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {

@@ -1,9 +1,29 @@
 import { Cluster } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
-import type { EventLog, Follower, LoggedEvent, StreamInfo } from './log.ts';
+import type { EventLog, Follower, LoggedEvent, NewEvent, StreamInfo } from './log.ts';
 
 // Production moves from a dead node to a live one only if nobody moved it first.
 const CLAIM = `if redis.call('HGET', KEYS[1], 'producer') == ARGV[1] then redis.call('HSET', KEYS[1], 'producer', ARGV[2]) return 1 end return 0`;
+
+// legacy: numbers the events after the stream's last entry in one atomic step, so several
+// replicas can append to one stream. ARGV: maxLength, ttl, producer ('' = keep the meta as is),
+// kind, requests, then per event: data, upstream id, hidden, end.
+const APPEND_NEXT = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = 0
+if last[1] then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
+for i = 6, #ARGV, 4 do
+  seq = seq + 1
+  local f = {'u', ARGV[i + 1]}
+  if ARGV[i] ~= '' then f[#f + 1] = 'd'; f[#f + 1] = ARGV[i] end
+  if ARGV[i + 2] == '1' then f[#f + 1] = 'h'; f[#f + 1] = '1' end
+  if ARGV[i + 3] == '1' then f[#f + 1] = 'e'; f[#f + 1] = '1' end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '1-' .. seq, unpack(f))
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'producer', ARGV[3], 'kind', ARGV[4], 'requests', ARGV[5]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return seq`;
 
 type XEntry = [id: string, fields: string[]];
 
@@ -53,6 +73,16 @@ export class RedisEventLog implements EventLog {
       const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs);
       if (acked < this.#replicaAcks) throw new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`);
     }
+  }
+
+  async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {
+    const args: (string | number)[] = [this.#maxLength, this.#ttlMs, info?.producer ?? '', info?.kind ?? '', info?.requests ?? ''];
+    for (const e of events) args.push(e.data, e.upstreamId, e.hidden ? '1' : '', e.end ? '1' : '');
+    const seq = Number(await this.#redis.eval(APPEND_NEXT, 2, this.#stream(key), this.#meta(key), ...args));
+    if (this.#replicaAcks > 0 && (await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs)) < this.#replicaAcks) {
+      throw new Error(`fewer than ${this.#replicaAcks} Redis replicas acknowledged the events`);
+    }
+    return seq;
   }
 
   async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
+import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
@@ -63,5 +64,7 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
 
   registerMetadataRoutes(app, gw);
   registerMcpRoutes(app, gw);
+  // legacy: the 2024-11-05 HTTP+SSE transport at /mcp/<server>/sse and /mcp/<server>/messages.
+  registerLegacyRoutes(app, gw);
   return app;
 }

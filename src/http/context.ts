@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../config/types.ts';
 import type { StreamHub } from '../events/hub.ts';
 import type { AuditLog } from '../ops/audit.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { RouteStore } from '../session/routes.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
 import type { Upstream } from '../upstream/types.ts';
@@ -24,6 +25,8 @@ export interface GatewayContext {
   readonly auth: Authenticator | undefined;
   /** One line per MCP request; undefined unless audit.enabled. */
   readonly audit: AuditLog | undefined;
+  /** legacy: upstream placements of 2024-11-05 sessions (src/session/routes.ts). */
+  readonly legacyRoutes: RouteStore;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

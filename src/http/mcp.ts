@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { guardRequest, guardResponse } from '../auth/guard.ts';
@@ -14,7 +15,8 @@ import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/type
 import type { GatewayContext } from './context.ts';
 
 type Params = { server: string };
-type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
+// legacy: exported for the 2024-11-05 routes (src/http/legacy-sse.ts), which run through handle().
+export type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
 
 /**
  * MCP Streamable HTTP (2025-03-26 … 2025-11-25) at /mcp/<server>: check the envelope and the
@@ -31,7 +33,7 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
   });
 }
 
-interface Call extends RequestInfo {
+export interface Call extends RequestInfo {
   id: JsonRpcId;
   /** auth: the checked caller (undefined when auth is off); `principal` holds its id for logs. */
   caller?: Principal;
@@ -46,7 +48,9 @@ interface Call extends RequestInfo {
 type Outcome =
   | { readonly res: UpstreamResponse; readonly session?: string; readonly stream?: StreamContext }
   | { readonly resume: Awaited<ReturnType<StreamHub['prepareResume']>>; readonly reopen: Reopen }
-  | { readonly adopt: string; readonly priming: boolean };
+  | { readonly adopt: string; readonly priming: boolean }
+  // legacy: the step writes the response itself (the 2024-11-05 session stream).
+  | { readonly write: (res: ServerResponse) => void };
 
 interface StreamContext {
   readonly sessionId: string;
@@ -56,10 +60,10 @@ interface StreamContext {
   readonly reopen: Reopen;
 }
 
-type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Outcome>;
+export type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Outcome>;
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
-async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
+export async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
   gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
@@ -95,6 +99,12 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
     if ('adopt' in outcome) {
       reply.hijack();
       gw.hub.adoptStandalone(outcome.adopt, reply.raw, outcome.priming);
+      return reply;
+    }
+    // legacy: see Outcome.
+    if ('write' in outcome) {
+      reply.hijack();
+      outcome.write(reply.raw);
       return reply;
     }
     const { res, session, stream } = outcome;
@@ -218,13 +228,13 @@ const onDelete: Step = async (gw, request, call) => {
   return { res };
 };
 
-function serverOf(gw: GatewayContext, request: McpRequest) {
+export function serverOf(gw: GatewayContext, request: McpRequest) {
   const upstream = gw.servers.get(request.params.server);
   if (!upstream) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', request.params.server);
   return upstream;
 }
 
-async function openSession(gw: GatewayContext, request: McpRequest, sid: string, call: Call): Promise<SessionClaims> {
+export async function openSession(gw: GatewayContext, request: McpRequest, sid: string, call: Call): Promise<SessionClaims> {
   if (!sid) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED');
   const claims = gw.sealer.open(sid);
   if (!claims || claims.server !== request.params.server) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
@@ -238,7 +248,7 @@ async function openSession(gw: GatewayContext, request: McpRequest, sid: string,
 }
 
 /** Runs an upstream step; a session the upstream no longer has is ended on every replica. */
-async function withSession(gw: GatewayContext, claims: SessionClaims, step: () => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+export async function withSession(gw: GatewayContext, claims: SessionClaims, step: () => Promise<UpstreamResponse>): Promise<UpstreamResponse> {
   try {
     return await step();
   } catch (err) {
@@ -255,7 +265,7 @@ function protocolVersionOf(request: McpRequest): string {
   return header;
 }
 
-function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
+export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
   const accept = headerValue(request.headers.accept);
   if (!accept || accept.includes('*/*')) return;
   const ok = kind === 'get' ? accept.includes('text/event-stream') : accept.includes('application/json') || accept.includes('text/event-stream');

@@ -10,6 +10,8 @@ export interface UpstreamEventMap {
   exit: [{ server: string; replica: string; pid: number | undefined; session: string; code: number | null; signal: string | null; reason: string }];
   stderr: [{ server: string; replica: string; pid: number | undefined; line: string }];
   protocolError: [{ server: string; replica: string; detail: string }];
+  /** compose: names a virtual server dropped because another member's item already has them. */
+  collision: [{ server: string; kind: string; names: readonly string[] }];
 }
 
 export class UpstreamEvents extends EventEmitter<UpstreamEventMap> {}

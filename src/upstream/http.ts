@@ -12,7 +12,8 @@ import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlac
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
-class HttpReplica extends ReplicaState {
+// legacy: exported for 2024-11-05 SSE replicas (src/upstream/sse.ts), which connect the same way.
+export class HttpReplica extends ReplicaState {
   readonly pool: Pool;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
@@ -266,7 +267,7 @@ function errorCode(err: unknown): string | undefined {
   return typeof e?.code === 'string' ? e.code : undefined;
 }
 
-function isUnreachable(err: unknown): boolean {
+export function isUnreachable(err: unknown): boolean {
   const code = errorCode(err);
   return code !== undefined && UNREACHABLE.has(code);
 }
@@ -275,7 +276,7 @@ function isTimeout(err: unknown): boolean {
   return errorCode(err) === 'UND_ERR_HEADERS_TIMEOUT';
 }
 
-function upstreamError(err: unknown, server: string): GatewayError {
+export function upstreamError(err: unknown, server: string): GatewayError {
   if (err instanceof GatewayError) return err;
   if (isTimeout(err)) return new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}"`, { cause: err });
   return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });

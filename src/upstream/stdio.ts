@@ -1,37 +1,23 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { PassThrough } from 'node:stream';
 import type { ServerConfig, StdioUpstreamConfig } from '../config/types.ts';
-import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { headerValue } from './http.ts';
+import { MessageFramer } from './framing.ts';
 import { pickLeastLoaded, ReplicaState } from './replica.ts';
-import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
 
 /** Environment a child inherits from the gateway; everything else (secrets!) stays out. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'SYSTEMROOT'];
-/** Messages held for a GET stream that is not open yet. */
-const GET_QUEUE_MAX = 1_000;
 const KILL_GRACE_MS = 2_000;
-
-interface Pending {
-  readonly id: JsonRpcId;
-  readonly progressToken: unknown;
-  readonly acceptsSse: boolean;
-  resolve: (res: UpstreamResponse) => void;
-  /** Set once the answer became an SSE stream. */
-  stream: PassThrough | undefined;
-}
 
 /** One gateway session served by one child process speaking MCP over stdin/stdout. */
 class StdioSession {
   readonly id: string;
   readonly child: ChildProcessWithoutNullStreams;
   readonly replica: ReplicaState;
-  readonly pending = new Map<string, Pending>();
-  getStream: PassThrough | undefined;
-  readonly getQueue: string[] = [];
-  lastActivity = Date.now();
+  /** Frames the child's messages as Streamable HTTP answers (shared with 2024-11-05 SSE upstreams). */
+  readonly framer = new MessageFramer();
   #partial = '';
   exited = false;
   killReason: string | undefined;
@@ -101,7 +87,7 @@ export class StdioUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const session = this.#session(claims);
-    session.lastActivity = Date.now();
+    session.framer.lastActivity = Date.now();
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
     session.write(req.body!.toString('utf8'));
     return { status: 202, headers: {}, body: null };
@@ -109,20 +95,12 @@ export class StdioUpstream implements Upstream {
 
   async get(claims: SessionClaims): Promise<UpstreamResponse> {
     const session = this.#session(claims);
-    session.lastActivity = Date.now();
-    if (session.getStream) {
-      return { status: 409, headers: { 'content-type': 'application/json' }, body: conflictBody };
+    const res = session.framer.openGet();
+    if (res.status === 200 && res.body !== null && typeof res.body !== 'string') {
+      session.replica.streams++;
+      res.body.once('close', () => session.replica.streams--);
     }
-    const stream = new PassThrough();
-    session.getStream = stream;
-    session.replica.streams++;
-    stream.once('close', () => {
-      session.replica.streams--;
-      if (session.getStream === stream) session.getStream = undefined;
-      session.lastActivity = Date.now();
-    });
-    for (const line of session.getQueue.splice(0)) stream.write(sseEvent(line));
-    return { status: 200, headers: { ...SSE_HEADERS }, body: stream };
+    return res;
   }
 
   async delete(claims: SessionClaims): Promise<UpstreamResponse> {
@@ -204,89 +182,22 @@ export class StdioUpstream implements Upstream {
       this.#sessions.delete(sessionId);
       const reason = session.killReason ?? exitReason;
       this.#events.emit('exit', { ...where, session: sessionId, code, signal, reason });
-      const error = new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`);
-      for (const p of session.pending.values()) this.#answer(p, errorBody(error, p.id), true);
-      session.pending.clear();
-      session.getStream?.end();
+      session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));
     });
     return session;
   }
 
   #request(session: StdioSession, req: ClientRequest): Promise<UpstreamResponse> {
-    const accept = headerValue(req.headers.accept);
-    const acceptsSse = accept.includes('text/event-stream') || accept.includes('*/*');
-    const requests = req.messages.filter((m) => m.kind === 'request');
-    return new Promise<UpstreamResponse>((resolve) => {
-      // A batch (2025-03-26) is answered on one stream: the first request's pending entry
-      // carries it, and the others reuse that stream.
-      let first: Pending | undefined;
-      for (const m of requests) {
-        const meta = m.params?._meta as Record<string, unknown> | undefined;
-        const p: Pending = { id: m.id, progressToken: meta?.progressToken, acceptsSse: acceptsSse || requests.length > 1, resolve, stream: undefined };
-        if (!first) first = p;
-        session.pending.set(idKey(m.id), p);
-      }
-      if (requests.length > 1 && first) this.#openStream(first);
-      if (first?.stream) for (const m of requests) session.pending.get(idKey(m.id))!.stream = first.stream;
-      session.write(req.body!.toString('utf8'));
-    });
+    return session.framer.request(
+      req,
+      async () => session.write(req.body!.toString('utf8')),
+      (err) => new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${(err as Error).message}`),
+    );
   }
 
   #fromChild(session: StdioSession, line: string): void {
-    let msg: { id?: unknown; method?: unknown; params?: { progressToken?: unknown } };
-    try {
-      msg = JSON.parse(line) as typeof msg;
-    } catch {
+    if (!session.framer.receive(line)) {
       this.#events.emit('protocolError', { server: this.#server.name, replica: session.replica.key, detail: `not JSON on stdout: ${line.slice(0, 200)}` });
-      return;
-    }
-    if (typeof msg !== 'object' || msg === null) return;
-    session.lastActivity = Date.now();
-    if (msg.method === undefined && (typeof msg.id === 'string' || typeof msg.id === 'number')) {
-      const key = idKey(msg.id);
-      const p = session.pending.get(key);
-      if (p) {
-        session.pending.delete(key);
-        this.#answer(p, line, ![...session.pending.values()].some((o) => o.stream && o.stream === p.stream));
-        return;
-      }
-    }
-    // A notification or a server→client request: the request it belongs to, else the GET stream.
-    const target = this.#relatedPending(session, msg);
-    if (target && this.#openStream(target)) {
-      target.stream!.write(sseEvent(line));
-      return;
-    }
-    if (session.getStream) session.getStream.write(sseEvent(line));
-    else if (session.getQueue.length < GET_QUEUE_MAX) session.getQueue.push(line);
-  }
-
-  #relatedPending(session: StdioSession, msg: { method?: unknown; params?: { progressToken?: unknown } }): Pending | undefined {
-    if (msg.method === 'notifications/progress' && msg.params?.progressToken !== undefined) {
-      for (const p of session.pending.values()) if (p.progressToken === msg.params.progressToken) return p;
-      return undefined;
-    }
-    // stdio carries no "related request" marker; with one request in flight the relation is
-    // unambiguous, and the client may not have a GET stream open to receive it otherwise.
-    if (session.pending.size === 1) return session.pending.values().next().value;
-    return session.getStream ? undefined : [...session.pending.values()].at(-1);
-  }
-
-  /** Turns a pending answer into an SSE stream (once); false when the client accepts JSON only. */
-  #openStream(p: Pending): boolean {
-    if (p.stream) return true;
-    if (!p.acceptsSse) return false;
-    p.stream = new PassThrough();
-    p.resolve({ status: 200, headers: { ...SSE_HEADERS }, body: p.stream });
-    return true;
-  }
-
-  #answer(p: Pending, line: string, last: boolean): void {
-    if (p.stream) {
-      p.stream.write(sseEvent(line));
-      if (last) p.stream.end();
-    } else {
-      p.resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: line });
     }
   }
 
@@ -304,17 +215,7 @@ export class StdioUpstream implements Upstream {
   #reapIdle(): void {
     const cutoff = Date.now() - this.#server.idleTimeoutMs;
     for (const s of this.#sessions.values()) {
-      if (s.lastActivity < cutoff && s.pending.size === 0 && !s.getStream) this.#kill(s, 'idle timeout');
+      if (s.framer.idle && s.framer.lastActivity < cutoff) this.#kill(s, 'idle timeout');
     }
   }
-}
-
-const conflictBody = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'A GET stream is already open for this session' } });
-
-function idKey(id: JsonRpcId | unknown): string {
-  return typeof id === 'number' ? `n${id}` : `s${String(id)}`;
-}
-
-export function sseEvent(data: string): string {
-  return `event: message\ndata: ${data}\n\n`;
 }

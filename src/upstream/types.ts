@@ -41,7 +41,8 @@ export interface ReplicaSnapshot {
 
 /** One published server's upstream side: a pool of Streamable HTTP replicas or stdio children. */
 export interface Upstream {
-  readonly kind: 'http' | 'stdio';
+  // legacy: `sse` (src/upstream/sse.ts); compose: `virtual` (src/upstream/compose.ts).
+  readonly kind: 'http' | 'stdio' | 'sse' | 'virtual';
   initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }>;
   post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
   /** Opens the standalone stream; with `lastEventId` (the upstream's), resumes one of its streams. */

@@ -10,9 +10,13 @@ export interface HttpUpstreamProcess {
   stop(): Promise<void>;
 }
 
-/** The demo MCP server over Streamable HTTP in its own process, on a random loopback port. */
-export async function startDemoUpstream(replica: string, port = 0): Promise<HttpUpstreamProcess> {
-  const child = spawnChild(process.execPath, [DEMO_SERVER, '--http', String(port)], { env: { ...process.env, DEMO_REPLICA: replica } });
+/**
+ * The demo MCP server over Streamable HTTP in its own process, on a random loopback port;
+ * `opts.transport: 'sse'` serves the 2024-11-05 HTTP+SSE transport instead (url: its `/sse`).
+ */
+export async function startDemoUpstream(replica: string, port = 0, opts: { transport?: 'http' | 'sse'; env?: Record<string, string> } = {}): Promise<HttpUpstreamProcess> {
+  const mode = opts.transport === 'sse' ? '--sse' : '--http';
+  const child = spawnChild(process.execPath, [DEMO_SERVER, mode, String(port)], { env: { ...process.env, ...opts.env, DEMO_REPLICA: replica } });
   const listening = await waitForLine(child, (l) => {
     try {
       const v = JSON.parse(l) as { listening?: number };
@@ -21,5 +25,5 @@ export async function startDemoUpstream(replica: string, port = 0): Promise<Http
       return undefined;
     }
   });
-  return { url: `http://127.0.0.1:${listening}/mcp`, port: listening, child, stop: () => child.kill('SIGTERM') };
+  return { url: `http://127.0.0.1:${listening}/${mode === '--sse' ? 'sse' : 'mcp'}`, port: listening, child, stop: () => child.kill('SIGTERM') };
 }

@@ -1,0 +1,384 @@
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { GatewayError } from '../errors.ts';
+import { SessionFeed, tailSession } from '../events/session-stream.ts';
+import type { LoggedEvent } from '../events/log.ts';
+import { methodLabel } from '../ops/metrics.ts';
+import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
+import { SessionSealer, type SessionClaims } from '../session/token.ts';
+import { headerValue } from '../upstream/http.ts';
+import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } from '../upstream/messages.ts';
+import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import type { GatewayContext } from './context.ts';
+import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
+
+/**
+ * The 2024-11-05 HTTP+SSE transport, for old clients: `GET /mcp/<server>/sse` opens the session's
+ * one SSE stream, whose first event `endpoint` names `messages?sessionId=<id>`; the client POSTs
+ * every message there and reads every answer on the stream.
+ *
+ * The session is an ordinary gateway session (its sealed id is the `sessionId`), reached upstream
+ * over whatever the server speaks. Everything for the client goes through the event log
+ * (src/events/session-stream.ts): the replica that handles a POST appends the upstream's answer,
+ * the replica holding the client's stream follows the log, and event ids are `<sessionId>.<seq>`,
+ * so a client that reconnects with Last-Event-ID — to any replica — gets what it missed. One
+ * replica at a time, the session's owner, also reads the upstream's standalone stream into it
+ * (notifications, server→client requests); ownership moves with the client.
+ */
+export function registerLegacyRoutes(app: FastifyInstance, gw: GatewayContext): void {
+  const legacy = new LegacySessions(gw);
+  const onSse: Step = (_gw, request, call) => legacy.onSse(request, call);
+  const onMessage: Step = (_gw, request, call) => legacy.onMessage(request, call);
+  app.get<{ Params: { server: string } }>('/mcp/:server/sse', (request, reply) => handle(gw, request as McpRequest, reply, onSse));
+  app.post<{ Params: { server: string }; Body: Buffer | undefined }>('/mcp/:server/messages', (request, reply) => handle(gw, request, reply, onMessage));
+  app.addHook('onClose', async () => legacy.close());
+}
+
+/** What this replica knows of one legacy session while a client of it is attached here. */
+interface Local {
+  readonly claims: SessionClaims;
+  readonly key: string;
+  clients: number;
+  /** This replica is the session's owner (the log's `producer`): it reads the upstream's standalone stream. */
+  owner: boolean;
+  /** The session's claims with its upstream placement, once it initialized. */
+  routed: SessionClaims | undefined;
+  /** The upstream's standalone stream being read; `none` when the upstream has none. */
+  pump: UpstreamResponse['body'] | 'starting' | 'none' | undefined;
+  pumpRetryAt: number;
+  /** The upstream's last event id on its standalone stream, where reading it resumes. */
+  upstreamEventId: string;
+  nextCheckAt: number;
+  touchedAt: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const ACCEPT_BOTH = 'application/json, text/event-stream';
+/** The owner named by a session nobody reads any more (no node id looks like it). */
+const RELEASED = '~released';
+const CHECK_EVERY_MS = 1_000;
+const RECLAIM_MS = 5 * CHECK_EVERY_MS;
+
+class LegacySessions {
+  readonly #gw: GatewayContext;
+  readonly #local = new Map<string, Local>();
+
+  constructor(gw: GatewayContext) {
+    this.#gw = gw;
+  }
+
+  async onSse(request: McpRequest, call: Call): ReturnType<Step> {
+    call.method = 'GET';
+    serverOf(this.#gw, request);
+    checkAccept(request, 'get');
+    const lastEventId = headerValue(request.headers['last-event-id']);
+    if (lastEventId) {
+      const dot = lastEventId.lastIndexOf('.');
+      const seq = Number(lastEventId.slice(dot + 1));
+      if (dot <= 0 || !Number.isSafeInteger(seq) || seq < 0) throw this.#gone('Last-Event-ID is not an event id this gateway issued');
+      const token = lastEventId.slice(0, dot);
+      const claims = await openSession(this.#gw, request, token, call);
+      if (claims.upstream !== '') throw this.#gone('Last-Event-ID is not an event id this gateway issued');
+      const info = await this.#gw.hub.log.info(legacyKey(claims.id)).catch(() => undefined);
+      if (!info) throw this.#gone('the session stream is unknown or expired');
+      return { write: (res) => this.#attach(res, token, claims, seq, true) };
+    }
+    const claims: SessionClaims = {
+      id: SessionSealer.newId(),
+      server: request.params.server,
+      // No placement yet: it is decided by initialize and kept in the route store.
+      upstream: '',
+      upstreamSession: '',
+      node: '',
+      principal: call.caller?.id ?? '',
+      protocolVersion: LEGACY_REVISION,
+      issuedAt: Math.floor(Date.now() / 1000),
+    };
+    call.session = claims.id;
+    const token = this.#gw.sealer.seal(claims);
+    const seq = await SessionFeed.open(this.#gw.hub, legacyKey(claims.id), { producer: this.#gw.hub.opts.node, kind: 'get', requests: '' }).catch((err: unknown) => {
+      throw new GatewayError('MCPGW_ERR_EVENT_LOG_UNAVAILABLE', (err as Error).message, { cause: err });
+    });
+    return { write: (res) => this.#attach(res, token, claims, seq, false) };
+  }
+
+  async onMessage(request: McpRequest, call: Call): ReturnType<Step> {
+    const upstream = serverOf(this.#gw, request);
+    const body = request.body;
+    if (!body || body.length === 0) throw new GatewayError('MCPGW_ERR_PARSE', 'empty body');
+    const incoming = parseBody(body);
+    const messages = incoming.batch ? incoming.messages : [incoming.message];
+    const first = messages[0]!;
+    Object.assign(call, { messages, id: incoming.batch ? null : first.id, method: methodLabel(first.method) });
+    if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
+    const token = (request.query as { sessionId?: unknown }).sessionId;
+    if (typeof token !== 'string' || !token) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED', 'send the sessionId query parameter of the endpoint event');
+    const claims = await openSession(this.#gw, request, token, call);
+    // A Streamable HTTP session id is not a legacy one (and the other way round).
+    if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, body);
+    if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
+    const routed = await this.#route(claims);
+    if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
+    if (incoming.batch && !allowsBatch(routed.protocolVersion)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${routed.protocolVersion}`);
+    // auth: the same per-item policy as on /mcp/<server> (src/auth/guard.ts).
+    const policy = call.caller && this.#gw.auth?.policy(request.params.server);
+    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+    if (guard) call.hidden = guard.hidden;
+    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, guard?.body ?? body);
+    let res: UpstreamResponse;
+    try {
+      res = await withSession(this.#gw, routed, () => upstream.post(routed, req));
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') void this.#end(claims, routed);
+      throw err;
+    }
+    if (guard) res = await guardResponse(res, guard);
+    return this.#deliver(upstream, routed, req, res, messages);
+  }
+
+  async close(): Promise<void> {
+    for (const local of this.#local.values()) {
+      clearTimeout(local.timer);
+      this.#stopPump(local);
+    }
+    this.#local.clear();
+  }
+
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, body: Buffer): ReturnType<Step> {
+    if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
+    if (await this.#route(claims)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session is initialized');
+    const asked = typeof init.params?.protocolVersion === 'string' ? init.params.protocolVersion : LEGACY_REVISION;
+    const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], body), claims.id);
+    const answer = await collectMessages(response, (m) => answers(m, init.id));
+    const result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
+    if (result) {
+      const routed: SessionClaims = { ...claims, ...placement, protocolVersion: typeof result.protocolVersion === 'string' ? result.protocolVersion : asked };
+      const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
+      await this.#gw.legacyRoutes.put(claims.id, this.#gw.sealer.seal(routed), remaining);
+      const local = this.#local.get(claims.id);
+      if (local) local.routed = routed;
+    }
+    // The answer goes out after the route is known, so whoever reads it can reach the upstream.
+    const feed = new SessionFeed(this.#gw.hub, legacyKey(claims.id));
+    for (const m of answer) feed.push(m);
+    await feed.flushed();
+    return { res: ACCEPTED };
+  }
+
+  /** Sends an upstream answer down the session stream; the POST itself is answered 202 at once. */
+  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[]): ReturnType<Step> {
+    if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
+    const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
+    if (isSse(res)) {
+      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '');
+      return { res: ACCEPTED };
+    }
+    const text = await readText(res.body);
+    let parts: string[];
+    try {
+      parts = splitJson(text);
+    } catch {
+      // Not JSON-RPC: the upstream's HTTP error is the POST's answer.
+      return { res: { ...res, body: text } };
+    }
+    for (const m of parts) feed.push(m);
+    return { res: ACCEPTED };
+  }
+
+  /** Streams one SSE answer into the session stream; a broken one is resumed upstream once it can be. */
+  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string): void {
+    let upstreamId = lastId;
+    readSseEvents(
+      body,
+      (e) => {
+        if (e.id) upstreamId = e.id;
+        if (e.data) feed.push(e.data.replace(/\n/g, ''));
+      },
+      (err) => {
+        if (!err) return;
+        void (async () => {
+          const again = upstreamId ? await upstream.get(routed, req, upstreamId).catch(() => undefined) : undefined;
+          if (again && again.status === 200 && isSse(again)) return this.#pumpAnswer(upstream, routed, req, again.body, feed, messages, upstreamId);
+          if (again?.body && typeof again.body !== 'string') again.body.destroy();
+          const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
+          for (const m of messages) if (m.kind === 'request') feed.push(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: lost.rpc, message: lost.message, data: { code: lost.code } } }));
+        })();
+      },
+    );
+  }
+
+  #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean): void {
+    let local = this.#local.get(claims.id);
+    if (!local) {
+      local = { claims, key: legacyKey(claims.id), clients: 0, owner: !resumed, routed: undefined, pump: undefined, pumpRetryAt: 0, upstreamEventId: '', nextCheckAt: 0, touchedAt: Date.now(), timer: undefined };
+      this.#local.set(claims.id, local);
+    }
+    const here = local;
+    here.clients++;
+    clearTimeout(here.timer);
+    res.once('close', () => this.#leave(here));
+    void tailSession(this.#gw.hub, res, {
+      key: here.key,
+      streamId: token,
+      afterSeq,
+      resumed,
+      // Relative, so it resolves under any path prefix a proxy adds.
+      prelude: `retry: ${this.#gw.config.events.retryMs}\nevent: endpoint\ndata: messages?sessionId=${token}\n\n`,
+      tick: (events) => this.#tick(here, events, res),
+    });
+  }
+
+  /** Looks after the session while a client reads it here: ownership, the standalone stream, the log's lifetime. */
+  async #tick(local: Local, events: readonly LoggedEvent[], res: ServerResponse): Promise<void> {
+    if (res.destroyed || res.writableEnded) return;
+    for (const e of events) {
+      if (e.end) return;
+      if (e.upstreamId) local.upstreamEventId = e.upstreamId;
+    }
+    const now = Date.now();
+    const log = this.#gw.hub.log;
+    // An idle session must not expire from the log while its client still reads it.
+    if (now - local.touchedAt > this.#gw.config.events.ttlMs / 3) {
+      local.touchedAt = now;
+      new SessionFeed(this.#gw.hub, local.key).mark();
+    }
+    if (!local.owner && now >= local.nextCheckAt) {
+      local.nextCheckAt = now + CHECK_EVERY_MS;
+      const info = await log.info(local.key);
+      if (!info) return void res.end();
+      if (res.destroyed) return;
+      const node = this.#gw.hub.opts.node;
+      // The owner left (released the session) or died: the replica its client is on now takes over.
+      if (info.producer === node || ((info.producer === RELEASED || !(await log.alive(info.producer))) && (await log.claim(local.key, info.producer, node)))) local.owner = true;
+    }
+    if (local.owner && local.pump === undefined && now >= local.pumpRetryAt) {
+      local.routed ??= await this.#route(local.claims);
+      if (local.routed) await this.#startPump(local, local.routed);
+    }
+  }
+
+  async #startPump(local: Local, routed: SessionClaims): Promise<void> {
+    local.pump = 'starting';
+    const upstream = this.#gw.servers.get(routed.server)!;
+    let res: UpstreamResponse;
+    try {
+      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], undefined), local.upstreamEventId || undefined);
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') return this.#end(local.claims, routed);
+      local.pump = undefined;
+      local.pumpRetryAt = Date.now() + CHECK_EVERY_MS;
+      return;
+    }
+    if (local.pump !== 'starting') {
+      // The session was let go meanwhile.
+      if (res.body && typeof res.body !== 'string') res.body.destroy();
+      return;
+    }
+    if (res.status !== 200 || !isSse(res)) {
+      if (res.body && typeof res.body !== 'string') res.body.destroy();
+      // 405: no standalone stream, every message comes with an answer. Else (409 while the
+      // previous owner's stream is still open upstream) try again.
+      local.pump = res.status === 405 ? 'none' : undefined;
+      local.pumpRetryAt = Date.now() + CHECK_EVERY_MS;
+      return;
+    }
+    const body = res.body;
+    local.pump = body;
+    const feed = new SessionFeed(this.#gw.hub, local.key);
+    readSseEvents(
+      body,
+      (e) => {
+        if (e.id) local.upstreamEventId = e.id;
+        if (e.data) feed.push(e.data.replace(/\n/g, ''), e.id ?? '');
+        else if (e.id) feed.mark(e.id);
+      },
+      () => {
+        // Ended or broke: read it again (resuming at its last id) on the next check.
+        if (local.pump !== body) return;
+        local.pump = undefined;
+        local.pumpRetryAt = Date.now() + CHECK_EVERY_MS;
+      },
+    );
+  }
+
+  #stopPump(local: Local): void {
+    const pump = local.pump;
+    local.pump = undefined;
+    if (pump && typeof pump === 'object') pump.destroy();
+  }
+
+  /**
+   * The last client here left. After `events.detachedGrace` the owner lets the session go (a
+   * replica where the client came back takes it over); if nobody did after another grace
+   * period (5 s at least), nobody reads the session any more and it ends.
+   */
+  #leave(local: Local): void {
+    if (--local.clients > 0) return;
+    const grace = this.#gw.config.events.detachedGraceMs;
+    local.timer = setTimeout(() => {
+      if (local.clients > 0) return;
+      this.#stopPump(local);
+      if (!local.owner) return void this.#local.delete(local.claims.id);
+      local.owner = false;
+      void this.#gw.hub.log.claim(local.key, this.#gw.hub.opts.node, RELEASED).catch(() => false);
+      // Long enough for any replica its client reads from to notice (it checks every second).
+      local.timer = setTimeout(() => {
+        if (local.clients > 0) return;
+        this.#local.delete(local.claims.id);
+        void this.#gw.hub.log
+          .info(local.key)
+          .then(async (info) => {
+            if (info?.producer === RELEASED) await this.#end(local.claims, local.routed ?? (await this.#route(local.claims)));
+          })
+          .catch(() => {});
+      }, Math.max(grace, RECLAIM_MS));
+      local.timer.unref();
+    }, grace);
+    local.timer.unref();
+  }
+
+  /** The session is over: its stream ends for every client, its upstream session is closed. */
+  async #end(claims: SessionClaims, routed: SessionClaims | undefined): Promise<void> {
+    const local = this.#local.get(claims.id);
+    if (local) {
+      clearTimeout(local.timer);
+      this.#stopPump(local);
+      this.#local.delete(claims.id);
+    }
+    const feed = new SessionFeed(this.#gw.hub, legacyKey(claims.id));
+    feed.end();
+    await feed.flushed();
+    const upstream = routed && this.#gw.servers.get(routed.server);
+    await upstream?.delete(routed!, legacyRequest(routed!.protocolVersion, [], undefined)).catch(() => undefined);
+    await this.#gw.endSession(routed ?? claims);
+  }
+
+  async #route(claims: SessionClaims): Promise<SessionClaims | undefined> {
+    const sealed = await this.#gw.legacyRoutes.get(claims.id);
+    const routed = sealed ? this.#gw.sealer.open(sealed) : undefined;
+    return routed && routed.id === claims.id ? routed : undefined;
+  }
+
+  #gone(detail: string): GatewayError {
+    this.#gw.hub.emit('resume', { outcome: 'miss' });
+    return new GatewayError('MCPGW_ERR_EVENTS_GONE', detail);
+  }
+}
+
+const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+/** The log stream of a legacy session (one per session). */
+function legacyKey(session: string): string {
+  return `${session}:legacy`;
+}
+
+/** What the upstream side needs of a legacy client's message; it sent no MCP headers of its own. */
+function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], body: Buffer | undefined): ClientRequest {
+  const headers: Record<string, string> = { accept: ACCEPT_BOTH, 'content-type': 'application/json' };
+  if (protocolVersion) headers['mcp-protocol-version'] = protocolVersion;
+  return { headers, body, messages, protocolVersion: protocolVersion ?? LEGACY_REVISION };
+}

@@ -1,0 +1,403 @@
+import { randomBytes } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import { GatewayError, type JsonRpcId } from '../errors.ts';
+import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
+import { ITEM_KEYS, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
+import { SESSION_REVISIONS } from '../protocol/revisions.ts';
+import type { SessionClaims } from '../session/token.ts';
+import type { UpstreamEvents } from './events.ts';
+import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
+import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+
+interface Member extends MemberNames {
+  readonly server: string;
+  readonly upstream: Upstream;
+}
+
+type Json = Record<string, unknown>;
+
+const LISTS: Readonly<Record<string, ItemKind>> = {
+  'tools/list': 'tools',
+  'prompts/list': 'prompts',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resourceTemplates',
+};
+const BY_NAME: Readonly<Record<string, 'tools' | 'prompts'>> = { 'tools/call': 'tools', 'prompts/get': 'prompts' };
+const BY_URI = new Set(['resources/read', 'resources/subscribe', 'resources/unsubscribe']);
+const MAX_PAGES = 100;
+const LATEST_SESSION_REVISION = SESSION_REVISIONS[SESSION_REVISIONS.length - 1]!;
+const TABLES_MAX = 1_000;
+/** A server→client request's id, tagged with the member that sent it: `<member>~<its id as JSON>`. */
+const TAGGED_ID = /^(\d+)~(.+)$/s;
+
+/**
+ * compose: one published server over several others (`servers.<name>.compose`). A session of it
+ * is a session with every member, opened at initialize and sealed into its id, so any replica
+ * can serve it. Lists are the union of the members' (names prefixed, src/protocol/names.ts);
+ * a call goes to the member that owns the name; notifications from any member — list_changed
+ * included — reach the client, and server→client requests carry the member in their id so the
+ * client's answer finds its way back.
+ */
+export class ComposedUpstream implements Upstream {
+  readonly kind = 'virtual' as const;
+  readonly #name: string;
+  readonly #members: readonly Member[];
+  readonly #events: UpstreamEvents;
+  /** Per session and kind: virtual name → owner, for names only a list can resolve (shortened ones). */
+  #tables = new Map<string, Map<string, { member: number; original: string }>>();
+  readonly #reported = new Set<string>();
+
+  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents) {
+    this.#name = name;
+    this.#events = events;
+    this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
+  }
+
+  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    const init = req.messages[0]!;
+    const opened = await Promise.allSettled(this.#members.map((m, i) => m.upstream.initialize(req, memberId(sessionId, i))));
+    const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value.placement : undefined));
+    const placement: SessionPlacement = { upstream: 'compose', upstreamSession: JSON.stringify(placements.map((p) => (p ? [p.upstream, p.upstreamSession, p.node] : ['', '', '']))), node: '' };
+    const claims = (id: string): SessionClaims => ({ id, server: this.#name, ...placement, principal: '', protocolVersion: req.protocolVersion, issuedAt: 0 });
+    const abandon = async () => {
+      await this.delete(claims(sessionId), req).catch(() => undefined);
+    };
+    const failed = opened.find((o) => o.status === 'rejected');
+    if (failed) {
+      await abandon();
+      throw failed.reason;
+    }
+    const answers_ = await Promise.all(opened.map(async (o) => firstAnswer(await collectMessages((o as PromiseFulfilledResult<{ response: UpstreamResponse }>).value.response, (m) => answers(m, init.id)), init.id)));
+    const refused = answers_.find((a) => !a?.result);
+    if (refused !== undefined) {
+      await abandon();
+      return { response: json(refused ?? { jsonrpc: '2.0', id: init.id, error: { code: -32603, message: 'A member server did not answer initialize' } }), placement };
+    }
+    return { response: json({ jsonrpc: '2.0', id: init.id, result: this.#mergeInitialize(answers_.map((a) => a!.result as Json)) }), placement };
+  }
+
+  async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    if (req.messages.length !== 1) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', 'a virtual server takes one message per request');
+    const m = req.messages[0]!;
+    const message = JSON.parse(req.body!.toString('utf8')) as Json;
+    const members = this.#claims(claims);
+    if (m.kind === 'notification') {
+      // cancelled, initialized, roots/list_changed…: every member hears it (one of them knows the request).
+      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message))));
+      return ACCEPTED;
+    }
+    if (m.kind === 'response') {
+      const owner = untag(m.id);
+      if (!owner || !members[owner.member]) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response to a request this session never sent');
+      return this.#members[owner.member]!.upstream.post(members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
+    }
+    const method = m.method!;
+    const params = (message.params ?? {}) as Json;
+    if (method === 'ping') return json({ jsonrpc: '2.0', id: m.id, result: {} });
+    if (LISTS[method]) return json({ jsonrpc: '2.0', id: m.id, result: { [LISTS[method]!]: (await this.#list(claims, members, req, LISTS[method]!)).items } });
+    if (method === 'logging/setLevel') {
+      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message)).then(drain)));
+      return json({ jsonrpc: '2.0', id: m.id, result: {} });
+    }
+    const target = await this.#target(claims, members, req, method, params);
+    if (!target) return json({ jsonrpc: '2.0', id: m.id, error: unknownTarget(method, params) });
+    const res = await this.#members[target.member]!.upstream.post(members[target.member]!, memberRequest(req, { ...message, params: target.params }));
+    return this.#fromMember(target.member, res, method === 'resources/read' ? m.id : undefined);
+  }
+
+  async get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
+    const members = this.#claims(claims);
+    // An event id names its member: resume that member's stream only (a POST answer's stream).
+    const tag = lastEventId ? TAGGED_ID.exec(lastEventId) : null;
+    const targets = tag ? [Number(tag[1])] : members.map((_, i) => i);
+    const opened = await Promise.allSettled(targets.map((i) => this.#members[i]!.upstream.get(members[i]!, req, tag ? tag[2] : undefined)));
+    const streams: { member: number; body: Readable }[] = [];
+    let other: UpstreamResponse | undefined;
+    for (const [n, o] of opened.entries()) {
+      if (o.status === 'rejected') {
+        for (const s of streams) s.body.destroy();
+        throw o.reason;
+      }
+      if (o.value.status === 200 && isSse(o.value)) streams.push({ member: targets[n]!, body: o.value.body });
+      else other ??= o.value;
+    }
+    if (streams.length === 0) return other ?? { status: 405, headers: { allow: 'POST, DELETE' }, body: null };
+    const merged = new PassThrough();
+    let open = streams.length;
+    merged.once('close', () => {
+      for (const s of streams) s.body.destroy();
+    });
+    for (const s of streams) {
+      this.#relay(s.member, s.body, merged, undefined, () => {
+        if (--open === 0) merged.end();
+      });
+    }
+    return { status: 200, headers: { ...SSE_HEADERS }, body: merged };
+  }
+
+  async delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    this.#forget(claims.id);
+    const members = this.#claims(claims);
+    await Promise.allSettled(members.map((c, i) => (c.upstream ? this.#members[i]!.upstream.delete(c, req).then(drain) : undefined)));
+    return { status: 200, headers: {}, body: null };
+  }
+
+  /** The gateway session ended: members holding something on this replica (stdio children, SSE connections) let it go. */
+  end(claims: SessionClaims): void {
+    this.#forget(claims.id);
+    for (const [i, c] of this.#claims(claims).entries()) {
+      const upstream = this.#members[i]!.upstream as Upstream & { end?: (id: string, reason: string) => void };
+      upstream.end?.(c.id, 'session ended');
+    }
+  }
+
+  healthy(): boolean {
+    return this.#members.every((m) => m.upstream.healthy());
+  }
+
+  /** The members report their replicas under their own names. */
+  replicaStates(): readonly ReplicaSnapshot[] {
+    return [];
+  }
+
+  async close(): Promise<void> {
+    this.#tables.clear();
+  }
+
+  /**
+   * Opens a session with every member, lists everything and closes it again: the names this
+   * server publishes, and collisions among them, are known (and reported) at start.
+   */
+  async probe(): Promise<{ items: number; shortened: number; collisions: number }> {
+    const id = `probe-${randomBytes(6).toString('hex')}`;
+    const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
+    const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION };
+    const { placement } = await this.initialize(memberRequest(base, init), id);
+    const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
+    const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
+    try {
+      await this.post(claims, memberRequest(req, { jsonrpc: '2.0', method: 'notifications/initialized' }));
+      let items = 0;
+      let shortened = 0;
+      let collisions = 0;
+      for (const kind of Object.values(LISTS)) {
+        const merged = await this.#list(claims, this.#claims(claims), req, kind);
+        items += merged.items.length;
+        collisions += merged.collisions.length;
+        shortened += merged.items.filter((item) => ITEM_KEYS[kind] === 'name' && mayBeShortened(String(item.name))).length;
+      }
+      return { items, shortened, collisions };
+    } finally {
+      await this.delete(claims, req);
+      this.end(claims);
+    }
+  }
+
+  #mergeInitialize(results: readonly Json[]): Json {
+    const capabilities: Record<string, Json> = {};
+    for (const r of results) {
+      for (const [k, v] of Object.entries((r.capabilities ?? {}) as Record<string, Json>)) {
+        const merged: Json = (capabilities[k] ??= {});
+        // listChanged / subscribe: offered when any member offers it.
+        for (const [flag, on] of Object.entries(v ?? {})) merged[flag] = merged[flag] === true || on;
+      }
+    }
+    // The oldest revision any member agreed to: every member accepts it in MCP-Protocol-Version.
+    const versions = results.map((r) => String(r.protocolVersion ?? LATEST_SESSION_REVISION)).sort();
+    const instructions = results
+      .map((r, i) => (typeof r.instructions === 'string' && r.instructions ? `## ${this.#members[i]!.server} (names prefixed ${this.#members[i]!.prefix}__)\n${r.instructions}` : ''))
+      .filter(Boolean)
+      .join('\n\n');
+    return {
+      protocolVersion: versions[0],
+      capabilities,
+      serverInfo: { name: this.#name, version: '1.0.0' },
+      ...(instructions ? { instructions } : {}),
+    };
+  }
+
+  /** Every member's full list (all pages), merged; members without the list count as empty. */
+  async #list(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, kind: ItemKind): Promise<ReturnType<typeof mergeLists>> {
+    const method = Object.keys(LISTS).find((k) => LISTS[k] === kind)!;
+    const lists = await Promise.all(
+      members.map((c, i) =>
+        this.#fetchAll(i, c, req, method, kind).catch((err: unknown) => {
+          if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') throw err;
+          return undefined;
+        }),
+      ),
+    );
+    const merged = mergeLists(kind, this.#members, lists);
+    if (merged.collisions.length > 0) {
+      const fresh = merged.collisions.filter((n) => !this.#reported.has(`${kind}:${n}`));
+      for (const n of fresh) this.#reported.add(`${kind}:${n}`);
+      if (fresh.length > 0) this.#events.emit('collision', { server: this.#name, kind, names: fresh });
+    }
+    if (this.#tables.size >= TABLES_MAX) this.#tables = new Map();
+    this.#tables.set(`${claims.id}:${kind}`, merged.table);
+    return merged;
+  }
+
+  async #fetchAll(i: number, claims: SessionClaims, req: ClientRequest, method: string, field: string): Promise<Json[]> {
+    const items: Json[] = [];
+    let cursor: unknown;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const id = `mcpgw-${randomBytes(6).toString('hex')}`;
+      const res = await this.#members[i]!.upstream.post(claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
+      const answer = firstAnswer(await collectMessages(res, (m) => answers(m, id)), id);
+      if (!answer?.result) throw new Error(`${method} failed`);
+      const result = answer.result as Json;
+      if (Array.isArray(result[field])) items.push(...(result[field] as Json[]));
+      cursor = result.nextCursor;
+      if (typeof cursor !== 'string' || !cursor) break;
+    }
+    return items;
+  }
+
+  /** Which member a request is for, and its params with the member's own names. */
+  async #target(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, method: string, params: Json): Promise<{ member: number; params: Json } | undefined> {
+    if (BY_NAME[method]) {
+      const owner = await this.#owner(claims, members, req, BY_NAME[method], params.name);
+      return owner && { member: owner.member, params: { ...params, name: owner.original } };
+    }
+    if (BY_URI.has(method)) {
+      const owner = typeof params.uri === 'string' ? splitUri(params.uri, this.#schemes()) : undefined;
+      return owner && { member: owner.member, params: { ...params, uri: owner.uri } };
+    }
+    if (method === 'completion/complete') {
+      const ref = (params.ref ?? {}) as Json;
+      if (ref.type === 'ref/prompt') {
+        const owner = await this.#owner(claims, members, req, 'prompts', ref.name);
+        return owner && { member: owner.member, params: { ...params, ref: { ...ref, name: owner.original } } };
+      }
+      const owner = typeof ref.uri === 'string' ? splitUri(ref.uri, this.#schemes()) : undefined;
+      return owner && { member: owner.member, params: { ...params, ref: { ...ref, uri: owner.uri } } };
+    }
+    return undefined;
+  }
+
+  async #owner(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, kind: 'tools' | 'prompts', name: unknown): Promise<{ member: number; original: string } | undefined> {
+    if (typeof name !== 'string') return undefined;
+    if (mayBeShortened(name)) {
+      const known = this.#tables.get(`${claims.id}:${kind}`)?.get(name) ?? (await this.#list(claims, members, req, kind)).table.get(name);
+      if (known) return known;
+    }
+    const split = splitName(name, this.#members.map((m) => m.prefix));
+    return split && { member: split.member, original: split.name };
+  }
+
+  /** A member's answer on its way to the client: server→client request ids tagged, URIs prefixed. */
+  async #fromMember(i: number, res: UpstreamResponse, readId: JsonRpcId | undefined): Promise<UpstreamResponse> {
+    if (isSse(res)) {
+      const out = new PassThrough();
+      out.once('close', () => res.body.destroy());
+      this.#relay(i, res.body, out, readId, () => out.end());
+      return { ...res, body: out };
+    }
+    if (readId === undefined || res.body === null) return res;
+    const texts = await collectMessages(res);
+    return { status: res.status, headers: { 'content-type': 'application/json' }, body: texts.length === 1 ? this.#rewrite(i, texts[0]!, readId) : `[${texts.map((t) => this.#rewrite(i, t, readId)).join(',')}]` };
+  }
+
+  #relay(i: number, body: Readable, out: PassThrough, readId: JsonRpcId | undefined, done: () => void): void {
+    readSseEvents(
+      body,
+      (e) => {
+        if (!e.data) return;
+        out.write(`${e.id ? `id: ${i}~${e.id}\n` : ''}event: message\ndata: ${this.#rewrite(i, e.data, readId)}\n\n`);
+      },
+      () => done(),
+    );
+  }
+
+  /** Rewrites one message from member `i` where the client must see virtual names or ids. */
+  #rewrite(i: number, text: string, readId: JsonRpcId | undefined): string {
+    let m: Json;
+    try {
+      m = JSON.parse(text) as Json;
+    } catch {
+      return text;
+    }
+    const scheme = this.#members[i]!.scheme;
+    if (typeof m.method === 'string' && 'id' in m) return JSON.stringify({ ...m, id: `${i}~${JSON.stringify(m.id)}` });
+    const params = m.params as Json | undefined;
+    if (m.method === 'notifications/resources/updated' && typeof params?.uri === 'string') return JSON.stringify({ ...m, params: { ...params, uri: prefixedUri(scheme, params.uri) } });
+    const contents = (m.result as Json | undefined)?.contents;
+    if (readId !== undefined && m.method === undefined && answers(m, readId) && Array.isArray(contents)) {
+      const rewritten = contents.map((c: Json) => (typeof c.uri === 'string' ? { ...c, uri: prefixedUri(scheme, c.uri) } : c));
+      return JSON.stringify({ ...m, result: { ...(m.result as Json), contents: rewritten } });
+    }
+    return text;
+  }
+
+  #claims(claims: SessionClaims): SessionClaims[] {
+    let placements: [string, string, string][];
+    try {
+      placements = JSON.parse(claims.upstreamSession) as [string, string, string][];
+    } catch {
+      throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
+    }
+    if (!Array.isArray(placements) || placements.length !== this.#members.length) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the virtual server changed');
+    return placements.map(([upstream, upstreamSession, node], i) => ({ ...claims, id: memberId(claims.id, i), server: this.#members[i]!.server, upstream, upstreamSession, node }));
+  }
+
+  #schemes(): string[] {
+    return this.#members.map((m) => m.scheme);
+  }
+
+  #forget(id: string): void {
+    for (const kind of Object.values(LISTS)) this.#tables.delete(`${id}:${kind}`);
+  }
+}
+
+const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+function memberId(session: string, i: number): string {
+  return `${session}.${i}`;
+}
+
+function json(message: unknown): UpstreamResponse {
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(message) };
+}
+
+/** A request to a member: the client's headers, a body of our own. */
+function memberRequest(req: ClientRequest, message: Json): ClientRequest {
+  const body = Buffer.from(JSON.stringify(message));
+  const messages: Envelope[] = [envelope(message)];
+  return { headers: req.headers, body, messages, protocolVersion: req.protocolVersion };
+}
+
+function firstAnswer(texts: readonly string[], id: unknown): Json | undefined {
+  for (const t of texts) {
+    try {
+      const m = JSON.parse(t) as Json;
+      if (answers(m, id)) return m;
+    } catch {
+      // not a message: skip
+    }
+  }
+  return undefined;
+}
+
+/** The member and original id of a tagged server→client request id. */
+function untag(id: JsonRpcId): { member: number; id: JsonRpcId } | undefined {
+  const tag = typeof id === 'string' ? TAGGED_ID.exec(id) : null;
+  if (!tag) return undefined;
+  try {
+    return { member: Number(tag[1]), id: JSON.parse(tag[2]!) as JsonRpcId };
+  } catch {
+    return undefined;
+  }
+}
+
+async function drain(res: UpstreamResponse): Promise<void> {
+  if (res.body && typeof res.body !== 'string') res.body.resume();
+}
+
+function unknownTarget(method: string, params: Json): Json {
+  if (BY_NAME[method] || BY_URI.has(method) || method === 'completion/complete') {
+    const what = method === 'tools/call' ? `Tool ${String(params.name)} not found` : method === 'prompts/get' ? `Prompt ${String(params.name)} not found` : `Resource ${String(params.uri ?? '')} not found`;
+    return { code: -32602, message: what };
+  }
+  return { code: -32601, message: `Method not found: ${method}` };
+}

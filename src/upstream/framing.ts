@@ -1,0 +1,138 @@
+import { PassThrough } from 'node:stream';
+import { errorBody, type GatewayError, type JsonRpcId } from '../errors.ts';
+import { headerValue } from './http.ts';
+import { idKey } from './messages.ts';
+import { SSE_HEADERS, type ClientRequest, type UpstreamResponse } from './types.ts';
+
+interface Pending {
+  readonly id: JsonRpcId;
+  readonly progressToken: unknown;
+  readonly acceptsSse: boolean;
+  readonly resolve: (res: UpstreamResponse) => void;
+  /** Set once the answer became an SSE stream. */
+  stream: PassThrough | undefined;
+}
+
+/** Messages held for a standalone stream that is not open yet. */
+const GET_QUEUE_MAX = 1_000;
+
+/**
+ * legacy: for an upstream that speaks in single messages on one channel — the 2024-11-05 SSE
+ * transport — the gateway is the Streamable HTTP server: it answers each POST with the upstream's
+ * response as JSON, or as an SSE stream when notifications or server→client requests about it
+ * come first, and gives everything else to the standalone (GET) stream.
+ */
+export class MessageFramer {
+  readonly #pending = new Map<string, Pending>();
+  #getStream: PassThrough | undefined;
+  readonly #getQueue: string[] = [];
+  lastActivity = Date.now();
+
+  /** Nothing in flight and no stream open: the session may be reaped when idle. */
+  get idle(): boolean {
+    return this.#pending.size === 0 && !this.#getStream;
+  }
+
+  /** Registers the requests of `req`, sends it, and resolves with the first form of the answer. */
+  request(req: ClientRequest, send: () => Promise<void>, failed: (err: unknown) => GatewayError): Promise<UpstreamResponse> {
+    this.lastActivity = Date.now();
+    const accept = headerValue(req.headers.accept);
+    const requests = req.messages.filter((m) => m.kind === 'request');
+    const acceptsSse = accept.includes('text/event-stream') || accept.includes('*/*') || requests.length > 1;
+    return new Promise<UpstreamResponse>((resolve) => {
+      let first: Pending | undefined;
+      for (const m of requests) {
+        const meta = m.params?._meta as Record<string, unknown> | undefined;
+        const p: Pending = { id: m.id, progressToken: meta?.progressToken, acceptsSse, resolve, stream: undefined };
+        first ??= p;
+        this.#pending.set(idKey(m.id), p);
+      }
+      // A batch is answered on one stream, opened at once.
+      if (requests.length > 1 && first && this.#openStream(first)) for (const m of requests) this.#pending.get(idKey(m.id))!.stream = first.stream;
+      send().catch((err: unknown) => {
+        const e = failed(err);
+        for (const m of requests) this.#settle(idKey(m.id), errorBody(e, m.id));
+      });
+    });
+  }
+
+  /** One message from the upstream (a JSON text). False when it is not JSON. */
+  receive(text: string): boolean {
+    let msg: { id?: unknown; method?: unknown; params?: { progressToken?: unknown } };
+    try {
+      msg = JSON.parse(text) as typeof msg;
+    } catch {
+      return false;
+    }
+    if (typeof msg !== 'object' || msg === null) return false;
+    this.lastActivity = Date.now();
+    if (msg.method === undefined && (typeof msg.id === 'string' || typeof msg.id === 'number') && this.#settle(idKey(msg.id), text)) return true;
+    // A notification or a server→client request: the request it belongs to, else the GET stream.
+    const target = this.#related(msg);
+    if (target && this.#openStream(target)) target.stream!.write(sseEvent(text));
+    else if (this.#getStream) this.#getStream.write(sseEvent(text));
+    else if (this.#getQueue.length < GET_QUEUE_MAX) this.#getQueue.push(text);
+    return true;
+  }
+
+  /** The standalone stream; 409 while one is open. */
+  openGet(): UpstreamResponse {
+    this.lastActivity = Date.now();
+    if (this.#getStream) return { status: 409, headers: { 'content-type': 'application/json' }, body: CONFLICT };
+    const stream = new PassThrough();
+    this.#getStream = stream;
+    stream.once('close', () => {
+      if (this.#getStream === stream) this.#getStream = undefined;
+      this.lastActivity = Date.now();
+    });
+    for (const text of this.#getQueue.splice(0)) stream.write(sseEvent(text));
+    return { status: 200, headers: { ...SSE_HEADERS }, body: stream };
+  }
+
+  /** The upstream is gone: every pending request gets `error`, the standalone stream ends. */
+  close(error: GatewayError): void {
+    for (const key of [...this.#pending.keys()]) this.#settle(key, errorBody(error, this.#pending.get(key)!.id));
+    this.#getStream?.end();
+  }
+
+  /** Delivers the answer to a pending request; false when none has that id. */
+  #settle(key: string, text: string): boolean {
+    const p = this.#pending.get(key);
+    if (!p) return false;
+    this.#pending.delete(key);
+    if (!p.stream) {
+      p.resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: text });
+      return true;
+    }
+    p.stream.write(sseEvent(text));
+    // The stream of a batch ends with its last answer.
+    if (![...this.#pending.values()].some((o) => o.stream === p.stream)) p.stream.end();
+    return true;
+  }
+
+  #related(msg: { method?: unknown; params?: { progressToken?: unknown } }): Pending | undefined {
+    if (msg.method === 'notifications/progress' && msg.params?.progressToken !== undefined) {
+      for (const p of this.#pending.values()) if (p.progressToken === msg.params.progressToken) return p;
+      return undefined;
+    }
+    // The transport has no "related request" marker: with one request in flight the relation is
+    // unambiguous; with none open, the latest request's stream reaches a client without a GET stream.
+    if (this.#pending.size === 1) return this.#pending.values().next().value;
+    return this.#getStream ? undefined : [...this.#pending.values()].at(-1);
+  }
+
+  /** Turns a pending answer into an SSE stream (once); false when the client accepts JSON only. */
+  #openStream(p: Pending): boolean {
+    if (p.stream) return true;
+    if (!p.acceptsSse) return false;
+    p.stream = new PassThrough();
+    p.resolve({ status: 200, headers: { ...SSE_HEADERS }, body: p.stream });
+    return true;
+  }
+}
+
+const CONFLICT = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'A GET stream is already open for this session' } });
+
+function sseEvent(data: string): string {
+  return `event: message\ndata: ${data}\n\n`;
+}

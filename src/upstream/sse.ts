@@ -1,0 +1,212 @@
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { HttpUpstreamConfig, ServerConfig, SseUpstreamConfig } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
+import type { SessionClaims } from '../session/token.ts';
+import type { UpstreamEvents } from './events.ts';
+import { MessageFramer } from './framing.ts';
+import { headerValue, HttpReplica, isUnreachable, upstreamError } from './http.ts';
+import { readSseEvents } from './messages.ts';
+import { pickLeastLoaded } from './replica.ts';
+import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
+
+/** One gateway session's connection to a 2024-11-05 server: its SSE stream and where to POST. */
+class SseSession {
+  readonly id: string;
+  readonly replica: HttpReplica;
+  readonly framer = new MessageFramer();
+  /** Path (and query) of the `endpoint` event, on the replica's origin. */
+  endpoint = '';
+  body: Readable | undefined;
+  closed = false;
+
+  constructor(id: string, replica: HttpReplica) {
+    this.id = id;
+    this.replica = replica;
+  }
+}
+
+/**
+ * legacy: a server whose replicas speak the 2024-11-05 HTTP+SSE transport (`transport: sse`).
+ * Each gateway session holds one SSE connection to a replica, opened at initialize: the
+ * `endpoint` event names where to POST, and every answer comes back on that stream. As for
+ * stdio, the gateway is then the Streamable HTTP server (src/upstream/framing.ts), and the
+ * connection lives on the gateway replica that opened it (`node` in the session id).
+ */
+export class SseUpstream implements Upstream {
+  readonly kind = 'sse' as const;
+  readonly #server: ServerConfig;
+  readonly #replicas: HttpReplica[];
+  readonly #events: UpstreamEvents;
+  readonly #node: string;
+  readonly #sessions = new Map<string, SseSession>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
+    this.#server = server;
+    this.#events = events;
+    this.#node = node;
+    this.#replicas = (server.upstreams as SseUpstreamConfig[]).map((u) => new HttpReplica({ ...u, kind: 'http' } as HttpUpstreamConfig, server));
+    const every = Math.max(250, Math.min(30_000, Math.floor(server.idleTimeoutMs / 4)));
+    this.#sweeper = setInterval(() => this.#reapIdle(), every);
+    this.#sweeper.unref();
+  }
+
+  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    const tried = new Set<string>();
+    for (;;) {
+      const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
+      if (!replica) throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+      tried.add(replica.key);
+      let session: SseSession;
+      try {
+        session = await this.#connect(sessionId, replica);
+      } catch (err) {
+        // Nothing exists upstream yet: the next replica may do.
+        if (isUnreachable(err)) {
+          this.#failed(replica, 'unreachable');
+          continue;
+        }
+        throw upstreamError(err, this.#server.name);
+      }
+      const response = await this.#request(session, req);
+      return { response, placement: { upstream: replica.key, upstreamSession: '', node: this.#node } };
+    }
+  }
+
+  async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
+    const session = this.#session(claims);
+    if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
+    session.framer.lastActivity = Date.now();
+    await this.#send(session, req.body!);
+    return { status: 202, headers: {}, body: null };
+  }
+
+  async get(claims: SessionClaims, _req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
+    // The 2024-11-05 transport cannot resume; a stream of an answer is not reopened.
+    if (lastEventId) return { status: 404, headers: {}, body: null };
+    return this.#session(claims).framer.openGet();
+  }
+
+  async delete(claims: SessionClaims): Promise<UpstreamResponse> {
+    this.#close(this.#session(claims), 'session deleted');
+    return { status: 200, headers: {}, body: null };
+  }
+
+  /** Ends a session's connection, e.g. when the gateway session expired. */
+  end(sessionId: string): void {
+    const session = this.#sessions.get(sessionId);
+    if (session) this.#close(session, 'session ended');
+  }
+
+  healthy(): boolean {
+    const now = Date.now();
+    return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
+  }
+
+  replicaStates(): readonly ReplicaSnapshot[] {
+    return this.#replicas.map((r) => r.snapshot());
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    for (const s of this.#sessions.values()) this.#close(s, 'gateway shutting down');
+    await Promise.all(this.#replicas.map((r) => r.pool.destroy().catch(() => {})));
+  }
+
+  /** Opens the SSE stream and waits for its `endpoint` event. */
+  async #connect(sessionId: string, replica: HttpReplica): Promise<SseSession> {
+    const res = await this.#http(replica, 'GET', { accept: 'text/event-stream' }, undefined);
+    if (res.statusCode !== 200 || !headerValue(res.headers['content-type']).startsWith('text/event-stream')) {
+      res.body.destroy();
+      if (res.statusCode >= 500) this.#failed(replica, `HTTP ${res.statusCode}`);
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": GET answered HTTP ${res.statusCode}, not an SSE stream`);
+    }
+    const session = new SseSession(sessionId, replica);
+    session.body = res.body;
+    replica.streams++;
+    const origin = new URL(replica.key).origin;
+    return new Promise<SseSession>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        res.body.destroy();
+        reject(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server.name}" sent no endpoint event`));
+      }, this.#server.requestTimeoutMs);
+      readSseEvents(
+        res.body,
+        (e) => {
+          if (e.event === 'endpoint' && !session.endpoint) {
+            const url = new URL(e.data, replica.key);
+            clearTimeout(timer);
+            if (url.origin !== origin) {
+              res.body.destroy();
+              return reject(new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": endpoint ${url.origin} is not on ${origin}`));
+            }
+            session.endpoint = url.pathname + url.search;
+            this.#sessions.set(sessionId, session);
+            return resolve(session);
+          }
+          if ((e.event === undefined || e.event === 'message') && e.data && !session.framer.receive(e.data)) {
+            this.#events.emit('protocolError', { server: this.#server.name, replica: replica.key, detail: `not JSON on the SSE stream: ${e.data.slice(0, 200)}` });
+          }
+        },
+        (err) => {
+          clearTimeout(timer);
+          replica.streams--;
+          if (!session.endpoint) reject(err ? upstreamError(err, this.#server.name) : new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'the SSE stream ended before its endpoint event'));
+          this.#close(session, err ? `stream broke: ${err.message}` : 'stream ended');
+        },
+      );
+    });
+  }
+
+  #request(session: SseSession, req: ClientRequest): Promise<UpstreamResponse> {
+    return session.framer.request(req, () => this.#send(session, req.body!), (err) => upstreamError(err, this.#server.name));
+  }
+
+  async #send(session: SseSession, body: Buffer): Promise<void> {
+    const res = await this.#http(session.replica, 'POST', { 'content-type': 'application/json' }, body, session.endpoint);
+    res.body.resume();
+    if (res.statusCode === 404) {
+      this.#close(session, 'the upstream forgot the session');
+      throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the upstream ended it');
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": POST answered HTTP ${res.statusCode}`);
+  }
+
+  async #http(replica: HttpReplica, method: 'GET' | 'POST', extra: Record<string, string>, body: Buffer | undefined, path = replica.path): Promise<Dispatcher.ResponseData> {
+    // Built from scratch, as for Streamable HTTP: nothing of the client's reaches the upstream.
+    const headers: Record<string, string> = { ...replica.headers, ...extra };
+    if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
+    replica.inflight++;
+    try {
+      const res = await replica.pool.request({ path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs });
+      replica.succeed();
+      return res;
+    } finally {
+      replica.inflight--;
+    }
+  }
+
+  #session(claims: SessionClaims): SseSession {
+    const session = claims.node === this.#node ? this.#sessions.get(claims.id) : undefined;
+    if (!session) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', claims.node === this.#node ? 'its upstream connection closed' : 'its upstream connection lives on another gateway replica');
+    return session;
+  }
+
+  #close(session: SseSession, reason: string): void {
+    if (session.closed) return;
+    session.closed = true;
+    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+    session.body?.destroy();
+    session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));
+  }
+
+  #failed(replica: HttpReplica, reason: string): void {
+    if (replica.fail(Date.now())) this.#events.emit('eject', { server: this.#server.name, replica: replica.key, reason });
+  }
+
+  #reapIdle(): void {
+    const cutoff = Date.now() - this.#server.idleTimeoutMs;
+    for (const s of this.#sessions.values()) if (s.framer.idle && s.framer.lastActivity < cutoff) this.#close(s, 'idle timeout');
+  }
+}
