@@ -14,10 +14,16 @@ export interface RedisServer {
 }
 
 /** A real redis-server on a random loopback port, in memory only; the test stops it. */
-export async function startRedis(port?: number): Promise<RedisServer> {
+export function startRedis(port?: number): Promise<RedisServer> {
+  return startRedisWith([], port);
+}
+
+/** Like startRedis, with extra server arguments; retried when another process took the port first. */
+async function startRedisWith(extra: string[], port?: number): Promise<RedisServer> {
   for (let attempt = 0; ; attempt++) {
     const p = port ?? (await freePort());
-    const child = spawnChild('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no']);
+    const args = ['--port', String(p), '--dir', scratchDir(), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra];
+    const child = spawnChild('redis-server', args);
     try {
       await waitForPort(p, child);
       return { url: `redis://127.0.0.1:${p}`, port: p, child, stop: () => child.kill('SIGTERM') };
@@ -25,6 +31,18 @@ export async function startRedis(port?: number): Promise<RedisServer> {
       await child.kill('SIGKILL');
       if (attempt >= 3 || port) throw err;
     }
+  }
+}
+
+/** Starts servers one after another; if one fails, the ones already started are stopped. */
+async function all<T extends { stop(): Promise<void> }>(starts: (() => Promise<T>)[]): Promise<T[]> {
+  const started: T[] = [];
+  try {
+    for (const start of starts) started.push(await start());
+    return started;
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop()));
+    throw err;
   }
 }
 
@@ -61,7 +79,18 @@ export interface SentinelSet {
 /** A master, one replica and one sentinel (quorum 1), all on loopback. */
 export async function startSentinelSet(name = 'mymaster'): Promise<SentinelSet> {
   const master = await startRedis();
-  const replica = await startRedisWith(['--replicaof', '127.0.0.1', String(master.port)]);
+  let replica: RedisServer | undefined;
+  let sentinel: Child | undefined;
+  try {
+    replica = await startRedisWith(['--replicaof', '127.0.0.1', String(master.port)]);
+    return await withSentinel(name, master, replica, (s) => (sentinel = s));
+  } catch (err) {
+    await Promise.all([sentinel?.kill('SIGKILL'), replica?.stop(), master.stop()]);
+    throw err;
+  }
+}
+
+async function withSentinel(name: string, master: RedisServer, replica: RedisServer, started: (s: Child) => void): Promise<SentinelSet> {
   await waitFor(async () => (await info(replica.port, 'replication')).includes('master_link_status:up'));
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-sentinel-'));
   const sentinelPort = await freePort();
@@ -79,6 +108,7 @@ export async function startSentinelSet(name = 'mymaster'): Promise<SentinelSet> 
     ].join('\n'),
   );
   const sentinel = spawnChild('redis-server', [conf, '--sentinel']);
+  started(sentinel);
   await waitForPort(sentinelPort, sentinel);
   await waitFor(async () => (await info(sentinelPort, 'sentinel')).includes('status=ok'));
   return {
@@ -120,10 +150,7 @@ export interface RedisCluster {
 /** Three masters sharing the 16384 slots, no replicas: a real Redis Cluster on loopback. */
 export async function startCluster(): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-cluster-'));
-  const nodes: RedisServer[] = [];
-  for (let i = 0; i < 3; i++) {
-    nodes.push(await startRedisWith(['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-node-timeout', '2000']));
-  }
+  const nodes = await all([0, 1, 2].map((i) => () => startRedisWith(['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-node-timeout', '2000'])));
   const conns = nodes.map((n) => new Redis(n.port, '127.0.0.1'));
   try {
     const ranges = [
@@ -137,18 +164,20 @@ export async function startCluster(): Promise<RedisCluster> {
       const states = await Promise.all(conns.map((c) => c.call('CLUSTER', 'INFO') as Promise<string>));
       return states.every((s) => s.includes('cluster_state:ok') && s.includes('cluster_known_nodes:3'));
     }, 20_000);
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw err;
   } finally {
     for (const c of conns) c.disconnect();
   }
   return { nodes, stop: async () => void (await Promise.all(nodes.map((n) => n.stop()))) };
 }
 
-async function startRedisWith(extra: string[]): Promise<RedisServer> {
-  const p = await freePort();
-  const child = spawnChild('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra]);
-  await waitForPort(p, child);
-  return { url: `redis://127.0.0.1:${p}`, port: p, child, stop: () => child.kill('SIGTERM') };
+/** Where a test Redis may write (replication snapshots), never the working directory. */
+function scratchDir(): string {
+  return mkdtempSync(join(tmpdir(), 'mcpgw-redis-'));
 }
+
 
 async function info(port: number, section: string): Promise<string> {
   const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
