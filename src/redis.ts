@@ -28,7 +28,14 @@ export function connectRedis(cfg: RedisConfig, extra: RedisOptions = {}): RedisC
     return new Cluster(cfg.cluster.map((n) => ({ host: n.host, port: n.port })), options);
   }
   if (cfg.sentinels) {
-    return new Redis({ ...base, sentinels: cfg.sentinels.map((n) => ({ host: n.host, port: n.port })), name: cfg.name! });
+    return new Redis({
+      ...base,
+      sentinels: cfg.sentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: cfg.name!,
+      // Learn of a failover from the sentinels at once, and leave a demoted master that answers READONLY.
+      failoverDetector: true,
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    });
   }
   return new Redis(cfg.url!, base);
 }

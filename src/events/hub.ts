@@ -188,15 +188,15 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       for (;;) {
         const events = await this.log.read(key, writer.lastSeq, REPLAY_PAGE);
         if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) outcome = 'evicted';
-        for (const e of events) writer.write(e);
-        if (writer.closed) return this.emit('resume', { outcome }), undefined;
+        writer.replay(events);
+        if (writer.done) return void this.emit('resume', { outcome });
         if (events.length < REPLAY_PAGE) break;
       }
       // Then follow the producer, wherever it is, until the stream ends.
       follower = this.log.follower(key);
-      while (!writer.closed && !this.#closed) {
+      while (!writer.done && !this.#closed) {
         const events = await follower.next(writer.lastSeq, FOLLOW_BLOCK_MS);
-        for (const e of events) writer.write(e);
+        writer.replay(events);
         if (events.length > 0) continue;
         const current = await this.log.info(key);
         if (!current) break;
@@ -228,13 +228,18 @@ export class StreamHub extends EventEmitter<HubEventMap> {
 
   async #takeover(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
     const last = await this.log.last(key);
+    if (last?.end) {
+      // It ended after all (the end landed between our reads): nothing to take over.
+      writer.replay([last]);
+      writer.end();
+      return;
+    }
     const seq = last?.seq ?? 0;
     const producer = new Producer(this, key, streamId, { ...info, producer: this.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
     this.#live.set(key, producer);
     if (info.kind === 'get') this.#liveGet.set(key.slice(0, key.indexOf(':')), producer);
     this.emit('resume', { outcome: 'upstream' });
     await producer.attach(writer);
-    if (last?.end) return producer.finish();
     await producer.continueUpstream();
   }
 }
@@ -295,12 +300,10 @@ class Producer {
     try {
       for (;;) {
         const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
-        writer.release();
-        for (const e of events) writer.write(e);
-        if (events.length < REPLAY_PAGE || writer.closed) break;
-        writer.hold();
+        writer.replay(events);
+        if (events.length < REPLAY_PAGE || writer.done) break;
       }
-    } catch {
+    } finally {
       writer.release();
     }
     if (this.#ended && this.#pending.length === 0 && !this.#flushing) writer.end();

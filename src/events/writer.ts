@@ -32,25 +32,38 @@ export class ClientWriter {
     return this.#closed || this.res.destroyed;
   }
 
-  /** Holds live events while a replay from the log is written first. */
+  /** Nothing more will be written: the stream ended, or the client left. */
+  get done(): boolean {
+    return this.closed || this.res.writableEnded;
+  }
+
+  /** Holds live events (`write`) while a replay from the log (`replay`) is written first. */
   hold(): void {
     this.#held ??= [];
   }
 
+  /** Writes the held live events after the replay; those the replay already covered are skipped. */
   release(): void {
     const held = this.#held;
     this.#held = undefined;
-    if (held) for (const e of held) this.write(e);
+    if (held) for (const e of held) this.#emit(e);
   }
 
+  /** A live event: written now, or held while a replay runs. */
   write(e: LoggedEvent): void {
-    if (this.#held) {
-      this.#held.push(e);
-      return;
-    }
+    if (this.#held) this.#held.push(e);
+    else this.#emit(e);
+  }
+
+  /** Events read back from the log: written even while live events are held. */
+  replay(events: readonly LoggedEvent[]): void {
+    for (const e of events) this.#emit(e);
+  }
+
+  #emit(e: LoggedEvent): void {
     if (this.closed || e.seq <= this.lastSeq) return;
     this.lastSeq = e.seq;
-    if (e.data) this.#send(`id: ${this.streamId}.${e.seq}\nevent: message\ndata: ${e.data}\n\n`);
+    if (e.data && !e.hidden) this.#send(`id: ${this.streamId}.${e.seq}\nevent: message\ndata: ${e.data}\n\n`);
     if (e.end) this.end();
   }
 

@@ -30,6 +30,7 @@ export async function startGateway(doc: Record<string, unknown>, opts: GatewayOp
 
 export interface GatewayProcess {
   readonly url: string;
+  readonly metricsUrl: string;
   readonly child: Child;
   readonly configFile: string;
   stop(): Promise<void>;
@@ -43,13 +44,13 @@ export async function spawnGateway(doc: Record<string, unknown>, env: NodeJS.Pro
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringify(withDefaults({ log: { level: 'info' }, ...doc })));
   const child = spawnChild(process.execPath, [CLI, '--config', configFile], { env: { PATH: process.env.PATH, ...env } });
-  const url = await waitForLine(child, (l) => {
+  const { url, metrics } = await waitForLine(child, (l) => {
     try {
-      const v = JSON.parse(l) as { msg?: string; url?: string };
-      return v.msg === 'gateway listening' ? v.url : undefined;
+      const v = JSON.parse(l) as { msg?: string; url?: string; metrics?: string };
+      return v.msg === 'gateway listening' ? { url: v.url!, metrics: v.metrics ?? '' } : undefined;
     } catch {
       return undefined;
     }
   });
-  return { url: url!, child, configFile, stop: () => child.kill('SIGTERM') };
+  return { url, metricsUrl: metrics, child, configFile, stop: () => child.kill('SIGTERM') };
 }

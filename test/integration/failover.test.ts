@@ -44,6 +44,10 @@ describe('resumption across gateway replicas (processes, one Redis)', () => {
     assert.equal(results.length, 1);
     assert.match(JSON.stringify(results[0]!.message), /counted to 50/);
 
+    // B counted a takeover with upstream resumption.
+    const metrics = await (await fetch(`${b.metricsUrl}/metrics`)).text();
+    assert.match(metrics, /^mcp_resume_total\{outcome="upstream"\} [1-9]/m);
+
     // The session itself keeps working on B.
     const echo = await post(`${b.url}/mcp/api`, { jsonrpc: '2.0', id: 43, method: 'tools/call', params: { name: 'echo', arguments: { text: 'on B' } } }, headers);
     assert.equal(echo.status, 200);

@@ -96,6 +96,14 @@ for (const store of ['memory', 'redis'] as const) {
         }
       });
 
+      it('counts resume outcomes in mcp_resume_total', async () => {
+        const text = await (await fetch(`${gw.metricsUrl}/metrics`)).text();
+        const count = (outcome: string) => Number(new RegExp(`^mcp_resume_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+        assert.ok(count('hit') >= 3, `hits: ${count('hit')}`);
+        assert.ok(count('miss') >= 3, `misses: ${count('miss')}`);
+        assert.match(text, /^mcp_event_log_append_duration_seconds_count \d+/m);
+      });
+
       it('keeps the session working after resumptions', async () => {
         const sid = await openSession(url);
         const res = await post(url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, { 'mcp-session-id': sid, ...V });

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EventLog, LoggedEvent } from '../../src/events/log.ts';
+import { MemoryEventLog } from '../../src/events/memory-log.ts';
+import { RedisEventLog } from '../../src/events/redis-log.ts';
+import { connectRedis, type RedisClient } from '../../src/redis.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+
+const ev = (seq: number, data = `{"n":${seq}}`, extra: Partial<LoggedEvent> = {}): LoggedEvent => ({ seq, data, upstreamId: `u${seq}`, hidden: false, end: false, ...extra });
+const info = { producer: 'node-a', kind: 'post' as const, requests: '[1]' };
+
+/** One suite, both implementations: the EventLog contract. */
+function contract(name: string, make: (opts: { ttlMs: number; maxLength: number }) => EventLog) {
+  describe(`EventLog contract: ${name}`, () => {
+    let log: EventLog;
+    before(() => {
+      log = make({ ttlMs: 60_000, maxLength: 100 });
+    });
+    after(async () => {
+      await log.close();
+    });
+
+    it('appends in order and reads what follows a position', async () => {
+      await log.append('s1:a', [ev(0, '', { hidden: true }), ev(1), ev(2)], info);
+      await log.append('s1:a', [ev(3), ev(4, '', { end: true })]);
+      assert.deepEqual((await log.read('s1:a', 0, 100)).map((e) => e.seq), [1, 2, 3, 4]);
+      assert.deepEqual((await log.read('s1:a', 2, 1)).map((e) => e.seq), [3]);
+      assert.deepEqual(await log.read('s1:a', 4, 100), []);
+      const all = await log.read('s1:a', -1, 100);
+      assert.deepEqual(all[0], ev(0, '', { hidden: true }));
+      assert.deepEqual(all[4], ev(4, '', { end: true }));
+      assert.deepEqual(await log.last('s1:a'), ev(4, '', { end: true }));
+      assert.deepEqual(await log.info('s1:a'), info);
+    });
+
+    it('keeps streams apart, and unknown streams are empty', async () => {
+      await log.append('s1:b', [ev(1, '{"other":true}')], { ...info, kind: 'get', requests: '' });
+      assert.deepEqual((await log.read('s1:a', 0, 100)).map((e) => e.data).includes('{"other":true}'), false);
+      assert.deepEqual(await log.read('s2:a', 0, 100), []);
+      assert.equal(await log.info('s2:a'), undefined);
+      assert.equal(await log.last('s2:a'), undefined);
+    });
+
+    it('moves production only from the node that has it', async () => {
+      assert.equal(await log.claim('s1:a', 'node-x', 'node-b'), false);
+      assert.equal(await log.claim('s1:a', 'node-a', 'node-b'), true);
+      assert.equal(await log.claim('s1:a', 'node-a', 'node-c'), false, 'only one takeover wins');
+      assert.equal((await log.info('s1:a'))?.producer, 'node-b');
+    });
+
+    it('follows: waits for events appended later, times out empty', async () => {
+      await log.append('s3:f', [ev(0, '', { hidden: true })], info);
+      const follower = log.follower('s3:f');
+      try {
+        const started = Date.now();
+        assert.deepEqual(await follower.next(0, 150), []);
+        assert.ok(Date.now() - started >= 100, 'it waited');
+        setTimeout(() => void log.append('s3:f', [ev(1), ev(2)]), 50);
+        // Woken by the first new event; a batch may arrive in parts.
+        const got = await follower.next(0, 2_000);
+        assert.ok(got.length >= 1);
+        while (got.length < 2) got.push(...(await follower.next(got.at(-1)!.seq, 2_000)));
+        assert.deepEqual(got.map((e) => e.seq), [1, 2]);
+      } finally {
+        follower.close();
+      }
+    });
+
+    it('trims to maxLength, oldest first', async () => {
+      const events = Array.from({ length: 400 }, (_, i) => ev(i + 1));
+      for (let i = 0; i < events.length; i += 50) await log.append('s4:t', events.slice(i, i + 50), info);
+      const kept = await log.read('s4:t', 0, 1_000);
+      assert.ok(kept.length >= 100 && kept.length < 400, `kept ${kept.length}`);
+      assert.equal(kept.at(-1)!.seq, 400);
+    });
+
+    it('tells live nodes from dead ones by heartbeat', async () => {
+      await log.heartbeat('node-live', 200);
+      assert.equal(await log.alive('node-live'), true);
+      assert.equal(await log.alive('node-never'), false);
+      await sleep(300);
+      assert.equal(await log.alive('node-live'), false);
+    });
+  });
+}
+
+contract('memory', (o) => new MemoryEventLog(o));
+
+let redis: RedisServer;
+const clients: RedisClient[] = [];
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  for (const c of clients) c.disconnect();
+  await redis?.stop();
+});
+contract('redis', (o) => {
+  const client = connectRedis({ url: redis.url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined }, { enableOfflineQueue: true });
+  clients.push(client);
+  return new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ...o });
+});
+
+describe('EventLog retention (redis)', () => {
+  it('expires a stream ttl after its last event', async () => {
+    const client = connectRedis({ url: redis.url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined }, { enableOfflineQueue: true });
+    clients.push(client);
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 150, maxLength: 100 });
+    await log.append('s9:x', [ev(1)], info);
+    assert.equal((await log.read('s9:x', 0, 10)).length, 1);
+    await sleep(300);
+    assert.deepEqual(await log.read('s9:x', 0, 10), []);
+    assert.equal(await log.info('s9:x'), undefined);
+  });
+});

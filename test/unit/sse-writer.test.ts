@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { it } from 'node:test';
+import { ClientWriter } from '../../src/events/writer.ts';
+
+/** A real HTTP server whose one response the test drives, and a raw client socket. */
+async function harness() {
+  let response!: ServerResponse;
+  const ready = new Promise<void>((resolve) => {
+    server.on('request', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      response = res;
+      resolve();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  socket.write('GET / HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n');
+  await ready;
+  return { response: () => response, socket };
+}
+const server = createServer();
+
+it('cuts a reader that leaves more than maxBuffer unread, without growing memory further', async () => {
+  const { response, socket } = await harness();
+  try {
+    socket.pause(); // a client that stops reading
+    const writer = new ClientWriter(response(), 'S', 0, 64 * 1024);
+    const line = 'x'.repeat(1_000);
+    let written = 0;
+    for (let seq = 1; seq <= 100_000 && !writer.closed; seq++) {
+      writer.write({ seq, data: `{"pad":"${line}"}`, upstreamId: '', hidden: false, end: false });
+      written++;
+      if (seq % 1000 === 0) await sleep(1); // let the kernel buffers fill
+    }
+    assert.equal(writer.closed, true, 'the connection was cut');
+    assert.ok(written < 100_000, `cut after ${written} events`);
+    assert.ok(response().writableLength <= 64 * 1024 + 2_000, `buffered ${response().writableLength} bytes`);
+  } finally {
+    socket.destroy();
+    server.close();
+    server.removeAllListeners('request');
+  }
+});
+
+it('writes each seq once, in order, holds live events during a replay, and sends keep-alive comments when idle', async () => {
+  const { response, socket } = await harness();
+  const chunks: string[] = [];
+  socket.setEncoding('utf8');
+  socket.on('data', (c: string) => chunks.push(c));
+  try {
+    const writer = new ClientWriter(response(), 'S', 2, 1 << 20);
+    const e = (seq: number, extra: object = {}) => ({ seq, data: `{"n":${seq}}`, upstreamId: '', hidden: false, end: false, ...extra });
+    writer.write(e(1)); // at or below the client's position: skipped
+    writer.write(e(2));
+    writer.hold();
+    writer.write(e(4)); // live, arrives while the log is read
+    writer.write(e(5));
+    writer.replay([e(3), e(4)]); // the log's events after the position go first
+    writer.release(); // then the held live ones, minus what the replay covered
+    writer.write(e(5)); // a duplicate: skipped
+    writer.write(e(6, { hidden: true }));
+    writer.write(e(7));
+    writer.keepAlive(Date.now() + 10_000, 5_000);
+    writer.write({ seq: 8, data: '', upstreamId: '', hidden: true, end: true });
+    // The response ends with the last chunk (the connection itself stays open: keep-alive).
+    while (!chunks.join('').includes('\r\n0\r\n\r\n')) await sleep(5);
+    const body = chunks.join('');
+    const ids = [...body.matchAll(/^id: (\S+)$/gm)].map((m) => m[1]);
+    assert.deepEqual(ids, ['S.3', 'S.4', 'S.5', 'S.7'], 'each once, in order; hidden and old events not sent');
+    assert.match(body, /: keep-alive\n\n/);
+  } finally {
+    socket.destroy();
+    server.close();
+  }
+});
