@@ -97,10 +97,9 @@ export async function tailSession(hub: StreamHub, res: ServerResponse, opts: Tai
   res.writeHead(200, SSE_HEADERS);
   res.write(opts.prelude);
   const writer = hub.writer(res, opts.streamId, opts.afterSeq);
-  const done = () => writer.closed || res.writableEnded;
-  const write = (events: readonly LoggedEvent[]) => {
-    for (const e of events) if (!done()) writer.write(e);
-  };
+  const done = () => writer.done;
+  // Nothing after an end: another replica may still append to a session that just ended.
+  const write = (events: readonly LoggedEvent[]) => writer.replay(events.slice(0, events.findIndex((e) => e.end) + 1 || undefined));
   const follower = hub.log.follower(opts.key);
   try {
     let evicted = false;

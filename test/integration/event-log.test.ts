@@ -75,6 +75,27 @@ function contract(name: string, make: (opts: { ttlMs: number; maxLength: number 
       assert.equal(kept.at(-1)!.seq, 400);
     });
 
+    // legacy: several replicas append to one 2024-11-05 session stream; the log numbers the events.
+    it('appendNext numbers after what the stream holds, atomically across appenders, each batch in order', async () => {
+      const key = 's5:legacy';
+      const msg = (data: string) => ({ data, upstreamId: '', hidden: false, end: false });
+      assert.equal(await log.appendNext(key, [{ ...msg(''), hidden: true }], { producer: 'node-a', kind: 'get', requests: '' }), 1);
+      const seqs = await Promise.all(Array.from({ length: 20 }, (_, i) => log.appendNext(key, [msg(`${i}.0`), msg(`${i}.1`)])));
+      assert.equal(new Set(seqs).size, 20, 'every batch got numbers of its own');
+      const events = await log.read(key, 0, 100);
+      assert.deepEqual(events.map((e) => e.seq), Array.from({ length: 41 }, (_, i) => i + 1));
+      for (let i = 0; i < 20; i++) assert.equal(events[events.findIndex((e) => e.data === `${i}.0`) + 1]!.data, `${i}.1`);
+      assert.deepEqual(await log.info(key), { producer: 'node-a', kind: 'get', requests: '' });
+      const follower = log.follower(key);
+      try {
+        const next = follower.next(41, 2_000);
+        await log.appendNext(key, [msg('later')]);
+        assert.deepEqual((await next).map((e) => [e.seq, e.data]), [[42, 'later']]);
+      } finally {
+        follower.close();
+      }
+    });
+
     it('tells live nodes from dead ones by heartbeat', async () => {
       await log.heartbeat('node-live', 200);
       assert.equal(await log.alive('node-live'), true);
