@@ -140,12 +140,16 @@ class LegacySessions {
     return this.#deliver(upstream, routed, req, res, messages);
   }
 
+  /** Shutdown: the sessions owned here are let go at once, for the replicas their clients resume on. */
   async close(): Promise<void> {
+    const releases: Promise<unknown>[] = [];
     for (const local of this.#local.values()) {
       clearTimeout(local.timer);
       this.#stopPump(local);
+      if (local.owner) releases.push(this.#gw.hub.log.claim(local.key, this.#gw.hub.opts.node, RELEASED).catch(() => false));
     }
     this.#local.clear();
+    await Promise.all(releases);
   }
 
   async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, body: Buffer): ReturnType<Step> {

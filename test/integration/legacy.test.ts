@@ -218,6 +218,24 @@ describe('2024-11-05 HTTP+SSE across two gateway replicas sharing Redis', () => 
     assert.equal(late.status, 404, late.text);
   });
 
+  it('the replica a session lived on goes away: the one its client resumes on takes the session over, upstream stream included', async () => {
+    const c = await startGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+    await ready(c);
+    const first = await LegacyStream.open(`${c.url}/mcp/api/sse`);
+    await first.until((events) => events.length > 0);
+    const onB = first.endpoint(`${b.url}/mcp/api/sse`);
+    await initializeLegacy(first, onB);
+    await c.close();
+    const again = await LegacyStream.open(`${b.url}/mcp/api/sse`, { 'last-event-id': first.events.at(-1)!.id! });
+    assert.equal(again.status, 200);
+    await new Promise((r) => setTimeout(r, 1_200)); // the upstream notifies while the session changes hands
+    const announce = { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'announce', arguments: { text: 'still there' } } };
+    assert.equal((await postMessage(onB, announce)).status, 202);
+    const events = await again.until((all) => all.some((e) => e.message?.method === 'notifications/message'));
+    assert.match(JSON.stringify(events.find((e) => e.message?.method === 'notifications/message')!.message), /still there/);
+    again.drop();
+  });
+
   it('refuses to resume an id it never issued', async () => {
     const stream = await LegacyStream.open(`${a.url}/mcp/api/sse`);
     await stream.until((events) => events.length > 0);
