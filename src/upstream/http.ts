@@ -6,7 +6,7 @@ import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { pickLeastLoaded, ReplicaState } from './replica.ts';
+import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
@@ -112,8 +112,7 @@ export class HttpUpstream implements Upstream {
   }
 
   healthy(): boolean {
-    const now = Date.now();
-    return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
+    return anyAvailable(this.#replicas);
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {

@@ -83,6 +83,11 @@ export class ReplicaState {
  */
 const CLEARLY_FASTER = 0.7;
 
+/** True when at least one replica can take new sessions (ejected ones whose time is up can). */
+export function anyAvailable(replicas: readonly ReplicaState[], now = Date.now()): boolean {
+  return replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
+}
+
 export function pickLeastLoaded<R extends ReplicaState>(replicas: readonly R[], now: number, exclude?: ReadonlySet<string>): R | undefined {
   let best: R[] = [];
   let bestLoad = Infinity;

@@ -7,7 +7,7 @@ import type { UpstreamEvents } from './events.ts';
 import { MessageFramer } from './framing.ts';
 import { headerValue, HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
-import { pickLeastLoaded } from './replica.ts';
+import { anyAvailable, pickLeastLoaded } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
 
 /** One gateway session's connection to a 2024-11-05 server: its SSE stream and where to POST. */
@@ -100,8 +100,7 @@ export class SseUpstream implements Upstream {
   }
 
   healthy(): boolean {
-    const now = Date.now();
-    return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
+    return anyAvailable(this.#replicas);
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {
