@@ -35,7 +35,7 @@ export interface ReplicaSnapshot {
   readonly streams: number;
   readonly load: number;
   readonly ejected: boolean;
-  /** Derived from ejection until a breaker of its own exists: ejected → open, back on trial → half-open. */
+  /** The replica's circuit breaker (ReplicaState.breaker): open while ejected, half-open on trial after it. */
   readonly breaker: 'closed' | 'half-open' | 'open';
 }
 
