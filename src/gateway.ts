@@ -9,9 +9,15 @@ import { buildApp } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { AuditLog } from './ops/audit.ts';
+import { RedisCacheStore } from './cache/redis-store.ts';
+import { ResultCache } from './cache/result-cache.ts';
+import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
+import { Resilience } from './resilience/calls.ts';
+import { MemoryRateLimiter, type RateLimiter } from './resilience/limiter.ts';
+import { RedisRateLimiter } from './resilience/redis-limiter.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
 import { SessionSealer, type SessionClaims } from './session/token.ts';
@@ -41,6 +47,7 @@ export class Gateway implements GatewayContext {
   readonly log: Logger;
   readonly auth: Authenticator | undefined;
   readonly audit: AuditLog | undefined;
+  readonly resilience: Resilience;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -61,6 +68,8 @@ export class Gateway implements GatewayContext {
     this.audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
+    let cacheStore: CacheStore;
+    let limiter: RateLimiter;
     if (config.redis) {
       const client = connectRedis(config.redis);
       const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
@@ -76,9 +85,13 @@ export class Gateway implements GatewayContext {
       this.sessions = new RedisSessionStore(client, subscriber, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
       eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
+      cacheStore = new RedisCacheStore(client);
+      limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.resilience.emit('storeError', { what: 'rateLimit', error: err.message }));
     } else {
       this.sessions = new MemorySessionStore();
       eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
+      cacheStore = new MemoryCacheStore(config.cache.maxEntries);
+      limiter = new MemoryRateLimiter();
     }
     this.hub = new StreamHub(eventLog, {
       node: this.node,
@@ -86,6 +99,15 @@ export class Gateway implements GatewayContext {
       keepAliveMs: config.events.keepAliveMs,
       maxBuffer: config.events.maxBuffer,
       detachedGraceMs: config.events.detachedGraceMs,
+    });
+    const caching = Object.values(config.servers).some((server) => server.cache);
+    this.resilience = new Resilience({
+      config,
+      metrics: this.metrics,
+      hub: this.hub,
+      cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
+      limiter,
+      prefix: config.redis?.keyPrefix ?? '',
     });
     for (const [name, server] of Object.entries(config.servers)) {
       const upstream = server.upstreams[0]!.kind === 'http' ? new HttpUpstream(server, this.events) : new StdioUpstream(server, this.events, this.node);
@@ -214,6 +236,15 @@ export class Gateway implements GatewayContext {
     this.hub.on('resume', (e) => this.metrics.resume(e.outcome));
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
+    this.resilience.on('retry', (e) => log.debug({ ...e, replica: replicaLabel(e.replica) }, 'upstream call retried'));
+    this.resilience.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
+    let storeWarned = 0;
+    this.resilience.on('storeError', (e) => {
+      // Once per 10 s at most: during an outage every request would say it.
+      if (Date.now() - storeWarned < 10_000) return;
+      storeWarned = Date.now();
+      log.warn(e, 'cache or rate-limit store unavailable: no caching, rate limits per replica');
+    });
   }
 
   #buildMetricsApp(): FastifyInstance {

@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../config/types.ts';
 import type { StreamHub } from '../events/hub.ts';
 import type { AuditLog } from '../ops/audit.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { Resilience } from '../resilience/calls.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
 import type { Upstream } from '../upstream/types.ts';
@@ -24,6 +25,8 @@ export interface GatewayContext {
   readonly auth: Authenticator | undefined;
   /** One line per MCP request; undefined unless audit.enabled. */
   readonly audit: AuditLog | undefined;
+  /** Rate limits, result cache, retries, breaker fast-fail and timeouts around upstream calls. */
+  readonly resilience: Resilience;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**
