@@ -55,7 +55,42 @@ export function toolsCall(concurrency: number): Workload {
   };
 }
 
+const README_PARAMS = '{"uri":"demo://readme"}';
+const README_TEXT = 'served by the demo upstream';
+
+/** Closed-loop resources/read of the demo's readme (a cache hit when the gateway caches it). */
+export function resourceRead(concurrency: number): Workload {
+  return {
+    id: `read-c${concurrency}`,
+    title: `resources/read, ${concurrency} concurrent session${concurrency === 1 ? '' : 's'}`,
+    // The raw upstream answers tools/call only.
+    appliesTo: (scenario) => scenario.upstream === 'demo',
+    async run(url, ctx) {
+      const client = new McpHttpClient(url, concurrency);
+      try {
+        return await runLoop<McpSession>(
+          {
+            concurrency,
+            warmupMs: ctx.warmupMs,
+            measureMs: ctx.measureMs,
+            setup: () => client.open(),
+            op: async (session) => {
+              const res = await session.request('resources/read', README_PARAMS);
+              return res.status === 200 && res.body.includes(README_TEXT);
+            },
+            teardown: (session) => session.end(),
+          },
+          ctx.pids,
+          ctx.progress,
+        );
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}
+
 /** The workload table; later workloads (SSE progress, session churn, idle streams) join here. */
 export function workloadTable(opts: { concurrency: readonly number[] }): Workload[] {
-  return [...opts.concurrency.map(toolsCall)];
+  return [...opts.concurrency.map(toolsCall), ...opts.concurrency.map(resourceRead)];
 }
