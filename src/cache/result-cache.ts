@@ -116,15 +116,24 @@ export class ResultCache {
     return this.#flights.get(flightKey(l));
   }
 
-  /** Registers the caller as the one fetching this entry; call the result with what it got (or undefined). */
-  lead(l: Lookup): (shared: Shared | undefined) => void {
+  /**
+   * Registers the caller as the one fetching this entry; call the result with what it got (or
+   * undefined). After `maxMs` the entry is given up anyway, so an answer that never ends (or
+   * never reports) cannot hold it.
+   */
+  lead(l: Lookup, maxMs: number): (shared: Shared | undefined) => void {
     const key = flightKey(l);
-    let settle!: (shared: Shared | undefined) => void;
-    this.#flights.set(key, new Promise<Shared | undefined>((resolve) => (settle = resolve)));
-    return (shared) => {
-      this.#flights.delete(key);
-      settle(shared);
+    let resolve!: (shared: Shared | undefined) => void;
+    const flight = new Promise<Shared | undefined>((r) => (resolve = r));
+    this.#flights.set(key, flight);
+    const settle = (shared: Shared | undefined) => {
+      clearTimeout(timer);
+      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+      resolve(shared);
     };
+    const timer = setTimeout(() => settle(undefined), maxMs);
+    timer.unref();
+    return settle;
   }
 
   #base(server: string): string {

@@ -27,7 +27,7 @@ export interface ResilienceEventMap {
 const SAFE_METHODS = new Set(['ping', 'tools/list', 'prompts/list', 'prompts/get', 'resources/list', 'resources/templates/list', 'resources/read', 'completion/complete']);
 /** Sessions whose server this replica remembers (for notifications on their streams). */
 const MAX_SESSIONS = 100_000;
-/** How long a request waits for the same read already under way before it asks itself. */
+/** The longest a request waits for the same read already under way before it asks itself. */
 const MAX_JOIN_WAIT_MS = 30_000;
 
 /** One request in flight: its time limit and what its end must do. */
@@ -144,11 +144,11 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
         .lookup({ server: server.name, method: m.method!, params: m.params, protocolVersion: req.protocolVersion, context, perUser: server.cache!.perUser })
         .catch((err: unknown) => void this.#storeError('cache', err));
       const joined = lookup && lookup.hit === undefined ? cache.joined(lookup) : undefined;
-      const result = lookup?.hit ?? (joined ? usable(await waitAtMost(joined, Math.min(server.timeout.idleMs, MAX_JOIN_WAIT_MS)), lookup!) : undefined);
+      const result = lookup?.hit ?? (joined ? usable(await waitAtMost(joined, joinWaitMs(server)), lookup!) : undefined);
       // (A store that failed counts as a miss: the request goes upstream.)
       this.#metrics.cacheLookup(methodLabel(m.method), result !== undefined);
       if (result !== undefined) return this.#fromCache(server, m, result);
-      if (lookup && !joined) settle = cache.lead(lookup);
+      if (lookup && !joined) settle = cache.lead(lookup, joinWaitMs(server));
     }
     // Every replica's breaker open: fail fast, naming the server (a stdio server's children are
     // per session and need no spare replica, so this is for HTTP pools).
@@ -388,6 +388,11 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
     this.emit('storeError', { what, error: (err as Error)?.message ?? String(err) });
     return undefined;
   }
+}
+
+/** How long a request waits for the same read already under way before it asks itself. */
+function joinWaitMs(server: ServerConfig): number {
+  return Math.min(server.timeout.idleMs, MAX_JOIN_WAIT_MS);
 }
 
 function toolName(m: Envelope): string | undefined {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonical, ResultCache } from '../../src/cache/result-cache.ts';
+import { canonical, ResultCache, usable } from '../../src/cache/result-cache.ts';
+import { MemoryCacheStore } from '../../src/cache/store.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { Deadline } from '../../src/resilience/deadline.ts';
 import { gcra, MemoryRateLimiter } from '../../src/resilience/limiter.ts';
@@ -108,6 +109,27 @@ describe('cache keys', () => {
     assert.equal(ResultCache.cacheable('resources/read', { uri: 'x', inputResponses: {} }), false);
     assert.equal(ResultCache.cacheable('tools/list', { requestState: 's' }), false);
   });
+});
+
+it('single flight: waiters share the fetch of their entry; a private result only with its own context; a stuck fetch is given up', async () => {
+  const cache = new ResultCache(new MemoryCacheStore(100), '');
+  const q = { server: 's', method: 'resources/read', params: { uri: 'u' }, protocolVersion: 'v', perUser: false };
+  const alice = await cache.lookup({ ...q, context: 'alice' });
+  const bob = await cache.lookup({ ...q, context: 'bob' });
+  assert.equal(cache.joined(alice), undefined);
+  const settle = cache.lead(alice, 10_000);
+  const waiting = cache.joined(bob);
+  assert.ok(waiting, 'same entry, same stamp: one flight');
+  settle({ result: '"r"', scope: 'private', context: 'alice' });
+  const shared = await waiting;
+  assert.equal(usable(shared, bob), undefined, "bob does not get alice's private result");
+  assert.equal(usable(shared, alice), '"r"');
+  assert.equal(cache.joined(alice), undefined, 'settled: gone');
+
+  cache.lead(alice, 30);
+  const stuck = cache.joined(bob)!;
+  assert.equal(await stuck, undefined);
+  assert.equal(cache.joined(alice), undefined);
 });
 
 it('tool hints: learned from tools/list, unknown tools are neither read-only nor idempotent', () => {
