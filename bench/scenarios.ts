@@ -21,13 +21,14 @@ export interface Scenario {
 }
 
 export type UpstreamKind = 'demo' | 'raw';
-export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis';
+export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache';
 
 export const SCENARIOS: readonly Scenario[] = [
   { id: 'direct', title: 'demo upstream, direct', upstream: 'demo', hop: 'none', baseline: 'direct' },
   { id: 'floor', title: 'demo upstream via bare undici hop', upstream: 'demo', hop: 'floor', baseline: 'direct' },
   { id: 'gateway', title: 'demo upstream via gateway', upstream: 'demo', hop: 'gateway', baseline: 'direct' },
   { id: 'gateway-redis', title: 'demo upstream via gateway + Redis', upstream: 'demo', hop: 'gateway-redis', baseline: 'direct' },
+  { id: 'gateway-cache', title: 'demo upstream via gateway, result cache on', upstream: 'demo', hop: 'gateway-cache', baseline: 'direct' },
   { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
   { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
   { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct' },
@@ -109,7 +110,7 @@ async function startHop(kind: Exclude<HopKind, 'none'>, upstreamUrl: string, opt
       // info: the "gateway listening" line carries the URL; nothing is logged per request.
       log: { level: 'info' },
       ...(redis ? { redis: { url: redis.url } } : {}),
-      servers: { bench: { upstreams: [{ url: upstreamUrl }] } },
+      servers: { bench: { upstreams: [{ url: upstreamUrl }], ...(kind === 'gateway-cache' ? { cache: { ttl: '1m' } } : {}) } },
     }),
   );
   // Only PATH: MCPGW_* variables from the caller's shell must not change what is measured.

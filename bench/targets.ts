@@ -56,6 +56,18 @@ export const TARGETS: readonly Target[] = [
     },
     format: (v) => fixed(v, 2) + '×',
   },
+  {
+    // Not from the issue: what the result cache buys (a hit never reaches the upstream).
+    id: 'cache-hit',
+    description: 'diagnostic: resources/read throughput from the cache ≥ 1.0× direct (16 sessions)',
+    workload: 'read-c16',
+    judged: ['gateway-cache'],
+    reference: ['gateway'],
+    compare: '>=',
+    limit: 1.0,
+    value: (row) => row.vsBaseline?.throughputRatio,
+    format: (v) => fixed(v, 2) + '×',
+  },
 ];
 
 export interface Verdict {

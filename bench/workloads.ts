@@ -24,12 +24,15 @@ export interface Workload {
 
 const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
 const ECHO_RESULT = '"text":"bench"';
+const README_PARAMS = '{"uri":"demo://readme"}';
+const README_TEXT = 'served by the demo upstream';
 
-/** Closed-loop tools/call echo: one session per virtual user, calls back to back. */
-export function toolsCall(concurrency: number): Workload {
+/** A closed loop of one request kind: one session per virtual user, requests back to back. */
+function requestLoop(spec: { id: string; title: string; method: string; params: string; expect: string; appliesTo?: Workload['appliesTo'] }, concurrency: number): Workload {
   return {
-    id: `call-c${concurrency}`,
-    title: `tools/call echo, ${concurrency} concurrent session${concurrency === 1 ? '' : 's'}`,
+    id: `${spec.id}-c${concurrency}`,
+    title: `${spec.title}, ${concurrency} concurrent session${concurrency === 1 ? '' : 's'}`,
+    ...(spec.appliesTo ? { appliesTo: spec.appliesTo } : {}),
     async run(url, ctx) {
       const client = new McpHttpClient(url, concurrency);
       try {
@@ -40,8 +43,8 @@ export function toolsCall(concurrency: number): Workload {
             measureMs: ctx.measureMs,
             setup: () => client.open(),
             op: async (session) => {
-              const res = await session.request('tools/call', ECHO_PARAMS);
-              return res.status === 200 && res.body.includes('"result"') && res.body.includes(ECHO_RESULT);
+              const res = await session.request(spec.method, spec.params);
+              return res.status === 200 && res.body.includes('"result"') && res.body.includes(spec.expect);
             },
             teardown: (session) => session.end(),
           },
@@ -55,7 +58,19 @@ export function toolsCall(concurrency: number): Workload {
   };
 }
 
+/** Closed-loop tools/call echo. */
+export function toolsCall(concurrency: number): Workload {
+  return requestLoop({ id: 'call', title: 'tools/call echo', method: 'tools/call', params: ECHO_PARAMS, expect: ECHO_RESULT }, concurrency);
+}
+
+/** Closed-loop resources/read of the demo's readme (a cache hit when the gateway caches it). */
+export function resourceRead(concurrency: number): Workload {
+  // The raw upstream answers tools/call only.
+  const appliesTo = (scenario: Scenario) => scenario.upstream === 'demo';
+  return requestLoop({ id: 'read', title: 'resources/read', method: 'resources/read', params: README_PARAMS, expect: README_TEXT, appliesTo }, concurrency);
+}
+
 /** The workload table; later workloads (SSE progress, session churn, idle streams) join here. */
 export function workloadTable(opts: { concurrency: readonly number[] }): Workload[] {
-  return [...opts.concurrency.map(toolsCall)];
+  return [...opts.concurrency.map(toolsCall), ...opts.concurrency.map(resourceRead)];
 }

@@ -21,6 +21,7 @@ export const ERRORS = {
   MCPGW_ERR_INSUFFICIENT_SCOPE: { status: 403, rpc: -32600, message: 'The access token lacks a required scope' },
   MCPGW_ERR_FORBIDDEN: { status: 403, rpc: -32600, message: 'The caller is not allowed to use this server' },
   MCPGW_ERR_AUTH_UNAVAILABLE: { status: 503, rpc: -32009, message: 'The token issuer keys could not be fetched; retry later' },
+  MCPGW_ERR_RATE_LIMITED: { status: 429, rpc: -32010, message: 'Rate limit exceeded; retry after the time in Retry-After' },
   MCPGW_ERR_SESSION_REQUIRED: { status: 400, rpc: -32600, message: 'Mcp-Session-Id header is required' },
   MCPGW_ERR_ALREADY_INITIALIZED: { status: 400, rpc: -32600, message: 'initialize must be sent without Mcp-Session-Id' },
   MCPGW_ERR_NOT_INITIALIZED: { status: 400, rpc: -32600, message: 'The session is not initialized: send initialize first' },

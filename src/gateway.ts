@@ -9,9 +9,15 @@ import { buildApp } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { AuditLog } from './ops/audit.ts';
+import { RedisCacheStore } from './cache/redis-store.ts';
+import { ResultCache } from './cache/result-cache.ts';
+import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics, replicaLabel } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
+import { Resilience } from './resilience/calls.ts';
+import { MemoryRateLimiter, type RateLimiter } from './resilience/limiter.ts';
+import { RedisRateLimiter } from './resilience/redis-limiter.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
 import { MemoryRouteStore, RedisRouteStore, type RouteStore } from './session/routes.ts';
 import { MemorySessionStore, type SessionStore } from './session/store.ts';
@@ -45,6 +51,7 @@ export class Gateway implements GatewayContext {
   readonly auth: Authenticator | undefined;
   readonly audit: AuditLog | undefined;
   readonly legacyRoutes: RouteStore;
+  readonly resilience: Resilience;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -65,6 +72,8 @@ export class Gateway implements GatewayContext {
     this.audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
+    let cacheStore: CacheStore;
+    let limiter: RateLimiter;
     if (config.redis) {
       const client = connectRedis(config.redis);
       const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
@@ -82,10 +91,14 @@ export class Gateway implements GatewayContext {
       this.legacyRoutes = new RedisRouteStore(client, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
       eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
+      cacheStore = new RedisCacheStore(client);
+      limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.resilience.emit('storeError', { what: 'rateLimit', error: err.message }));
     } else {
       this.sessions = new MemorySessionStore();
       this.legacyRoutes = new MemoryRouteStore();
       eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
+      cacheStore = new MemoryCacheStore(config.cache.maxEntries);
+      limiter = new MemoryRateLimiter();
     }
     this.hub = new StreamHub(eventLog, {
       node: this.node,
@@ -93,6 +106,15 @@ export class Gateway implements GatewayContext {
       keepAliveMs: config.events.keepAliveMs,
       maxBuffer: config.events.maxBuffer,
       detachedGraceMs: config.events.detachedGraceMs,
+    });
+    const caching = Object.values(config.servers).some((server) => server.cache);
+    this.resilience = new Resilience({
+      config,
+      metrics: this.metrics,
+      hub: this.hub,
+      cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
+      limiter,
+      prefix: config.redis?.keyPrefix ?? '',
     });
     for (const [name, server] of Object.entries(config.servers)) {
       // compose: virtual servers are built below, once their members exist.
@@ -241,6 +263,15 @@ export class Gateway implements GatewayContext {
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
     this.hub.on('resumeFailed', (e) => log.warn(e, 'resumption failed'));
+    this.resilience.on('retry', (e) => log.debug({ ...e, replica: replicaLabel(e.replica) }, 'upstream call retried'));
+    this.resilience.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
+    let storeWarned = 0;
+    this.resilience.on('storeError', (e) => {
+      // Once per 10 s at most: during an outage every request would say it.
+      if (Date.now() - storeWarned < 10_000) return;
+      storeWarned = Date.now();
+      log.warn(e, 'cache or rate-limit store unavailable: no caching, rate limits per replica');
+    });
   }
 
   #buildMetricsApp(): FastifyInstance {

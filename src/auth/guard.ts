@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { ServerPolicy } from '../config/types.ts';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
+import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import { mayUse, type ItemKind } from './policy.ts';
 import type { Principal } from './principal.ts';
@@ -115,12 +115,12 @@ export async function guardResponse(res: UpstreamResponse, plan: GuardPlan): Pro
     // pipeline, not pipe: a client that goes away must release the upstream stream too.
     const filtered = new SseListFilter(plan);
     pipeline(res.body, filtered, () => {});
-    return { status: res.status, headers, body: filtered };
+    return { ...res, headers, body: filtered };
   }
   const text = typeof res.body === 'string' ? res.body : await readAll(res.body);
   let out = contentType.startsWith('text/event-stream') ? filterSseText(text, plan) : filterJsonText(text, plan);
   for (const [fake, real] of plan.masks) out = out.split(fake).join(JSON.stringify(real).slice(1, -1));
-  return { status: res.status, headers, body: out };
+  return { ...res, headers, body: out };
 }
 
 async function readAll(body: Readable): Promise<string> {
@@ -170,24 +170,11 @@ function filterJsonText(text: string, plan: GuardPlan): string {
   return filterMessage(msg, plan) ? JSON.stringify(msg) : text;
 }
 
-const EVENT_END = /\r?\n\r?\n/;
-
 /** One SSE event, rewritten when it answers a list request; `answered` counts such answers. */
 function filterSseEvent(event: string, plan: GuardPlan): { text: string; answered: number } {
-  const lines = event.split(/\r?\n/);
-  const data: string[] = [];
-  const other: string[] = [];
-  for (const l of lines) {
-    if (l.startsWith('data:')) data.push(l.slice(l.charCodeAt(5) === 32 ? 6 : 5));
-    else other.push(l);
-  }
-  if (data.length === 0) return { text: event, answered: 0 };
-  let msg: unknown;
-  try {
-    msg = JSON.parse(data.join('\n'));
-  } catch {
-    return { text: event, answered: 0 };
-  }
+  const parsed = sseMessage(event);
+  if (!parsed) return { text: event, answered: 0 };
+  const { msg, other } = parsed;
   const answered = (Array.isArray(msg) ? msg : [msg]).filter((m) => isListAnswer(m, plan)).length;
   if (!filterMessage(msg, plan)) return { text: event, answered };
   return { text: [...other, `data: ${JSON.stringify(msg)}`].join('\n'), answered };
@@ -200,16 +187,16 @@ function isListAnswer(m: unknown, plan: GuardPlan): boolean {
 
 function filterSseText(text: string, plan: GuardPlan): string {
   if (plan.lists.size === 0) return text;
-  const parts = text.split(/(\r?\n\r?\n)/);
-  for (let i = 0; i < parts.length; i += 2) if (parts[i]) parts[i] = filterSseEvent(parts[i]!, plan).text;
-  return parts.join('');
+  const events = new SseSplitter();
+  let out = '';
+  events.push(text, (event, end) => void (out += (event ? filterSseEvent(event, plan).text : event) + end));
+  return out + events.end();
 }
 
 /** Streams SSE through, rewriting only the events that answer a list request of this plan. */
 class SseListFilter extends Transform {
   readonly #plan: GuardPlan;
-  readonly #decoder = new StringDecoder('utf8');
-  #pending = '';
+  readonly #events = new SseSplitter();
   #open: number;
 
   constructor(plan: GuardPlan) {
@@ -219,28 +206,23 @@ class SseListFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    if (this.#open === 0) return done(null, chunk);
-    this.#pending += this.#decoder.write(chunk);
+    // Every list answered: the rest passes as it comes (still decoded, so no character is cut).
+    if (this.#open === 0) return done(null, this.#events.decode(chunk) || undefined);
     let out = '';
-    for (let m = EVENT_END.exec(this.#pending); m; m = EVENT_END.exec(this.#pending)) {
-      const event = this.#pending.slice(0, m.index);
-      this.#pending = this.#pending.slice(m.index + m[0].length);
+    this.#events.push(chunk, (event, end) => {
       if (this.#open > 0) {
         const f = filterSseEvent(event, this.#plan);
         this.#open -= f.answered;
-        out += f.text + m[0];
+        out += f.text + end;
       } else {
-        out += event + m[0];
+        out += event + end;
       }
-    }
-    if (this.#open === 0 && this.#pending) {
-      out += this.#pending;
-      this.#pending = '';
-    }
+    });
+    if (this.#open === 0) out += this.#events.take();
     done(null, out || undefined);
   }
 
   override _flush(done: TransformCallback): void {
-    done(null, this.#pending + this.#decoder.end() || undefined);
+    done(null, this.#events.end() || undefined);
   }
 }

@@ -113,6 +113,8 @@ function describeErrors(errors: ErrorObject[]): string {
   return [...lines].join('\n');
 }
 
+export const MAX_CACHE_TTL_MS = 24 * 3_600_000;
+
 const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
@@ -126,6 +128,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     session: { secret?: string; secretFile?: string; maxLifetime: Duration };
     auth: RawAuth;
     audit: AuditConfig;
+    cache: GatewayConfig['cache'];
     log: { level: string };
     shutdown: { grace: Duration };
     servers: Record<string, Record<string, unknown>>;
@@ -174,6 +177,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     session: { secret, maxLifetimeMs: toMs(r.session.maxLifetime, 'session.maxLifetime') },
     auth,
     audit: resolveAudit(r.audit),
+    cache: r.cache,
     log: r.log,
     shutdown: { graceMs: toMs(r.shutdown.grace, 'shutdown.grace') },
     servers,
@@ -224,6 +228,47 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
     policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),
     ...(s.compose ? { compose: s.compose as string[] } : {}),
+    ...resolveResilience(at, s),
+  };
+}
+
+type RawRule = { requests: number; per: Duration };
+
+/** Cache, retries, timeouts and rate limits of one server (src/resilience/). */
+function resolveResilience(at: string, s: Record<string, unknown>): Pick<ServerConfig, 'cache' | 'retry' | 'timeout' | 'rateLimit'> {
+  const cache = s.cache as { ttl: Duration; perUser: boolean; invalidateOn: Record<string, boolean> } | undefined;
+  const retry = s.retry as { attempts: number; backoff: Duration; maxBackoff: Duration; budget: number; minPerSecond: number };
+  const timeout = s.timeout as { idle: Duration; max: Duration };
+  const limits = s.rateLimit as { principal?: RawRule; server?: RawRule; tools: Record<string, RawRule> } | undefined;
+  const rule = (r: RawRule | undefined, path: string) => {
+    if (!r) return undefined;
+    const periodMs = toMs(r.per, `${path}.per`);
+    if (periodMs <= 0) throw new ConfigError(`config key ${path}.per must be longer than 0`);
+    return { requests: r.requests, periodMs };
+  };
+  const ttlMs = cache ? toMs(cache.ttl, `${at}.cache.ttl`) : 0;
+  // Cache versions live a day longer than any entry (src/cache/result-cache.ts).
+  if (ttlMs > MAX_CACHE_TTL_MS) throw new ConfigError(`config key ${at}.cache.ttl must be at most 24h`);
+  const idleMs = toMs(timeout.idle, `${at}.timeout.idle`);
+  const maxMs = toMs(timeout.max, `${at}.timeout.max`);
+  if (idleMs <= 0 || maxMs <= 0) throw new ConfigError(`config keys ${at}.timeout.idle and ${at}.timeout.max must be longer than 0`);
+  return {
+    cache: cache ? { ttlMs, perUser: cache.perUser, invalidateOn: cache.invalidateOn } : undefined,
+    retry: {
+      attempts: retry.attempts,
+      backoffMs: toMs(retry.backoff, `${at}.retry.backoff`),
+      maxBackoffMs: toMs(retry.maxBackoff, `${at}.retry.maxBackoff`),
+      budget: retry.budget,
+      minPerSecond: retry.minPerSecond,
+    },
+    timeout: { idleMs, maxMs },
+    rateLimit: limits
+      ? {
+          principal: rule(limits.principal, `${at}.rateLimit.principal`),
+          server: rule(limits.server, `${at}.rateLimit.server`),
+          tools: Object.fromEntries(Object.entries(limits.tools).map(([tool, r]) => [tool, rule(r, `${at}.rateLimit.tools.${tool}`)!])),
+        }
+      : undefined,
   };
 }
 

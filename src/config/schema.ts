@@ -36,6 +36,14 @@ const itemRules = {
   additionalProperties: { type: 'object', additionalProperties: false, properties: { scopes: scopeList, claims } },
 } as const;
 
+/** A rate limit: `requests` per `per`, as GCRA (a full window's worth may come at once). */
+const rateRule = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['requests'],
+  properties: { requests: { type: 'integer', minimum: 1 }, per: duration('1m') },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -228,6 +236,15 @@ export const CONFIG_SCHEMA = {
         maxParamsBytes: { type: 'integer', minimum: 0, default: 8192 },
       },
     },
+    cache: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxEntryBytes: { type: 'integer', minimum: 1024, default: 1024 * 1024 },
+        maxEntries: { type: 'integer', minimum: 100, default: 10_000 },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,
@@ -272,6 +289,42 @@ export const CONFIG_SCHEMA = {
           },
           maxProcesses: { type: 'integer', minimum: 1, default: 32 },
           idleTimeout: duration('10m'),
+          cache: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              ttl: duration('1m'),
+              perUser: { type: 'boolean', default: false },
+              invalidateOn: { type: 'object', additionalProperties: { type: 'boolean' }, default: {} },
+            },
+          },
+          retry: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              attempts: { type: 'integer', minimum: 1, maximum: 10, default: 3 },
+              backoff: duration('100ms'),
+              maxBackoff: duration('2s'),
+              budget: { type: 'number', minimum: 0, maximum: 1, default: 0.2 },
+              minPerSecond: { type: 'number', minimum: 0, default: 5 },
+            },
+          },
+          timeout: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: { idle: duration('5m'), max: duration('1h') },
+          },
+          rateLimit: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              principal: rateRule,
+              server: rateRule,
+              tools: { type: 'object', additionalProperties: rateRule, default: {} },
+            },
+          },
           auth: {
             type: 'object',
             additionalProperties: false,

@@ -35,6 +35,8 @@ export interface GatewayConfig {
   };
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
+  /** Result cache limits (each server turns caching on with `servers.<name>.cache`). */
+  readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number };
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
   readonly servers: Readonly<Record<string, ServerConfig>>;
@@ -63,6 +65,46 @@ export interface ServerConfig {
   readonly policy: ServerPolicy;
   /** compose: the member servers of a virtual server (then `upstreams` is empty); undefined otherwise. */
   readonly compose?: readonly string[];
+  /** Result cache for reads and lists; undefined → off. */
+  readonly cache: ServerCacheConfig | undefined;
+  readonly retry: RetryConfig;
+  readonly timeout: { readonly idleMs: number; readonly maxMs: number };
+  /** undefined → no limits. */
+  readonly rateLimit: RateLimitConfig | undefined;
+}
+
+export interface ServerCacheConfig {
+  readonly ttlMs: number;
+  /** Every result is the caller's own (keyed by principal), whatever its `cacheScope`. */
+  readonly perUser: boolean;
+  /** Tool name → whether a call of it empties this server's cache (else: unless annotated readOnlyHint). */
+  readonly invalidateOn: Readonly<Record<string, boolean>>;
+}
+
+export interface RetryConfig {
+  /** Tries in all, the first included; 1 → no retries. */
+  readonly attempts: number;
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+  /** Retries allowed as a share of requests, per upstream replica. */
+  readonly budget: number;
+  /** Retries allowed per second regardless of traffic. */
+  readonly minPerSecond: number;
+}
+
+/** `requests` per `periodMs`. */
+export interface RateRule {
+  readonly requests: number;
+  readonly periodMs: number;
+}
+
+export interface RateLimitConfig {
+  /** Each caller on this server. */
+  readonly principal: RateRule | undefined;
+  /** All callers of this server together. */
+  readonly server: RateRule | undefined;
+  /** Tool name → each caller's calls of that tool. */
+  readonly tools: Readonly<Record<string, RateRule>>;
 }
 
 export type UpstreamConfig = HttpUpstreamConfig | StdioUpstreamConfig | SseUpstreamConfig;

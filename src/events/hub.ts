@@ -29,6 +29,18 @@ export interface HubEventMap {
 }
 
 /**
+ * resilience: sees every upstream message a stream relays (the cache invalidates on list_changed
+ * and resources/updated, timeouts reset on progress) and every stream's end. Called on the hot
+ * path: an observer returns at once for what it does not care about.
+ */
+export interface StreamObserver {
+  /** One upstream message (a line of JSON) on stream `key` (`<session>:<stream>`), before it is logged. */
+  message(key: string, data: string): void;
+  /** The stream `key` ended here (answered, failed, or handed to no one at shutdown). */
+  end(key: string): void;
+}
+
+/**
  * Opens the upstream side of a stream again after it broke or its producer died: for HTTP, a
  * GET with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
  */
@@ -58,6 +70,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   readonly writers = new Set<ClientWriter>();
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  observer: StreamObserver | undefined;
 
   constructor(log: EventLog, opts: HubOptions) {
     super();
@@ -90,8 +103,9 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   /**
    * Streams an upstream SSE answer to a client through the log. The response must not have
    * been written yet; `priming` (2025-11-25 and later) sends the client an id before any event.
+   * Returns the stream's key (as the observer sees it).
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen }): void {
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen }): string {
     const streamId = randomBytes(9).toString('base64url');
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
@@ -103,6 +117,18 @@ export class StreamHub extends EventEmitter<HubEventMap> {
     producer.subscribe(writer, opts.priming);
     producer.start();
     producer.feed(opts.body);
+    return key;
+  }
+
+  /**
+   * resilience: ends a stream produced here, dropping the upstream side, with a last message of
+   * the gateway's own if given (a request timed out). False when the stream is not produced here.
+   */
+  interrupt(key: string, data?: string): boolean {
+    const producer = this.#live.get(key);
+    if (!producer) return false;
+    producer.interrupt(data);
+    return true;
   }
 
   /**
@@ -168,7 +194,10 @@ export class StreamHub extends EventEmitter<HubEventMap> {
 
   /** Called by a producer when it is done. */
   release(key: string, producer: Producer): void {
-    if (this.#live.get(key) === producer) this.#live.delete(key);
+    if (this.#live.get(key) === producer) {
+      this.#live.delete(key);
+      this.observer?.end(key);
+    }
     const session = key.slice(0, key.indexOf(':'));
     if (this.#liveGet.get(session) === producer) this.#liveGet.delete(session);
   }
@@ -320,7 +349,9 @@ class Producer {
           if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
           return;
         }
-        this.#enqueue({ seq: ++this.#seq, data: event.data.replace(/\n/g, ''), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+        const data = event.data.replace(/\n/g, '');
+        this.hub.observer?.message(this.key, data);
+        this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
       },
     });
     // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
@@ -347,6 +378,17 @@ class Producer {
     this.#ended = true;
     clearTimeout(this.#graceTimer);
     this.#enqueue({ seq: ++this.#seq, data: '', upstreamId: this.#lastUpstreamId, hidden: true, end: true });
+  }
+
+  /** See StreamHub.interrupt: the upstream stream is dropped, `data` is the last event. */
+  interrupt(data: string | undefined): void {
+    if (this.#ended) return;
+    const body = this.#body;
+    // Cleared first: the dropped body must not look like a broken stream to resume.
+    this.#body = undefined;
+    body?.destroy();
+    if (data) this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+    this.finish();
   }
 
   /** Gateway shutdown: stop reading the upstream; clients resume on another replica. */

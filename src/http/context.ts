@@ -6,6 +6,7 @@ import type { StreamHub } from '../events/hub.ts';
 import type { AuditLog } from '../ops/audit.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RouteStore } from '../session/routes.ts';
+import type { Resilience } from '../resilience/calls.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
 import type { Upstream } from '../upstream/types.ts';
@@ -27,6 +28,8 @@ export interface GatewayContext {
   readonly audit: AuditLog | undefined;
   /** legacy: upstream placements of 2024-11-05 sessions (src/session/routes.ts). */
   readonly legacyRoutes: RouteStore;
+  /** Rate limits, result cache, retries, breaker fast-fail and timeouts around upstream calls. */
+  readonly resilience: Resilience;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

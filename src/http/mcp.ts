@@ -111,7 +111,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
-      gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen });
+      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen });
+      // resilience: the request's time limit follows its stream from here.
+      res.onStream?.(key);
       return reply;
     }
     if (session) reply.header('mcp-session-id', session);
@@ -141,6 +143,8 @@ const onPost: Step = async (gw, request, call) => {
   call.method = methodLabel(first.method);
   if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
   checkAccept(request, 'post');
+  // resilience: rate limits per principal, server and tool (src/resilience/calls.ts).
+  await gw.resilience.admit(request.params.server, call.caller?.id, messages);
   const sid = headerValue(request.headers['mcp-session-id']);
 
   if (!incoming.batch && first.method === 'initialize') {
@@ -171,12 +175,15 @@ const onPost: Step = async (gw, request, call) => {
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
   if (!guard) {
     const req = clientRequest(request, messages, version);
-    const res = await withSession(gw, claims, () => upstream.post(claims, req));
+    // resilience: result cache, breaker fast-fail, retries and time limits (src/resilience/calls.ts).
+    const res = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req));
     return { res, stream: postStream(upstream, claims, req, messages, version) };
   }
   call.hidden = guard.hidden;
   const req: ClientRequest = { ...clientRequest(request, guard.messages, version), body: guard.body };
-  return { res: await guardResponse(await withSession(gw, claims, () => upstream.post(claims, req)), guard), stream: postStream(upstream, claims, req, messages, version) };
+  // resilience: as above; a request with a hidden name swapped out is never answered from the cache.
+  const sent = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req, guard.masks.length > 0));
+  return { res: await guardResponse(sent, guard), stream: postStream(upstream, claims, req, messages, version) };
 };
 
 function postStream(upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
@@ -244,6 +251,8 @@ export async function openSession(gw: GatewayContext, request: McpRequest, sid: 
   if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
   if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
   call.principal = claims.principal || undefined;
+  // resilience: notifications on this session's streams invalidate its server's cache.
+  gw.resilience.remember(claims);
   return claims;
 }
 

@@ -87,7 +87,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, req.signal);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -132,10 +132,10 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#send(replica, method, headers, body);
+      res = await this.#send(replica, method, headers, body, signal);
     } catch (err) {
       if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
       throw upstreamError(err, this.#server.name);
@@ -148,7 +148,7 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     replica.inflight++;
     try {
@@ -160,6 +160,7 @@ export class HttpUpstream implements Upstream {
         headers,
         body,
         headersTimeout: this.#server.requestTimeoutMs,
+        signal,
       });
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {

@@ -4,6 +4,12 @@ import type { ReplicaSnapshot } from './types.ts';
  * Load and health of one upstream replica, as this gateway replica sees it. Ejection follows
  * nginx's `max_fails`/`fail_timeout`: `maxFails` failures within `failTimeoutMs` take the replica
  * out for `failTimeoutMs`; after that it is tried again, and one more failure ejects it at once.
+ *
+ * That is the replica's circuit breaker, one signal for both: closed while it serves; open while
+ * ejected (no new sessions; a server whose every replica is open answers 503 at once); half-open
+ * once the ejection ran out — one trial request at a time until one succeeds (closed) or fails
+ * (open again). Failures come from the transport (connection refused, timeouts, 502/503/504),
+ * from retries of them, and from probes.
  */
 export class ReplicaState {
   readonly key: string;
@@ -31,13 +37,19 @@ export class ReplicaState {
   }
 
   available(now: number): boolean {
-    if (this.ejectedUntil === 0) return true;
+    if (this.ejectedUntil === 0) return !this.#probation || this.inflight === 0;
     if (now < this.ejectedUntil) return false;
-    // Back from ejection: on probation until it answers once.
+    // Back from ejection: on probation (half-open) until it answers once.
     this.ejectedUntil = 0;
     this.#probation = true;
     this.#failures = 0;
-    return true;
+    return this.inflight === 0;
+  }
+
+  /** The breaker as of `now` (see the class comment). */
+  breaker(now = Date.now()): ReplicaSnapshot['breaker'] {
+    if (this.ejectedUntil !== 0) return now < this.ejectedUntil ? 'open' : 'half-open';
+    return this.#probation ? 'half-open' : 'closed';
   }
 
   get ejected(): boolean {
@@ -45,9 +57,8 @@ export class ReplicaState {
   }
 
   snapshot(now = Date.now()): ReplicaSnapshot {
-    const ejected = this.ejectedUntil !== 0 && now < this.ejectedUntil;
-    const onTrial = this.#probation || (this.ejectedUntil !== 0 && !ejected);
-    return { key: this.key, inflight: this.inflight, streams: this.streams, load: this.load, ejected, breaker: ejected ? 'open' : onTrial ? 'half-open' : 'closed' };
+    const breaker = this.breaker(now);
+    return { key: this.key, inflight: this.inflight, streams: this.streams, load: this.load, ejected: breaker === 'open', breaker };
   }
 
   /** Records a failure; true when this failure ejected the replica. */

@@ -12,6 +12,8 @@ export interface ClientRequest {
   readonly messages: readonly Envelope[];
   /** Revision from MCP-Protocol-Version (or the session's, or the spec default). */
   readonly protocolVersion: string;
+  /** resilience: aborts a POST still waiting for its answer (the request timed out). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What the HTTP layer writes back. A Readable body is streamed as it arrives, never buffered. */
@@ -19,6 +21,8 @@ export interface UpstreamResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
   readonly body: Readable | string | null;
+  /** resilience: told the key of the gateway stream when an SSE answer is relayed (src/resilience/calls.ts). */
+  readonly onStream?: ((streamKey: string) => void) | undefined;
 }
 
 /** Where a new session lives; sealed into the gateway's session id. */
@@ -35,7 +39,7 @@ export interface ReplicaSnapshot {
   readonly streams: number;
   readonly load: number;
   readonly ejected: boolean;
-  /** Derived from ejection until a breaker of its own exists: ejected → open, back on trial → half-open. */
+  /** The replica's circuit breaker (ReplicaState.breaker): open while ejected, half-open on trial after it. */
   readonly breaker: 'closed' | 'half-open' | 'open';
 }
 

@@ -40,6 +40,11 @@ export async function read(res: Response): Promise<RawResponse> {
   return { status: res.status, headers: res.headers, text, json };
 }
 
+/** The headers of a request in session `sid`. */
+export function sessionHeaders(sid: string, protocolVersion = '2025-11-25'): Record<string, string> {
+  return { 'mcp-session-id': sid, 'mcp-protocol-version': protocolVersion };
+}
+
 /** Opens a session the way a client does (initialize + initialized); returns its id. */
 export async function openSession(url: string, protocolVersion = '2025-11-25', headers: Record<string, string> = {}): Promise<string> {
   const init = await post(url, { ...INIT, params: { ...INIT.params, protocolVersion } }, headers);

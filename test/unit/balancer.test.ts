@@ -72,7 +72,7 @@ it('does not herd idle ties onto a replica that is only a little faster', () => 
   assert.ok(picksB > 800 && picksB < 1200, `b got ${picksB} of 2000`);
 });
 
-it('reports each replica for metrics: load, and a breaker state derived from ejection', () => {
+it('reports each replica for metrics: load, and its breaker state (the ejection signal)', () => {
   const r = new ReplicaState('a', 1, 1_000);
   r.inflight = 2;
   r.streams = 3;
@@ -82,8 +82,28 @@ it('reports each replica for metrics: load, and a breaker state derived from eje
   assert.equal(r.snapshot(500).ejected, true);
   // failTimeout over: on trial until it answers once.
   assert.equal(r.snapshot(1_200).breaker, 'half-open');
+  r.inflight = 0;
   assert.equal(r.available(1_200), true);
   assert.equal(r.snapshot(1_200).breaker, 'half-open');
   r.succeed(5);
   assert.equal(r.snapshot(1_300).breaker, 'closed');
+});
+
+it('breaker: half-open admits one trial at a time; a failed trial opens it again at once', () => {
+  const r = new ReplicaState('a', 3, 1_000);
+  for (const t of [0, 10, 20]) r.fail(t);
+  assert.equal(r.breaker(500), 'open');
+  assert.equal(r.available(500), false);
+  assert.equal(r.available(1_100), true, 'the ejection ran out: half-open');
+  r.inflight = 1; // the trial request
+  assert.equal(r.breaker(1_100), 'half-open');
+  assert.equal(r.available(1_150), false, 'one trial at a time');
+  assert.equal(pickLeastLoaded([r], 1_150), undefined);
+  assert.equal(r.fail(1_200), true, 'the trial failed: open again, without waiting for maxFails');
+  assert.equal(r.breaker(1_300), 'open');
+  r.inflight = 0;
+  assert.equal(r.available(2_300), true);
+  r.succeed(3);
+  assert.equal(r.breaker(2_300), 'closed');
+  assert.equal(r.available(2_300), true);
 });

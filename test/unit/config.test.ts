@@ -103,6 +103,10 @@ describe('config', () => {
     ['two credential sources', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'A', valueFile: '/f' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials needs exactly one of valueFile, valueEnv or clientCredentials/],
     ['an unset credential variable', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'MCPGW_TEST_UNSET' } }] } } }, {}, /credentials\.valueEnv: environment variable MCPGW_TEST_UNSET is not set/],
     ['credentials on a stdio upstream', { servers: { a: { upstreams: [{ command: 'x', credentials: { valueEnv: 'A' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials is not allowed for a command/],
+    ['a cache TTL over a day', { servers: { a: { upstreams: [{ url: 'http://x/' }], cache: { ttl: '25h' } } } }, {}, /servers\.a\.cache\.ttl must be at most 24h/],
+    ['a zero time limit', { servers: { a: { upstreams: [{ url: 'http://x/' }], timeout: { idle: 0 } } } }, {}, /servers\.a\.timeout\.idle and servers\.a\.timeout\.max must be longer than 0/],
+    ['a rate limit without requests', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { tools: { t: { per: '1m' } } } } } }, {}, /servers\.a\.rateLimit\.tools\.t\.requests is required/],
+    ['a rate limit over no time', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { server: { requests: 1, per: 0 } } } } }, {}, /servers\.a\.rateLimit\.server\.per must be longer than 0/],
     ['env naming no key', {}, { MCPGW_LISTEN_PROT: '1' }, /environment variable MCPGW_LISTEN_PROT does not name a config key/],
     ['env with a bad value', {}, { MCPGW_LISTEN_PORT: 'x' }, /listen\.port must be integer/],
     ['invalid YAML', 'listen: [1, 2\n', {}, /not valid YAML \(line \d+, column \d+\)/],
@@ -119,6 +123,22 @@ describe('config', () => {
       assert.throws(() => loadConfig(opts), (err: unknown) => err instanceof ConfigError && message.test(err.message));
     });
   }
+
+  it('resolves cache, retries, time limits and rate limits, from the file and the environment', () => {
+    const { config } = loadConfig({
+      document: { servers: { api: { upstreams: [{ url: 'http://x/mcp' }], cache: { invalidateOn: { touch: false } }, rateLimit: { tools: { t: { requests: 2, per: '1h' } } } } } },
+      env: { MCPGW_SERVERS_API_CACHE_TTL: '5m', MCPGW_SERVERS_API_RETRY_ATTEMPTS: '1', MCPGW_SERVERS_API_RATE_LIMIT_PRINCIPAL_REQUESTS: '60', MCPGW_SERVERS_API_TIMEOUT_IDLE: '30s' },
+    });
+    const api = config.servers.api!;
+    assert.deepEqual(api.cache, { ttlMs: 300_000, perUser: false, invalidateOn: { touch: false } });
+    assert.deepEqual(api.retry, { attempts: 1, backoffMs: 100, maxBackoffMs: 2_000, budget: 0.2, minPerSecond: 5 });
+    assert.deepEqual(api.timeout, { idleMs: 30_000, maxMs: 3_600_000 });
+    assert.deepEqual(api.rateLimit, { principal: { requests: 60, periodMs: 60_000 }, server: undefined, tools: { t: { requests: 2, periodMs: 3_600_000 } } });
+    const plain = loadConfig({ document: { servers: { b: { upstreams: [{ url: 'http://x/mcp' }] } } }, env: {} }).config.servers.b!;
+    assert.equal(plain.cache, undefined, 'no cache unless configured');
+    assert.equal(plain.rateLimit, undefined);
+    assert.deepEqual(config.cache, { maxEntryBytes: 1_048_576, maxEntries: 10_000 });
+  });
 
   it('resolves auth: issuers, audiences, policy, credentials from file and environment', () => {
     const secretFile = tmpFile('token', 'file-token\n');

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { connectClient, textOf } from '../helpers/client.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
+import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
+import { until } from '../helpers/streams.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+
+const slowCount = (id: number, args: Record<string, unknown>, meta?: Record<string, unknown>) => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'tools/call',
+  params: { name: 'slow_count', arguments: args, ...(meta ? { _meta: meta } : {}) },
+});
+
+describe('request time limits (demo upstream, SSE answers)', () => {
+  let demo: HttpUpstreamProcess;
+  let gw: Gateway;
+  let sid: string;
+  const stats = async (url: string) => {
+    const res = await post(url, { jsonrpc: '2.0', id: 99, method: 'tools/call', params: { name: 'stats', arguments: {} } }, sessionHeaders(sid));
+    return JSON.parse(textOf(rpcOf(res).result)) as { cancelled: number };
+  };
+  before(async () => {
+    demo = await startDemoUpstream('t');
+    gw = await startGateway({
+      servers: {
+        api: { upstreams: [{ url: demo.url }], timeout: { idle: '1s', max: '20s' } },
+        capped: { upstreams: [{ url: demo.url }], timeout: { idle: '20s', max: '1s' } },
+      },
+    });
+    sid = await openSession(`${gw.url}/mcp/api`);
+  });
+  after(async () => {
+    await gw?.close();
+    await demo?.stop();
+  });
+
+  it('a slow tool that reports progress outlives the idle limit', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/api`);
+    try {
+      const progress: number[] = [];
+      const started = Date.now();
+      const result = await client.callTool({ name: 'slow_count', arguments: { count: 8, delayMs: 300 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+      assert.equal(textOf(result), 'counted to 8');
+      assert.ok(Date.now() - started > 2_000, 'it ran well past the 1 s idle limit');
+      assert.equal(progress.length, 8);
+    } finally {
+      await close();
+    }
+  });
+
+  it('one without progress is cancelled upstream and answered with a JSON-RPC error on its stream', async () => {
+    const url = `${gw.url}/mcp/api`;
+    const before = (await stats(url)).cancelled;
+    const started = Date.now();
+    const res = await post(url, slowCount(5, { count: 40, delayMs: 100 }), sessionHeaders(sid));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const msg = rpcOf(res);
+    assert.equal(msg.id, 5);
+    assert.equal(msg.error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    assert.match(msg.error!.message, /server "api": no progress for 1000 ms/);
+    assert.ok(Date.now() - started < 3_000, 'cut at the idle limit, not after the 4 s the tool needs');
+    await until(async () => (await stats(url)).cancelled > before, 'the upstream to see notifications/cancelled');
+    assert.equal(gw.resilience.pending, 0);
+  });
+
+  it('the hard maximum ends a call even while it reports progress', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/capped`);
+    try {
+      const progress: number[] = [];
+      await assert.rejects(
+        client.callTool({ name: 'slow_count', arguments: { count: 40, delayMs: 100 } }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+        /over the 1000 ms maximum/,
+      );
+      assert.ok(progress.length >= 2 && progress.length < 20, `progress came (${progress.length}) and did not save it`);
+    } finally {
+      await close();
+    }
+  });
+
+  it("forwards the client's own cancellation, and stops timing the request", async () => {
+    const url = `${gw.url}/mcp/api`;
+    const before = (await stats(url)).cancelled;
+    const pending = post(url, slowCount(7, { count: 40, delayMs: 50 }, { progressToken: 'p7' }), sessionHeaders(sid));
+    await until(() => gw.resilience.pending > 0, 'the call to be in flight');
+    await new Promise((r) => setTimeout(r, 120));
+    const cancel = await post(url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 7, reason: 'user' } }, sessionHeaders(sid));
+    assert.equal(cancel.status, 202);
+    assert.equal(gw.resilience.pending, 0, 'no gateway time limit runs on for it');
+    await until(async () => (await stats(url)).cancelled > before, 'the upstream to stop the tool');
+    // The SDK upstream answers a cancelled request with nothing; its stream just ends.
+    await pending.catch(() => undefined);
+  });
+});
+
+describe('request time limits (JSON answers)', () => {
+  let up: ScriptedUpstream;
+  let gw: Gateway;
+  before(async () => {
+    up = await startScriptedUpstream();
+    gw = await startGateway({ servers: { api: { upstreams: [{ url: up.url }], timeout: { idle: '300ms' } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it('a request with no answer in time gets a 504 JSON-RPC error, and the upstream a cancellation', async () => {
+    const url = `${gw.url}/mcp/api`;
+    const sid = await openSession(url);
+    const started = Date.now();
+    const res = await post(url, { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'slow', arguments: { delayMs: 1_500 } } }, sessionHeaders(sid));
+    assert.equal(res.status, 504, res.text);
+    assert.deepEqual(rpcOf(res).id, 4);
+    assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    assert.ok(Date.now() - started < 1_200);
+    await until(() => up.attempts('notifications/cancelled') === 1, 'notifications/cancelled upstream');
+  });
+});
