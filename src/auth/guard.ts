@@ -7,6 +7,7 @@ import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import { mayUse, type ItemKind } from './policy.ts';
 import type { Principal } from './principal.ts';
+import { discard } from '../upstream/body.ts';
 
 /**
  * Per-item policy on the wire. Requests that name a tool, resource or prompt the caller may not
@@ -129,7 +130,7 @@ async function readAll(body: Readable): Promise<string> {
   for await (const chunk of body) {
     size += (chunk as Buffer).length;
     if (size > MAX_BUFFERED) {
-      body.destroy();
+      discard(body);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'a list result larger than 16 MiB');
     }
     chunks.push(chunk as Buffer);

@@ -9,6 +9,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import { SSE_HEADERS } from '../upstream/types.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
+import { discard } from '../upstream/body.ts';
 
 export interface HubOptions {
   /** This gateway process; producers are named by it. */
@@ -386,7 +387,7 @@ class Producer {
     const body = this.#body;
     // Cleared first: the dropped body must not look like a broken stream to resume.
     this.#body = undefined;
-    body?.destroy();
+    if (body) discard(body);
     if (data) this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
     this.finish();
   }
@@ -394,7 +395,7 @@ class Producer {
   /** Gateway shutdown: stop reading the upstream; clients resume on another replica. */
   stop(): void {
     this.#ended = true;
-    this.#body?.destroy();
+    if (this.#body) discard(this.#body);
     this.hub.release(this.key, this);
   }
 
@@ -417,7 +418,7 @@ class Producer {
         // A standalone stream nobody reads is kept for a while (the client may resume), then closed.
         this.#graceTimer = setTimeout(() => {
           if (this.#subscribers.size === 0) {
-            this.#body?.destroy();
+            if (this.#body) discard(this.#body);
             this.finish();
           }
         }, this.hub.opts.detachedGraceMs);

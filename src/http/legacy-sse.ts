@@ -14,6 +14,7 @@ import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } f
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
+import { discard } from '../upstream/body.ts';
 
 /**
  * The 2024-11-05 HTTP+SSE transport, for old clients: `GET /mcp/<server>/sse` opens the session's
@@ -207,7 +208,7 @@ class LegacySessions {
         void (async () => {
           const again = upstreamId ? await upstream.get(routed, req, upstreamId).catch(() => undefined) : undefined;
           if (again && again.status === 200 && isSse(again)) return this.#pumpAnswer(upstream, routed, req, again.body, feed, messages, upstreamId);
-          if (again?.body && typeof again.body !== 'string') again.body.destroy();
+          if (again?.body && typeof again.body !== 'string') discard(again.body);
           const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
           for (const m of messages) if (m.kind === 'request') feed.push(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: lost.rpc, message: lost.message, data: { code: lost.code } } }));
         })();
@@ -279,11 +280,11 @@ class LegacySessions {
     }
     if (local.pump !== 'starting') {
       // The session was let go meanwhile.
-      if (res.body && typeof res.body !== 'string') res.body.destroy();
+      if (res.body && typeof res.body !== 'string') discard(res.body);
       return;
     }
     if (res.status !== 200 || !isSse(res)) {
-      if (res.body && typeof res.body !== 'string') res.body.destroy();
+      if (res.body && typeof res.body !== 'string') discard(res.body);
       // 405: no standalone stream, every message comes with an answer. Else (409 while the
       // previous owner's stream is still open upstream) try again.
       local.pump = res.status === 405 ? 'none' : undefined;

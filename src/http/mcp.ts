@@ -13,6 +13,7 @@ import { headerValue } from '../upstream/http.ts';
 import type { Reopen, StreamHub } from '../events/hub.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
+import { discard } from '../upstream/body.ts';
 
 type Params = { server: string };
 // legacy: exported for the 2024-11-05 routes (src/http/legacy-sse.ts), which run through handle().
@@ -203,7 +204,7 @@ function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest)
     if (upstream.kind === 'stdio' && kind === 'post') return undefined;
     const res = await upstream.get(claims, req, upstreamEventId || undefined);
     if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
-    if (res.body !== null && typeof res.body !== 'string') res.body.destroy();
+    if (res.body !== null && typeof res.body !== 'string') discard(res.body);
     return undefined;
   };
 }

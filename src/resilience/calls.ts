@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { captureResult } from '../cache/capture.ts';
 import { ResultCache, usable, type Invalidation, type Lookup } from '../cache/result-cache.ts';
 import type { GatewayConfig, ServerConfig } from '../config/types.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { drain } from '../upstream/body.ts';
 import type { StreamHub, StreamObserver } from '../events/hub.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
@@ -249,7 +249,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
         if (failure !== undefined) throw failure;
         return res!;
       }
-      discard(res);
+      dropAnswer(res);
       this.emit('retry', { server: server.name, replica: claims.upstream, attempt, reason: res ? `HTTP ${res.status}` : ((failure as GatewayError).detail ?? 'connection failed') });
       try {
         await sleep(backoffMs(attempt, retry.backoffMs, retry.maxBackoffMs), undefined, { signal: call.controller.signal });
@@ -304,7 +304,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
       messages: [{ kind: 'notification', id: null, method: message.method, params }],
       protocolVersion: call.req.protocolVersion,
     };
-    call.upstream.post(call.claims, req).then(discard, () => {});
+    call.upstream.post(call.claims, req).then(dropAnswer, () => {});
   }
 
   /**
@@ -426,12 +426,9 @@ function digest(text: string): string {
 }
 
 /** Drops an answer nobody will read, keeping its connection reusable. */
-function discard(res: UpstreamResponse | undefined): void {
+function dropAnswer(res: UpstreamResponse | undefined): void {
   const body = res?.body;
-  if (body && typeof body !== 'string') {
-    body.on('error', () => {});
-    (body as Readable).resume();
-  }
+  if (body && typeof body !== 'string') drain(body);
 }
 
 /** `p`, or the abort reason once `signal` aborts (an answer that still comes is dropped). */
@@ -442,7 +439,7 @@ function raced(p: Promise<UpstreamResponse>, signal: AbortSignal): Promise<Upstr
     p.then(
       (res) => {
         signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) discard(res);
+        if (signal.aborted) dropAnswer(res);
         else resolve(res);
       },
       (err: unknown) => {

@@ -8,6 +8,7 @@ import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { discard, drain } from './body.ts';
 
 interface Member extends MemberNames {
   readonly server: string;
@@ -96,7 +97,7 @@ export class ComposedUpstream implements Upstream {
     if (method === 'ping') return json({ jsonrpc: '2.0', id: m.id, result: {} });
     if (LISTS[method]) return json({ jsonrpc: '2.0', id: m.id, result: { [LISTS[method]!]: (await this.#list(claims, members, req, LISTS[method]!)).items } });
     if (method === 'logging/setLevel') {
-      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message)).then(drain)));
+      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message)).then(drainAnswer)));
       return json({ jsonrpc: '2.0', id: m.id, result: {} });
     }
     const target = await this.#target(claims, members, req, method, params);
@@ -115,7 +116,7 @@ export class ComposedUpstream implements Upstream {
     let other: UpstreamResponse | undefined;
     for (const [n, o] of opened.entries()) {
       if (o.status === 'rejected') {
-        for (const s of streams) s.body.destroy();
+        for (const s of streams) discard(s.body);
         throw o.reason;
       }
       if (o.value.status === 200 && isSse(o.value)) streams.push({ member: targets[n]!, body: o.value.body });
@@ -125,7 +126,7 @@ export class ComposedUpstream implements Upstream {
     const merged = new PassThrough();
     let open = streams.length;
     merged.once('close', () => {
-      for (const s of streams) s.body.destroy();
+      for (const s of streams) discard(s.body);
     });
     for (const s of streams) {
       this.#relay(s.member, s.body, merged, undefined, () => {
@@ -138,7 +139,7 @@ export class ComposedUpstream implements Upstream {
   async delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     this.#forget(claims.id);
     const members = this.#claims(claims);
-    await Promise.allSettled(members.map((c, i) => (c.upstream ? this.#members[i]!.upstream.delete(c, req).then(drain) : undefined)));
+    await Promise.allSettled(members.map((c, i) => (c.upstream ? this.#members[i]!.upstream.delete(c, req).then(drainAnswer) : undefined)));
     return { status: 200, headers: {}, body: null };
   }
 
@@ -290,7 +291,7 @@ export class ComposedUpstream implements Upstream {
   async #fromMember(i: number, res: UpstreamResponse, readId: JsonRpcId | undefined): Promise<UpstreamResponse> {
     if (isSse(res)) {
       const out = new PassThrough();
-      out.once('close', () => res.body.destroy());
+      out.once('close', () => discard(res.body));
       this.#relay(i, res.body, out, readId, () => out.end());
       return { ...res, body: out };
     }
@@ -390,8 +391,8 @@ function untag(id: JsonRpcId): { member: number; id: JsonRpcId } | undefined {
   }
 }
 
-async function drain(res: UpstreamResponse): Promise<void> {
-  if (res.body && typeof res.body !== 'string') res.body.resume();
+async function drainAnswer(res: UpstreamResponse): Promise<void> {
+  if (res.body && typeof res.body !== 'string') drain(res.body);
 }
 
 function unknownTarget(method: string, params: Json): Json {

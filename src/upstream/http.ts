@@ -8,6 +8,7 @@ import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { discard, drain } from './body.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -74,7 +75,7 @@ export class HttpUpstream implements Upstream {
       }
       if (isOverloaded(res.statusCode)) {
         this.#failed(replica, `HTTP ${res.statusCode}`);
-        res.body.resume();
+        drain(res.body);
         continue;
       }
       const upstreamSession = headerValue(res.headers['mcp-session-id']);
@@ -141,7 +142,7 @@ export class HttpUpstream implements Upstream {
       throw upstreamError(err, this.#server.name);
     }
     if (res.statusCode === 404) {
-      res.body.resume();
+      drain(res.body);
       throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the upstream ended it');
     }
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
@@ -165,7 +166,7 @@ export class HttpUpstream implements Upstream {
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
-        res.body.resume();
+        drain(res.body);
         replica.credentials.invalidate();
         throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
       }
@@ -197,11 +198,11 @@ export class HttpUpstream implements Upstream {
     body.once('end', release);
     body.once('error', release);
     if (res.statusCode === 202 || res.statusCode === 204 || method0(res)) {
-      body.resume();
+      drain(body);
       return { status: res.statusCode, headers: {}, body: null };
     }
     if (method === 'POST' && res.statusCode >= 200 && res.statusCode < 300 && !isSse && !contentType.startsWith('application/json')) {
-      body.destroy();
+      discard(body);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `content-type "${contentType}" is neither application/json nor text/event-stream`);
     }
     const headers: Record<string, string> = isSse ? { ...SSE_HEADERS } : {};
@@ -236,7 +237,7 @@ export class HttpUpstream implements Upstream {
       replica.pool
         .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
         .then((res) => {
-          res.body.destroy();
+          discard(res.body);
           if (res.statusCode >= 500) return this.#failed(replica, `probe HTTP ${res.statusCode}`);
           if (replica.ejected) {
             replica.ejectedUntil = 0;

@@ -3,6 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
 import type { UpstreamResponse } from './types.ts';
+import { discard } from './body.ts';
 
 /**
  * Reading JSON-RPC messages out of an upstream answer, for the places where the gateway speaks
@@ -51,7 +52,7 @@ export async function readText(body: Readable | string): Promise<string> {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
     size += b.length;
     if (size > MAX_BUFFERED) {
-      body.destroy();
+      discard(body);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'an answer larger than 16 MiB');
     }
     chunks.push(b);
@@ -90,7 +91,7 @@ export async function collectMessages(res: UpstreamResponse, until: (message: Re
         }
         if (message && typeof message === 'object' && until(message as Record<string, unknown>)) {
           done = true;
-          body.destroy();
+          discard(body);
           resolve(out);
         }
       },

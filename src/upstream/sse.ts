@@ -9,6 +9,7 @@ import { headerValue, HttpReplica, isUnreachable, upstreamError } from './http.t
 import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
+import { discard, drain } from './body.ts';
 
 /** One gateway session's connection to a 2024-11-05 server: its SSE stream and where to POST. */
 class SseSession {
@@ -117,7 +118,7 @@ export class SseUpstream implements Upstream {
   async #connect(sessionId: string, replica: HttpReplica): Promise<SseSession> {
     const res = await this.#http(replica, 'GET', { accept: 'text/event-stream' }, undefined);
     if (res.statusCode !== 200 || !headerValue(res.headers['content-type']).startsWith('text/event-stream')) {
-      res.body.destroy();
+      discard(res.body);
       if (res.statusCode >= 500) this.#failed(replica, `HTTP ${res.statusCode}`);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": GET answered HTTP ${res.statusCode}, not an SSE stream`);
     }
@@ -127,7 +128,7 @@ export class SseUpstream implements Upstream {
     const origin = new URL(replica.key).origin;
     return new Promise<SseSession>((resolve, reject) => {
       const timer = setTimeout(() => {
-        res.body.destroy();
+        discard(res.body);
         reject(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server.name}" sent no endpoint event`));
       }, this.#server.requestTimeoutMs);
       readSseEvents(
@@ -137,7 +138,7 @@ export class SseUpstream implements Upstream {
             const url = new URL(e.data, replica.key);
             clearTimeout(timer);
             if (url.origin !== origin) {
-              res.body.destroy();
+              discard(res.body);
               return reject(new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": endpoint ${url.origin} is not on ${origin}`));
             }
             session.endpoint = url.pathname + url.search;
@@ -164,7 +165,7 @@ export class SseUpstream implements Upstream {
 
   async #send(session: SseSession, body: Buffer): Promise<void> {
     const res = await this.#http(session.replica, 'POST', { 'content-type': 'application/json' }, body, session.endpoint);
-    res.body.resume();
+    drain(res.body);
     if (res.statusCode === 404) {
       this.#close(session, 'the upstream forgot the session');
       throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the upstream ended it');
@@ -196,7 +197,7 @@ export class SseUpstream implements Upstream {
     if (session.closed) return;
     session.closed = true;
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
-    session.body?.destroy();
+    if (session.body) discard(session.body);
     session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));
   }
 

@@ -135,3 +135,42 @@ describe('upstream replica failure', () => {
     assert.match(ready.text, /server \\?"api\\?" has no healthy upstream/);
   });
 });
+
+describe('active health probe', () => {
+  let a: HttpUpstreamProcess;
+  let b: HttpUpstreamProcess;
+  let gw: Gateway;
+  before(async () => {
+    [a, b] = await Promise.all([startDemoUpstream('a'), startDemoUpstream('b')]);
+    gw = await startGateway({
+      servers: { api: { upstreams: [{ url: a.url }, { url: b.url }], maxFails: 1, failTimeout: '1m', probe: { interval: '150ms', timeout: '1s' } } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  const stateOf = (key: string) => gw.servers.get('api')!.replicaStates().find((r) => r.key === key)!;
+  async function until(cond: () => boolean, ms = 5_000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 50));
+    return cond();
+  }
+
+  it('ejects a dead replica with no client traffic, and restores it when it answers again (before failTimeout)', async () => {
+    assert.equal(stateOf(b.url).ejected, false);
+    const port = b.port;
+    await b.child.kill('SIGKILL');
+    assert.ok(await until(() => stateOf(b.url).ejected), 'the probe found b dead');
+    b = await startDemoUpstream('b', port);
+    assert.ok(await until(() => !stateOf(b.url).ejected), 'the probe brought b back long before the 1 min failTimeout');
+    const names = new Set<string>();
+    for (let i = 0; i < 8 && names.size < 2; i++) {
+      const { client, close } = await connectClient(`${gw.url}/mcp/api`);
+      names.add(textOf(await client.callTool({ name: 'whoami', arguments: {} })));
+      await close();
+    }
+    assert.deepEqual(names, new Set(['a', 'b']));
+  });
+});
