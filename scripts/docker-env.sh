@@ -84,8 +84,9 @@ make_rootfs() {
   }
   "$finish" "$root"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/tmp/*
-  tar -C "$root" --numeric-owner -cf "$out.tmp" .
-  mv "$out.tmp" "$out"
+  # A private temp name: two first runs at once must not interleave their writes.
+  tar -C "$root" --numeric-owner -cf "$out.$$.tmp" .
+  mv "$out.$$.tmp" "$out"
   rm -rf "$root" "$root.log"
 }
 
@@ -107,9 +108,13 @@ node_image_name() {
 }
 
 make_images() {
-  make_rootfs "$(node_image_name)" "" finish_node
-  make_rootfs "redis-$SUITE-r$RECIPE" redis-server finish_none
-  make_rootfs "nginx-$SUITE-r$RECIPE" nginx finish_none
+  # In parallel: a first run spends its time waiting on the mirror.
+  local pids=() pid failed=0
+  make_rootfs "$(node_image_name)" "" finish_node & pids+=($!)
+  make_rootfs "redis-$SUITE-r$RECIPE" redis-server finish_none & pids+=($!)
+  make_rootfs "nginx-$SUITE-r$RECIPE" nginx finish_none & pids+=($!)
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$?; done
+  [ "$failed" = 0 ] || exit "$failed"
 }
 
 PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
