@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { createPki } from '../helpers/certs.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { httpOk, REPO, run, startEngine, waitFor, type Engine } from '../helpers/docker.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -67,12 +68,18 @@ describe('deployment: container image, replicas, compose', { skip: engine.skip ?
   );
 
   /** Runs the image read-only on the host network, loopback only, with a mounted config file. */
-  async function runGateway(name: string, doc: Record<string, unknown>): Promise<{ name: string; url: string; metrics: string }> {
+  async function runGateway(
+    name: string,
+    doc: Record<string, unknown>,
+    opts: { files?: Record<string, string>; tls?: boolean } = {},
+  ): Promise<{ name: string; url: string; metrics: string }> {
     const port = await freePort();
     const metricsPort = await freePort();
     const dir = readableDir();
     dirs.push(dir);
-    writeReadable(join(dir, 'config.yaml'), stringify({ listen: { port }, metrics: { port: metricsPort }, session: { secret: SECRET }, ...doc }));
+    for (const [file, text] of Object.entries(opts.files ?? {})) writeReadable(join(dir, file), text);
+    const listen = { port, ...(doc.listen as object | undefined) };
+    writeReadable(join(dir, 'config.yaml'), stringify({ metrics: { port: metricsPort }, session: { secret: SECRET }, ...doc, listen }));
     const container = `${name}-${process.pid}`;
     containers.add(container);
     await engine.must([
@@ -82,9 +89,10 @@ describe('deployment: container image, replicas, compose', { skip: engine.skip ?
       '-e', 'MCPGW_LISTEN_HOST=127.0.0.1', '-e', 'MCPGW_METRICS_HOST=127.0.0.1',
       '--health-interval', '1s', IMAGE,
     ]);
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     try {
-      await waitFor(`${container} /healthz`, () => httpOk(`${url}/healthz`), 30_000);
+      if (opts.tls) await waitFor(`${container} HEALTHCHECK over TLS`, async () => (await engine.must(['inspect', '-f', '{{.State.Health.Status}}', container])) === 'healthy', 30_000);
+      else await waitFor(`${container} /healthz`, () => httpOk(`${url}/healthz`), 30_000);
     } catch (err) {
       const logs = await engine.docker(['logs', container]);
       throw new Error(`${(err as Error).message}\n${logs.stdout}${logs.stderr}`);
@@ -162,6 +170,18 @@ describe('deployment: container image, replicas, compose', { skip: engine.skip ?
     } finally {
       await close().catch(() => {});
     }
+  });
+
+  it('an HTTPS listener: the image HEALTHCHECK probes it over TLS', async () => {
+    const pki = createPki();
+    dirs.push(pki.dir);
+    const server = pki.issue('gateway', { server: true });
+    const gw = await runGateway(
+      'gw-tls',
+      { listen: { tls: { certFile: '/etc/mcp-gateway/tls.crt', keyFile: '/etc/mcp-gateway/tls.key' } }, servers: { demo: { upstreams: [{ url: upstream.url }] } } },
+      { files: { 'tls.crt': server.cert, 'tls.key': server.key }, tls: true },
+    );
+    assert.equal(await engine.must(['inspect', '-f', '{{.State.Health.Status}}', gw.name]), 'healthy');
   });
 
   it('two gateway containers and a Redis container: a session from A is served by B', async () => {

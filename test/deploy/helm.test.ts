@@ -58,8 +58,9 @@ function gatewayAccepts(objects: K8sObject[]): ReturnType<typeof loadConfig>['co
     doc.session.secretFile = join(dir, 'key');
     const container = find(objects, 'Deployment', 'mcp-gateway').spec.template.spec.containers[0];
     const env: Record<string, string> = {};
-    for (const e of container.env as { name: string; value?: string }[]) {
-      if (e.name.startsWith('MCPGW_') && e.name !== 'MCPGW_CONFIG') env[e.name] = (e.value ?? '').replace('$(REDIS_PASSWORD)', 'pw');
+    // What the kubelet would give the container: Secret values as 'pw', $(REDIS_PASSWORD) expanded.
+    for (const e of container.env as { name: string; value?: string; valueFrom?: unknown }[]) {
+      if (e.name.startsWith('MCPGW_') && e.name !== 'MCPGW_CONFIG') env[e.name] = e.valueFrom ? 'pw' : (e.value ?? '').replace('$(REDIS_PASSWORD)', 'pw');
     }
     return loadConfig({ document: doc, env }).config;
   } finally {
@@ -126,17 +127,36 @@ describe('Helm chart and k8s/ manifests', { skip }, () => {
     assert.equal(config.redis?.url, 'rediss://:pw@redis.example.com:6380/0');
   });
 
-  it('external Redis behind Sentinel renders a configuration the gateway accepts', () => {
-    const objects = template([
-      '--set', 'redis.enabled=false', '--set', 'externalRedis.url=redis://mymaster/0',
-      '--set', 'externalRedis.sentinel.masterName=mymaster', '--set', 'externalRedis.sentinel.nodes={sentinel-0.sentinel:26379,sentinel-1.sentinel:26379}',
+  it('external Redis behind Sentinel, or a Cluster, renders a configuration the gateway accepts', () => {
+    const sentinel = template([
+      '--set', 'redis.enabled=false', '--set', 'externalRedis.existingSecret=redis-auth',
+      '--set', 'externalRedis.sentinel.masterName=mymaster', '--set', 'externalRedis.sentinel.db=2',
+      '--set', 'externalRedis.sentinel.nodes[0].host=sentinel-0.sentinel', '--set', 'externalRedis.sentinel.nodes[0].port=26379',
+      '--set', 'externalRedis.sentinel.nodes[1].host=sentinel-1.sentinel', '--set', 'externalRedis.sentinel.nodes[1].port=26379',
     ]);
-    const config = gatewayAccepts(objects);
-    assert.deepEqual(config.redis?.sentinel, { masterName: 'mymaster', nodes: [{ host: 'sentinel-0.sentinel', port: 26379 }, { host: 'sentinel-1.sentinel', port: 26379 }], password: undefined });
+    const s = gatewayAccepts(sentinel);
+    assert.deepEqual(s.redis?.sentinels, [{ host: 'sentinel-0.sentinel', port: 26379 }, { host: 'sentinel-1.sentinel', port: 26379 }]);
+    assert.equal(s.redis?.name, 'mymaster');
+    assert.equal(s.redis?.db, 2);
+    assert.equal(s.redis?.url, undefined);
+    assert.equal(s.redis?.password, 'pw', 'the password Secret reaches the gateway as MCPGW_REDIS_PASSWORD');
+    const cluster = gatewayAccepts(template(['--set', 'redis.enabled=false', '--set', 'externalRedis.cluster.nodes[0].host=redis-0', '--set', 'externalRedis.cluster.nodes[0].port=6379']));
+    assert.deepEqual(cluster.redis?.cluster, [{ host: 'redis-0', port: 6379 }]);
+  });
+
+  it('an HTTPS listener gets HTTPS probes; one that demands client certificates gets TCP probes', () => {
+    const probes = (args: string[]) => {
+      const c = find(template(args), 'Deployment', 'mcpgw-mcp-gateway').spec.template.spec.containers[0];
+      return [c.startupProbe, c.livenessProbe, c.readinessProbe];
+    };
+    const tls = ['--set', 'config.listen.tls.certFile=/tls/tls.crt', '--set', 'config.listen.tls.keyFile=/tls/tls.key'];
+    assert.deepEqual(probes([]).map((p) => p.httpGet.scheme), ['HTTP', 'HTTP', 'HTTP']);
+    assert.deepEqual(probes(tls).map((p) => [p.httpGet.scheme, p.httpGet.path]), [['HTTPS', '/healthz'], ['HTTPS', '/healthz'], ['HTTPS', '/readyz']]);
+    assert.deepEqual(probes([...tls, '--set', 'config.listen.tls.requireClientCert=true']).map((p) => p.tcpSocket?.port), ['http', 'http', 'http']);
   });
 
   it('values.schema.json rejects unknown keys and bad values; many replicas without Redis fail to render', async () => {
-    for (const bad of [['--set', 'replicas=3'], ['--set', 'service.type=Ingress'], ['--set', 'autoscaling.targetCPUUtilizationPercentage=170'], ['--set', 'config.listen.port=1'], ['--set', 'redis.enabled=false']]) {
+    for (const bad of [['--set', 'replicas=3'], ['--set', 'service.type=Ingress'], ['--set', 'autoscaling.targetCPUUtilizationPercentage=170'], ['--set', 'config.listen.port=1'], ['--set', 'config.redis.url=redis://x'], ['--set', 'redis.enabled=false']]) {
       const r = await run(helm, ['template', 'x', CHART, ...bad]);
       assert.notEqual(r.code, 0, `helm template ${bad.join(' ')} must fail`);
     }

@@ -70,12 +70,22 @@ app.kubernetes.io/component: gateway
 {{- end -}}
 {{- end -}}
 
-{{/* The Redis URL; $(REDIS_PASSWORD) is expanded by Kubernetes from the env var of that name. */}}
+{{/* "url", "sentinel", "cluster" or "" (no Redis): how the gateway reaches Redis. */}}
+{{- define "mcp-gateway.redis.mode" -}}
+{{- if .Values.redis.enabled -}}url
+{{- else if .Values.externalRedis.sentinel.masterName -}}sentinel
+{{- else if .Values.externalRedis.cluster.nodes -}}cluster
+{{- else if .Values.externalRedis.url -}}url
+{{- end -}}
+{{- end -}}
+
+{{/* The Redis URL (url mode); $(REDIS_PASSWORD) is expanded by Kubernetes from the env var of that name. */}}
 {{- define "mcp-gateway.redis.url" -}}
 {{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "mcp-gateway.redis.passwordSecret" .) "") -}}
-{{- if .Values.redis.enabled -}}
+{{- if ne (include "mcp-gateway.redis.mode" .) "url" -}}
+{{- else if .Values.redis.enabled -}}
 {{- printf "redis://%s%s:6379/0" $auth (include "mcp-gateway.redis.fullname" .) -}}
-{{- else if .Values.externalRedis.url -}}
+{{- else -}}
 {{- $u := urlParse .Values.externalRedis.url -}}
 {{- printf "%s://%s%s%s" $u.scheme $auth $u.host $u.path -}}
 {{- end -}}
@@ -84,13 +94,21 @@ app.kubernetes.io/component: gateway
 {{/* The gateway configuration file: chart-managed keys over .Values.config. */}}
 {{- define "mcp-gateway.config" -}}
 {{- $cfg := deepCopy .Values.config -}}
-{{- $_ := set $cfg "listen" (dict "host" "0.0.0.0" "port" (int .Values.gateway.port) "trustProxy" .Values.gateway.trustProxy) -}}
-{{- $_ = set $cfg "metrics" (dict "host" "0.0.0.0" "port" (int .Values.gateway.metricsPort)) -}}
+{{- $_ := set $cfg "listen" (merge (dict "host" "0.0.0.0" "port" (int .Values.gateway.port) "trustProxy" .Values.gateway.trustProxy) (default (dict) (get $cfg "listen"))) -}}
+{{- $_ = set $cfg "metrics" (merge (dict "host" "0.0.0.0" "port" (int .Values.gateway.metricsPort)) (default (dict) (get $cfg "metrics"))) -}}
 {{- $session := merge (dict "secretFile" "/var/run/secrets/mcp-gateway/session-key") (default (dict) (get $cfg "session")) -}}
 {{- $_ = set $cfg "session" (omit $session "secret") -}}
 {{- $_ = set $cfg "shutdown" (dict "grace" (printf "%ds" (int .Values.gateway.shutdownGraceSeconds))) -}}
-{{- if and (not .Values.redis.enabled) .Values.externalRedis.sentinel.masterName -}}
-{{- $_ = set $cfg "redis" (dict "sentinel" (dict "masterName" .Values.externalRedis.sentinel.masterName "nodes" .Values.externalRedis.sentinel.nodes)) -}}
+{{- $mode := include "mcp-gateway.redis.mode" . -}}
+{{- $redis := default (dict) (get $cfg "redis") -}}
+{{- if eq $mode "sentinel" -}}
+{{- $_ = set $cfg "redis" (merge (dict "sentinels" .Values.externalRedis.sentinel.nodes "name" .Values.externalRedis.sentinel.masterName "db" (int .Values.externalRedis.sentinel.db)) $redis) -}}
+{{- else if eq $mode "cluster" -}}
+{{- $_ = set $cfg "redis" (merge (dict "cluster" .Values.externalRedis.cluster.nodes) $redis) -}}
+{{- else if eq $mode "url" -}}
+{{- /* the URL itself comes from MCPGW_REDIS_URL (it may hold the password) */ -}}
+{{- else -}}
+{{- $_ = unset $cfg "redis" -}}
 {{- end -}}
 {{- $servers := deepCopy (default (dict) .Values.config.servers) -}}
 {{- if .Values.demo.enabled -}}
