@@ -145,6 +145,8 @@ start() {
   export DOCKER_HOST="unix://$dir/docker.sock"
   if ! engine_up "$dir"; then
     log "starting dockerd in $dir (no bridge, no iptables: containers use --network host)"
+    # Started here: stopped again if anything below fails, so no engine outlives a failed start.
+    trap "stop '$dir'" EXIT
     # setsid + closed stdio: the engine outlives this script without holding its caller's pipes.
     setsid dockerd --iptables=false --ip6tables=false --bridge=none \
       --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
@@ -159,6 +161,7 @@ start() {
   import_image "$(node_image_name)" node:24-bookworm-slim 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' 'CMD ["node"]'
   import_image "redis-$SUITE-r$RECIPE" mcpgw-local/redis:bookworm 'CMD ["redis-server"]'
   import_image "nginx-$SUITE-r$RECIPE" mcpgw-local/nginx:bookworm 'CMD ["nginx", "-g", "daemon off;"]'
+  trap - EXIT
   echo "DOCKER_HOST=$DOCKER_HOST"
   echo "MCPGW_DOCKER_DIR=$dir"
 }

@@ -235,6 +235,9 @@ export class HttpUpstream implements Upstream {
       replica.pool
         .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
         .then((res) => {
+          // Only the status matters. Dropping the body unread makes undici emit an abort 'error':
+          // without a listener it would be uncaught and end the process.
+          res.body.on('error', () => {});
           res.body.destroy();
           if (res.statusCode >= 500) return this.#failed(replica, `probe HTTP ${res.statusCode}`);
           if (replica.ejected) {

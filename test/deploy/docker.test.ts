@@ -294,7 +294,9 @@ describe('deployment: container image, replicas, compose', { skip: engine.skip ?
       } finally {
         await close().catch(() => {});
       }
-      // nginx spread the calls over both gateways; each one's metrics listener counted some.
+      // Short requests with no stream held open: least_conn takes turns between the gateways.
+      for (let i = 0; i < 4; i++) await openSession(`http://127.0.0.1:${nginx}/mcp/demo`);
+      // nginx spread the requests over both gateways; each one's metrics listener counted some.
       for (const port of [m1, m2]) {
         const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         const served = text
@@ -303,6 +305,9 @@ describe('deployment: container image, replicas, compose', { skip: engine.skip ?
           .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
         assert.ok(served > 0, `gateway with metrics on ${port} served requests through nginx`);
       }
+    } catch (err) {
+      const logs = await compose([...files, 'logs', '--no-color', '--tail', '40', 'nginx', 'gateway-1', 'gateway-2'], env);
+      throw new Error(`${(err as Error).message}\ncompose logs:\n${logs.stdout}${logs.stderr}`, { cause: err });
     } finally {
       const down = await compose([...files, 'down', '-v', '--remove-orphans', '--timeout', '30'], env);
       assert.equal(down.code, 0, down.stderr);
