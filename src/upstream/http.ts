@@ -237,6 +237,7 @@ export class HttpUpstream implements Upstream {
       replica.pool
         .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
         .then((res) => {
+          // Only the status matters; the body is dropped unread.
           discard(res.body);
           if (res.statusCode >= 500) return this.#failed(replica, `probe HTTP ${res.statusCode}`);
           if (replica.ejected) {
