@@ -46,24 +46,36 @@ async function all<T extends { stop(): Promise<void> }>(starts: (() => Promise<T
   }
 }
 
+/**
+ * Waits until *this* child serves the port: another process (a parallel test) may have taken the
+ * port between choosing it and binding, and answering there would be someone else's server.
+ */
 async function waitForPort(port: number, child: Child): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.proc.exitCode !== null) throw new Error(`redis-server exited: ${child.output.join('\n')}`);
-    const ok = await new Promise<boolean>((resolve) => {
+    const served = await new Promise<string>((resolve) => {
       const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.end();
-        resolve(true);
+      let text = '';
+      s.setEncoding('utf8');
+      s.once('connect', () => s.write('INFO server\r\n'));
+      s.on('data', (chunk: string) => {
+        text += chunk;
+        if (/process_id:\d+/.test(text)) s.end();
       });
-      s.once('error', () => resolve(false));
+      s.once('close', () => resolve(text));
+      s.once('error', () => resolve(''));
+      s.setTimeout(1_000, () => s.destroy());
     });
-    if (ok) return;
+    const pid = /process_id:(\d+)/.exec(served)?.[1];
+    if (pid !== undefined) {
+      if (Number(pid) === child.pid) return;
+      throw new Error(`port ${port} is served by another redis-server (pid ${pid})`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('redis-server did not start');
 }
-
 
 export interface SentinelSet {
   readonly master: RedisServer;
