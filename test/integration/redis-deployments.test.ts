@@ -112,12 +112,12 @@ describe('Redis Sentinel', () => {
       newMaster.disconnect();
     }
 
-    // And the gateway keeps logging on the new master.
+    // And the gateway keeps logging on the new master (once it has found it, and the new master a replica).
     assert.ok(
       await until(async () => {
         const again = await readSse((await postSse(url, slowCount(12, 2, 1), headers)).res, () => false);
         return again.some((e) => e.id && e.data);
-      }, 10_000),
+      }, 30_000),
       'resumable streams after the failover',
     );
   });
