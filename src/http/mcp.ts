@@ -10,20 +10,26 @@ import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../pro
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../upstream/http.ts';
 import type { Reopen, StreamHub } from '../events/hub.ts';
+// stateless: revision 2026-07-28 (src/http/stateless.ts).
+import { isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
+import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
+import { translatorOf } from '../translate/translator.ts';
+import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 
 type Params = { server: string };
-type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
+export type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
 
 /**
  * MCP Streamable HTTP (2025-03-26 … 2025-11-25) at /mcp/<server>: check the envelope and the
  * session, hand the raw bytes to the server's upstream, stream the answer back as it comes.
  */
 export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): void {
-  app.post<{ Params: Params; Body: Buffer | undefined }>('/mcp/:server', (request, reply) => handle(gw, request, reply, onPost));
-  app.get<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onGet));
-  app.delete<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onDelete));
+  // stateless: a 2026-07-28 request (told by its MCP-Protocol-Version header) has its own steps.
+  app.post<{ Params: Params; Body: Buffer | undefined }>('/mcp/:server', (request, reply) => handle(gw, request, reply, isStatelessRequest(request.headers) ? onStatelessPost : onPost));
+  app.get<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, isStatelessRequest(request.headers) ? statelessNotAllowed : onGet));
+  app.delete<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, isStatelessRequest(request.headers) ? statelessNotAllowed : onDelete));
   app.route<{ Params: Params }>({
     method: ['PUT', 'PATCH'],
     url: '/mcp/:server',
@@ -31,7 +37,7 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
   });
 }
 
-interface Call extends RequestInfo {
+export interface Call extends RequestInfo {
   id: JsonRpcId;
   /** auth: the checked caller (undefined when auth is off); `principal` holds its id for logs. */
   caller?: Principal;
@@ -43,12 +49,12 @@ interface Call extends RequestInfo {
 }
 
 /** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
-type Outcome =
+export type Outcome =
   | { readonly res: UpstreamResponse; readonly session?: string; readonly stream?: StreamContext }
   | { readonly resume: Awaited<ReturnType<StreamHub['prepareResume']>>; readonly reopen: Reopen }
   | { readonly adopt: string; readonly priming: boolean };
 
-interface StreamContext {
+export interface StreamContext {
   readonly sessionId: string;
   readonly kind: 'post' | 'get';
   readonly requests: string;
@@ -56,7 +62,7 @@ interface StreamContext {
   readonly reopen: Reopen;
 }
 
-type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Outcome>;
+export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: FastifyReply) => Promise<Outcome>;
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
@@ -86,7 +92,7 @@ async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyRep
       call.caller = await gw.auth.authenticate(request, request.params.server);
       call.principal = call.caller.id;
     }
-    const outcome = await step(gw, request, call);
+    const outcome = await step(gw, request, call, reply);
     if ('resume' in outcome) {
       reply.hijack();
       gw.hub.resume(outcome.resume, reply.raw, outcome.reopen);
@@ -141,6 +147,11 @@ const onPost: Step = async (gw, request, call) => {
     const sessionId = SessionSealer.newId();
     const req = clientRequest(request, messages, protocolVersion);
     call.session = sessionId;
+    // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
+    if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
+      const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
+      return { res: translated.res, session: gw.sealer.seal(translated.claims) };
+    }
     const { response, placement } = await upstream.initialize(req, sessionId);
     const claims: SessionClaims = {
       id: sessionId,
@@ -153,8 +164,12 @@ const onPost: Step = async (gw, request, call) => {
     return { res: response, session: gw.sealer.seal(claims), stream: postStream(upstream, claims, req, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
+  // stateless: a 2026-07-28 body sent without its headers.
+  if (!sid && !incoming.batch) rejectUnmarked(first);
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
+  // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, body, version);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);
@@ -180,7 +195,9 @@ function primes(version: string): boolean {
 }
 
 /** How a broken stream of this session is picked up again: the upstream's own resumption (a GET with its Last-Event-ID). */
-function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest): Reopen {
+function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest, gw?: GatewayContext): Reopen {
+  // stateless: a session held here has no upstream stream to resume.
+  if (gw && isTranslatedSession(claims)) return translatedReopen(gw, upstream, claims);
   return async (upstreamEventId, kind) => {
     // A stdio child has no stream resumption; its standalone stream can only be opened anew.
     if (upstream.kind === 'stdio' && kind === 'post') return undefined;
@@ -199,10 +216,12 @@ const onGet: Step = async (gw, request, call) => {
   const version = protocolVersionOf(request);
   const req = clientRequest(request, [], version);
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req, gw) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
+  // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
+  if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, version);
   const res = await withSession(gw, claims, () => upstream.get(claims, req));
   return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(upstream, claims, req) } };
 };
@@ -212,6 +231,11 @@ const onDelete: Step = async (gw, request, call) => {
   const upstream = serverOf(gw, request);
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
+  // stateless: nothing upstream to end for a session held here.
+  if (isTranslatedSession(claims)) {
+    await gw.endSession(claims);
+    return { res: { status: 200, headers: {}, body: null } };
+  }
   const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);

@@ -110,6 +110,37 @@ export class HttpUpstream implements Upstream {
     return this.#relay(replica, res, 'DELETE');
   }
 
+  // stateless: revision 2026-07-28 has no sessions; each request is balanced on its own.
+  async exchange(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse> {
+    // Retried on the next replica only when nothing can have run: unreachable, or 503.
+    const tried = new Set<string>();
+    for (;;) {
+      const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
+      if (!replica) {
+        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+      }
+      tried.add(replica.key);
+      const headers = this.#headers(replica, req, '');
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (typeof value === 'string' && (name === 'mcp-method' || name === 'mcp-name' || name.startsWith('mcp-param-'))) headers[name] = value;
+      }
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.#send(replica, 'POST', headers, req.body, signal);
+      } catch (err) {
+        if (isUnreachable(err)) continue;
+        throw upstreamError(err, this.#server.name);
+      }
+      if (res.statusCode === 503) {
+        this.#failed(replica, 'HTTP 503');
+        res.body.resume();
+        continue;
+      }
+      if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
+      return this.#relay(replica, res, 'POST');
+    }
+  }
+
   healthy(): boolean {
     const now = Date.now();
     return this.#replicas.some((r) => r.ejectedUntil === 0 || now >= r.ejectedUntil);
@@ -148,7 +179,7 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     replica.inflight++;
     try {
@@ -160,6 +191,7 @@ export class HttpUpstream implements Upstream {
         headers,
         body,
         headersTimeout: this.#server.requestTimeoutMs,
+        signal,
       });
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
