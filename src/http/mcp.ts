@@ -11,7 +11,7 @@ import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../upstream/http.ts';
 import type { Reopen, StreamHub } from '../events/hub.ts';
 // stateless: revision 2026-07-28 (src/http/stateless.ts).
-import { isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
+import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
 import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
@@ -68,7 +68,8 @@ export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: 
 async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
-  gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
+  // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
+  gw.track(reply.raw, request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request');
   reply.raw.once('close', () => {
     recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started);
     // audit: one line per MCP request, after its response ended (src/ops/audit.ts).

@@ -79,6 +79,11 @@ export function isStatelessRequest(headers: IncomingHttpHeaders): boolean {
   return headers['mcp-session-id'] === undefined;
 }
 
+/** A 2026-07-28 `subscriptions/listen`: a stream that stays open, which a draining replica ends at once. */
+export function isListenRequest(headers: IncomingHttpHeaders): boolean {
+  return headers['mcp-method'] === 'subscriptions/listen' && isStatelessRequest(headers);
+}
+
 /** A body that says 2026-07-28 in its `_meta` but came without the headers (checked where no session exists). */
 export function rejectUnmarked(message: Envelope): void {
   const meta = message.params?._meta as Record<string, unknown> | undefined;

@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
-import { STATELESS_REVISION } from '../protocol/revisions.ts';
+import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
 import { SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
@@ -89,7 +89,8 @@ const idKey = (id: unknown) => (typeof id === 'number' ? `n${id}` : `s${String(i
  */
 export async function initializeTranslated(gw: GatewayContext, server: string, upstream: Upstream, first: Envelope, principal: string, sessionId: string): Promise<{ res: UpstreamResponse; claims: SessionClaims }> {
   const params = first.params ?? {};
-  const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : '2025-03-26';
+  // The client's revision when it is one of the session era, else the latest of them.
+  const asked = typeof params.protocolVersion === 'string' && isSessionRevision(params.protocolVersion) ? params.protocolVersion : SESSION_REVISIONS.at(-1)!;
   const capabilities = (params.capabilities as Record<string, unknown> | undefined) ?? {};
   const clientInfo = (params.clientInfo as Record<string, unknown> | undefined) ?? GATEWAY_INFO;
   const answer = await firstResponse(await upstream.exchange!(discoverRequest(capabilities, clientInfo, translatorOf(gw).nextId())));

@@ -61,8 +61,9 @@ export class Translator {
 
   /** For session-era clients: translate to a 2026-07-28-only upstream instead of forwarding initialize. */
   async translatesSessions(server: string, upstream: Upstream): Promise<boolean> {
-    const v = await this.#verdict(server, upstream);
-    return v.era === 'stateless' && !v.acceptsSessions;
+    // An upstream that cannot be asked now is forwarded initialize as before; it answers for itself.
+    const v = await this.#verdict(server, upstream).catch(() => undefined);
+    return v?.era === 'stateless' && !v.acceptsSessions;
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnChild, waitForLine, type Child } from './process.ts';
+import { startListening, type Child } from './process.ts';
 
 /**
  * The official MCP conformance suite (`@modelcontextprotocol/conformance`, server mode), run as a
@@ -85,18 +85,6 @@ export interface ConformanceServerProcess {
 
 /** Our reference server in its own process, on a random loopback port. */
 export async function startConformanceServer(): Promise<ConformanceServerProcess> {
-  const child = spawnChild(process.execPath, [CONFORMANCE_SERVER]);
-  try {
-    const port = await waitForLine(child, (l) => {
-      try {
-        return (JSON.parse(l) as { listening?: number }).listening;
-      } catch {
-        return undefined;
-      }
-    });
-    return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
-  } catch (err) {
-    await child.kill('SIGKILL');
-    throw err;
-  }
+  const { child, port } = await startListening(CONFORMANCE_SERVER);
+  return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
 }

@@ -13,10 +13,8 @@
  * Prints `{"listening":<port>}` once ready; SIGTERM closes everything and exits.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { crc32, deflateSync } from 'node:zlib';
 import {
   acceptedContent,
   CLIENT_CAPABILITIES_META_KEY,
@@ -31,60 +29,22 @@ import {
   Server,
   WebStandardStreamableHTTPServerTransport,
   type CallToolResult,
-  type EventStore,
   type GetPromptResult,
   type InputRequiredResult,
   type JSONRPCMessage,
   type ServerContext,
 } from '@modelcontextprotocol/server';
+import { DEFAULTS_FORM, ENUMS_FORM, MemoryEventStore, onePixelPng, serveMcp, toneWav } from './reference-fixtures.ts';
 
 type Era = 'stateless' | 'session';
 const era: Era = process.argv.includes('--era') && process.argv[process.argv.indexOf('--era') + 1] === 'session' ? 'session' : 'stateless';
-
-// ---------------------------------------------------------------------------------------------
-// Media, built here rather than pasted as opaque base64.
-
-function onePixelPng(r: number, g: number, b: number): string {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(1, 0);
-  header.writeUInt32BE(1, 4);
-  header.writeUInt8(8, 8);
-  header.writeUInt8(2, 9);
-  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([signature, chunk('IHDR', header), chunk('IDAT', deflateSync(Buffer.from([0, r, g, b]))), chunk('IEND', Buffer.alloc(0))]).toString('base64');
-}
-
-function silentWav(ms: number): string {
-  const data = Buffer.alloc(Math.round(8 * ms) * 2);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'ascii');
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVEfmt ', 8, 'ascii');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(8000, 24);
-  header.writeUInt32LE(16000, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'ascii');
-  header.writeUInt32LE(data.length, 40);
-  return Buffer.concat([header, data]).toString('base64');
-}
 
 const REPLICA = process.env.ERA_REPLICA ?? 'era';
 const counters = { cancelled: 0, calls: 0 };
 
 const RED = onePixelPng(255, 0, 0);
 const BLUE = onePixelPng(0, 0, 255);
+const TONE = toneWav(50);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const text = (t: string): CallToolResult => ({ content: [{ type: 'text', text: t }] });
 
@@ -125,7 +85,7 @@ function buildTools(server: Server, notify: Notify): Record<string, Tool> {
   return {
     test_simple_text: { description: 'Returns one fixed text block', run: async () => text('This is a simple text response for testing.') },
     test_image_content: { description: 'Returns a 1x1 red PNG', run: async () => ({ content: [{ type: 'image', data: RED, mimeType: 'image/png' }] }) },
-    test_audio_content: { description: 'Returns a short WAV', run: async () => ({ content: [{ type: 'audio', data: silentWav(50), mimeType: 'audio/wav' }] }) },
+    test_audio_content: { description: 'Returns a short WAV', run: async () => ({ content: [{ type: 'audio', data: TONE, mimeType: 'audio/wav' }] }) },
     test_embedded_resource: {
       description: 'Returns an embedded text resource',
       run: async () => ({ content: [{ type: 'resource', resource: { uri: 'test://embedded-resource', mimeType: 'text/plain', text: 'This is an embedded resource content.' } }] }),
@@ -191,41 +151,11 @@ function buildTools(server: Server, notify: Notify): Record<string, Tool> {
     },
     test_elicitation_sep1034_defaults: {
       description: 'Elicits a form whose fields carry default values',
-      run: asking(
-        'profile',
-        () =>
-          elicitForm('Please review your profile', {
-            type: 'object',
-            properties: {
-              name: { type: 'string', title: 'Name', default: 'John Doe' },
-              age: { type: 'integer', title: 'Age', minimum: 0, default: 30 },
-              score: { type: 'number', title: 'Score', default: 95.5 },
-              status: { type: 'string', title: 'Status', enum: ['active', 'inactive', 'pending'], default: 'active' },
-              verified: { type: 'boolean', title: 'Verified', default: true },
-            },
-          }),
-        (a) => `Elicitation completed: ${JSON.stringify(a)}`,
-      ),
+      run: asking('profile', () => elicitForm(DEFAULTS_FORM.message, DEFAULTS_FORM.requestedSchema), (a) => `Elicitation completed: ${JSON.stringify(a)}`),
     },
     test_elicitation_sep1330_enums: {
       description: 'Elicits a form with every enum shape',
-      run: asking(
-        'choices',
-        () => {
-          const titled = (prefix: string, titles: string[]) => titles.map((title, i) => ({ const: `${prefix}${i + 1}`, title }));
-          return elicitForm('Pick some options', {
-            type: 'object',
-            properties: {
-              untitledSingle: { type: 'string', enum: ['option1', 'option2', 'option3'] },
-              titledSingle: { type: 'string', oneOf: titled('value', ['First Option', 'Second Option', 'Third Option']) },
-              legacyEnum: { type: 'string', enum: ['opt1', 'opt2', 'opt3'], enumNames: ['Option One', 'Option Two', 'Option Three'] },
-              untitledMulti: { type: 'array', items: { type: 'string', enum: ['option1', 'option2', 'option3'] } },
-              titledMulti: { type: 'array', items: { anyOf: titled('value', ['First Choice', 'Second Choice', 'Third Choice']) } },
-            },
-          });
-        },
-        (a) => `Elicitation completed: ${JSON.stringify(a)}`,
-      ),
+      run: asking('choices', () => elicitForm(ENUMS_FORM.message, ENUMS_FORM.requestedSchema), (a) => `Elicitation completed: ${JSON.stringify(a)}`),
     },
     test_input_required_result_elicitation: {
       description: 'Asks for a name (input_required), then greets',
@@ -474,47 +404,8 @@ function buildServer(notify: Notify): Server {
   return server;
 }
 
-/** A tiny resumable event log per session (the session era's Last-Event-ID). */
-function memoryEventStore(): EventStore {
-  const events = new Map<string, { streamId: string; message: JSONRPCMessage }>();
-  let seq = 0;
-  return {
-    async storeEvent(streamId, message) {
-      const id = `${streamId}.${++seq}`;
-      events.set(id, { streamId, message });
-      if (events.size > 1000) events.delete(events.keys().next().value!);
-      return id;
-    },
-    async getStreamIdForEventId(eventId) {
-      return events.get(eventId)?.streamId;
-    },
-    async replayEventsAfter(lastEventId, { send }) {
-      const last = events.get(lastEventId);
-      if (!last) throw new Error(`unknown event id ${lastEventId}`);
-      let after = false;
-      for (const [id, e] of events) {
-        if (id === lastEventId) after = true;
-        else if (after && e.streamId === last.streamId && Object.keys(e.message).length > 0) await send(id, e.message);
-      }
-      return last.streamId;
-    },
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP (node:http ↔ web Request/Response).
-
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
-function fromLoopback(req: IncomingMessage): boolean {
-  const host = (v: string) => {
-    try {
-      return new URL(v.includes('://') ? v : `http://${v}`).hostname;
-    } catch {
-      return '';
-    }
-  };
-  return LOOPBACK.has(host(req.headers.host ?? '')) && (req.headers.origin === undefined || LOOPBACK.has(host(req.headers.origin)));
-}
 
 async function toWeb(req: IncomingMessage, res: ServerResponse): Promise<Request> {
   const chunks: Buffer[] = [];
@@ -540,11 +431,7 @@ async function fromWeb(r: Response, res: ServerResponse): Promise<void> {
   body.pipe(res);
 }
 
-function rpcError(res: ServerResponse, status: number, code: number, message: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } }));
-}
-
-async function serve(port: number): Promise<void> {
+async function serve(): Promise<void> {
   let handle: (req: Request) => Promise<Response>;
   let closeAll: () => Promise<void>;
   if (era === 'stateless') {
@@ -561,7 +448,7 @@ async function serve(port: number): Promise<void> {
       }
       const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
-        eventStore: memoryEventStore(),
+        eventStore: new MemoryEventStore<JSONRPCMessage>(),
         retryInterval: 200,
         onsessioninitialized: (id) => void sessions.set(id, transport),
         onsessionclosed: (id) => void sessions.delete(id),
@@ -573,23 +460,7 @@ async function serve(port: number): Promise<void> {
     closeAll = async () => void (await Promise.allSettled([...sessions.values()].map((t) => t.close())));
   }
 
-  const http = createServer((req, res) => {
-    if (!fromLoopback(req)) return rpcError(res, 403, -32600, 'Forbidden: Host or Origin is not a loopback address');
-    if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname !== '/mcp') return rpcError(res, 404, -32600, 'Not found: the MCP endpoint is /mcp');
-    toWeb(req, res)
-      .then(handle)
-      .then((r) => fromWeb(r, res))
-      .catch((err: unknown) => (res.headersSent ? res.destroy() : rpcError(res, 500, -32603, `Internal error: ${String(err)}`)));
-  });
-  await new Promise<void>((resolve) => http.listen(port, '127.0.0.1', resolve));
-  process.stdout.write(JSON.stringify({ listening: (http.address() as AddressInfo).port }) + '\n');
-  const stop = () => void closeAll().finally(() => {
-    http.closeAllConnections();
-    http.close(() => process.exit(0));
-  });
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await serveMcp(async (req, res) => fromWeb(await handle(await toWeb(req, res)), res), closeAll);
 }
 
-const portAt = process.argv.indexOf('--port');
-await serve(portAt >= 0 ? Number(process.argv[portAt + 1]) : 0);
+await serve();

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { spawnChild, waitForLine, type Child } from './process.ts';
+import { startListening, type Child } from './process.ts';
 import { read, type RawResponse } from './raw.ts';
 
 /** Revision 2026-07-28 in tests: the reference server of both eras, raw requests, SDK v2 clients. */
@@ -16,20 +16,8 @@ export interface EraServer {
 
 /** test/helpers/era-server.ts in its own process: `stateless` (2026-07-28 only) or `session`. */
 export async function startEraServer(era: 'stateless' | 'session', replica: string = era): Promise<EraServer> {
-  const child = spawnChild(process.execPath, [ERA_SERVER, '--era', era], { env: { ...process.env, ERA_REPLICA: replica } });
-  try {
-    const port = await waitForLine(child, (l) => {
-      try {
-        return (JSON.parse(l) as { listening?: number }).listening;
-      } catch {
-        return undefined;
-      }
-    });
-    return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
-  } catch (err) {
-    await child.kill('SIGKILL');
-    throw err;
-  }
+  const { child, port } = await startListening(ERA_SERVER, ['--era', era], { ...process.env, ERA_REPLICA: replica });
+  return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
 }
 
 export function meta(capabilities: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
