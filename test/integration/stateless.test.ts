@@ -8,6 +8,7 @@ import { connectV2, meta, sseMessages, startEraServer, statelessHeaders, statele
 import { startGateway } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { openSession, post, request, rpcOf, type RawResponse } from '../helpers/raw.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 /**
@@ -391,4 +392,39 @@ describe('revision 2026-07-28 with auth on', () => {
       assert.ok(!call.text.includes('"text":"3"'), 'it did not run');
     });
   }
+});
+
+describe('revision 2026-07-28 and translated sessions with Redis and two gateway replicas', () => {
+  let redis: RedisServer;
+  let modern: EraServer;
+  let one: Gateway;
+  let two: Gateway;
+
+  before(async () => {
+    [redis, modern] = await Promise.all([startRedis(), startEraServer('stateless')]);
+    const doc = { redis: { url: redis.url }, servers: { modern: { upstreams: [{ url: modern.url }] } } };
+    [one, two] = await Promise.all([startGateway(doc), startGateway(doc)]);
+  });
+  after(async () => {
+    await Promise.all([one?.close(), two?.close()]);
+    await Promise.all([redis?.stop(), modern?.stop()]);
+  });
+
+  it('a session the gateway holds for a 2026-07-28 upstream is served by any replica, and ended on all', async () => {
+    const sid = await openSession(`${one.url}/mcp/modern`, '2025-06-18');
+    const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
+    const call = rpc(await post(`${two.url}/mcp/modern`, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'test_simple_text', arguments: {} } }, h));
+    assert.equal(textOf(call.result), 'This is a simple text response for testing.');
+    assert.equal((await request(`${two.url}/mcp/modern`, 'DELETE', h)).status, 200);
+    await eventually('the other replica knows the session ended', async () => (await post(`${one.url}/mcp/modern`, { jsonrpc: '2.0', id: 3, method: 'ping' }, h)).status === 404);
+  });
+
+  it('a 2026-07-28 SSE answer goes through the Redis event log, without priming', async () => {
+    const res = await statelessPost(`${one.url}/mcp/modern`, 'tools/call', { name: 'test_tool_with_progress', arguments: {}, _meta: meta({}, { progressToken: 7 }) }, { id: 'p1' });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const messages = sseMessages(res.text);
+    assert.deepEqual(messages.filter((m) => m.method === 'notifications/progress').map((m) => (m.params as { progress: number }).progress), [0, 50, 100]);
+    assert.equal(messages.at(-1)?.id, 'p1');
+    assert.ok(!/^retry:/m.test(res.text), 'no priming event: the revision has no resumption');
+  });
 });
