@@ -38,6 +38,13 @@ export const ERRORS = {
   MCPGW_ERR_EVENT_LOG_UNAVAILABLE: { status: 503, rpc: -32010, message: 'The event log is unavailable; the 2024-11-05 SSE transport cannot run without it' },
   MCPGW_ERR_STREAM_LOST: { status: 502, rpc: -32008, message: 'The upstream stream broke and could not be resumed; the outcome of the request is unknown' },
   MCPGW_ERR_NOT_FOUND: { status: 404, rpc: -32600, message: 'Not found' },
+  // stateless: revision 2026-07-28 (src/protocol/stateless.ts) and translation between eras (src/translate/).
+  MCPGW_ERR_HEADER_MISMATCH: { status: 400, rpc: -32020, message: 'Header mismatch' },
+  MCPGW_ERR_UNSUPPORTED_VERSION: { status: 400, rpc: -32022, message: 'Unsupported protocol version' },
+  MCPGW_ERR_INVALID_META: { status: 400, rpc: -32602, message: 'Invalid params: the request _meta lacks a required io.modelcontextprotocol key' },
+  MCPGW_ERR_METHOD_NOT_FOUND: { status: 404, rpc: -32601, message: 'Method not found' },
+  MCPGW_ERR_REQUEST_STATE: { status: 400, rpc: -32602, message: 'Invalid params: requestState is invalid, expired or unknown here; send the original request again without it' },
+  MCPGW_ERR_NOT_TRANSLATABLE: { status: 400, rpc: -32600, message: 'This message cannot be translated between protocol eras' },
   MCPGW_ERR_INTERNAL: { status: 500, rpc: -32603, message: 'Internal gateway error' },
 } as const satisfies Record<`MCPGW_ERR_${string}`, { status: number; rpc: number; message: string }>;
 
@@ -51,6 +58,8 @@ export class GatewayError extends Error {
   readonly detail: string | undefined;
   /** Response headers that belong to this error (`WWW-Authenticate` on 401/403). */
   headers: Record<string, string> | undefined;
+  /** stateless: extra `error.data` members the protocol defines (e.g. `supported` and `requested` of -32022). */
+  data: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
     const entry = ERRORS[code];
@@ -70,7 +79,7 @@ export function errorBody(err: GatewayError, id: JsonRpcId = null): string {
   return JSON.stringify({
     jsonrpc: '2.0',
     id,
-    error: { code: err.rpc, message: err.message, data: { code: err.code } },
+    error: { code: err.rpc, message: err.message, data: { ...err.data, code: err.code } },
   });
 }
 

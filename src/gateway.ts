@@ -26,6 +26,7 @@ import { StreamHub } from './events/hub.ts';
 import { MemoryEventLog } from './events/memory-log.ts';
 import { RedisEventLog } from './events/redis-log.ts';
 import { UpstreamEvents } from './upstream/events.ts';
+import { closeTranslator } from './translate/translator.ts';
 import { HttpUpstream } from './upstream/http.ts';
 import { ComposedUpstream } from './upstream/compose.ts';
 import { SseUpstream } from './upstream/sse.ts';
@@ -234,6 +235,8 @@ export class Gateway implements GatewayContext {
     this.app.server.closeAllConnections();
     await Promise.allSettled([closing, this.#metricsApp?.close()]);
     await this.hub.close();
+    // stateless: end the upstream sessions held for 2026-07-28 clients while the pools still work.
+    await closeTranslator(this).catch(() => {});
     await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
     await Promise.allSettled([this.sessions.close(), this.hub.log.close()]);
     for (const r of this.#redis) r.disconnect();

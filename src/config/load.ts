@@ -131,6 +131,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     cache: GatewayConfig['cache'];
     log: { level: string };
     shutdown: { grace: Duration };
+    translation: { maxSessions: number; sessionIdle: Duration; inputTimeout: Duration; eraProbeTtl: Duration };
     servers: Record<string, Record<string, unknown>>;
   };
   if (r.session.secret && r.session.secretFile) {
@@ -180,6 +181,12 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     cache: r.cache,
     log: r.log,
     shutdown: { graceMs: toMs(r.shutdown.grace, 'shutdown.grace') },
+    translation: {
+      maxSessions: r.translation.maxSessions,
+      sessionIdleMs: toMs(r.translation.sessionIdle, 'translation.sessionIdle'),
+      inputTimeoutMs: toMs(r.translation.inputTimeout, 'translation.inputTimeout'),
+      eraProbeTtlMs: toMs(r.translation.eraProbeTtl, 'translation.eraProbeTtl'),
+    },
     servers,
   };
 }
@@ -215,6 +222,9 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
   const kinds = new Set(upstreams.map((u) => u.kind));
   if (kinds.size > 1) throw new ConfigError(`config key ${at}.upstreams mixes ${[...kinds].map((k) => KIND_NAMES[k]).join(' and ')} upstreams; use one kind per server`);
   const probe = s.probe as { interval: Duration; timeout: Duration; path?: string } | undefined;
+  // stateless: a stdio child is spoken to in the session era (one child per session).
+  const era = s.era as ServerConfig['era'];
+  if (era === 'stateless' && upstreams[0]?.kind === 'stdio') throw new ConfigError(`config key ${at}.era: stateless needs url (HTTP) upstreams; a command (stdio) upstream is spoken to in the session era`);
   return {
     name,
     upstreams,
@@ -226,6 +236,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
       : undefined,
     maxProcesses: s.maxProcesses as number,
     idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
+    era: upstreams[0]?.kind === 'stdio' ? 'session' : era,
     policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),
     ...(s.compose ? { compose: s.compose as string[] } : {}),
     ...resolveResilience(at, s),

@@ -259,6 +259,18 @@ export const CONFIG_SCHEMA = {
       default: {},
       properties: { grace: duration('25s') },
     },
+    // stateless: translation between protocol eras (src/translate/).
+    translation: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxSessions: { type: 'integer', minimum: 1, default: 1000 },
+        sessionIdle: duration('5m'),
+        inputTimeout: duration('5m'),
+        eraProbeTtl: duration('5m'),
+      },
+    },
     servers: {
       type: 'object',
       default: {},
@@ -288,6 +300,8 @@ export const CONFIG_SCHEMA = {
             },
           },
           maxProcesses: { type: 'integer', minimum: 1, default: 32 },
+          // stateless: which protocol era the upstream speaks; auto asks it (server/discover).
+          era: { enum: ['auto', 'session', 'stateless'], default: 'auto' },
           idleTimeout: duration('10m'),
           cache: {
             type: 'object',

@@ -39,7 +39,20 @@ export interface GatewayConfig {
   readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number };
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
+  /** stateless: how the gateway bridges 2026-07-28 clients and session-era upstreams, and back. */
+  readonly translation: TranslationConfig;
   readonly servers: Readonly<Record<string, ServerConfig>>;
+}
+
+export interface TranslationConfig {
+  /** Upstream sessions held per gateway replica for 2026-07-28 clients of session-era upstreams. */
+  readonly maxSessions: number;
+  /** An upstream session unused this long is ended. */
+  readonly sessionIdleMs: number;
+  /** How long a call waiting for the client's input (input_required ↔ server→client requests) is held. */
+  readonly inputTimeoutMs: number;
+  /** How long an `era: auto` verdict (from server/discover) is trusted before it is asked again. */
+  readonly eraProbeTtlMs: number;
 }
 
 export interface RedisConfig {
@@ -61,6 +74,8 @@ export interface ServerConfig {
   readonly probe: { readonly intervalMs: number; readonly timeoutMs: number; readonly path: string | undefined } | undefined;
   readonly maxProcesses: number;
   readonly idleTimeoutMs: number;
+  /** stateless: the protocol era the upstream speaks (`auto`: asked with server/discover); stdio is always `session`. */
+  readonly era: 'auto' | 'session' | 'stateless';
   /** Who may use this server and which of its tools, resources and prompts (auth on only). */
   readonly policy: ServerPolicy;
   /** compose: the member servers of a virtual server (then `upstreams` is empty); undefined otherwise. */

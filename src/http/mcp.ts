@@ -11,6 +11,11 @@ import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../pro
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../upstream/http.ts';
 import type { Reopen, StreamHub } from '../events/hub.ts';
+// stateless: revision 2026-07-28 (src/http/stateless.ts).
+import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
+import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
+import { translatorOf } from '../translate/translator.ts';
+import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
@@ -24,9 +29,10 @@ export type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefin
  * session, hand the raw bytes to the server's upstream, stream the answer back as it comes.
  */
 export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): void {
-  app.post<{ Params: Params; Body: Buffer | undefined }>('/mcp/:server', (request, reply) => handle(gw, request, reply, onPost));
-  app.get<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onGet));
-  app.delete<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, onDelete));
+  // stateless: a 2026-07-28 request (told by its MCP-Protocol-Version header) has its own steps.
+  app.post<{ Params: Params; Body: Buffer | undefined }>('/mcp/:server', (request, reply) => handle(gw, request, reply, isStatelessRequest(request.headers) ? onStatelessPost : onPost));
+  app.get<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, isStatelessRequest(request.headers) ? statelessNotAllowed : onGet));
+  app.delete<{ Params: Params }>('/mcp/:server', (request, reply) => handle(gw, request as McpRequest, reply, isStatelessRequest(request.headers) ? statelessNotAllowed : onDelete));
   app.route<{ Params: Params }>({
     method: ['PUT', 'PATCH'],
     url: '/mcp/:server',
@@ -46,14 +52,14 @@ export interface Call extends RequestInfo {
 }
 
 /** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
-type Outcome =
+export type Outcome =
   | { readonly res: UpstreamResponse; readonly session?: string; readonly stream?: StreamContext }
   | { readonly resume: Awaited<ReturnType<StreamHub['prepareResume']>>; readonly reopen: Reopen }
   | { readonly adopt: string; readonly priming: boolean }
   // legacy: the step writes the response itself (the 2024-11-05 session stream).
   | { readonly write: (res: ServerResponse) => void };
 
-interface StreamContext {
+export interface StreamContext {
   readonly sessionId: string;
   readonly kind: 'post' | 'get';
   readonly requests: string;
@@ -61,13 +67,14 @@ interface StreamContext {
   readonly reopen: Reopen;
 }
 
-export type Step = (gw: GatewayContext, request: McpRequest, call: Call) => Promise<Outcome>;
+export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: FastifyReply) => Promise<Outcome>;
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 export async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
-  gw.track(reply.raw, request.method === 'GET' ? 'stream' : 'request');
+  // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
+  gw.track(reply.raw, request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request');
   reply.raw.once('close', () => {
     recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started);
     // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
@@ -91,7 +98,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       call.caller = await gw.auth.authenticate(request, request.params.server);
       call.principal = call.caller.id;
     }
-    const outcome = await step(gw, request, call);
+    const outcome = await step(gw, request, call, reply);
     if ('resume' in outcome) {
       reply.hijack();
       gw.hub.resume(outcome.resume, reply.raw, outcome.reopen);
@@ -156,6 +163,11 @@ const onPost: Step = async (gw, request, call) => {
     const sessionId = SessionSealer.newId();
     const req = clientRequest(request, messages, protocolVersion);
     call.session = sessionId;
+    // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
+    if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
+      const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
+      return { res: translated.res, session: gw.sealer.seal(translated.claims) };
+    }
     const { response, placement } = await upstream.initialize(req, sessionId);
     const claims: SessionClaims = {
       id: sessionId,
@@ -168,8 +180,12 @@ const onPost: Step = async (gw, request, call) => {
     return { res: response, session: gw.sealer.seal(claims), stream: postStream(upstream, claims, req, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
+  // stateless: a 2026-07-28 body sent without its headers.
+  if (!sid && !incoming.batch) rejectUnmarked(first);
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
+  // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, body, version);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);
@@ -198,7 +214,9 @@ function primes(version: string): boolean {
 }
 
 /** How a broken stream of this session is picked up again: the upstream's own resumption (a GET with its Last-Event-ID). */
-function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest): Reopen {
+function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest, gw?: GatewayContext): Reopen {
+  // stateless: a session held here has no upstream stream to resume.
+  if (gw && isTranslatedSession(claims)) return translatedReopen(gw, upstream, claims);
   return async (upstreamEventId, kind) => {
     // A stdio child has no stream resumption; its standalone stream can only be opened anew.
     if (upstream.kind === 'stdio' && kind === 'post') return undefined;
@@ -217,10 +235,12 @@ const onGet: Step = async (gw, request, call) => {
   const version = protocolVersionOf(request);
   const req = clientRequest(request, [], version);
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req, gw) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
+  // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
+  if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, version);
   const res = await withSession(gw, claims, () => upstream.get(claims, req));
   return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(upstream, claims, req) } };
 };
@@ -230,6 +250,11 @@ const onDelete: Step = async (gw, request, call) => {
   const upstream = serverOf(gw, request);
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
+  // stateless: nothing upstream to end for a session held here.
+  if (isTranslatedSession(claims)) {
+    await gw.endSession(claims);
+    return { res: { status: 200, headers: {}, body: null } };
+  }
   const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);

@@ -57,33 +57,14 @@ export class HttpUpstream implements Upstream {
   }
 
   async initialize(req: ClientRequest): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
-    // Nothing exists upstream before initialize answers, so a replica that cannot be reached is
-    // skipped and the next least-loaded one tried.
-    const tried = new Set<string>();
-    for (;;) {
-      const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
-      if (!replica) {
-        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
-      }
-      tried.add(replica.key);
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await this.#send(replica, 'POST', this.#headers(replica, req, ''), req.body);
-      } catch (err) {
-        if (isUnreachable(err)) continue;
-        throw upstreamError(err, this.#server.name);
-      }
-      if (isOverloaded(res.statusCode)) {
-        this.#failed(replica, `HTTP ${res.statusCode}`);
-        drain(res.body);
-        continue;
-      }
-      const upstreamSession = headerValue(res.headers['mcp-session-id']);
-      return {
-        response: this.#relay(replica, res, 'POST'),
-        placement: { upstream: replica.key, upstreamSession, node: '' },
-      };
-    }
+    // Nothing exists upstream before initialize answers, so a replica that cannot be reached (or
+    // is overloaded) is skipped and the next least-loaded one tried.
+    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded);
+    const upstreamSession = headerValue(res.headers['mcp-session-id']);
+    return {
+      response: this.#relay(replica, res, 'POST'),
+      placement: { upstream: replica.key, upstreamSession, node: '' },
+    };
   }
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
@@ -110,6 +91,46 @@ export class HttpUpstream implements Upstream {
     delete headers['content-type'];
     const res = await this.#sessionSend(replica, 'DELETE', headers, undefined);
     return this.#relay(replica, res, 'DELETE');
+  }
+
+  // stateless: revision 2026-07-28 has no sessions; each request is balanced on its own, and
+  // retried on the next replica only when nothing can have run: unreachable, or 503.
+  async exchange(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse> {
+    const headersFor = (replica: HttpReplica) => {
+      const headers = this.#headers(replica, req, '');
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (typeof value === 'string' && (name === 'mcp-method' || name === 'mcp-name' || name.startsWith('mcp-param-'))) headers[name] = value;
+      }
+      return headers;
+    };
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal);
+    if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
+    return this.#relay(replica, res, 'POST');
+  }
+
+  /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
+  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, signal?: AbortSignal): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
+    const tried = new Set<string>();
+    for (;;) {
+      const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
+      if (!replica) {
+        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+      }
+      tried.add(replica.key);
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.#send(replica, 'POST', headersFor(replica), body, signal);
+      } catch (err) {
+        if (isUnreachable(err)) continue;
+        throw upstreamError(err, this.#server.name);
+      }
+      if (retry(res.statusCode)) {
+        this.#failed(replica, `HTTP ${res.statusCode}`);
+        drain(res.body);
+        continue;
+      }
+      return { replica, res };
+    }
   }
 
   healthy(): boolean {

@@ -52,6 +52,12 @@ export interface Upstream {
   /** Opens the standalone stream; with `lastEventId` (the upstream's), resumes one of its streams. */
   get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse>;
   delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  /**
+   * stateless: one 2026-07-28 request, sent to whichever replica is least loaded now (no session
+   * pins it); aborting `signal` cancels it (closing the upstream response is cancellation in that
+   * revision). Only HTTP upstreams have it.
+   */
+  exchange?(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse>;
   /** True when at least one replica can take new sessions. */
   healthy(): boolean;
   /** Per-replica state for readiness and metrics. */

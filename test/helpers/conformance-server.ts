@@ -9,11 +9,9 @@
  * Prints `{"listening":<port>}` on stdout once ready; SIGTERM closes every session and exits.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { crc32, deflateSync } from 'node:zlib';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport, type EventId, type EventStore, type StreamId } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   CallToolRequestSchema,
@@ -43,58 +41,12 @@ import {
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { DEFAULTS_FORM, ENUMS_FORM, MemoryEventStore, onePixelPng, rpcError, serveMcp, toneWav } from './reference-fixtures.ts';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 // ---------------------------------------------------------------------------------------------
-// Media the tools and prompts return, built here rather than pasted as opaque base64.
-
-/** A 1×1 PNG of one RGB colour. */
-function onePixelPng(r: number, g: number, b: number): string {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(1, 0); // width
-  header.writeUInt32BE(1, 4); // height
-  header.writeUInt8(8, 8); // bit depth
-  header.writeUInt8(2, 9); // colour type: truecolour
-  const scanline = Buffer.from([0, r, g, b]); // filter byte 0, then the pixel
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header),
-    chunk('IDAT', deflateSync(scanline)),
-    chunk('IEND', Buffer.alloc(0)),
-  ]).toString('base64');
-}
-
-/** A short 8 kHz mono 16-bit PCM WAV: a 440 Hz tone of `ms` milliseconds. */
-function toneWav(ms: number): string {
-  const rate = 8000;
-  const samples = Math.round((rate * ms) / 1000);
-  const data = Buffer.alloc(samples * 2);
-  for (let i = 0; i < samples; i++) data.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), i * 2);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'ascii');
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVE', 8, 'ascii');
-  header.write('fmt ', 12, 'ascii');
-  header.writeUInt32LE(16, 16); // fmt chunk size
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28); // byte rate
-  header.writeUInt16LE(2, 32); // block align
-  header.writeUInt16LE(16, 34); // bits per sample
-  header.write('data', 36, 'ascii');
-  header.writeUInt32LE(data.length, 40);
-  return Buffer.concat([header, data]).toString('base64');
-}
+// Media the tools and prompts return (built in reference-fixtures.ts).
 
 const RED_PIXEL = onePixelPng(255, 0, 0);
 const BLUE_PIXEL = onePixelPng(0, 0, 255);
@@ -207,38 +159,9 @@ const TOOLS: readonly Tool[] = [
     }),
   ),
 
-  tool('test_elicitation_sep1034_defaults', 'Elicits a form whose fields all carry default values (SEP-1034)', NO_ARGS, (_a, ctx) =>
-    elicit(ctx, {
-      message: 'Please review your profile',
-      requestedSchema: {
-        type: 'object',
-        properties: {
-          name: { type: 'string', title: 'Name', default: 'John Doe' },
-          age: { type: 'integer', title: 'Age', minimum: 0, default: 30 },
-          score: { type: 'number', title: 'Score', default: 95.5 },
-          status: { type: 'string', title: 'Status', enum: ['active', 'inactive', 'pending'], default: 'active' },
-          verified: { type: 'boolean', title: 'Verified', default: true },
-        },
-      },
-    }),
-  ),
+  tool('test_elicitation_sep1034_defaults', 'Elicits a form whose fields all carry default values (SEP-1034)', NO_ARGS, (_a, ctx) => elicit(ctx, DEFAULTS_FORM as unknown as ElicitRequest['params'])),
 
-  tool('test_elicitation_sep1330_enums', 'Elicits a form with every enum shape (SEP-1330)', NO_ARGS, (_a, ctx) => {
-    const titled = (prefix: string, titles: string[]) => titles.map((title, i) => ({ const: `${prefix}${i + 1}`, title }));
-    return elicit(ctx, {
-      message: 'Pick some options',
-      requestedSchema: {
-        type: 'object',
-        properties: {
-          untitledSingle: { type: 'string', enum: ['option1', 'option2', 'option3'] },
-          titledSingle: { type: 'string', oneOf: titled('value', ['First Option', 'Second Option', 'Third Option']) },
-          legacyEnum: { type: 'string', enum: ['opt1', 'opt2', 'opt3'], enumNames: ['Option One', 'Option Two', 'Option Three'] },
-          untitledMulti: { type: 'array', items: { type: 'string', enum: ['option1', 'option2', 'option3'] } },
-          titledMulti: { type: 'array', items: { anyOf: titled('value', ['First Choice', 'Second Choice', 'Third Choice']) } },
-        },
-      },
-    } as ElicitRequest['params']);
-  }),
+  tool('test_elicitation_sep1330_enums', 'Elicits a form with every enum shape (SEP-1330)', NO_ARGS, (_a, ctx) => elicit(ctx, ENUMS_FORM as unknown as ElicitRequest['params'])),
 
   {
     name: 'json_schema_2020_12_tool',
@@ -434,68 +357,7 @@ function buildServer(): Server {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Resumability: each session keeps its recent events; an event id names the stream it belongs to,
-// so a resume replays only that stream.
-
-class MemoryEventStore implements EventStore {
-  private readonly events = new Map<EventId, { streamId: StreamId; message: JSONRPCMessage }>();
-  private seq = 0;
-  private readonly limit: number;
-  constructor(limit = 1000) {
-    this.limit = limit;
-  }
-
-  async storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
-    const id = `${streamId}.${++this.seq}`;
-    this.events.set(id, { streamId, message });
-    if (this.events.size > this.limit) this.events.delete(this.events.keys().next().value!);
-    return id;
-  }
-
-  async getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
-    return this.events.get(eventId)?.streamId;
-  }
-
-  async replayEventsAfter(lastEventId: EventId, { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> }): Promise<StreamId> {
-    const last = this.events.get(lastEventId);
-    if (!last) throw new Error(`Unknown event id ${lastEventId}`);
-    let after = false;
-    for (const [id, event] of this.events) {
-      if (id === lastEventId) after = true;
-      // The priming event ({}) only marks a position; there is nothing to resend.
-      else if (after && event.streamId === last.streamId && Object.keys(event.message).length > 0) await send(id, event.message);
-    }
-    return last.streamId;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP.
-
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
-
-/** DNS-rebinding protection: the Host (and Origin, when sent) must name a loopback host. */
-function fromLoopback(req: IncomingMessage): boolean {
-  const hostname = (value: string) => {
-    try {
-      return new URL(`http://${value}`).hostname;
-    } catch {
-      return '';
-    }
-  };
-  if (!LOOPBACK.has(hostname(req.headers.host ?? ''))) return false;
-  const origin = req.headers.origin;
-  if (origin === undefined) return true;
-  try {
-    return LOOPBACK.has(new URL(origin).hostname);
-  } catch {
-    return false;
-  }
-}
-
-function rpcError(res: ServerResponse, status: number, code: number, message: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } }));
-}
+// HTTP (the event store and the loopback check live in reference-fixtures.ts).
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
@@ -503,13 +365,10 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
-async function serve(port: number): Promise<void> {
+async function serve(): Promise<void> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!fromLoopback(req)) return rpcError(res, 403, ErrorCode.InvalidRequest, 'Forbidden: Host or Origin is not a loopback address');
-    if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname !== '/mcp') return rpcError(res, 404, ErrorCode.InvalidRequest, 'Not found: the MCP endpoint is /mcp');
-
     const sid = req.headers['mcp-session-id'];
     if (typeof sid === 'string') {
       const transport = sessions.get(sid);
@@ -528,7 +387,7 @@ async function serve(port: number): Promise<void> {
 
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
-      eventStore: new MemoryEventStore(),
+      eventStore: new MemoryEventStore<JSONRPCMessage>(),
       retryInterval: 200,
       onsessioninitialized: (id) => void sessions.set(id, transport),
       onsessionclosed: (id) => void sessions.delete(id),
@@ -540,24 +399,7 @@ async function serve(port: number): Promise<void> {
     await transport.handleRequest(req, res, body);
   }
 
-  const http = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) rpcError(res, 500, ErrorCode.InternalError, `Internal error: ${String(err)}`);
-      else res.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => http.listen(port, '127.0.0.1', resolve));
-  process.stdout.write(JSON.stringify({ listening: (http.address() as AddressInfo).port }) + '\n');
-
-  const stop = () => {
-    void Promise.allSettled([...sessions.values()].map((t) => t.close())).then(() => {
-      http.closeAllConnections();
-      http.close(() => process.exit(0));
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await serveMcp(handle, () => Promise.allSettled([...sessions.values()].map((t) => t.close())));
 }
 
-const portAt = process.argv.indexOf('--port');
-await serve(portAt >= 0 ? Number(process.argv[portAt + 1]) : 0);
+await serve();

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnChild, waitForLine, type Child } from './process.ts';
+import { startListening, type Child } from './process.ts';
 
 /**
  * The official MCP conformance suite (`@modelcontextprotocol/conformance`, server mode), run as a
@@ -48,10 +48,10 @@ const RESULT_DIR = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
  * scenarios alike) against `url` and returns each scenario's outcome. A scenario passes when none of
  * its checks is a FAILURE. The CLI's exit code only says whether something failed, so it is not an error here.
  */
-export async function runConformance(url: string, opts: { timeoutMs?: number } = {}): Promise<Map<string, ScenarioResult>> {
+export async function runConformance(url: string, opts: { timeoutMs?: number; revision?: string } = {}): Promise<Map<string, ScenarioResult>> {
   const out = await mkdtemp(join(tmpdir(), 'mcpgw-conformance-'));
   try {
-    const args = [conformanceBin(), 'server', '--url', url, '--requirements', CONFORMANCE_REVISION, '--timeout', '20000', '-o', out];
+    const args = [conformanceBin(), 'server', '--url', url, '--requirements', opts.revision ?? CONFORMANCE_REVISION, '--timeout', '20000', '-o', out];
     const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
       execFile(process.execPath, args, { timeout: opts.timeoutMs ?? 90_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
         if (err && (err.killed || typeof err.code !== 'number')) reject(new Error(`conformance CLI did not finish: ${err.message}\n${stderr}`));
@@ -85,18 +85,6 @@ export interface ConformanceServerProcess {
 
 /** Our reference server in its own process, on a random loopback port. */
 export async function startConformanceServer(): Promise<ConformanceServerProcess> {
-  const child = spawnChild(process.execPath, [CONFORMANCE_SERVER]);
-  try {
-    const port = await waitForLine(child, (l) => {
-      try {
-        return (JSON.parse(l) as { listening?: number }).listening;
-      } catch {
-        return undefined;
-      }
-    });
-    return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
-  } catch (err) {
-    await child.kill('SIGKILL');
-    throw err;
-  }
+  const { child, port } = await startListening(CONFORMANCE_SERVER);
+  return { url: `http://127.0.0.1:${port}/mcp`, child, stop: () => child.kill('SIGTERM') };
 }

@@ -77,3 +77,21 @@ export function waitForLine<T>(child: Child, match: (line: string) => T | undefi
     child.lines.on('line', onLine);
   });
 }
+
+/** A script that prints `{"listening":<port>}` once it serves: started with this Node, killed again if it never gets there. */
+export async function startListening(script: string, args: string[] = [], env?: NodeJS.ProcessEnv): Promise<{ child: Child; port: number }> {
+  const child = spawnChild(process.execPath, [script, ...args], env ? { env } : {});
+  try {
+    const port = await waitForLine(child, (l) => {
+      try {
+        return (JSON.parse(l) as { listening?: number }).listening;
+      } catch {
+        return undefined;
+      }
+    });
+    return { child, port };
+  } catch (err) {
+    await child.kill('SIGKILL');
+    throw err;
+  }
+}

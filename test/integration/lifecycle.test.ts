@@ -41,36 +41,46 @@ function spawnedPids(output: string[]): number[] {
 }
 
 describe('stdio upstream lifecycle', () => {
-  it('caps children at maxProcesses (503), kills one on DELETE, reaps idle ones', async () => {
-    const gw = await startGateway({ servers: { demo: { ...stdioDemo, maxProcesses: 2, idleTimeout: '1s' } } });
+  it('caps children at maxProcesses (503), kills one on DELETE, and frees its place', async () => {
+    const gw = await startGateway({ servers: { demo: { ...stdioDemo, maxProcesses: 2 } } });
     const pids = new Map<string, number>();
     gw.events.on('spawn', (e) => pids.set(e.session, e.pid!));
     try {
       const url = `${gw.url}/mcp/demo`;
       const s1 = await openSession(url);
-      const s2 = await openSession(url);
+      await openSession(url);
       const third = await post(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
       assert.equal(third.status, 503, third.text);
       assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_CAPACITY');
       assert.equal(pids.size, 2);
-      const [pid1, pid2] = [...pids.values()] as [number, number];
+      const pid1 = pids.values().next().value!;
 
       const del = await request(url, 'DELETE', { 'mcp-session-id': s1 });
       assert.equal(del.status, 200);
       assert.ok(await waitUntil(() => !alive(pid1)), 'DELETE killed the child');
       assert.equal((await post(url, { jsonrpc: '2.0', id: 3, method: 'ping' }, { 'mcp-session-id': s1 })).status, 404);
-
-      // s2 idles past idleTimeout: reaped, then 404.
-      assert.ok(await waitUntil(() => !alive(pid2), 5_000), 'idle child reaped');
-      const res = await post(url, { jsonrpc: '2.0', id: 4, method: 'ping' }, { 'mcp-session-id': s2 });
-      assert.equal(res.status, 404);
-      assert.match(rpcOf(res).error?.message ?? '', /exited/);
-      // Capacity is free again.
-      await openSession(url);
+      await openSession(url); // its place is free again
     } finally {
       await gw.close();
     }
     for (const pid of pids.values()) assert.equal(alive(pid), false, `pid ${pid} outlived the gateway`);
+  });
+
+  it('reaps a child idle past idleTimeout; its session is then 404', async () => {
+    const gw = await startGateway({ servers: { demo: { ...stdioDemo, idleTimeout: '1s' } } });
+    let pid = 0;
+    gw.events.on('spawn', (e) => (pid = e.pid!));
+    try {
+      const url = `${gw.url}/mcp/demo`;
+      const sid = await openSession(url);
+      assert.ok(alive(pid));
+      assert.ok(await waitUntil(() => !alive(pid), 10_000), 'idle child reaped');
+      const res = await post(url, { jsonrpc: '2.0', id: 4, method: 'ping' }, { 'mcp-session-id': sid });
+      assert.equal(res.status, 404);
+      assert.match(rpcOf(res).error?.message ?? '', /exited/);
+    } finally {
+      await gw.close();
+    }
   });
 
   it('answers a pending request with a JSON-RPC error when the child dies', async () => {

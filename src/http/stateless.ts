@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { GatewayError } from '../errors.ts';
+import type { Reopen } from '../events/hub.ts';
+import type { SessionClaims } from '../session/token.ts';
+import { listenTranslated, postTranslated } from '../translate/to-stateless.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import { methodLabel } from '../ops/metrics.ts';
+import { parseBody } from '../protocol/jsonrpc.ts';
+import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf, standardHeaders } from '../protocol/stateless.ts';
+import { STATELESS_REVISION } from '../protocol/revisions.ts';
+import { translatorOf } from '../translate/translator.ts';
+import { statelessToSession } from '../translate/to-session.ts';
+import { headerValue } from '../upstream/http.ts';
+import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import type { GatewayContext } from './context.ts';
+import type { Call, Outcome, Step } from './mcp.ts';
+
+/**
+ * Revision 2026-07-28 at /mcp/<server>: no session, no GET stream; each POST carries one request
+ * whose `_meta` says who asks and with what capabilities. The gateway checks the mirrored headers
+ * against the body, then either forwards the bytes to a 2026-07-28 upstream (a replica picked for
+ * this request alone) or translates for a session-era upstream (src/translate/to-session.ts).
+ * Closing the response early cancels the request upstream. SSE answers still go through the
+ * event log (a stream key of their own, no session); nothing offers to resume them.
+ */
+export const onStatelessPost: Step = async (gw, request, call, reply) => {
+  const upstream = gw.servers.get(request.params.server);
+  if (!upstream) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', request.params.server);
+  // Route and count on the headers: the body is checked against them below.
+  call.method = methodLabel(headerValue(request.headers['mcp-method']) || undefined);
+  checkAccept(headerValue(request.headers.accept));
+  const body = request.body;
+  if (!body || body.length === 0) throw new GatewayError('MCPGW_ERR_PARSE', 'empty body');
+  const incoming = parseBody(body);
+  if (incoming.batch) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${STATELESS_REVISION}`);
+  const message = incoming.message;
+  call.messages = [message];
+  call.id = message.id;
+  checkVersionHeader(request.headers);
+  if (message.kind === 'response') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `a ${STATELESS_REVISION} client sends no responses`);
+  call.method = methodLabel(message.method);
+  const meta = checkRequest(request.headers, message);
+  if (message.method === 'tools/call') call.tool = nameOf('tools/call', message.params);
+
+  // Closing the response before it is complete is this revision's cancellation.
+  const cancel = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) cancel.abort();
+  });
+
+  const t = translatorOf(gw);
+  let res: UpstreamResponse;
+  if ((await t.era(request.params.server, upstream)) === 'stateless') {
+    const req: ClientRequest = { headers: request.headers, body, messages: [message], protocolVersion: STATELESS_REVISION };
+    // auth: hidden names are swapped in the body; the mirrored Mcp-Name follows the body.
+    const policy = call.caller && gw.auth?.policy(request.params.server);
+    const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message], body) : undefined;
+    if (guard) {
+      call.hidden = guard.hidden;
+      const swapped = guard.messages[0]!;
+      const headers = { ...request.headers, ...standardHeaders(swapped.method!, swapped.params) };
+      res = await guardResponse(await upstream.exchange!({ ...req, headers, body: guard.body, messages: guard.messages }, cancel.signal), guard);
+    } else {
+      res = await upstream.exchange!(req, cancel.signal);
+    }
+  } else {
+    // A session-era upstream knows none of this revision's extensions.
+    if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
+    if (!CORE_METHODS.has(message.method!)) throw new GatewayError('MCPGW_ERR_METHOD_NOT_FOUND', `"${message.method}" is not served for a session-era upstream`);
+    const translated = await statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, message, meta, signal: cancel.signal });
+    res = translated.res;
+    if (translated.hidden) call.hidden = translated.hidden;
+  }
+  const streamed = res.body;
+  if (streamed !== null && typeof streamed !== 'string') {
+    // A stream the client left is ended here, so the event log's producer ends too.
+    cancel.signal.addEventListener('abort', () => streamed.destroy(new Error('the client closed the response')), { once: true });
+  }
+  return { res, stream: { sessionId: `stateless.${randomBytes(9).toString('base64url')}`, kind: 'post', requests: '', priming: false, reopen: noReopen } };
+};
+
+/** GET (the standalone stream) and DELETE (end of session) do not exist in 2026-07-28. */
+export const statelessNotAllowed: Step = async () => {
+  const err = new GatewayError('MCPGW_ERR_METHOD_NOT_ALLOWED', `revision ${STATELESS_REVISION} has no GET stream and no sessions`);
+  err.headers = { allow: 'POST' };
+  throw err;
+};
+
+const noReopen = async () => undefined;
+
+function checkAccept(accept: string): void {
+  if (!accept || accept.includes('*/*') || accept.includes('application/json') || accept.includes('text/event-stream')) return;
+  throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session-era clients of a 2026-07-28 upstream: the gateway holds their sessions itself.
+
+/** A POST on a session the gateway holds for a 2026-07-28 upstream. */
+export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], body: Buffer, version: string): Promise<Outcome> {
+  // auth: hidden names are swapped before translation, lists filtered after it.
+  const policy = call.caller && gw.auth?.policy(claims.server);
+  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+  if (guard) call.hidden = guard.hidden;
+  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, guard?.body ?? body);
+  const res = guard ? await guardResponse(raw, guard) : raw;
+  const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
+  return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };
+}
+
+/** The GET stream of such a session: a subscriptions/listen upstream. */
+export async function translatedSessionGet(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, version: string): Promise<Outcome> {
+  const { res, reopen } = listenTranslated(gw, upstream, claims);
+  return { res: await res!, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: version >= '2025-11-25', reopen } };
+}
+
+/** How the event log picks a broken stream of such a session up again: a new listen for GET, nothing for a POST. */
+export function translatedReopen(gw: GatewayContext, upstream: Upstream, claims: SessionClaims): Reopen {
+  const { reopen } = listenTranslated(gw, upstream, claims, true);
+  return async (_upstreamEventId, kind) => (kind === 'get' ? reopen() : undefined);
+}

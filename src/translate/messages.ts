@@ -1,0 +1,160 @@
+import { StringDecoder } from 'node:string_decoder';
+import type { Readable, Writable } from 'node:stream';
+import { createParser } from 'eventsource-parser';
+import { GatewayError } from '../errors.ts';
+import type { UpstreamResponse } from '../upstream/types.ts';
+import { discard } from '../upstream/body.ts';
+
+/** One JSON-RPC message as the translator handles it: parsed, rewritten, serialized again. */
+export type Message = Record<string, unknown> & { id?: string | number | null; method?: string; params?: Record<string, unknown>; result?: Record<string, unknown>; error?: { code: number; message: string; data?: unknown } };
+
+export const isRequest = (m: Message): boolean => typeof m.method === 'string' && m.id !== undefined && m.id !== null;
+export const isNotification = (m: Message): boolean => typeof m.method === 'string' && m.id === undefined;
+export const isResponse = (m: Message): boolean => m.method === undefined && ('result' in m || 'error' in m);
+
+/** A message as one SSE event; the hub numbers it before the client sees it. */
+export function sseEvent(m: Message): string {
+  return `event: message\ndata: ${JSON.stringify(m)}\n\n`;
+}
+
+/** Writes one message to a client stream that may be gone already. */
+export function emit(out: Writable, m: Message): void {
+  if (!out.destroyed && !out.writableEnded) out.write(sseEvent(m));
+}
+
+/** Opens the rest of a broken SSE stream at the upstream's event id; undefined when it cannot. */
+export type Resume = (lastEventId: string) => Promise<Readable | undefined>;
+
+const TIMEOUT = Symbol('timeout');
+
+/**
+ * The JSON-RPC messages of an upstream answer, one at a time, whether it came as one JSON body or
+ * as an SSE stream. Messages are queued as they arrive, so a reader may stop asking for a while
+ * (a call parked until the client answers an input request) and pick up where it left.
+ */
+export class MessageReader {
+  readonly #queue: Message[] = [];
+  #waiter: ((m: Message | undefined | typeof TIMEOUT) => void) | undefined;
+  #ended = false;
+  #body: Readable | undefined;
+  #lastEventId = '';
+  readonly #resume: Resume | undefined;
+  /** Set when the stream ended on an error (after any resumption failed). */
+  failure: GatewayError | undefined;
+
+  static readonly TIMEOUT: typeof TIMEOUT = TIMEOUT;
+
+  constructor(res: UpstreamResponse, resume?: Resume) {
+    this.#resume = resume;
+    const contentType = res.headers['content-type'] ?? '';
+    if (res.body === null) this.#end();
+    else if (typeof res.body === 'string') this.#json(res.body);
+    else if (contentType.startsWith('text/event-stream')) this.#sse(res.body);
+    else void this.#readJson(res.body);
+  }
+
+  /** The next message; undefined once the answer is over; `TIMEOUT` when `waitMs` passed first. */
+  next(waitMs?: number): Promise<Message | undefined | typeof TIMEOUT> {
+    const queued = this.#queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.#ended) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      this.#waiter = (m) => {
+        clearTimeout(timer);
+        this.#waiter = undefined;
+        resolve(m);
+      };
+      if (waitMs !== undefined) timer = setTimeout(() => this.#waiter?.(TIMEOUT), waitMs);
+    });
+  }
+
+  /** Puts a message back at the front (it was looked at, not consumed). */
+  unshift(m: Message): void {
+    this.#queue.unshift(m);
+  }
+
+  /** Stops reading: the upstream response is closed (for 2026-07-28 upstreams, that cancels). */
+  close(): void {
+    this.#ended = true;
+    if (this.#body) discard(this.#body);
+    this.#waiter?.(undefined);
+  }
+
+  get ended(): boolean {
+    return this.#ended && this.#queue.length === 0;
+  }
+
+  #push(m: Message): void {
+    if (this.#waiter) this.#waiter(m);
+    else this.#queue.push(m);
+  }
+
+  #end(failure?: GatewayError): void {
+    if (this.#ended) return;
+    this.failure = failure;
+    this.#ended = true;
+    this.#waiter?.(undefined);
+  }
+
+  #json(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return this.#end(new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'the answer is not JSON'));
+    }
+    for (const m of Array.isArray(value) ? value : [value]) if (m && typeof m === 'object') this.#push(m as Message);
+    this.#end();
+  }
+
+  async #readJson(body: Readable): Promise<void> {
+    this.#body = body;
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch {
+      return this.#end(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', 'the answer broke off'));
+    }
+    this.#json(Buffer.concat(chunks).toString('utf8'));
+  }
+
+  #sse(body: Readable): void {
+    this.#body = body;
+    const parser = createParser({
+      onEvent: (event) => {
+        if (event.id) this.#lastEventId = event.id;
+        if (!event.data.trim()) return;
+        try {
+          const m = JSON.parse(event.data) as unknown;
+          if (m && typeof m === 'object' && !Array.isArray(m)) this.#push(m as Message);
+        } catch {
+          // Not JSON-RPC: nothing a client could use.
+        }
+      },
+    });
+    const decoder = new StringDecoder('utf8');
+    body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+    let done = false;
+    const finish = (broken: boolean) => {
+      if (done || this.#body !== body) return;
+      done = true;
+      if (this.#ended) return;
+      // A stream that ends before its answer is resumed at the upstream's last event id.
+      if (this.#resume && this.#lastEventId) {
+        const at = this.#lastEventId;
+        void this.#resume(at).then(
+          (next) => (next && !this.#ended ? this.#sse(next) : this.#end(broken ? lost() : undefined)),
+          () => this.#end(lost()),
+        );
+        return;
+      }
+      this.#end(broken ? lost() : undefined);
+    };
+    body.once('end', () => finish(false));
+    body.once('error', () => finish(true));
+    body.once('close', () => finish(true));
+  }
+}
+
+const lost = () => new GatewayError('MCPGW_ERR_STREAM_LOST');

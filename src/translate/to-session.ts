@@ -1,0 +1,501 @@
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { guardRequest, guardResponse, type GuardPlan } from '../auth/guard.ts';
+import type { Principal } from '../auth/principal.ts';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import type { GatewayContext } from '../http/context.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import { STATELESS_REVISION } from '../protocol/revisions.ts';
+import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
+import { SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
+import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
+import { requireObject, translatorOf, type Parked, type Translator } from './translator.ts';
+import { discard, drain } from '../upstream/body.ts';
+
+/**
+ * A 2026-07-28 client reaching a session-era upstream. The gateway holds an upstream session per
+ * (server, principal, client capabilities) and speaks the session era on it: request ids are the
+ * gateway's (many clients share one session), the `_meta` envelope is taken off, results get
+ * `resultType` and caching hints, server→client requests become `input_required` results (the
+ * call is parked until the client retries with the answers), `subscriptions/listen` rides the
+ * session's GET stream, and a client that closes its response stream cancels the call upstream.
+ */
+
+export interface StatelessCall {
+  readonly gw: GatewayContext;
+  readonly server: string;
+  readonly upstream: Upstream;
+  /** The authenticated caller (undefined when auth is off). */
+  readonly caller: Principal | undefined;
+  readonly message: Envelope;
+  readonly meta: RequestEnvelope;
+  /** Aborted when the client's response closes before it was complete. */
+  readonly signal: AbortSignal;
+}
+
+export interface Translated {
+  readonly res: UpstreamResponse;
+  /** Names the policy hid (for the audit log). */
+  readonly hidden?: readonly string[];
+}
+
+/** Server→client requests that have an `input_required` form, and the capability each needs. */
+const INPUT_KINDS: Readonly<Record<string, string>> = { 'elicitation/create': 'elicitation', 'sampling/createMessage': 'sampling', 'roots/list': 'roots' };
+const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+/** Server→client requests sent together (the SDK sends a round's requests at once) are answered as one round. */
+const COALESCE_MS = 25;
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+export async function statelessToSession(call: StatelessCall): Promise<Translated> {
+  const t = translatorOf(call.gw);
+  const params = call.message.params ?? {};
+  if (params.requestState !== undefined) return { res: await resume(t, call) };
+  if (call.message.method === 'server/discover') {
+    const session = await acquire(t, call);
+    return { res: json(call.message.id, discoverResult(session)) };
+  }
+  if (call.message.method === 'subscriptions/listen') return { res: await listen(t, call) };
+  return start(t, call);
+}
+
+function acquire(t: Translator, call: StatelessCall): Promise<PooledSession> {
+  const info = call.meta.clientInfo as Record<string, unknown> | undefined;
+  return t.pool.acquire(call.server, call.upstream, call.caller?.id ?? '', call.meta.clientCapabilities, info);
+}
+
+/** The parts of a 2026-07-28 request a session-era server understands: no envelope keys, no MRTR fields. */
+function sessionParams(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!params) return undefined;
+  const { _meta, inputResponses: _i, requestState: _r, ...rest } = params;
+  if (_meta && typeof _meta === 'object') {
+    const kept = Object.fromEntries(Object.entries(_meta as Record<string, unknown>).filter(([k]) => !ENVELOPE_KEYS.includes(k)));
+    if (Object.keys(kept).length > 0) rest._meta = kept;
+  }
+  return rest;
+}
+
+/** Sends a request on the pooled session, opening a new one once if the upstream forgot it. */
+async function send(t: Translator, call: StatelessCall, message: Message): Promise<{ session: PooledSession; res: UpstreamResponse; guard: GuardPlan | undefined }> {
+  const policy = call.caller && call.gw.auth?.policy(call.server);
+  for (let attempt = 0; ; attempt++) {
+    const session = await acquire(t, call);
+    const req = upstreamRequest(message, session.protocolVersion);
+    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages, req.body!) : undefined;
+    try {
+      const res = await session.upstream.post(session.claims, guard ? { ...req, body: guard.body, messages: guard.messages } : req);
+      return { session, res: guard ? await guardResponse(res, guard) : res, guard };
+    } catch (err) {
+      if (attempt === 0 && err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') {
+        t.pool.drop(session);
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+/** A call on the upstream session, from the request until its final answer (maybe over several client requests). */
+class UpstreamCall implements Parked {
+  readonly t: Translator;
+  readonly session: PooledSession;
+  readonly upstreamId: string;
+  readonly reader: MessageReader;
+  readonly method: string;
+  readonly name: string;
+  readonly principal: string;
+  readonly logLevel: string | undefined;
+  /** Input requests the client has not answered yet, by key. */
+  readonly pending = new Map<string, { readonly upstreamId: JsonRpcId; readonly method: string; readonly params: unknown }>();
+  clientId: JsonRpcId;
+  #done = false;
+  #parkedAs: string | undefined;
+  #expiry: NodeJS.Timeout | undefined;
+  #unbind: (() => void) | undefined;
+
+  constructor(t: Translator, session: PooledSession, upstreamId: string, res: UpstreamResponse, call: StatelessCall) {
+    this.t = t;
+    this.session = session;
+    this.upstreamId = upstreamId;
+    this.method = call.message.method!;
+    this.name = nameOf(this.method, call.message.params) ?? '';
+    this.principal = call.caller?.id ?? '';
+    this.logLevel = call.meta.logLevel;
+    this.clientId = call.message.id;
+    session.busy++;
+    session.lastUsed = Date.now();
+    const resume = (lastEventId: string) => resumeStream(session, lastEventId);
+    this.reader = new MessageReader(res, resume);
+  }
+
+  /** Reads the upstream until the final answer or a round of input requests; writes what the client should see. */
+  async drive(out: PassThrough, signal: AbortSignal): Promise<void> {
+    try {
+      for (;;) {
+        const m = await this.reader.next(this.pending.size > 0 ? COALESCE_MS : undefined);
+        if (this.#done || signal.aborted) return;
+        if (m === MessageReader.TIMEOUT) return this.#park(out);
+        if (m === undefined) {
+          emit(out, JSON.parse(errorBody(this.reader.failure ?? new GatewayError('MCPGW_ERR_STREAM_LOST'), this.clientId)) as Message);
+          return this.finish();
+        }
+        if (isResponse(m) && m.id === this.upstreamId) {
+          emit(out, this.final(m));
+          return this.finish();
+        }
+        if (isRequest(m)) await this.#serverRequest(m);
+        else if (isNotification(m)) {
+          const n = this.#notification(m);
+          if (n) emit(out, n);
+        }
+      }
+    } finally {
+      out.end();
+    }
+  }
+
+  /** While this client request is answered, its response closing early cancels the call. */
+  bind(signal: AbortSignal): void {
+    this.#unbind?.();
+    const cancel = () => {
+      if (!this.#parkedAs) this.finish('the client closed the response stream');
+    };
+    signal.addEventListener('abort', cancel, { once: true });
+    this.#unbind = () => signal.removeEventListener('abort', cancel);
+  }
+
+  /** The final answer in 2026-07-28 terms, under the client's id. */
+  final(m: Message): Message {
+    if (m.error) {
+      // 2026-07-28 renumbered "resource not found" from -32002 to -32602.
+      const error = m.error.code === -32002 && this.method === 'resources/read' ? { ...m.error, code: -32602 } : m.error;
+      return { jsonrpc: '2.0', id: this.clientId, error };
+    }
+    return { jsonrpc: '2.0', id: this.clientId, result: completeResult(this.method, m.result ?? {}, this.session) };
+  }
+
+  expire(reason: string): void {
+    this.finish(reason);
+  }
+
+  /** Ends the call; with a reason while unfinished upstream, cancels it there. */
+  finish(cancelReason?: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#unbind?.();
+    clearTimeout(this.#expiry);
+    if (this.#parkedAs) this.t.parked.delete(this.#parkedAs);
+    this.session.busy--;
+    this.session.lastUsed = Date.now();
+    this.reader.close();
+    if (cancelReason) void postUpstream(this.t, this.session, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.upstreamId, reason: cancelReason } });
+  }
+
+  /** The client answered (some of) the input requests: pass them on; the keys still missing stay pending. */
+  async answer(responses: Record<string, unknown>): Promise<void> {
+    for (const [key, p] of this.pending) {
+      const value = responses[key];
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) continue;
+      this.pending.delete(key);
+      await postUpstream(this.t, this.session, { jsonrpc: '2.0', id: p.upstreamId, result: value as Record<string, unknown> });
+    }
+  }
+
+  /** The input_required result for what is pending, with a fresh sealed requestState. */
+  inputRequired(): Message {
+    const expires = Date.now() + this.t.inputTimeoutMs;
+    const requestState = this.t.sealer.seal({ call: this.#parkedAs!, node: this.t.node, principal: this.principal, server: this.session.server, method: this.method, name: this.name, expires });
+    const inputRequests = Object.fromEntries([...this.pending].map(([key, p]) => [key, { method: p.method, params: p.params }]));
+    return { jsonrpc: '2.0', id: this.clientId, result: { resultType: 'input_required', inputRequests, requestState } };
+  }
+
+  /** Takes the call out of the parked set for a retry; the caller drives it on. */
+  unpark(): void {
+    clearTimeout(this.#expiry);
+    if (this.#parkedAs) this.t.parked.delete(this.#parkedAs);
+    this.#parkedAs = undefined;
+  }
+
+  park(): void {
+    this.#parkedAs ??= randomBytes(12).toString('base64url');
+    this.t.parked.set(this.#parkedAs, this);
+    clearTimeout(this.#expiry);
+    this.#expiry = setTimeout(() => this.finish('the client did not answer the input requests in time'), this.t.inputTimeoutMs);
+    this.#expiry.unref();
+  }
+
+  #park(out: PassThrough): void {
+    this.park();
+    emit(out, this.inputRequired());
+  }
+
+  async #serverRequest(m: Message): Promise<void> {
+    const kind = INPUT_KINDS[m.method!];
+    if (kind === undefined || !this.session.clientCapabilities[kind]) {
+      // ping has an answer; anything else cannot reach a 2026-07-28 client.
+      const reply = m.method === 'ping' ? { result: {} } : { error: { code: -32601, message: `${m.method} cannot be forwarded to this client (revision ${STATELESS_REVISION}${kind ? `, no ${kind} capability` : ''})` } };
+      await postUpstream(this.t, this.session, { jsonrpc: '2.0', id: m.id, ...reply });
+      return;
+    }
+    let key = kind;
+    for (let n = 2; this.pending.has(key); n++) key = `${kind}-${n}`;
+    this.pending.set(key, { upstreamId: m.id ?? null, method: m.method!, params: m.params ?? {} });
+  }
+
+  #notification(m: Message): Message | undefined {
+    if (m.method === 'notifications/progress') return m;
+    if (m.method === 'notifications/message') {
+      // 2026-07-28: no log messages unless this request asked for a level.
+      if (this.logLevel === undefined) return undefined;
+      const level = (m.params as { level?: string } | undefined)?.level ?? 'info';
+      return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(this.logLevel) ? m : undefined;
+    }
+    // list_changed, resources/updated, cancelled…: subscriptions/listen carries those.
+    return undefined;
+  }
+}
+
+async function start(t: Translator, call: StatelessCall): Promise<Translated> {
+  const upstreamId = t.nextId();
+  const message: Message = { jsonrpc: '2.0', id: upstreamId, method: call.message.method };
+  const params = sessionParams(call.message.params);
+  if (params) message.params = params;
+  const { session, res, guard } = await send(t, call, message);
+  const uc = new UpstreamCall(t, session, upstreamId, res, call);
+  uc.bind(call.signal);
+  return { res: await answer(uc, call.signal), hidden: guard?.hidden };
+}
+
+/**
+ * The client's answer: JSON when the first thing the upstream says is the final answer (so an
+ * error gets its HTTP status), else an SSE stream the call is driven on.
+ */
+async function answer(uc: UpstreamCall, signal: AbortSignal): Promise<UpstreamResponse> {
+  const first = await uc.reader.next();
+  if (first === undefined || first === MessageReader.TIMEOUT) {
+    uc.finish();
+    throw uc.reader.failure ?? new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'the answer carried no JSON-RPC response');
+  }
+  if (isResponse(first) && first.id === uc.upstreamId) {
+    uc.finish();
+    const final = uc.final(first);
+    return { status: (final.error && ERROR_STATUS[final.error.code]) ?? 200, headers: JSON_HEADERS, body: JSON.stringify(final) };
+  }
+  uc.reader.unshift(first);
+  const out = new PassThrough();
+  void uc.drive(out, signal);
+  return { status: 200, headers: { ...SSE_HEADERS }, body: out };
+}
+
+/** HTTP statuses 2026-07-28 gives some errors (when the answer is JSON). */
+const ERROR_STATUS: Readonly<Record<number, number>> = { [-32601]: 404, [-32020]: 400, [-32021]: 400, [-32022]: 400 };
+
+/** A retry carrying `requestState`: answer the parked call's input requests and go on with it. */
+async function resume(t: Translator, call: StatelessCall): Promise<UpstreamResponse> {
+  const params = call.message.params ?? {};
+  const state = t.sealer.open(params.requestState);
+  const name = nameOf(call.message.method!, params) ?? '';
+  if (!state || state.expires < Date.now() || state.server !== call.server || state.principal !== (call.caller?.id ?? '') || state.method !== call.message.method || state.name !== name) {
+    throw new GatewayError('MCPGW_ERR_REQUEST_STATE');
+  }
+  const uc = t.parked.get(state.call);
+  if (!(uc instanceof UpstreamCall)) throw new GatewayError('MCPGW_ERR_REQUEST_STATE', state.node === t.node ? 'the call is over' : 'the call is held by another gateway replica');
+  uc.unpark();
+  uc.clientId = call.message.id;
+  await uc.answer(params.inputResponses === undefined ? {} : requireObject(params.inputResponses, 'inputResponses'));
+  if (uc.pending.size > 0) {
+    // Not every request was answered: ask again for the rest (the spec's SHOULD, rather than an error).
+    uc.park();
+    return json(call.message.id, uc.inputRequired().result!);
+  }
+  uc.bind(call.signal);
+  return answer(uc, call.signal);
+}
+
+/** Posts one message the gateway writes (an answer, a cancellation) on the session; failures only end the call. */
+async function postUpstream(t: Translator, session: PooledSession, message: Message): Promise<void> {
+  try {
+    const res = await session.upstream.post(session.claims, upstreamRequest(message, session.protocolVersion));
+    if (res.body !== null && typeof res.body !== 'string') drain(res.body);
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') t.pool.drop(session);
+  }
+}
+
+/** A POST answer stream that ended before its answer: the upstream's own resumption, on its GET. */
+async function resumeStream(session: PooledSession, lastEventId: string) {
+  const res = await session.upstream.get(session.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/resume' }, session.protocolVersion, sessionHeaders(session.protocolVersion, 'text/event-stream')), lastEventId);
+  if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
+  if (res.body !== null && typeof res.body !== 'string') discard(res.body);
+  return undefined;
+}
+
+export function completeResult(method: string, result: Record<string, unknown>, session: { readonly serverInfo: Record<string, unknown> | undefined }): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...result };
+  out.resultType ??= 'complete';
+  if (CACHEABLE_RESULTS.has(method)) {
+    // The session era has no caching hints: immediately stale, and never shared across callers.
+    out.ttlMs ??= 0;
+    out.cacheScope ??= 'private';
+  }
+  const meta = (out._meta as Record<string, unknown> | undefined) ?? {};
+  if (session.serverInfo && meta[META_SERVER_INFO] === undefined) out._meta = { ...meta, [META_SERVER_INFO]: session.serverInfo };
+  return out;
+}
+
+function discoverResult(session: PooledSession): Record<string, unknown> {
+  const result: Record<string, unknown> = { supportedVersions: [STATELESS_REVISION], capabilities: session.capabilities };
+  if (session.instructions !== undefined) result.instructions = session.instructions;
+  return completeResult('server/discover', result, session);
+}
+
+function json(id: JsonRpcId, result: Record<string, unknown>): UpstreamResponse {
+  return { status: 200, headers: JSON_HEADERS, body: JSON.stringify({ jsonrpc: '2.0', id, result }) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// subscriptions/listen over the session's GET stream.
+
+interface Filter {
+  toolsListChanged?: boolean;
+  promptsListChanged?: boolean;
+  resourcesListChanged?: boolean;
+  resourceSubscriptions?: string[];
+}
+
+interface Listener {
+  readonly id: JsonRpcId;
+  readonly filter: Filter;
+  readonly out: PassThrough;
+}
+
+/** One upstream GET stream per pooled session, fanned out to the listen streams on it. */
+class Fanout {
+  readonly session: PooledSession;
+  readonly listeners = new Set<Listener>();
+  readonly #subscribed = new Set<string>();
+  #reader: MessageReader | undefined;
+  #opening: Promise<boolean> | undefined;
+  readonly #t: Translator;
+
+  constructor(t: Translator, session: PooledSession) {
+    this.#t = t;
+    this.session = session;
+  }
+
+  /** Opens the GET stream if needed; false when the upstream has none (405) or it failed. */
+  open(): Promise<boolean> {
+    this.#opening ??= (async () => {
+      const s = this.session;
+      const res = await s.upstream.get(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/listen' }, s.protocolVersion, sessionHeaders(s.protocolVersion, 'text/event-stream')));
+      if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
+        if (res.body !== null && typeof res.body !== 'string') drain(res.body);
+        return false;
+      }
+      this.#reader = new MessageReader(res, (at) => resumeStream(s, at));
+      void this.#pump(this.#reader);
+      return true;
+    })().catch(() => false);
+    return this.#opening;
+  }
+
+  async subscribe(uris: readonly string[]): Promise<void> {
+    for (const uri of uris) {
+      if (this.#subscribed.has(uri)) continue;
+      this.#subscribed.add(uri);
+      await postUpstream(this.#t, this.session, { jsonrpc: '2.0', id: this.#t.nextId(), method: 'resources/subscribe', params: { uri } });
+    }
+  }
+
+  remove(l: Listener): void {
+    if (!this.listeners.delete(l)) return;
+    this.session.busy--;
+    if (this.listeners.size === 0) {
+      fanouts.delete(this.session);
+      this.#reader?.close();
+    }
+  }
+
+  async #pump(reader: MessageReader): Promise<void> {
+    for (;;) {
+      const m = await reader.next();
+      if (m === undefined || m === MessageReader.TIMEOUT) break;
+      if (isRequest(m)) {
+        // Out of any call there is nothing to attach an input request to.
+        const reply = m.method === 'ping' ? { result: {} } : { error: { code: -32601, message: `${m.method} cannot be forwarded to a ${STATELESS_REVISION} client outside a call` } };
+        await postUpstream(this.#t, this.session, { jsonrpc: '2.0', id: m.id, ...reply });
+        continue;
+      }
+      if (!isNotification(m)) continue;
+      for (const l of this.listeners) if (wants(l.filter, m)) emit(l.out, tag(m, l.id));
+    }
+    // The upstream ended the stream: end each subscription gracefully (its listen request's answer).
+    fanouts.delete(this.session);
+    for (const l of [...this.listeners]) {
+      emit(l.out, { jsonrpc: '2.0', id: l.id, result: { resultType: 'complete', _meta: { [META_SUBSCRIPTION_ID]: l.id } } });
+      l.out.end();
+    }
+  }
+}
+
+const fanouts = new WeakMap<PooledSession, Fanout>();
+
+function wants(f: Filter, m: Message): boolean {
+  switch (m.method) {
+    case 'notifications/tools/list_changed':
+      return f.toolsListChanged === true;
+    case 'notifications/prompts/list_changed':
+      return f.promptsListChanged === true;
+    case 'notifications/resources/list_changed':
+      return f.resourcesListChanged === true;
+    case 'notifications/resources/updated':
+      return typeof m.params?.uri === 'string' && (f.resourceSubscriptions ?? []).includes(m.params.uri);
+    default:
+      return false;
+  }
+}
+
+function tag(m: Message, subscription: JsonRpcId): Message {
+  const params = { ...m.params, _meta: { ...(m.params?._meta as Record<string, unknown> | undefined), [META_SUBSCRIPTION_ID]: subscription } };
+  return { jsonrpc: '2.0', method: m.method, params };
+}
+
+/** What of the filter this upstream can deliver (the acknowledgment says so). */
+function honored(f: Filter, caps: Record<string, unknown>, streaming: boolean): Filter {
+  if (!streaming) return {};
+  const cap = (k: string) => (caps[k] ?? {}) as { listChanged?: boolean; subscribe?: boolean };
+  const out: Filter = {};
+  if (f.toolsListChanged && cap('tools').listChanged) out.toolsListChanged = true;
+  if (f.promptsListChanged && cap('prompts').listChanged) out.promptsListChanged = true;
+  if (f.resourcesListChanged && cap('resources').listChanged) out.resourcesListChanged = true;
+  if (Array.isArray(f.resourceSubscriptions) && f.resourceSubscriptions.length > 0 && cap('resources').subscribe) {
+    out.resourceSubscriptions = f.resourceSubscriptions.filter((u): u is string => typeof u === 'string');
+  }
+  return out;
+}
+
+async function listen(t: Translator, call: StatelessCall): Promise<UpstreamResponse> {
+  const session = await acquire(t, call);
+  const requested = (call.message.params?.notifications ?? {}) as Filter;
+  let fanout = fanouts.get(session);
+  if (!fanout) {
+    fanout = new Fanout(t, session);
+    fanouts.set(session, fanout);
+  }
+  const streaming = await fanout.open();
+  const filter = honored(requested, session.capabilities, streaming);
+  if (filter.resourceSubscriptions) await fanout.subscribe(filter.resourceSubscriptions);
+  const out = new PassThrough();
+  const listener: Listener = { id: call.message.id, filter, out };
+  session.busy++;
+  fanout.listeners.add(listener);
+  const f = fanout;
+  const stop = () => f.remove(listener);
+  call.signal.addEventListener('abort', stop, { once: true });
+  out.once('close', stop);
+  out.once('finish', stop);
+  // The acknowledgment comes first, before anything the upstream sends on the subscription.
+  emit(out, { jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { _meta: { [META_SUBSCRIPTION_ID]: call.message.id }, notifications: filter } });
+  return { status: 200, headers: { ...SSE_HEADERS }, body: out };
+}
+

@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { GatewayError } from '../errors.ts';
+import { envelope } from '../protocol/jsonrpc.ts';
+import { STATELESS_REVISION } from '../protocol/revisions.ts';
+import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
+import type { GatewayContext } from '../http/context.ts';
+import type { ClientRequest, Upstream } from '../upstream/types.ts';
+import type { Message } from './messages.ts';
+import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION } from './session-pool.ts';
+import { StateSealer } from './state.ts';
+
+export type Era = 'session' | 'stateless';
+
+interface Verdict {
+  readonly era: Era;
+  readonly until: number;
+  /** A 2026-07-28 upstream that also answers initialize (dual-era): session clients are forwarded to it. */
+  readonly acceptsSessions: boolean;
+}
+
+/** A call held until the client answers its input requests; knows how to give up. */
+export interface Parked {
+  expire(reason: string): void;
+}
+
+/**
+ * What translation between protocol eras keeps per gateway replica: the upstream sessions held
+ * for 2026-07-28 clients, the calls parked until a client answers an input request, the sealing
+ * key of `requestState`, and each server's era.
+ */
+export class Translator {
+  readonly node = randomBytes(6).toString('base64url');
+  readonly pool: SessionPool;
+  readonly sealer: StateSealer;
+  /** Parked calls by id; each owns its expiry timer and its cleanup. */
+  readonly parked = new Map<string, Parked>();
+  readonly inputTimeoutMs: number;
+  readonly #gw: GatewayContext;
+  readonly #verdicts = new Map<string, Verdict>();
+  readonly #probes = new Map<string, Promise<Verdict>>();
+  #seq = 0;
+
+  constructor(gw: GatewayContext) {
+    this.#gw = gw;
+    const t = gw.config.translation;
+    this.pool = new SessionPool({ maxSessions: t.maxSessions, idleMs: t.sessionIdleMs });
+    // Without a shared secret, state sealed here opens only here, like the calls it names.
+    this.sealer = new StateSealer(gw.config.session.secret ?? randomBytes(32));
+    this.inputTimeoutMs = t.inputTimeoutMs;
+  }
+
+  /** A JSON-RPC id no other request on a shared upstream session has. */
+  nextId(): string {
+    return `mcpgw-${this.node}-${++this.#seq}`;
+  }
+
+  /** The protocol era `server` speaks: configured, or asked (server/discover) and remembered a while. */
+  async era(server: string, upstream: Upstream): Promise<Era> {
+    return (await this.#verdict(server, upstream)).era;
+  }
+
+  /** For session-era clients: translate to a 2026-07-28-only upstream instead of forwarding initialize. */
+  async translatesSessions(server: string, upstream: Upstream): Promise<boolean> {
+    // An upstream that cannot be asked now is forwarded initialize as before; it answers for itself.
+    const v = await this.#verdict(server, upstream).catch(() => undefined);
+    return v?.era === 'stateless' && !v.acceptsSessions;
+  }
+
+  async close(): Promise<void> {
+    for (const p of [...this.parked.values()]) p.expire('the gateway is shutting down');
+    await this.pool.close();
+  }
+
+  async #verdict(server: string, upstream: Upstream): Promise<Verdict> {
+    const configured = this.#gw.config.servers[server]?.era ?? 'auto';
+    if (configured !== 'auto' || !upstream.exchange) return { era: configured === 'auto' ? 'session' : configured, until: Infinity, acceptsSessions: configured !== 'stateless' };
+    const known = this.#verdicts.get(server);
+    if (known && known.until > Date.now()) return known;
+    let probe = this.#probes.get(server);
+    if (!probe) {
+      probe = this.#probe(upstream).then(({ era, acceptsSessions }) => {
+        const v: Verdict = { era, until: Date.now() + this.#gw.config.translation.eraProbeTtlMs, acceptsSessions };
+        this.#verdicts.set(server, v);
+        return v;
+      });
+      this.#probes.set(server, probe);
+      void probe.finally(() => this.#probes.delete(server)).catch(() => {});
+    }
+    return probe;
+  }
+
+  /**
+   * server/discover answered with 2026-07-28 among its versions means the stateless era; anything
+   * else, the session era. A stateless upstream is then asked whether it also answers initialize.
+   */
+  async #probe(upstream: Upstream): Promise<{ era: Era; acceptsSessions: boolean }> {
+    const discovered = await firstResponse(await upstream.exchange!(discoverRequest({}, GATEWAY_INFO)));
+    const versions = discovered?.result?.supportedVersions;
+    if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
+    const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
+    const res = await upstream.exchange!({ headers: sessionHeaders(), body: Buffer.from(JSON.stringify(init)), messages: [envelope(init)], protocolVersion: UPSTREAM_REVISION });
+    const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
+    return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
+  }
+}
+
+/** A server/discover request of the gateway's own, as a 2026-07-28 client sends it. */
+export function discoverRequest(capabilities: Record<string, unknown>, clientInfo: Record<string, unknown>, id: string = 'mcpgw-discover'): ClientRequest {
+  const params = { _meta: { [META_PROTOCOL_VERSION]: STATELESS_REVISION, [META_CLIENT_CAPABILITIES]: capabilities, [META_CLIENT_INFO]: clientInfo } };
+  const message: Message = { jsonrpc: '2.0', id, method: 'server/discover', params };
+  return {
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) },
+    body: Buffer.from(JSON.stringify(message)),
+    messages: [envelope(message)],
+    protocolVersion: STATELESS_REVISION,
+  };
+}
+
+function release(res: { body: unknown }): void {
+  const body = res.body as { resume?: () => void } | null;
+  if (body && typeof body === 'object' && typeof body.resume === 'function') body.resume();
+}
+
+const translators = new WeakMap<GatewayContext, Translator>();
+
+/** The translator of a running gateway, made on first use. */
+export function translatorOf(gw: GatewayContext): Translator {
+  let t = translators.get(gw);
+  if (!t) {
+    t = new Translator(gw);
+    translators.set(gw, t);
+  }
+  return t;
+}
+
+/** Ends what a gateway's translator holds (upstream sessions, parked calls); a no-op when it never made one. */
+export async function closeTranslator(gw: GatewayContext): Promise<void> {
+  await translators.get(gw)?.close();
+  translators.delete(gw);
+}
+
+export function requireObject(v: unknown, what: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `${what} must be an object`);
+  return v as Record<string, unknown>;
+}
