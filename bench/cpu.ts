@@ -56,3 +56,10 @@ export function processIoSyscalls(pid: number): number {
   const w = /^syscw:\s+(\d+)$/m.exec(io);
   return Number(r?.[1] ?? 0) + Number(w?.[1] ?? 0);
 }
+
+/** Cores the whole machine keeps busy over the next `ms` milliseconds. */
+export async function machineBusyCores(ms: number): Promise<number> {
+  const a = machineCpuMicros().busy;
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return (machineCpuMicros().busy - a) / (ms * 1000);
+}

@@ -1,4 +1,4 @@
-import type { LoopResult } from './loop.ts';
+import type { Slice } from './loop.ts';
 
 /** One (scenario, workload) measurement, as printed and as written to results.json. */
 export interface Row {
@@ -17,42 +17,101 @@ export interface Row {
   readonly cpuMicrosPerReq: Readonly<Record<string, number>>;
   /** Read/write-family system calls per request, by role (a proxy's floor is about 4: two reads, two writes). */
   readonly ioSyscallsPerReq: Readonly<Record<string, number>>;
+  /** Resident memory at the end of the row's last slice, MiB, by role (a hop that grows with every call shows here). */
+  readonly rssMiB: Readonly<Record<string, number>>;
   /** Cores busy on the whole machine during the timed phase; `otherCores` is work not ours (noise). */
-  readonly machine: LoopResult['machine'];
+  readonly machine: { readonly busyCores: number; readonly otherCores: number; readonly stealCores: number };
+  /** Timed slices this row is the sum of. */
+  readonly slices: number;
   /** Against the scenario's baseline (same upstream, direct), same workload. */
   readonly vsBaseline: { readonly baseline: string; readonly throughputRatio: number; readonly p50DeltaMs: number; readonly p99DeltaMs: number } | undefined;
   readonly firstError?: string;
 }
 
-export function toRow(scenario: string, workload: string, r: LoopResult): Row {
-  const lat = r.latenciesMs;
-  let sum = 0;
-  for (const v of lat) sum += v;
-  const cpuMicrosPerReq: Record<string, number> = {};
-  for (const [role, micros] of Object.entries(r.cpuMicros)) cpuMicrosPerReq[role] = r.ops ? micros / r.ops : 0;
-  const ioSyscallsPerReq: Record<string, number> = {};
-  for (const [role, n] of Object.entries(r.ioSyscalls)) ioSyscallsPerReq[role] = r.ops ? Math.round((n / r.ops) * 100) / 100 : 0;
-  const reqPerSec = r.seconds > 0 ? r.ops / r.seconds : 0;
-  const p50Ms = percentile(lat, 0.5);
-  const p99Ms = percentile(lat, 0.99);
-  return {
-    scenario,
-    workload,
-    requests: r.ops,
-    errors: r.errors,
-    seconds: r.seconds,
-    reqPerSec,
-    p50Ms,
-    p90Ms: percentile(lat, 0.9),
-    p99Ms,
-    meanMs: lat.length ? sum / lat.length : 0,
-    maxMs: lat.length ? lat[lat.length - 1]! : 0,
-    cpuMicrosPerReq,
-    ioSyscallsPerReq,
-    machine: r.machine,
-    vsBaseline: undefined,
-    ...(r.firstError ? { firstError: r.firstError } : {}),
-  };
+/** The slices of one (scenario, workload) row, added up. */
+export class Tally {
+  readonly scenario: string;
+  readonly workload: string;
+  #slices = 0;
+  #ops = 0;
+  #errors = 0;
+  #wallMs = 0;
+  #latencies: Float64Array[] = [];
+  readonly #cpu: Record<string, number> = {};
+  readonly #syscalls: Record<string, number> = {};
+  #rss: Readonly<Record<string, number>> = {};
+  #busy = 0;
+  #other = 0;
+  #steal = 0;
+  #firstError: string | undefined;
+
+  constructor(scenario: string, workload: string) {
+    this.scenario = scenario;
+    this.workload = workload;
+  }
+
+  get ops(): number {
+    return this.#ops;
+  }
+
+  add(slice: Slice): void {
+    this.#slices++;
+    this.#ops += slice.ops;
+    this.#errors += slice.errors;
+    this.#wallMs += slice.wallMs;
+    this.#latencies.push(slice.latenciesMs.slice());
+    let ours = 0;
+    for (const [role, micros] of Object.entries(slice.cpuMicros)) {
+      this.#cpu[role] = (this.#cpu[role] ?? 0) + micros;
+      ours += micros;
+    }
+    for (const [role, n] of Object.entries(slice.ioSyscalls)) this.#syscalls[role] = (this.#syscalls[role] ?? 0) + n;
+    this.#rss = slice.rssBytes;
+    this.#busy += slice.machineBusyMicros;
+    this.#other += Math.max(0, slice.machineBusyMicros - ours);
+    this.#steal += slice.machineStealMicros;
+    this.#firstError ??= slice.firstError;
+  }
+
+  row(): Row {
+    const lat = new Float64Array(this.#ops);
+    let at = 0;
+    for (const l of this.#latencies) {
+      lat.set(l, at);
+      at += l.length;
+    }
+    lat.sort();
+    let sum = 0;
+    for (const v of lat) sum += v;
+    const ops = this.#ops;
+    const seconds = this.#wallMs / 1000;
+    const wallMicros = this.#wallMs * 1000 || 1;
+    const perReq = (n: number, digits: number) => (ops ? Math.round((n / ops) * 10 ** digits) / 10 ** digits : 0);
+    const cpuMicrosPerReq: Record<string, number> = {};
+    for (const [role, micros] of Object.entries(this.#cpu)) cpuMicrosPerReq[role] = perReq(micros, 1);
+    const ioSyscallsPerReq: Record<string, number> = {};
+    for (const [role, n] of Object.entries(this.#syscalls)) ioSyscallsPerReq[role] = perReq(n, 2);
+    return {
+      scenario: this.scenario,
+      workload: this.workload,
+      requests: ops,
+      errors: this.#errors,
+      seconds,
+      reqPerSec: seconds > 0 ? ops / seconds : 0,
+      p50Ms: percentile(lat, 0.5),
+      p90Ms: percentile(lat, 0.9),
+      p99Ms: percentile(lat, 0.99),
+      meanMs: lat.length ? sum / lat.length : 0,
+      maxMs: lat.length ? lat[lat.length - 1]! : 0,
+      cpuMicrosPerReq,
+      ioSyscallsPerReq,
+      rssMiB: Object.fromEntries(Object.entries(this.#rss).map(([role, b]) => [role, Math.round(b / 2 ** 20)])),
+      machine: { busyCores: this.#busy / wallMicros, otherCores: this.#other / wallMicros, stealCores: this.#steal / wallMicros },
+      slices: this.#slices,
+      vsBaseline: undefined,
+      ...(this.#firstError ? { firstError: this.#firstError } : {}),
+    };
+  }
 }
 
 /** Each row compared with its baseline row (same workload); `baselineOf` maps a scenario to its baseline. */
@@ -71,24 +130,6 @@ export const NOISY_CORES = 0.25;
 
 export function noisy(row: Row): boolean {
   return row.machine.otherCores > NOISY_CORES;
-}
-
-/**
- * With several rounds, each (scenario, workload) is represented by its median-throughput round
- * (the lower median for an even count) among the rounds that other work on the machine left
- * undisturbed, or among all if none was: a whole measured row, not a blend of rounds.
- */
-export function medianRows(rounds: readonly (readonly Row[])[]): Row[] {
-  const out: Row[] = [];
-  for (const first of rounds[0] ?? []) {
-    const runs = rounds
-      .map((rows) => rows.find((r) => r.scenario === first.scenario && r.workload === first.workload))
-      .filter((r): r is Row => r !== undefined);
-    const quiet = runs.filter((r) => !noisy(r));
-    const pool = (quiet.length ? quiet : runs).sort((a, b) => a.reqPerSec - b.reqPerSec);
-    out.push(pool[Math.floor((pool.length - 1) / 2)]!);
-  }
-  return out;
 }
 
 /** Nearest-rank percentile of an ascending array. */
@@ -114,12 +155,13 @@ export function rowCells(row: Row): string[] {
     cpu('hop'),
     cpu('upstream'),
     cpu('client'),
+    row.rssMiB.hop === undefined ? DASH : String(row.rssMiB.hop),
     (noisy(row) ? '! ' : '') + fixed(row.machine.otherCores, 2),
     String(row.errors),
   ];
 }
 
-export const ROW_HEADER = ['scenario', 'workload', 'req/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'hop CPU µs/req', 'upstream CPU µs/req', 'client CPU µs/req', 'other load (cores)', 'errors'];
+export const ROW_HEADER = ['scenario', 'workload', 'req/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'hop CPU µs/req', 'upstream CPU µs/req', 'client CPU µs/req', 'hop RSS MiB', 'other load (cores)', 'errors'];
 const NUMERIC_FROM = 2;
 
 /** A Markdown table, padded so it also reads in a terminal. */

@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: starts each scenario's processes, drives each workload against it, prints one
- * table of scenarios × workloads plus the targets, and writes bench/results.json.
- * Everything runs on this machine at once: load generator, upstream and hop share its CPUs.
+ * `npm run bench`: starts every scenario's processes, drives each workload against all of them in
+ * interleaved slices, prints one table of scenarios × workloads plus the targets, and writes
+ * bench/results.json. Everything runs on this machine: load generator, upstreams and hops share
+ * its CPUs, and interleaving spreads whatever else the machine is doing evenly over the rows.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
@@ -12,31 +13,36 @@ import { parseArgs } from 'node:util';
 import { cpuResolutionMicros } from './cpu.ts';
 import type { Progress } from './loop.ts';
 import { stopAll } from './processes.ts';
-import { markdownTable, medianRows, noisy, NOISY_CORES, ROW_HEADER, rowCells, toRow, withBaselines, type Row } from './report.ts';
-import { SCENARIOS, startScenario, type Scenario } from './scenarios.ts';
+import { markdownTable, noisy, NOISY_CORES, ROW_HEADER, rowCells, Tally, withBaselines } from './report.ts';
+import { SCENARIOS, startScenario, type RunningScenario, type Scenario } from './scenarios.ts';
 import { judge, TARGETS } from './targets.ts';
 import { workloadTable, type Workload } from './workloads.ts';
 
+/** Unrecorded run-in before each timed slice: refills queues and connections after the pause. */
+const SLICE_WARMUP_MS = 250;
+
 const USAGE = `Usage: npm run bench -- [options]     (each option also reads an environment variable)
 
-  --seconds N          timed phase per row, seconds            BENCH_SECONDS    (5)
-  --warmup N           warm-up per row, seconds                BENCH_WARMUP     (3)
-  --rounds N           repeat everything N times; each row     BENCH_ROUNDS     (1)
-                       shown is its median-throughput round (undisturbed rounds preferred)
+  --seconds N          timed seconds per row                   BENCH_SECONDS     (5)
+  --slice N            seconds per timed slice                 BENCH_SLICE       (1)
+  --warmup N           warm-up per row before its slices       BENCH_WARMUP      (3)
   --concurrency LIST   sessions for the tools/call workloads   BENCH_CONCURRENCY (16,1)
-  --scenarios LIST     scenario ids (baselines are added)      BENCH_SCENARIOS  (all)
-  --workloads LIST     workload ids                            BENCH_WORKLOADS  (all)
-  --out FILE           results file                            BENCH_OUT        (bench/results.json)
-  --hop-node-args=FLAGS  node flags for the hop process      BENCH_HOP_NODE_ARGS
-                       (gateway or floor), e.g. --hop-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+  --scenarios LIST     scenario ids (baselines are added)      BENCH_SCENARIOS   (all)
+  --workloads LIST     workload ids                            BENCH_WORKLOADS   (all)
+  --out FILE           results file                            BENCH_OUT         (bench/results.json)
+  --hop-node-args=FLAGS  node flags for the hop processes      BENCH_HOP_NODE_ARGS
+                       (gateway and floor), e.g. --hop-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --check              exit 1 when a judged target fails
+
+Each row's timed seconds are split into slices, and the slices of all scenarios take turns
+(rotating order), so a burst of other work on the machine lands on every row alike.
 
 Scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}
 `;
 
 interface Options {
   seconds: number;
-  rounds: number;
+  slice: number;
   warmup: number;
   concurrency: number[];
   scenarios: Scenario[];
@@ -51,7 +57,7 @@ function parseOptions(): Options | undefined {
     options: {
       seconds: { type: 'string' },
       warmup: { type: 'string' },
-      rounds: { type: 'string' },
+      slice: { type: 'string' },
       concurrency: { type: 'string' },
       scenarios: { type: 'string' },
       workloads: { type: 'string' },
@@ -94,7 +100,7 @@ function parseOptions(): Options | undefined {
   return {
     seconds: num('--seconds', values.seconds ?? env.BENCH_SECONDS, 5),
     warmup: num('--warmup', values.warmup ?? env.BENCH_WARMUP, 3),
-    rounds: Math.max(1, Math.round(num('--rounds', values.rounds ?? env.BENCH_ROUNDS, 1))),
+    slice: num('--slice', values.slice ?? env.BENCH_SLICE, 1),
     concurrency,
     scenarios,
     workloads,
@@ -127,16 +133,15 @@ function machine() {
   };
 }
 
-/** A one-line status on stderr: rewritten in place on a terminal, one line per phase otherwise. */
+/** A one-line status on stderr: rewritten in place on a terminal, a line every few seconds otherwise. */
 class ProgressLine {
   readonly progress: Progress = { phase: 'setup', phaseStartedAt: 0, phaseMs: 0, ops: 0, errors: 0 };
   label = '';
   #timer: NodeJS.Timeout | undefined;
-  #lastPhase = '';
   readonly #tty = process.stderr.isTTY === true;
 
   start(): void {
-    this.#timer = setInterval(() => this.#render(), this.#tty ? 250 : 1_000);
+    this.#timer = setInterval(() => this.#render(), this.#tty ? 250 : 5_000);
     this.#timer.unref();
   }
 
@@ -151,11 +156,8 @@ class ProgressLine {
 
   #render(): void {
     const p = this.progress;
-    const key = `${this.label} ${p.phase}`;
-    if (!this.#tty && key === this.#lastPhase) return;
-    this.#lastPhase = key;
     const elapsed = (performance.now() - p.phaseStartedAt) / 1000;
-    const clock = p.phaseMs ? ` ${Math.min(elapsed, p.phaseMs / 1000).toFixed(1)}/${(p.phaseMs / 1000).toFixed(0)} s` : '';
+    const clock = p.phaseMs ? ` ${Math.min(elapsed, p.phaseMs / 1000).toFixed(1)}/${+(p.phaseMs / 1000).toFixed(2)} s` : '';
     const counts = p.phase === 'warm-up' || p.phase === 'measure' ? ` · ${p.ops.toLocaleString('en-US')} req · ${p.errors} errors` : '';
     const text = `${this.label} · ${p.phase}${clock}${counts}`;
     process.stderr.write(this.#tty ? `\r\x1b[K${text}` : `${text}\n`);
@@ -180,51 +182,69 @@ async function main(): Promise<number> {
   if (host.cpus < 4) {
     out.write(`note: only ${host.cpus} CPUs: the load generator, the upstream and the hop compete for them, so a hop's CPU cost shows up directly as lost throughput.\n`);
   }
-  const roundsNote = opts.rounds > 1 ? `; ${opts.rounds} rounds, each row is its median-throughput round` : '';
-  out.write(`rows: ${opts.warmup} s warm-up + ${opts.seconds} s timed each${roundsNote}; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
+  const slices = Math.max(1, Math.round(opts.seconds / opts.slice));
+  const sliceMs = (opts.seconds * 1000) / slices;
+  out.write(`rows: ${opts.warmup} s warm-up, then ${opts.seconds} s timed in ${slices} slices taking turns with the other scenarios; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
 
   const line = new ProgressLine();
   line.start();
-  const plan = opts.scenarios.flatMap((s) => opts.workloads.filter((w) => w.appliesTo?.(s) ?? true).map((w) => ({ s, w })));
-  const total = plan.length * opts.rounds;
-  const rounds: Row[][] = [];
-  let n = 0;
-  for (let round = 1; round <= opts.rounds; round++) {
-    const roundRows: Row[] = [];
-    rounds.push(roundRows);
-    const tag = opts.rounds > 1 ? `round ${round}/${opts.rounds} ` : '';
+  const running = new Map<string, RunningScenario>();
+  const tallies: Tally[] = [];
+  try {
     for (const scenario of opts.scenarios) {
-      const mine = plan.filter((p) => p.s === scenario);
-      if (mine.length === 0) continue;
-      line.label = `[${tag}${n + 1}/${total}] ${scenario.id}`;
-      line.progress.phase = 'setup';
+      line.label = `starting ${scenario.id}`;
+      line.progress.phase = 'starting';
       line.progress.phaseMs = 0;
-      const running = await startScenario(scenario, { hopNodeArgs: opts.hopNodeArgs });
+      running.set(scenario.id, await startScenario(scenario, { hopNodeArgs: opts.hopNodeArgs }));
+    }
+    for (const [wi, workload] of opts.workloads.entries()) {
+      const here = opts.scenarios.filter((s) => workload.appliesTo?.(s) ?? true);
+      const tag = `[${workload.id} ${wi + 1}/${opts.workloads.length}]`;
+      const drivers = [];
+      for (const s of here) {
+        line.label = `${tag} ${s.id}`;
+        line.progress.phase = 'setup';
+        drivers.push({ s, run: running.get(s.id)!, driver: await workload.open(running.get(s.id)!.url), tally: new Tally(s.id, workload.id) });
+      }
       try {
-        for (const { w } of mine) {
-          n++;
-          line.label = `[${tag}${n}/${total}] ${scenario.id} × ${w.id}`;
-          const result = await w.run(running.url, { warmupMs: opts.warmup * 1000, measureMs: opts.seconds * 1000, pids: running.pids, progress: line.progress });
-          const row = toRow(scenario.id, w.id, result);
-          roundRows.push(row);
-          line.log(
-            `${line.label}: ${Math.round(row.reqPerSec)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
-              `other load ${row.machine.otherCores.toFixed(2)} cores, ${row.errors} errors${row.firstError ? ` (first: ${row.firstError})` : ''}`,
-          );
+        for (const d of drivers) {
+          line.label = `${tag} ${d.s.id}`;
+          await d.driver.slice(opts.warmup * 1000, 0, d.run.pids, line.progress);
+        }
+        for (let k = 0; k < slices; k++) {
+          for (let j = 0; j < drivers.length; j++) {
+            const d = drivers[(j + k) % drivers.length]!;
+            line.label = `${tag} slice ${k + 1}/${slices} ${d.s.id}`;
+            d.tally.add(await d.driver.slice(SLICE_WARMUP_MS, sliceMs, d.run.pids, line.progress));
+          }
         }
       } finally {
-        await running.stop();
+        line.label = `${tag} closing sessions`;
+        line.progress.phase = 'teardown';
+        for (const d of drivers) await d.driver.close();
+      }
+      for (const d of drivers) {
+        const row = d.tally.row();
+        tallies.push(d.tally);
+        line.log(
+          `${tag} ${d.s.id}: ${Math.round(row.reqPerSec)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
+            `other load ${row.machine.otherCores.toFixed(2)} cores, ${row.errors} errors${row.firstError ? ` (first: ${row.firstError})` : ''}`,
+        );
       }
     }
+  } finally {
+    line.stop();
+    for (const r of running.values()) await r.stop();
   }
-  line.stop();
   const baselineOf = (id: string) => SCENARIOS.find((s) => s.id === id)?.baseline ?? id;
-  const rows = withBaselines(medianRows(rounds), baselineOf);
+  // Rows in scenario order, each scenario's workloads together.
+  const ordered = opts.scenarios.flatMap((s) => tallies.filter((t) => t.scenario === s.id).map((t) => t.row()));
+  const rows = withBaselines(ordered, baselineOf);
 
   const table = markdownTable(ROW_HEADER, rows.map(rowCells));
   out.write(table + '\n');
   if (rows.some(noisy)) {
-    out.write(`! other processes kept more than ${NOISY_CORES} cores busy during that row's timed phase: its numbers are disturbed; rerun on a quiet machine or with --rounds\n`);
+    out.write(`! other work on the machine averaged more than ${NOISY_CORES} cores during that row's slices: every row shared it (slices interleave), but absolute numbers are low\n`);
   }
   out.write('\n');
   const verdicts = judge(rows);
@@ -242,7 +262,8 @@ async function main(): Promise<number> {
     config: {
       warmupSeconds: opts.warmup,
       seconds: opts.seconds,
-      rounds: opts.rounds,
+      slice: opts.slice,
+      slices,
       concurrency: opts.concurrency,
       scenarios: opts.scenarios.map(({ id, title, upstream, hop, baseline }) => ({ id, title, upstream, hop, baseline })),
       workloads: opts.workloads.map(({ id, title }) => ({ id, title })),
@@ -252,7 +273,6 @@ async function main(): Promise<number> {
     rows,
     verdicts,
     table,
-    ...(opts.rounds > 1 ? { rounds: rounds.map((r) => withBaselines(r, baselineOf)) } : {}),
   };
   writeFileSync(opts.out + '.tmp', JSON.stringify(results, null, 2) + '\n');
   renameSync(opts.out + '.tmp', opts.out);

@@ -1,14 +1,6 @@
-import { runLoop, type LoopResult, type Progress } from './loop.ts';
+import { ClosedLoop, type Progress, type Slice } from './loop.ts';
 import { McpHttpClient, type McpSession } from './mcp-client.ts';
 import type { Scenario } from './scenarios.ts';
-
-export interface WorkloadContext {
-  readonly warmupMs: number;
-  readonly measureMs: number;
-  /** Processes to charge CPU time to, by role. */
-  readonly pids: Readonly<Record<string, number>>;
-  readonly progress: Progress;
-}
 
 /**
  * One thing the load generator does against a scenario's endpoint. A row of the report is a
@@ -19,7 +11,14 @@ export interface Workload {
   readonly id: string;
   readonly title: string;
   appliesTo?(scenario: Scenario): boolean;
-  run(url: string, ctx: WorkloadContext): Promise<LoopResult>;
+  /** Prepares the workload against `url` (opens its sessions); the driver then runs timed slices. */
+  open(url: string): Promise<WorkloadDriver>;
+}
+
+export interface WorkloadDriver {
+  /** `warmupMs` unrecorded, then `measureMs` recorded (0: warm only), charging CPU to `pids`. */
+  slice(warmupMs: number, measureMs: number, pids: Readonly<Record<string, number>>, progress: Progress): Promise<Slice>;
+  close(): Promise<void>;
 }
 
 const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
@@ -33,27 +32,30 @@ function requestLoop(spec: { id: string; title: string; method: string; params: 
     id: `${spec.id}-c${concurrency}`,
     title: `${spec.title}, ${concurrency} concurrent session${concurrency === 1 ? '' : 's'}`,
     ...(spec.appliesTo ? { appliesTo: spec.appliesTo } : {}),
-    async run(url, ctx) {
+    async open(url) {
       const client = new McpHttpClient(url, concurrency);
+      let loop: ClosedLoop<McpSession>;
       try {
-        return await runLoop<McpSession>(
-          {
-            concurrency,
-            warmupMs: ctx.warmupMs,
-            measureMs: ctx.measureMs,
-            setup: () => client.open(),
-            op: async (session) => {
-              const res = await session.request(spec.method, spec.params);
-              return res.status === 200 && res.body.includes('"result"') && res.body.includes(spec.expect);
-            },
-            teardown: (session) => session.end(),
+        loop = await ClosedLoop.open<McpSession>({
+          concurrency,
+          setup: () => client.open(),
+          op: async (session) => {
+            const res = await session.request(spec.method, spec.params);
+            return res.status === 200 && res.body.includes('"result"') && res.body.includes(spec.expect);
           },
-          ctx.pids,
-          ctx.progress,
-        );
-      } finally {
+          teardown: (session) => session.end(),
+        });
+      } catch (err) {
         await client.close();
+        throw err;
       }
+      return {
+        slice: (warmupMs, measureMs, pids, progress) => loop.slice(warmupMs, measureMs, pids, progress),
+        close: async () => {
+          await loop.close();
+          await client.close();
+        },
+      };
     },
   };
 }
