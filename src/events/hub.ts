@@ -53,6 +53,10 @@ const FOLLOW_BLOCK_MS = 1_000;
 const REPLAY_PAGE = 500;
 /** Events waiting for the log past which the upstream is paused. */
 const PENDING_HIGH_WATER = 512;
+/** Reconnections to the upstream in a row that bring no message before a stream is given up. */
+const MAX_EMPTY_REOPENS = 3;
+/** The most an upstream's `retry:` may make the gateway wait before reconnecting for a client. */
+const MAX_UPSTREAM_RETRY_MS = 5_000;
 
 /**
  * Every SSE stream the gateway sends goes through here: each upstream event is numbered,
@@ -292,6 +296,10 @@ class Producer {
   #body: Readable | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
   #primed = new Set<ClientWriter>();
+  /** POST streams: ids (JSON) of the requests not answered yet; undefined for GET streams. */
+  readonly #unanswered: Set<string> | undefined;
+  #retryMs = 0;
+  #reopens = 0;
 
   constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean) {
     this.hub = hub;
@@ -302,6 +310,7 @@ class Producer {
     this.#lastUpstreamId = lastUpstreamId;
     this.#reopen = reopen;
     this.#infoPending = infoPending;
+    this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
   }
 
   get subscribed(): boolean {
@@ -351,25 +360,60 @@ class Producer {
           return;
         }
         const data = event.data.replace(/\n/g, '');
+        this.#reopens = 0;
+        if (this.#unanswered) this.#noteAnswer(data);
         this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+      },
+      onRetry: (ms) => {
+        this.#retryMs = Math.min(ms, MAX_UPSTREAM_RETRY_MS);
       },
     });
     // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
     const decoder = new StringDecoder('utf8');
     body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
     body.once('end', () => {
-      if (this.#body === body) this.finish();
+      if (this.#body === body) this.#upstreamEnded();
     });
-    body.once('error', () => {
+    body.on('error', () => {
       if (this.#body === body && !this.#ended) void this.continueUpstream();
     });
   }
 
-  /** The upstream stream broke or its producer died: resume the upstream, or end with an error. */
+  /**
+   * The upstream closed its stream cleanly. A POST stream whose requests are all answered is
+   * done. Otherwise the upstream asks to be polled (2025-11-25 lets a server close a stream and
+   * have the client reconnect with Last-Event-ID): the gateway reconnects for the client, after
+   * the upstream's `retry:`, so the client's own stream simply goes on.
+   */
+  #upstreamEnded(): void {
+    if (this.info.kind === 'post' && this.#unanswered?.size === 0) return this.finish();
+    this.#body = undefined;
+    const timer = setTimeout(() => void this.continueUpstream(), this.#retryMs);
+    timer.unref();
+  }
+
+  /** Marks a request answered when `data` is its response (parsed only when it can be one). */
+  #noteAnswer(data: string): void {
+    if (!data.includes('"result"') && !data.includes('"error"')) return;
+    try {
+      const m = JSON.parse(data) as { id?: unknown; method?: unknown };
+      if (m.method === undefined && m.id !== undefined) this.#unanswered!.delete(JSON.stringify(m.id));
+    } catch {
+      // Not JSON: not an answer.
+    }
+  }
+
+  /** The upstream stream broke, ended early, or its producer died: resume the upstream, or end (with an error for what is unanswered). */
   async continueUpstream(): Promise<void> {
-    const canResume = this.info.kind === 'get' || this.#lastUpstreamId !== '';
+    if (this.#ended) return;
+    // Each reopen that brings no new message counts; a few in a row mean the upstream cannot go on.
+    const canResume = (this.info.kind === 'get' || this.#lastUpstreamId !== '') && ++this.#reopens <= MAX_EMPTY_REOPENS;
     const body = canResume ? await this.#reopen(this.#lastUpstreamId, this.info.kind).catch(() => undefined) : undefined;
+    if (this.#ended) {
+      if (body) discard(body);
+      return;
+    }
     if (body) return this.feed(body);
     this.#fail();
   }
@@ -400,9 +444,9 @@ class Producer {
   }
 
   #fail(): void {
-    if (this.info.kind === 'post' && this.info.requests) {
+    if (this.#unanswered) {
       const err = new GatewayError('MCPGW_ERR_STREAM_LOST');
-      for (const id of JSON.parse(this.info.requests) as (string | number)[]) {
+      for (const id of [...this.#unanswered].map((k) => JSON.parse(k) as string | number)) {
         this.#enqueue({ seq: ++this.#seq, data: errorBody(err, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
       }
     }
