@@ -107,6 +107,7 @@ export class Gateway implements GatewayContext {
       keepAliveMs: config.events.keepAliveMs,
       maxBuffer: config.events.maxBuffer,
       detachedGraceMs: config.events.detachedGraceMs,
+      endedTtlMs: config.events.endedTtlMs,
     });
     const caching = Object.values(config.servers).some((server) => server.cache);
     this.resilience = new Resilience({

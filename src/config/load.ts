@@ -124,7 +124,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     listen: Omit<GatewayConfig['listen'], 'tls'> & { tls?: Parameters<typeof resolveListenTls>[0] };
     metrics: GatewayConfig['metrics'];
     redis?: Omit<RedisConfig, 'url'> & { url?: string };
-    events: { ttl: Duration; maxLength: number; keepAlive: Duration; retry: Duration; maxBuffer: number; detachedGrace: Duration; replicaAcks: number; replicaAckTimeout: Duration };
+    events: { ttl: Duration; maxLength: number; keepAlive: Duration; retry: Duration; maxBuffer: number; detachedGrace: Duration; endedTtl: Duration; replicaAcks: number; replicaAckTimeout: Duration };
     session: { secret?: string; secretFile?: string; maxLifetime: Duration };
     auth: RawAuth;
     audit: AuditConfig;
@@ -172,6 +172,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
       retryMs: toMs(r.events.retry, 'events.retry'),
       maxBuffer: r.events.maxBuffer,
       detachedGraceMs: toMs(r.events.detachedGrace, 'events.detachedGrace'),
+      endedTtlMs: toMs(r.events.endedTtl, 'events.endedTtl'),
       replicaAcks: r.events.replicaAcks,
       replicaAckTimeoutMs: toMs(r.events.replicaAckTimeout, 'events.replicaAckTimeout'),
     },

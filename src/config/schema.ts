@@ -161,6 +161,7 @@ export const CONFIG_SCHEMA = {
         retry: duration('1s'),
         maxBuffer: { type: 'integer', minimum: 1024, default: 1024 * 1024 },
         detachedGrace: duration('30s'),
+        endedTtl: duration('1m'),
         replicaAcks: { type: 'integer', minimum: 0, default: 0 },
         replicaAckTimeout: duration('500ms'),
       },

@@ -25,6 +25,7 @@ export interface GatewayConfig {
     readonly retryMs: number;
     readonly maxBuffer: number;
     readonly detachedGraceMs: number;
+    readonly endedTtlMs: number;
     readonly replicaAcks: number;
     readonly replicaAckTimeoutMs: number;
   };

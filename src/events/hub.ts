@@ -9,7 +9,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import { SSE_HEADERS } from '../upstream/types.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
-import { discard } from '../upstream/body.ts';
+import { discard, drain } from '../upstream/body.ts';
 
 export interface HubOptions {
   /** This gateway process; producers are named by it. */
@@ -18,6 +18,8 @@ export interface HubOptions {
   readonly keepAliveMs: number;
   readonly maxBuffer: number;
   readonly detachedGraceMs: number;
+  /** Retention of a POST stream whose end reached a connected client (it will hardly resume). */
+  readonly endedTtlMs: number;
 }
 
 export type ResumeOutcome = 'hit' | 'miss' | 'evicted' | 'upstream';
@@ -57,6 +59,8 @@ const PENDING_HIGH_WATER = 512;
 const MAX_EMPTY_REOPENS = 3;
 /** The most an upstream's `retry:` may make the gateway wait before reconnecting for a client. */
 const MAX_UPSTREAM_RETRY_MS = 5_000;
+/** How long a new stream waits for its first upstream event before its priming event goes out alone. */
+const PRIMING_WAIT_MS = 5;
 
 /**
  * Every SSE stream the gateway sends goes through here: each upstream event is numbered,
@@ -76,6 +80,9 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
   observer: StreamObserver | undefined;
+  /** Stream ids: this process's random prefix and a counter (unique per session, no crypto per stream). */
+  readonly #streamPrefix = randomBytes(6).toString('base64url');
+  #streamCount = 0;
 
   constructor(log: EventLog, opts: HubOptions) {
     super();
@@ -111,7 +118,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * Returns the stream's key (as the observer sees it).
    */
   relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen }): string {
-    const streamId = randomBytes(9).toString('base64url');
+    const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
     const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
@@ -300,6 +307,7 @@ class Producer {
   readonly #unanswered: Set<string> | undefined;
   #retryMs = 0;
   #reopens = 0;
+  #startTimer: NodeJS.Timeout | undefined;
 
   constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean) {
     this.hub = hub;
@@ -324,7 +332,11 @@ class Producer {
 
   /** The first entry: it carries the stream's info and is what a priming event's id points at. */
   start(): void {
-    this.#enqueue({ seq: 0, data: '', upstreamId: '', hidden: true, end: false });
+    // Not flushed alone: the first upstream event usually follows within a millisecond, and
+    // start + event (+ answer + end) then cost one append and one write. A slow upstream
+    // still gets its client a priming event after PRIMING_WAIT_MS.
+    this.#pending.push({ seq: 0, data: '', upstreamId: '', hidden: true, end: false });
+    this.#startTimer = setTimeout(() => this.#scheduleFlush(), PRIMING_WAIT_MS);
   }
 
   subscribe(writer: ClientWriter, priming: boolean): void {
@@ -352,6 +364,7 @@ class Producer {
     this.#body = body;
     const parser = createParser({
       onEvent: (event) => {
+        if (this.#body !== body) return;
         const upstreamId = event.id ?? '';
         if (upstreamId) this.#lastUpstreamId = upstreamId;
         // An event without data is the upstream's priming or a keep-alive: position only.
@@ -361,9 +374,16 @@ class Producer {
         }
         const data = event.data.replace(/\n/g, '');
         this.#reopens = 0;
-        if (this.#unanswered) this.#noteAnswer(data);
+        const answered = this.#unanswered !== undefined && this.#noteAnswer(data) && this.#unanswered.size === 0;
         this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+        if (answered) {
+          // Every request is answered: the stream ends now, in the same batch as the answer
+          // (one append, one write), without waiting for the upstream to close its side.
+          this.#body = undefined;
+          drain(body);
+          this.finish();
+        }
       },
       onRetry: (ms) => {
         this.#retryMs = Math.min(ms, MAX_UPSTREAM_RETRY_MS);
@@ -393,14 +413,14 @@ class Producer {
     timer.unref();
   }
 
-  /** Marks a request answered when `data` is its response (parsed only when it can be one). */
-  #noteAnswer(data: string): void {
-    if (!data.includes('"result"') && !data.includes('"error"')) return;
+  /** Marks a request answered when `data` is its response (parsed only when it can be one); true if it was. */
+  #noteAnswer(data: string): boolean {
+    if (!data.includes('"result"') && !data.includes('"error"')) return false;
     try {
       const m = JSON.parse(data) as { id?: unknown; method?: unknown };
-      if (m.method === undefined && m.id !== undefined) this.#unanswered!.delete(JSON.stringify(m.id));
+      return m.method === undefined && m.id !== undefined && this.#unanswered!.delete(JSON.stringify(m.id));
     } catch {
-      // Not JSON: not an answer.
+      return false; // not JSON: not an answer
     }
   }
 
@@ -474,6 +494,11 @@ class Producer {
   #enqueue(e: LoggedEvent): void {
     this.#pending.push(e);
     if (this.#pending.length > PENDING_HIGH_WATER) this.#body?.pause();
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    clearTimeout(this.#startTimer);
     if (!this.#flushing) {
       this.#flushing = true;
       queueMicrotask(() => void this.#flush());
@@ -487,7 +512,9 @@ class Producer {
       if (!this.#degraded) {
         const started = performance.now();
         try {
-          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined);
+          // A POST stream whose end goes to a connected client is kept only briefly.
+          const ended = this.info.kind === 'post' && this.#subscribers.size > 0 && batch.at(-1)!.end;
+          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined, ended ? this.hub.opts.endedTtlMs : undefined);
           this.#infoPending = false;
           this.hub.emit('append', { seconds: (performance.now() - started) / 1000, events: batch.length });
         } catch (err) {
@@ -508,12 +535,15 @@ class Producer {
 
   #deliver(batch: LoggedEvent[]): void {
     for (const w of this.#subscribers) {
+      // One batch, one write to the socket.
+      w.cork();
       if (this.#primed.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
       for (const e of batch) {
         if (!this.#degraded) w.write(e);
         else if (e.data) w.writeUnlogged(e.data);
         else if (e.end) w.end();
       }
+      w.uncork();
     }
   }
 }

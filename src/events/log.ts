@@ -34,8 +34,11 @@ export interface Follower {
 }
 
 export interface EventLog {
-  /** Appends in order (one round-trip per call); `info` is written with the first batch. Throws if the store is down. */
-  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void>;
+  /**
+   * Appends in order (one round-trip per call); `info` is written with the first batch; `ttlMs`
+   * overrides the retention from now on (a finished stream needs less). Throws if the store is down.
+   */
+  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs?: number): Promise<void>;
   /**
    * legacy: appends after whatever the stream holds, numbering the events itself, atomically, so
    * several replicas may append to one stream (the 2024-11-05 transport's session stream).

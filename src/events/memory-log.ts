@@ -22,7 +22,7 @@ export class MemoryEventLog implements EventLog {
     this.#sweeper.unref();
   }
 
-  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void> {
+  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
     let entry = this.#streams.get(key);
     if (!entry) {
       entry = { info, events: [], expiresAt: 0, waiters: new Set() };
@@ -32,7 +32,7 @@ export class MemoryEventLog implements EventLog {
     }
     entry.events.push(...events);
     if (entry.events.length > this.#maxLength) entry.events.splice(0, entry.events.length - this.#maxLength);
-    entry.expiresAt = Date.now() + this.#ttlMs;
+    entry.expiresAt = Date.now() + ttlMs;
     for (const wake of entry.waiters) wake();
     entry.waiters.clear();
   }

@@ -52,7 +52,7 @@ export class RedisEventLog implements EventLog {
     this.#replicaAckTimeoutMs = opts.replicaAckTimeoutMs;
   }
 
-  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo): Promise<void> {
+  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
     const stream = this.#stream(key);
     const meta = this.#meta(key);
     const p = this.#redis.pipeline();
@@ -64,8 +64,8 @@ export class RedisEventLog implements EventLog {
       if (e.end) fields.push('e', '1');
       p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...fields);
     }
-    p.pexpire(stream, this.#ttlMs);
-    p.pexpire(meta, this.#ttlMs);
+    p.pexpire(stream, ttlMs);
+    p.pexpire(meta, ttlMs);
     const results = await p.exec();
     for (const [err] of results ?? []) if (err) throw err;
     if (this.#replicaAcks > 0) {

@@ -88,6 +88,7 @@ export class Metrics {
   readonly #toolLabelLimit: number;
   readonly #toolKeys = new Set<string>();
   readonly #durationByMethod = new Map<string, Child<Histogram<'method'>>>();
+  readonly #requestsByLabels = new Map<string, Child<Counter<'method' | 'status'>>>();
   readonly #cacheHitsByMethod = new Map<string, Child<Counter<'method'>>>();
   readonly #cacheMissesByMethod = new Map<string, Child<Counter<'method'>>>();
   #upstreams: ReadonlyMap<string, Upstream> = new Map();
@@ -156,7 +157,14 @@ export class Metrics {
 
   /** One finished client request (the hot path: label children are cached per method). */
   observe(method: string, status: number, seconds: number): void {
-    this.requests.inc({ method, status: String(status) });
+    // Labelled children are cached: prom-client would hash a label object on every call.
+    const key = `${method} ${status}`;
+    let counter = this.#requestsByLabels.get(key);
+    if (!counter) {
+      counter = this.requests.labels(method, String(status));
+      this.#requestsByLabels.set(key, counter);
+    }
+    counter.inc();
     let child = this.#durationByMethod.get(method);
     if (!child) {
       child = this.duration.labels(method);
