@@ -534,16 +534,15 @@ class Producer {
   }
 
   #deliver(batch: LoggedEvent[]): void {
+    // The writes of one batch leave in one syscall: Node corks a response's socket for the
+    // rest of the tick on its first write (corking by hand here would undo that).
     for (const w of this.#subscribers) {
-      // One batch, one write to the socket.
-      w.cork();
       if (this.#primed.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
       for (const e of batch) {
         if (!this.#degraded) w.write(e);
         else if (e.data) w.writeUnlogged(e.data);
         else if (e.end) w.end();
       }
-      w.uncork();
     }
   }
 }

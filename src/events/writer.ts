@@ -81,18 +81,7 @@ export class ClientWriter {
     if (!this.closed && now - this.lastWriteAt >= idleMs) this.#send(': keep-alive\n\n');
   }
 
-  /** Gathers the writes of one batch into one socket write (uncork). */
-  cork(): void {
-    if (!this.closed) this.res.cork();
-  }
-
-  uncork(): void {
-    while (this.res.writableCorked > 0) this.res.uncork();
-  }
-
   end(): void {
-    // Corked writes go first: ending a corked response would lose them.
-    this.uncork();
     if (!this.closed && !this.res.writableEnded) this.res.end();
   }
 
