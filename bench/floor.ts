@@ -9,12 +9,12 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Pool, type Dispatcher } from 'undici';
 
-const { values } = parseArgs({ options: { upstream: { type: 'string' }, port: { type: 'string', default: '0' } } });
+const { values } = parseArgs({ options: { upstream: { type: 'string' }, port: { type: 'string', default: '0' }, connections: { type: 'string', default: '64' } } });
 if (!values.upstream) throw new Error('--upstream URL is required');
 
 const target = new URL(values.upstream);
 const path = target.pathname + target.search;
-const pool = new Pool(target.origin, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout: 5_000, bodyTimeout: 0 });
+const pool = new Pool(target.origin, { connections: Number(values.connections), pipelining: 1, keepAliveTimeout: 30_000, connectTimeout: 5_000, bodyTimeout: 0 });
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
 const server = createServer((req, res) => {
@@ -32,6 +32,9 @@ function forward(req: IncomingMessage, res: ServerResponse, body: Buffer | undef
       const out: OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
       res.writeHead(up.statusCode, out);
+      // A standalone GET stream may say nothing for a long time: its headers go now. (Not for
+      // POST answers, whose body follows at once: a separate header write would cost a syscall.)
+      if (method === 'GET') res.flushHeaders();
       // pipe, not stream.pipeline: pipeline builds an AbortController and aborts it on every
       // finish, and the DOMException that makes cost 10% of this process's CPU.
       up.body.once('error', () => res.destroy());
@@ -47,7 +50,7 @@ function forward(req: IncomingMessage, res: ServerResponse, body: Buffer | undef
   );
 }
 
-server.listen(Number(values.port), '127.0.0.1', () => {
+server.listen({ port: Number(values.port), host: '127.0.0.1', backlog: 4096 }, () => {
   process.stdout.write(JSON.stringify({ listening: (server.address() as AddressInfo).port }) + '\n');
 });
 const stop = () => {

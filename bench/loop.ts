@@ -19,9 +19,18 @@ export interface LoopSpec<S> {
   readonly concurrency: number;
   /** Per virtual user, untimed (e.g. open a session). */
   setup(vu: number): Promise<S>;
-  /** One timed operation. Resolves true when the answer was right; false or a rejection is an error. */
-  op(state: S): Promise<boolean>;
+  /**
+   * One timed operation. Resolves true when the answer was right; false or a rejection is an
+   * error. An op that times only part of itself (a resume: the GET, not the request it resumes)
+   * resolves `{ ok, ms }` with the latency to record.
+   */
+  op(state: S): Promise<boolean | TimedOp>;
   teardown?(state: S): Promise<void>;
+}
+
+export interface TimedOp {
+  readonly ok: boolean;
+  readonly ms: number;
 }
 
 /** What one timed phase measured. Slices of the same row add up (see `Tally`). */
@@ -74,8 +83,11 @@ export class ClosedLoop<S> {
       while (clock.phase !== 'done') {
         const t0 = performance.now();
         let ok: boolean;
+        let ms: number | undefined;
         try {
-          ok = await op(state);
+          const r = await op(state);
+          if (typeof r === 'boolean') ok = r;
+          else ({ ok, ms } = r);
         } catch (err) {
           ok = false;
           firstError ??= (err as Error)?.message ?? String(err);
@@ -89,7 +101,7 @@ export class ClosedLoop<S> {
             grown.set(latencies);
             latencies = grown;
           }
-          latencies[ops++] = t1 - t0;
+          latencies[ops++] = ms ?? t1 - t0;
           if (!ok) errors++;
         }
         progress.ops++;

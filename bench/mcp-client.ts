@@ -57,11 +57,13 @@ export class McpSession {
   }
 
   /**
-   * A request whose params are already JSON (`paramsJson`), so the hot loop builds one string.
-   * Resolves with the whole response body (an SSE stream or a JSON document, as the server chose).
+   * A request whose params are already JSON (`paramsJson`, or built from the request id), so the
+   * hot loop builds one string. Resolves with the whole response body (an SSE stream or a JSON
+   * document, as the server chose).
    */
-  async request(method: string, paramsJson: string): Promise<{ status: number; body: string }> {
-    const body = `{"jsonrpc":"2.0","id":${this.#nextId++},"method":"${method}","params":${paramsJson}}`;
+  async request(method: string, paramsJson: string | ((id: number) => string)): Promise<{ status: number; body: string }> {
+    const id = this.#nextId++;
+    const body = `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${typeof paramsJson === 'string' ? paramsJson : paramsJson(id)}}`;
     const res = await this.#pool.request({ path: this.#path, method: 'POST', headers: this.#headers, body });
     return { status: res.statusCode, body: await res.body.text() };
   }
@@ -72,12 +74,18 @@ export class McpSession {
     if (res.statusCode !== 202) throw new Error(`${method} answered HTTP ${res.statusCode}`);
   }
 
-  /** DELETE: ends the session on the server (errors ignored; this is cleanup). */
-  async end(): Promise<void> {
+  /** DELETE: ends the session on the server; resolves with the HTTP status. */
+  async delete(): Promise<number> {
     const { 'content-type': _, ...headers } = this.#headers;
+    const res = await this.#pool.request({ path: this.#path, method: 'DELETE', headers });
+    await res.body.dump();
+    return res.statusCode;
+  }
+
+  /** DELETE as cleanup: errors ignored. */
+  async end(): Promise<void> {
     try {
-      const res = await this.#pool.request({ path: this.#path, method: 'DELETE', headers });
-      await res.body.dump();
+      await this.delete();
     } catch {
       // The server may already be gone.
     }

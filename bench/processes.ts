@@ -1,4 +1,5 @@
-import type { SpawnOptions } from 'node:child_process';
+import { execFileSync, type SpawnOptions } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { spawnChild, waitForLine, type Child } from '../test/helpers/process.ts';
 
 /**
@@ -45,4 +46,29 @@ export function waitForJson<T>(child: Child, pick: (v: Record<string, unknown>) 
     },
     timeoutMs,
   );
+}
+
+/** The open-files limit (soft) of a process, from /proc/<pid>/limits. */
+export function fdLimit(pid: number): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+  return !m || m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+}
+
+/** File descriptors a process has open now. */
+export function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * Raises a running process's open-files limit to `want` (soft and hard) with prlimit(1), which
+ * needs CAP_SYS_RESOURCE to go past the hard limit; returns the limit it has afterwards.
+ */
+export function raiseFdLimit(pid: number, want: number): number {
+  if (fdLimit(pid) >= want) return fdLimit(pid);
+  try {
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${want}:${want}`], { stdio: 'ignore' });
+  } catch {
+    // Not allowed (or no prlimit): the caller works within the limit there is.
+  }
+  return fdLimit(pid);
 }

@@ -1,6 +1,10 @@
 import type { Slice } from './loop.ts';
 
-/** One (scenario, workload) measurement, as printed and as written to results.json. */
+/**
+ * One (scenario, workload) measurement, as printed and as written to results.json. An "op" is one
+ * request for the call/read workloads, one streamed call for sse, one session cycle for churn, one
+ * resumption for resume (the fields keep their request-era names: `requests`, `reqPerSec`, `…PerReq`).
+ */
 export interface Row {
   readonly scenario: string;
   readonly workload: string;
@@ -25,7 +29,66 @@ export interface Row {
   readonly slices: number;
   /** Against the scenario's baseline (same upstream, direct), same workload. */
   readonly vsBaseline: { readonly baseline: string; readonly throughputRatio: number; readonly p50DeltaMs: number; readonly p99DeltaMs: number } | undefined;
+  /** SSE workloads: the cost per event, against the plain call row of the same scenario (`withSseCosts`). */
+  readonly sse?: SseStats;
+  /** The idle-streams workload (bench/idle.ts). */
+  readonly idle?: IdleStats;
   readonly firstError?: string;
+}
+
+export interface SseStats {
+  /** Progress notifications per call; each call's answer is one event more. */
+  readonly progressPerCall: number;
+  readonly eventsPerSec: number;
+  /** The plain `tools/call` row this one is read against, and its CPU per call by role. */
+  readonly plainWorkload: string;
+  readonly plainCpuMicrosPerCall: Readonly<Record<string, number>>;
+  /** (CPU per streamed call − CPU per plain call) ÷ progress events, µs, by role. */
+  readonly cpuMicrosPerEvent: Readonly<Record<string, number>>;
+  /** gateway + Redis rows: hop CPU per event minus that of the same gateway with the memory log. */
+  readonly redisExtraHopMicrosPerEvent?: number;
+}
+
+export interface IdleStats {
+  /** Streams asked for, and opened (fewer when the open-files limits left no room: `limitedBy`). */
+  readonly requested: number;
+  readonly streams: number;
+  readonly failed: number;
+  readonly limitedBy?: string;
+  /** Seconds to open all the streams (after the sessions). */
+  readonly openSeconds: number;
+  /** Resident memory, MiB, by role: fresh process, with the sessions open, with their streams open too. */
+  readonly rssMiB: Readonly<Record<string, { readonly fresh: number; readonly sessions: number; readonly streams: number }>>;
+  /** RSS growth per open stream (sessions already open), bytes, by role. */
+  readonly bytesPerStream: Readonly<Record<string, number>>;
+  /** The hop's whole RSS with 10,000 streams, MB (10^6 bytes); when fewer opened, plus `bytesPerStream` for each missing one. */
+  readonly hopMBAt10k?: number;
+  readonly extrapolated: boolean;
+  /** CPU the hop used while the streams sat idle, in cores. */
+  readonly hopIdleCores?: number;
+}
+
+/** A row with nothing measured yet, for workloads that are not closed loops. */
+export function emptyRow(scenario: string, workload: string): Row {
+  return {
+    scenario,
+    workload,
+    requests: 0,
+    errors: 0,
+    seconds: 0,
+    reqPerSec: 0,
+    p50Ms: 0,
+    p90Ms: 0,
+    p99Ms: 0,
+    meanMs: 0,
+    maxMs: 0,
+    cpuMicrosPerReq: {},
+    ioSyscallsPerReq: {},
+    rssMiB: {},
+    machine: { busyCores: 0, otherCores: 0, stealCores: 0 },
+    slices: 0,
+    vsBaseline: undefined,
+  };
 }
 
 /** The slices of one (scenario, workload) row, added up. */
@@ -117,11 +180,46 @@ export class Tally {
 /** Each row compared with its baseline row (same workload); `baselineOf` maps a scenario to its baseline. */
 export function withBaselines(rows: readonly Row[], baselineOf: (scenario: string) => string): Row[] {
   return rows.map((row) => {
+    if (row.idle) return row;
     const id = baselineOf(row.scenario);
     const b = rows.find((r) => r.scenario === id && r.workload === row.workload);
     if (!b) return row;
     const throughputRatio = b.reqPerSec ? row.reqPerSec / b.reqPerSec : 0;
     return { ...row, vsBaseline: { baseline: id, throughputRatio, p50DeltaMs: row.p50Ms - b.p50Ms, p99DeltaMs: row.p99Ms - b.p99Ms } };
+  });
+}
+
+/**
+ * SSE rows get their cost per event: the streamed call's CPU minus the plain call's (same
+ * scenario, `plain[workload]`), over its progress events. `memoryTwin` names, for a gateway +
+ * Redis scenario, the same gateway with the memory log.
+ */
+export function withSseCosts(rows: readonly Row[], perCall: Readonly<Record<string, { progress: number; plain: string }>>, memoryTwin: (scenario: string) => string | undefined): Row[] {
+  const costed = rows.map((row): Row => {
+    const spec = perCall[row.workload];
+    const plain = spec && rows.find((r) => r.scenario === row.scenario && r.workload === spec.plain);
+    if (!spec || !plain || !row.requests) return row;
+    const cpuMicrosPerEvent: Record<string, number> = {};
+    for (const [role, micros] of Object.entries(row.cpuMicrosPerReq)) {
+      const base = plain.cpuMicrosPerReq[role];
+      if (base !== undefined) cpuMicrosPerEvent[role] = Math.round(((micros - base) / spec.progress) * 10) / 10;
+    }
+    const sse: SseStats = {
+      progressPerCall: spec.progress,
+      eventsPerSec: row.reqPerSec * (spec.progress + 1),
+      plainWorkload: spec.plain,
+      plainCpuMicrosPerCall: plain.cpuMicrosPerReq,
+      cpuMicrosPerEvent,
+    };
+    return { ...row, sse };
+  });
+  return costed.map((row) => {
+    const twinId = row.sse && memoryTwin(row.scenario);
+    const twin = twinId && costed.find((r) => r.scenario === twinId && r.workload === row.workload);
+    const mine = row.sse?.cpuMicrosPerEvent.hop;
+    const theirs = twin ? twin.sse?.cpuMicrosPerEvent.hop : undefined;
+    if (!row.sse || mine === undefined || theirs === undefined) return row;
+    return { ...row, sse: { ...row.sse, redisExtraHopMicrosPerEvent: Math.round((mine - theirs) * 10) / 10 } };
   });
 }
 
@@ -161,7 +259,47 @@ export function rowCells(row: Row): string[] {
   ];
 }
 
-export const ROW_HEADER = ['scenario', 'workload', 'req/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'hop CPU µs/req', 'upstream CPU µs/req', 'client CPU µs/req', 'hop RSS MiB', 'other load (cores)', 'errors'];
+export const ROW_HEADER = ['scenario', 'workload', 'ops/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'hop CPU µs/op', 'upstream CPU µs/op', 'client CPU µs/op', 'hop RSS MiB', 'other load (cores)', 'errors'];
+
+export const SSE_HEADER = ['scenario', 'workload', 'calls/s', 'events/s', 'hop CPU µs/call', 'plain call µs', 'hop CPU µs/event', 'Redis log extra µs/event', 'redis-server µs/event', 'upstream µs/event', 'errors'];
+
+export function sseCells(row: Row): string[] {
+  const s = row.sse!;
+  const plain = (role: string) => (s.plainCpuMicrosPerCall[role] === undefined ? DASH : fixed(s.plainCpuMicrosPerCall[role]!, 0));
+  const perEvent = (role: string) => (s.cpuMicrosPerEvent[role] === undefined ? DASH : fixed(s.cpuMicrosPerEvent[role]!, 1));
+  return [
+    row.scenario,
+    row.workload,
+    fixed(row.reqPerSec, 0),
+    fixed(s.eventsPerSec, 0),
+    row.cpuMicrosPerReq.hop === undefined ? DASH : fixed(row.cpuMicrosPerReq.hop, 0),
+    plain('hop'),
+    perEvent('hop'),
+    s.redisExtraHopMicrosPerEvent === undefined ? DASH : signed(s.redisExtraHopMicrosPerEvent, 1),
+    perEvent('redis'),
+    perEvent('upstream'),
+    String(row.errors),
+  ];
+}
+
+export const IDLE_HEADER = ['scenario', 'streams', 'open s', 'hop RSS MiB (fresh → sessions → streams)', 'hop KiB/stream', 'hop MB at 10k', 'upstream KiB/stream', 'hop idle CPU (cores)', 'failed'];
+
+export function idleCells(row: Row): string[] {
+  const s = row.idle!;
+  const hop = s.rssMiB.hop;
+  const kib = (role: string) => (s.bytesPerStream[role] === undefined ? DASH : fixed(s.bytesPerStream[role]! / 1024, 1));
+  return [
+    row.scenario,
+    s.streams.toLocaleString('en-US') + (s.limitedBy ? ' *' : ''),
+    fixed(s.openSeconds, 1),
+    hop ? `${fixed(hop.fresh, 0)} → ${fixed(hop.sessions, 0)} → ${fixed(hop.streams, 0)}` : DASH,
+    kib('hop'),
+    s.hopMBAt10k === undefined ? DASH : fixed(s.hopMBAt10k, 0) + (s.extrapolated ? ' (extrapolated)' : ''),
+    kib('upstream'),
+    s.hopIdleCores === undefined ? DASH : fixed(s.hopIdleCores, 3),
+    String(s.failed),
+  ];
+}
 const NUMERIC_FROM = 2;
 
 /** A Markdown table, padded so it also reads in a terminal. */

@@ -13,22 +13,27 @@ import { parseArgs } from 'node:util';
 import { cpuResolutionMicros } from './cpu.ts';
 import type { Progress } from './loop.ts';
 import { stopAll } from './processes.ts';
-import { markdownTable, noisy, NOISY_CORES, ROW_HEADER, rowCells, Tally, withBaselines } from './report.ts';
+import { idleCells, IDLE_HEADER, markdownTable, noisy, NOISY_CORES, ROW_HEADER, rowCells, sseCells, SSE_HEADER, Tally, withBaselines, withSseCosts, type Row } from './report.ts';
+import { idleStreams } from './idle.ts';
 import { SCENARIOS, startScenario, type RunningScenario, type Scenario } from './scenarios.ts';
 import { judge, TARGETS } from './targets.ts';
-import { workloadTable, type Workload } from './workloads.ts';
+import { workloadTable, type OnceWorkload, type SlicedWorkload, type Workload } from './workloads.ts';
 
 /** Unrecorded run-in before each timed slice: refills queues and connections after the pause. */
 const SLICE_WARMUP_MS = 250;
 
-const USAGE = `Usage: npm run bench -- [options]     (each option also reads an environment variable)
+const usage = (workloads: readonly Workload[]) => `Usage: npm run bench -- [options]     (each option also reads an environment variable)
 
-  --seconds N          timed seconds per row                   BENCH_SECONDS     (5)
+  --seconds N          timed seconds per row (and idle hold)   BENCH_SECONDS     (3)
   --slice N            seconds per timed slice                 BENCH_SLICE       (1)
-  --warmup N           warm-up per row before its slices       BENCH_WARMUP      (3)
-  --concurrency LIST   sessions for the tools/call workloads   BENCH_CONCURRENCY (16,1)
+  --warmup N           warm-up per row before its slices       BENCH_WARMUP      (2)
+  --concurrency LIST   sessions for the call/read workloads;   BENCH_CONCURRENCY (16,1)
+                       sse and churn use the first
+  --sse-events N       progress events per SSE call            BENCH_SSE_EVENTS  (20)
+  --idle-streams N     idle SSE streams per scenario           BENCH_IDLE_STREAMS (10000)
   --scenarios LIST     scenario ids (baselines are added)      BENCH_SCENARIOS   (all)
-  --workloads LIST     workload ids                            BENCH_WORKLOADS   (all)
+  --workloads LIST     workload ids (those they are read       BENCH_WORKLOADS   (the default set)
+                       against are added)
   --out FILE           results file                            BENCH_OUT         (bench/results.json)
   --hop-node-args=FLAGS  node flags for the hop processes      BENCH_HOP_NODE_ARGS
                        (gateway and floor), e.g. --hop-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
@@ -38,6 +43,7 @@ Each row's timed seconds are split into slices, and the slices of all scenarios 
 (rotating order), so a burst of other work on the machine lands on every row alike.
 
 Scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}
+Workloads: ${workloads.map((w) => w.id + (w.byDefault ? '' : ' (not by default)')).join(', ')}
 `;
 
 interface Options {
@@ -45,6 +51,8 @@ interface Options {
   slice: number;
   warmup: number;
   concurrency: number[];
+  sseEvents: number;
+  idleStreams: number;
   scenarios: Scenario[];
   workloads: Workload[];
   out: string;
@@ -59,6 +67,8 @@ function parseOptions(): Options | undefined {
       warmup: { type: 'string' },
       slice: { type: 'string' },
       concurrency: { type: 'string' },
+      'sse-events': { type: 'string' },
+      'idle-streams': { type: 'string' },
       scenarios: { type: 'string' },
       workloads: { type: 'string' },
       out: { type: 'string' },
@@ -67,10 +77,6 @@ function parseOptions(): Options | undefined {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return undefined;
-  }
   const env = process.env;
   const num = (name: string, v: string | undefined, dflt: number) => {
     const n = v === undefined || v === '' ? dflt : Number(v);
@@ -92,16 +98,29 @@ function parseOptions(): Options | undefined {
   for (const s of SCENARIOS) if (ids.has(s.id)) ids.add(s.baseline);
   const scenarios = SCENARIOS.filter((s) => ids.has(s.id));
 
-  const allWorkloads = workloadTable({ concurrency });
+  const sseEvents = num('--sse-events', values['sse-events'] ?? env.BENCH_SSE_EVENTS, 20);
+  const idleCount = num('--idle-streams', values['idle-streams'] ?? env.BENCH_IDLE_STREAMS, 10_000);
+  if (!Number.isInteger(sseEvents) || sseEvents < 1) throw new Error(`--sse-events must be a positive integer, got "${sseEvents}"`);
+  if (!Number.isInteger(idleCount) || idleCount < 1) throw new Error(`--idle-streams must be a positive integer, got "${idleCount}"`);
+  const allWorkloads = workloadTable({ concurrency, sseSteps: sseEvents, idle: idleStreams(idleCount) });
+  if (values.help) {
+    process.stdout.write(usage(allWorkloads));
+    return undefined;
+  }
   const wantWorkloads = list(values.workloads ?? env.BENCH_WORKLOADS);
   for (const id of wantWorkloads ?? []) if (!allWorkloads.some((w) => w.id === id)) throw new Error(`unknown workload "${id}" (have: ${allWorkloads.map((w) => w.id).join(', ')})`);
-  const workloads = wantWorkloads ? allWorkloads.filter((w) => wantWorkloads.includes(w.id)) : allWorkloads;
+  // A row read against another workload's row (SSE against plain calls) brings that workload along.
+  const wanted = new Set(wantWorkloads ?? allWorkloads.filter((w) => w.byDefault).map((w) => w.id));
+  for (const w of allWorkloads) if (wanted.has(w.id)) for (const n of w.needs ?? []) wanted.add(n);
+  const workloads = allWorkloads.filter((w) => wanted.has(w.id));
 
   return {
-    seconds: num('--seconds', values.seconds ?? env.BENCH_SECONDS, 5),
-    warmup: num('--warmup', values.warmup ?? env.BENCH_WARMUP, 3),
+    seconds: num('--seconds', values.seconds ?? env.BENCH_SECONDS, 3),
+    warmup: num('--warmup', values.warmup ?? env.BENCH_WARMUP, 2),
     slice: num('--slice', values.slice ?? env.BENCH_SLICE, 1),
     concurrency,
+    sseEvents,
+    idleStreams: idleCount,
     scenarios,
     workloads,
     out: values.out ?? env.BENCH_OUT ?? fileURLToPath(new URL('results.json', import.meta.url)),
@@ -158,7 +177,7 @@ class ProgressLine {
     const p = this.progress;
     const elapsed = (performance.now() - p.phaseStartedAt) / 1000;
     const clock = p.phaseMs ? ` ${Math.min(elapsed, p.phaseMs / 1000).toFixed(1)}/${+(p.phaseMs / 1000).toFixed(2)} s` : '';
-    const counts = p.phase === 'warm-up' || p.phase === 'measure' ? ` · ${p.ops.toLocaleString('en-US')} req · ${p.errors} errors` : '';
+    const counts = p.phase === 'warm-up' || p.phase === 'measure' ? ` · ${p.ops.toLocaleString('en-US')} ops · ${p.errors} errors` : '';
     const text = `${this.label} · ${p.phase}${clock}${counts}`;
     process.stderr.write(this.#tty ? `\r\x1b[K${text}` : `${text}\n`);
   }
@@ -186,27 +205,32 @@ async function main(): Promise<number> {
   const sliceMs = (opts.seconds * 1000) / slices;
   out.write(`rows: ${opts.warmup} s warm-up, then ${opts.seconds} s timed in ${slices} slices taking turns with the other scenarios; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
 
+  const applies = (w: Workload, s: Scenario) => (!s.kinds || s.kinds.includes(w.kind)) && (w.appliesTo?.(s) ?? true);
+  const sliced = opts.workloads.filter((w): w is SlicedWorkload => w.mode === 'sliced');
+  const once = opts.workloads.filter((w): w is OnceWorkload => w.mode === 'once');
   const line = new ProgressLine();
   line.start();
   const running = new Map<string, RunningScenario>();
-  const tallies: Tally[] = [];
+  const measured: Row[] = [];
+  let step = 0;
   try {
-    for (const scenario of opts.scenarios) {
+    // Only scenarios a sliced workload runs against are started up front; `once` workloads start their own.
+    for (const scenario of opts.scenarios.filter((s) => sliced.some((w) => applies(w, s)))) {
       line.label = `starting ${scenario.id}`;
       line.progress.phase = 'starting';
       line.progress.phaseMs = 0;
       running.set(scenario.id, await startScenario(scenario, { hopNodeArgs: opts.hopNodeArgs }));
     }
-    for (const [wi, workload] of opts.workloads.entries()) {
-      const here = opts.scenarios.filter((s) => workload.appliesTo?.(s) ?? true);
-      const tag = `[${workload.id} ${wi + 1}/${opts.workloads.length}]`;
+    for (const workload of sliced) {
+      const here = opts.scenarios.filter((s) => applies(workload, s));
+      const tag = `[${workload.id} ${++step}/${opts.workloads.length}]`;
       const drivers = [];
-      for (const s of here) {
-        line.label = `${tag} ${s.id}`;
-        line.progress.phase = 'setup';
-        drivers.push({ s, run: running.get(s.id)!, driver: await workload.open(running.get(s.id)!.url), tally: new Tally(s.id, workload.id) });
-      }
       try {
+        for (const s of here) {
+          line.label = `${tag} ${s.id}`;
+          line.progress.phase = 'setup';
+          drivers.push({ s, run: running.get(s.id)!, driver: await workload.open(running.get(s.id)!), tally: new Tally(s.id, workload.id) });
+        }
         for (const d of drivers) {
           line.label = `${tag} ${d.s.id}`;
           await d.driver.slice(opts.warmup * 1000, 0, d.run.pids, line.progress);
@@ -225,10 +249,33 @@ async function main(): Promise<number> {
       }
       for (const d of drivers) {
         const row = d.tally.row();
-        tallies.push(d.tally);
+        measured.push(row);
         line.log(
-          `${tag} ${d.s.id}: ${Math.round(row.reqPerSec)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
+          `${tag} ${d.s.id}: ${Math.round(row.reqPerSec)} ops/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ` +
             `other load ${row.machine.otherCores.toFixed(2)} cores, ${row.errors} errors${row.firstError ? ` (first: ${row.firstError})` : ''}`,
+        );
+      }
+    }
+    // The sliced scenarios are done: their processes go before the once workloads start theirs.
+    for (const [id, r] of running) {
+      running.delete(id);
+      await r.stop();
+    }
+    for (const workload of once) {
+      const tag = `[${workload.id} ${++step}/${opts.workloads.length}]`;
+      for (const s of opts.scenarios.filter((sc) => applies(workload, sc))) {
+        line.label = `${tag} ${s.id}`;
+        const row = await workload.run({
+          scenario: s,
+          start: (o) => startScenario(s, { hopNodeArgs: opts.hopNodeArgs, ...o }),
+          progress: line.progress,
+          holdMs: opts.seconds * 1000,
+        });
+        measured.push(row);
+        const i = row.idle;
+        line.log(
+          `${tag} ${s.id}: ${i ? `${i.streams} streams, ${i.hopMBAt10k ?? '—'} MB hop at 10k${i.limitedBy ? ` (limited by the ${i.limitedBy})` : ''}, ` : ''}` +
+            `${row.errors} errors${row.firstError ? ` (first: ${row.firstError})` : ''}`,
         );
       }
     }
@@ -238,20 +285,33 @@ async function main(): Promise<number> {
   }
   const baselineOf = (id: string) => SCENARIOS.find((s) => s.id === id)?.baseline ?? id;
   // Rows in scenario order, each scenario's workloads together.
-  const ordered = opts.scenarios.flatMap((s) => tallies.filter((t) => t.scenario === s.id).map((t) => t.row()));
-  const rows = withBaselines(ordered, baselineOf);
+  const ordered = opts.scenarios.flatMap((s) => measured.filter((r) => r.scenario === s.id));
+  const perCall: Record<string, { progress: number; plain: string }> = {};
+  for (const w of opts.workloads) if (w.progressPerOp && w.needs?.[0]) perCall[w.id] = { progress: w.progressPerOp, plain: w.needs[0] };
+  const memoryTwin = (id: string) => (id.endsWith('gateway-redis') ? id.replace(/-redis$/, '') : undefined);
+  const rows = withSseCosts(withBaselines(ordered, baselineOf), perCall, memoryTwin);
 
-  const table = markdownTable(ROW_HEADER, rows.map(rowCells));
+  const loopRows = rows.filter((r) => !r.idle);
+  const table = markdownTable(ROW_HEADER, loopRows.map(rowCells));
   out.write(table + '\n');
-  if (rows.some(noisy)) {
+  if (loopRows.some(noisy)) {
     out.write(`! other work on the machine averaged more than ${NOISY_CORES} cores during that row's slices: every row shared it (slices interleave), but absolute numbers are low\n`);
+  }
+  const sseRows = rows.filter((r) => r.sse);
+  const sseTable = sseRows.length ? markdownTable(SSE_HEADER, sseRows.map(sseCells)) : '';
+  if (sseTable) out.write(`\nSSE events (per event = (hop CPU per streamed call − per plain call) ÷ progress events per call):\n${sseTable}\n`);
+  const idleRows = rows.filter((r) => r.idle);
+  const idleTable = idleRows.length ? markdownTable(IDLE_HEADER, idleRows.map(idleCells), 1) : '';
+  if (idleTable) {
+    out.write(`\nidle SSE streams (fresh processes per scenario; "MB at 10k" = the hop's whole RSS with 10,000 streams; when fewer could open, the measured RSS plus KiB/stream for each missing one):\n${idleTable}\n`);
+    for (const r of idleRows) if (r.idle?.limitedBy) out.write(`* ${r.scenario}: ${r.idle.streams} of ${r.idle.requested} streams: limited by the ${r.idle.limitedBy}\n`);
   }
   out.write('\n');
   const verdicts = judge(rows);
   out.write('targets:\n');
   for (const v of verdicts) {
     const mark = v.role === 'judged' ? (v.pass ? 'PASS' : 'FAIL') : v.pass ? '(ref: meets)' : '(ref: misses)';
-    out.write(`  ${mark.padEnd(13)} ${v.scenario.padEnd(14)} ${v.shown.padStart(10)}   ${v.description}\n`);
+    out.write(`  ${mark.padEnd(13)} ${v.scenario.padEnd(18)} ${v.shown.padStart(10)}   ${v.description}\n`);
   }
 
   const results = {
@@ -265,14 +325,18 @@ async function main(): Promise<number> {
       slice: opts.slice,
       slices,
       concurrency: opts.concurrency,
+      sseEvents: opts.sseEvents,
+      idleStreams: opts.idleStreams,
       scenarios: opts.scenarios.map(({ id, title, upstream, hop, baseline }) => ({ id, title, upstream, hop, baseline })),
-      workloads: opts.workloads.map(({ id, title }) => ({ id, title })),
+      workloads: opts.workloads.map(({ id, title, kind }) => ({ id, title, kind })),
       hopNodeArgs: opts.hopNodeArgs,
     },
     targets: TARGETS.map(({ id, description, workload, judged, reference, compare, limit }) => ({ id, description, workload, judged, reference, compare, limit })),
     rows,
     verdicts,
     table,
+    sseTable,
+    idleTable,
   };
   writeFileSync(opts.out + '.tmp', JSON.stringify(results, null, 2) + '\n');
   renameSync(opts.out + '.tmp', opts.out);

@@ -18,10 +18,15 @@ export interface Scenario {
   readonly hop: HopKind;
   /** The scenario this one is compared with (same upstream, no hop). */
   readonly baseline: string;
+  /** Only these kinds of workload run against it (all when absent). */
+  readonly kinds?: readonly WorkloadKind[];
 }
 
 export type UpstreamKind = 'demo' | 'raw';
-export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache';
+/** `gateway-redis-pair`: two gateway replicas sharing one Redis and one session secret. */
+export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache' | 'gateway-redis-pair';
+/** What a workload does (bench/workloads.ts), so a scenario can say which ones it serves. */
+export type WorkloadKind = 'call' | 'read' | 'sse' | 'churn' | 'resume' | 'idle';
 
 export const SCENARIOS: readonly Scenario[] = [
   { id: 'direct', title: 'demo upstream, direct', upstream: 'demo', hop: 'none', baseline: 'direct' },
@@ -32,16 +37,26 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
   { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
   { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct' },
+  { id: 'raw-gateway-redis', title: 'raw upstream via gateway + Redis', upstream: 'raw', hop: 'gateway-redis', baseline: 'raw-direct' },
+  // Issue B: resuming on another replica. The stream is produced on replica A, resumed on B.
+  { id: 'gateway-redis-peer', title: 'demo upstream via gateway + Redis, resumed on a second replica', upstream: 'demo', hop: 'gateway-redis-pair', baseline: 'direct', kinds: ['resume'] },
 ];
 
 export interface StartOptions {
   /** Extra node flags for the hop process, gateway or floor (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
   readonly hopNodeArgs: readonly string[];
+  /**
+   * Connections the hop may open to the upstream (the gateway's `connections`, default 64).
+   * Every open SSE stream holds one, so the idle-streams workload raises it.
+   */
+  readonly upstreamConnections?: number;
 }
 
 export interface RunningScenario {
   /** The MCP endpoint the load generator calls. */
   readonly url: string;
+  /** `gateway-redis-pair`: the second replica's endpoint (resumptions go there). */
+  readonly peerUrl?: string;
   /** Processes whose CPU time is charged to each call, by role. */
   readonly pids: Readonly<Record<string, number>>;
   stop(): Promise<void>;
@@ -54,6 +69,8 @@ const RAW_UPSTREAM = join(HERE, 'raw-upstream.ts');
 const FLOOR = join(HERE, 'floor.ts');
 const GATEWAY_CLI = join(ROOT, 'dist/cli.js');
 const SESSION_SECRET = 'bench-session-secret-0123456789abcdefghij';
+/** The gateway's default `connections` per upstream replica (docs/configuration.md); the floor matches it. */
+const DEFAULT_CONNECTIONS = 64;
 
 interface Proc {
   readonly url: string;
@@ -72,6 +89,16 @@ export async function startScenario(s: Scenario, opts: StartOptions): Promise<Ru
     const upstream = await startUpstream(s.upstream);
     stack.push(upstream);
     if (s.hop === 'none') return { url: upstream.url, pids: { upstream: upstream.pid }, stop };
+    if (s.hop === 'gateway-redis-pair') {
+      // Replica A produces the streams; B (the row's "hop") serves the resumptions from Redis.
+      const redis = await startOwnedRedis();
+      stack.push({ url: redis.url, pid: redis.child.pid, stop: () => stopChild(redis.child) });
+      const a = await startGateway('gateway-redis', upstream.url, opts, redis.url);
+      stack.push(a);
+      const b = await startGateway('gateway-redis', upstream.url, opts, redis.url);
+      stack.push(b);
+      return { url: a.url, peerUrl: b.url, pids: { hop: b.pid, origin: a.pid, upstream: upstream.pid, redis: redis.child.pid }, stop };
+    }
     const hop = await startHop(s.hop, upstream.url, opts);
     stack.push(hop);
     return { url: hop.url, pids: { hop: hop.pid, upstream: upstream.pid, ...hop.helpers }, stop };
@@ -88,17 +115,40 @@ async function startUpstream(kind: UpstreamKind): Promise<Proc> {
   return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
 }
 
-async function startHop(kind: Exclude<HopKind, 'none'>, upstreamUrl: string, opts: StartOptions): Promise<Proc> {
+async function startOwnedRedis(): Promise<RedisServer> {
+  const redis = await startRedis();
+  own(redis.child);
+  return redis;
+}
+
+async function startHop(kind: Exclude<HopKind, 'none' | 'gateway-redis-pair'>, upstreamUrl: string, opts: StartOptions): Promise<Proc> {
   if (kind === 'floor') {
-    const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, FLOOR, '--upstream', upstreamUrl, '--port', '0']);
+    const connections = String(opts.upstreamConnections ?? DEFAULT_CONNECTIONS);
+    const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, FLOOR, '--upstream', upstreamUrl, '--port', '0', '--connections', connections]);
     const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
     return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
   }
-  let redis: RedisServer | undefined;
-  if (kind === 'gateway-redis') {
-    redis = await startRedis();
-    own(redis.child);
+  if (kind !== 'gateway-redis') return startGateway(kind, upstreamUrl, opts);
+  const redis = await startOwnedRedis();
+  try {
+    const gateway = await startGateway(kind, upstreamUrl, opts, redis.url);
+    return {
+      ...gateway,
+      helpers: { redis: redis.child.pid },
+      stop: async () => {
+        await gateway.stop();
+        await stopChild(redis.child);
+      },
+    };
+  } catch (err) {
+    await stopChild(redis.child);
+    throw err;
   }
+}
+
+/** One gateway process; `redisUrl` sets `redis.url` (the event log, sessions and cache go there). */
+async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache', upstreamUrl: string, opts: StartOptions, redisUrl?: string): Promise<Proc> {
+  const upstream = { url: upstreamUrl, ...(opts.upstreamConnections ? { connections: opts.upstreamConnections } : {}) };
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-bench-'));
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(
@@ -109,20 +159,19 @@ async function startHop(kind: Exclude<HopKind, 'none'>, upstreamUrl: string, opt
       session: { secret: SESSION_SECRET },
       // info: the "gateway listening" line carries the URL; nothing is logged per request.
       log: { level: 'info' },
-      ...(redis ? { redis: { url: redis.url } } : {}),
-      servers: { bench: { upstreams: [{ url: upstreamUrl }], ...(kind === 'gateway-cache' ? { cache: { ttl: '1m' } } : {}) } },
+      ...(redisUrl ? { redis: { url: redisUrl } } : {}),
+      servers: { bench: { upstreams: [upstream], ...(kind === 'gateway-cache' ? { cache: { ttl: '1m' } } : {}) } },
     }),
   );
   // Only PATH: MCPGW_* variables from the caller's shell must not change what is measured.
   const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, GATEWAY_CLI, '--config', configFile], { env: { PATH: process.env.PATH } });
   const stop = async () => {
     await stopChild(child, 10_000);
-    if (redis) await stopChild(redis.child);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     const url = await waitForJson(child, (v) => (v.msg === 'gateway listening' && typeof v.url === 'string' ? v.url : undefined));
-    return { url: `${url}/mcp/bench`, pid: child.pid, helpers: redis ? { redis: redis.child.pid } : {}, stop };
+    return { url: `${url}/mcp/bench`, pid: child.pid, stop };
   } catch (err) {
     await stop();
     throw err;
