@@ -6,7 +6,6 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { createParser } from 'eventsource-parser';
 import { errorBody, GatewayError } from '../errors.ts';
-import { SSE_HEADERS } from '../upstream/types.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -115,17 +114,20 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   /**
    * Streams an upstream SSE answer to a client through the log. The response must not have
    * been written yet; `priming` (2025-11-25 and later) sends the client an id before any event.
-   * Returns the stream's key (as the observer sees it).
+   * With `json`, a POST answered at once — the answer is the first event and closes the stream
+   * before the priming wait is over — goes out as plain JSON instead (the client accepts both):
+   * nothing to resume, nothing to log. Returns the stream's key (as the observer sees it).
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen }): string {
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
     const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
     this.#live.set(key, producer);
     if (opts.kind === 'get') this.#liveGet.set(opts.session, producer);
-    opts.res.writeHead(200, SSE_HEADERS);
     const writer = this.#writer(opts.res, streamId, -1);
+    if (opts.kind === 'get') writer.open();
+    else if (opts.json) producer.answerInJsonIfQuick();
     producer.subscribe(writer, opts.priming);
     producer.start();
     producer.feed(opts.body);
@@ -157,8 +159,8 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   /** Hands a detached standalone stream to a new connection, from the current position on. */
   adoptStandalone(session: string, res: ServerResponse, priming: boolean): void {
     const producer = this.#liveGet.get(session)!;
-    res.writeHead(200, SSE_HEADERS);
     const writer = this.#writer(res, producer.streamId, producer.position);
+    writer.open();
     if (priming) writer.priming(producer.position, this.opts.retryMs);
     void producer.attach(writer);
   }
@@ -186,8 +188,8 @@ export class StreamHub extends EventEmitter<HubEventMap> {
 
   /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */
   resume(prepared: { key: string; streamId: string; seq: number; info: StreamInfo }, res: ServerResponse, reopen: Reopen): void {
-    res.writeHead(200, SSE_HEADERS);
     const writer = this.#writer(res, prepared.streamId, prepared.seq);
+    writer.open();
     const local = this.#live.get(prepared.key);
     if (local) {
       this.emit('resume', { outcome: 'hit' });
@@ -308,6 +310,8 @@ class Producer {
   #retryMs = 0;
   #reopens = 0;
   #startTimer: NodeJS.Timeout | undefined;
+  /** Until the first flush: a quick single answer may still go out as JSON (see relay). */
+  #jsonIfQuick = false;
 
   constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean) {
     this.hub = hub;
@@ -319,6 +323,10 @@ class Producer {
     this.#reopen = reopen;
     this.#infoPending = infoPending;
     this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
+  }
+
+  answerInJsonIfQuick(): void {
+    this.#jsonIfQuick = this.#unanswered?.size === 1;
   }
 
   get subscribed(): boolean {
@@ -509,6 +517,10 @@ class Producer {
     while (this.#pending.length > 0) {
       const batch = this.#pending;
       this.#pending = [];
+      if (this.#jsonIfQuick) {
+        this.#jsonIfQuick = false;
+        if (this.#answerInJson(batch)) continue;
+      }
       if (!this.#degraded) {
         const started = performance.now();
         try {
@@ -531,6 +543,20 @@ class Producer {
       this.hub.release(this.key, this);
       for (const w of this.#subscribers) w.end();
     }
+  }
+
+  /** The first batch holds the whole stream — one message, the answer, then the end: JSON it is. */
+  #answerInJson(batch: readonly LoggedEvent[]): boolean {
+    if (!batch.at(-1)!.end || this.#unanswered!.size > 0) return false;
+    let answer: string | undefined;
+    for (const e of batch) {
+      if (!e.data || e.hidden) continue;
+      if (answer !== undefined) return false;
+      answer = e.data;
+    }
+    if (answer === undefined) return false;
+    for (const w of this.#subscribers) w.json(answer);
+    return true;
   }
 
   #deliver(batch: LoggedEvent[]): void {

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { SSE_HEADERS } from '../upstream/types.ts';
 import type { LoggedEvent } from './log.ts';
 
 /**
@@ -72,6 +73,25 @@ export class ClientWriter {
     if (!this.closed) this.#send(`event: message\ndata: ${data}\n\n`);
   }
 
+  /** Sends the SSE response head now (a GET stream: the client waits for it before any event). */
+  open(): void {
+    if (!this.res.headersSent) {
+      this.res.writeHead(200, SSE_HEADERS);
+      this.res.flushHeaders();
+    }
+  }
+
+  /**
+   * The whole answer came at once: sent as one `application/json` response (the client accepts
+   * both), with no stream, ids or log entry — like an upstream that answers in JSON.
+   */
+  json(data: string): void {
+    if (this.closed || this.res.headersSent) return;
+    this.lastWriteAt = Date.now();
+    this.res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+    this.res.end(data);
+  }
+
   /** The 2025-11-25 priming event: an id to resume from (`seq`) before any message, and the reconnect delay. */
   priming(seq: number, retryMs: number): void {
     this.#send(`id: ${this.streamId}.${seq}\nretry: ${retryMs}\ndata: \n\n`);
@@ -82,11 +102,14 @@ export class ClientWriter {
   }
 
   end(): void {
-    if (!this.closed && !this.res.writableEnded) this.res.end();
+    if (this.closed || this.res.writableEnded) return;
+    if (!this.res.headersSent) this.res.writeHead(200, SSE_HEADERS);
+    this.res.end();
   }
 
   #send(chunk: string): void {
     if (this.closed) return;
+    if (!this.res.headersSent) this.res.writeHead(200, SSE_HEADERS);
     this.lastWriteAt = Date.now();
     this.res.write(chunk);
     if (this.res.writableLength > this.#maxBuffer) this.res.destroy();

@@ -65,6 +65,8 @@ export interface StreamContext {
   readonly requests: string;
   readonly priming: boolean;
   readonly reopen: Reopen;
+  /** A quick single answer may go out as JSON: the client accepts application/json. */
+  readonly json?: boolean;
 }
 
 export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: FastifyReply) => Promise<Outcome>;
@@ -119,7 +121,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
-      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen });
+      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json });
       // resilience: the request's time limit follows its stream from here.
       res.onStream?.(key);
       return reply;
@@ -205,7 +207,9 @@ const onPost: Step = async (gw, request, call) => {
 
 function postStream(upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
-  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(upstream, claims, req) };
+  const accept = headerValue(req.headers.accept);
+  const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
+  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(upstream, claims, req), json };
 }
 
 /** 2025-11-25 added the priming event (an id and empty data before anything else). */

@@ -104,6 +104,18 @@ for (const store of ['memory', 'redis'] as const) {
         assert.match(text, /^mcp_event_log_append_duration_seconds_count \d+/m);
       });
 
+      it('sends an answer that comes at once as plain JSON (no stream to resume), a slower one as SSE', async () => {
+        const sid = await openSession(url);
+        const headers = { 'mcp-session-id': sid, ...V };
+        const quick = await post(url, { jsonrpc: '2.0', id: 'q', method: 'tools/call', params: { name: 'echo', arguments: { text: 'quick' } } }, headers);
+        assert.equal(quick.status, 200);
+        assert.match(quick.headers.get('content-type') ?? '', /^application\/json/);
+        assert.deepEqual((quick.json as { id: string }).id, 'q');
+        assert.match(quick.text, /quick/);
+        const slow = await post(url, slowCount('s', 2, 30), headers);
+        assert.match(slow.headers.get('content-type') ?? '', /^text\/event-stream/);
+      });
+
       it('keeps the session working after resumptions', async () => {
         const sid = await openSession(url);
         const res = await post(url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, { 'mcp-session-id': sid, ...V });
