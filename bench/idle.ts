@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { processCpuMicros, processRssBytes } from './cpu.ts';
-import type { Progress } from './loop.ts';
+import { enter, sleep } from './loop.ts';
 import { McpHttpClient } from './mcp-client.ts';
 import { fdLimit, openFds, raiseFdLimit } from './processes.ts';
 import { emptyRow, type IdleStats } from './report.ts';
@@ -57,7 +57,7 @@ export function idleStreams(requested: number): OnceWorkload {
         const rss = () => Object.fromEntries(roles.map(([role, pid]) => [role, processRssBytes(pid)]));
         const fresh = rss();
 
-        enter(progress, 'setup');
+        enter(progress, 'setup', 0);
         const client = new McpHttpClient(running.url, SESSION_CONCURRENCY);
         const sessions: string[] = [];
         let failed = 0;
@@ -82,7 +82,7 @@ export function idleStreams(requested: number): OnceWorkload {
         await sleep(SETTLE_MS / 2);
         const withSessions = rss();
 
-        enter(progress, 'measure');
+        enter(progress, 'measure', 0);
         const to = endpointOf(running.url);
         const open: IdleStream[] = [];
         const t0 = performance.now();
@@ -110,7 +110,7 @@ export function idleStreams(requested: number): OnceWorkload {
           for (const s of open) s.close();
         }
       } finally {
-        enter(progress, 'teardown');
+        enter(progress, 'teardown', 0);
         await running.stop();
       }
     },
@@ -162,16 +162,4 @@ async function inParallel(n: number, width: number, task: (i: number) => Promise
     while (next < n) await task(next++);
   };
   await Promise.all(Array.from({ length: Math.min(width, n) }, worker));
-}
-
-function enter(progress: Progress, phase: Progress['phase']): void {
-  progress.phase = phase;
-  progress.phaseStartedAt = performance.now();
-  progress.phaseMs = 0;
-  progress.ops = 0;
-  progress.errors = 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -171,7 +171,8 @@ function sample(pids: Readonly<Record<string, number>>): Sample {
   return { cpu, syscalls, machineBusy: m.busy, machineSteal: m.steal };
 }
 
-function enter(progress: Progress, phase: Progress['phase'], ms: number): void {
+/** Starts a phase on the progress line: its clock (`ms` long, 0: open-ended) and counts. */
+export function enter(progress: Progress, phase: Progress['phase'], ms: number): void {
   progress.phase = phase;
   progress.phaseStartedAt = performance.now();
   progress.phaseMs = ms;
@@ -179,6 +180,6 @@ function enter(progress: Progress, phase: Progress['phase'], ms: number): void {
   progress.errors = 0;
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
