@@ -160,6 +160,7 @@ class UpstreamCall implements Parked {
     const cancel = () => {
       if (!this.#parkedAs) this.finish('the client closed the response stream');
     };
+    if (signal.aborted) return cancel();
     signal.addEventListener('abort', cancel, { once: true });
     this.#unbind = () => signal.removeEventListener('abort', cancel);
   }
@@ -217,6 +218,10 @@ class UpstreamCall implements Parked {
   }
 
   park(): void {
+    // A parked call belongs to no client response: the one that asked may close whenever it likes
+    // (even after the retry has taken the call up again), and must not cancel it then.
+    this.#unbind?.();
+    this.#unbind = undefined;
     this.#parkedAs ??= randomBytes(12).toString('base64url');
     this.t.parked.set(this.#parkedAs, this);
     clearTimeout(this.#expiry);

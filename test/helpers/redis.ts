@@ -131,12 +131,22 @@ async function withSentinel(name: string, master: RedisServer, replica: RedisSer
     name,
     async failover() {
       const s = new Redis(sentinelPort, '127.0.0.1');
+      const promoted = async () => (await info(replica.port, 'replication')).includes('role:master');
       try {
-        await s.call('SENTINEL', 'FAILOVER', name);
+        // The sentinel picks only a replica it has heard from lately; on a loaded machine it may
+        // not have yet (NOGOODSLAVE), or give the failover up: ask again until the replica leads.
+        for (let attempt = 0; ; attempt++) {
+          await s.call('SENTINEL', 'FAILOVER', name).catch(() => undefined);
+          try {
+            await waitFor(promoted, 8_000);
+            break;
+          } catch (err) {
+            if (attempt === 3) throw err;
+          }
+        }
       } finally {
         s.disconnect();
       }
-      await waitFor(async () => (await info(replica.port, 'replication')).includes('role:master'), 15_000);
       // Sentinel demotes the old master in its own time (seconds); do it now, as it would, so
       // the new master has a replica to acknowledge writes again.
       const old = new Redis(master.port, '127.0.0.1');

@@ -5,6 +5,7 @@ import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { connectLegacyClient } from '../helpers/legacy.ts';
+import { metricValue, until } from '../helpers/streams.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 const FINANCE = 'finance-and-accounting-department-tools';
@@ -86,10 +87,16 @@ describe('a virtual server over two upstreams with long names', () => {
   });
 
   it("forwards a member's list_changed, and the new tool is listed and callable", async () => {
+    const memberStreams = () => metricValue(gw, 'mcp_upstream_streams', { server: ENGINEERING });
+    // Earlier clients' GET streams are still read for events.detachedGrace (30 s) after they left.
+    const before = await memberStreams();
     const { client, close } = await connectClient(url);
     try {
       let changed = 0;
       client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed++);
+      // The member sends list_changed on its GET stream and drops it while none is open: wait for
+      // the client's GET (opened in the background after initialize) to reach the member.
+      await until(async () => (await memberStreams()) > before, "the member's GET stream");
       await client.callTool({ name: `${ENGINEERING}__grow`, arguments: { name: 'fresh' } });
       for (let i = 0; i < 50 && changed === 0; i++) await new Promise((r) => setTimeout(r, 50));
       assert.ok(changed > 0, 'notifications/tools/list_changed reached the client');
