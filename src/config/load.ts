@@ -204,7 +204,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
         kind: u.transport === 'sse' ? 'sse' : 'http',
         url: u.url,
         headers: (u.headers as Record<string, string> | undefined) ?? {},
-        connections: (u.connections as number | undefined) ?? 64,
+        connections: u.connections as number | undefined,
         // Present only when configured, so a plain upstream's config stays as small as before.
         ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env) } : {}),
         ...(u.tls ? { tls: resolveUpstreamTls(`${here}.tls`, u.tls as Parameters<typeof resolveUpstreamTls>[1]) } : {}),

@@ -134,7 +134,8 @@ export interface HttpUpstreamConfig {
   readonly kind: 'http';
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly connections: number;
+  /** Cap on request connections to the replica; undefined → as many as requests need. */
+  readonly connections: number | undefined;
   /** What the gateway presents to this replica instead of the caller's credentials. */
   readonly credentials?: UpstreamCredentialsConfig;
   /** Client certificate and CA for an https:// replica (PEM, read at load). */

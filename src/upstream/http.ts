@@ -16,6 +16,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETU
 // legacy: exported for 2024-11-05 SSE replicas (src/upstream/sse.ts), which connect the same way.
 export class HttpReplica extends ReplicaState {
   readonly pool: Pool;
+  readonly streamPool: Pool;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
@@ -27,15 +28,28 @@ export class HttpReplica extends ReplicaState {
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
     this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials) : undefined;
-    this.pool = new Pool(url.origin, {
+    const options = {
       connect: upstreamTlsOptions(cfg.tls),
-      connections: cfg.connections,
       keepAliveTimeout: 30_000,
       connectTimeout: 5_000,
       // Response bodies are streams (SSE) that may idle for long; the gateway bounds headers only.
       bodyTimeout: 0,
       pipelining: 1,
-    });
+    };
+    this.pool = new Pool(url.origin, { ...options, connections: cfg.connections ?? null });
+    // GET streams hold a connection for as long as a client listens. Under a cap on `connections`
+    // they get an uncapped pool of their own, so requests never queue behind idle streams;
+    // uncapped, one pool serves both (a stream may start on a warm keep-alive connection).
+    this.streamPool = cfg.connections === undefined ? this.pool : new Pool(url.origin, { ...options, connections: null });
+  }
+
+  /** The pool for a request: long-lived GET streams apart from everything else. */
+  poolFor(method: string): Pool {
+    return method === 'GET' ? this.streamPool : this.pool;
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all([...new Set([this.pool, this.streamPool])].map((p) => p.destroy().catch(() => {})));
   }
 }
 
@@ -143,7 +157,7 @@ export class HttpUpstream implements Upstream {
 
   async close(): Promise<void> {
     for (const t of this.#probes) clearInterval(t);
-    await Promise.all(this.#replicas.map((r) => r.pool.destroy().catch(() => {})));
+    await Promise.all(this.#replicas.map((r) => r.destroy()));
   }
 
   #sessionReplica(claims: SessionClaims): HttpReplica {
@@ -176,7 +190,7 @@ export class HttpUpstream implements Upstream {
     try {
       // auth: the gateway's own credentials, never the caller's.
       if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
-      const res = await replica.pool.request({
+      const res = await replica.poolFor(method).request({
         path: replica.path,
         method,
         headers,
@@ -255,7 +269,7 @@ export class HttpUpstream implements Upstream {
 
   #startProbe(replica: HttpReplica, probe: NonNullable<ServerConfig['probe']>): NodeJS.Timeout {
     const timer = setInterval(() => {
-      replica.pool
+      replica.streamPool
         .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
         .then((res) => {
           // Only the status matters; the body is dropped unread.

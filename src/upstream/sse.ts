@@ -111,7 +111,7 @@ export class SseUpstream implements Upstream {
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
     for (const s of this.#sessions.values()) this.#close(s, 'gateway shutting down');
-    await Promise.all(this.#replicas.map((r) => r.pool.destroy().catch(() => {})));
+    await Promise.all(this.#replicas.map((r) => r.destroy()));
   }
 
   /** Opens the SSE stream and waits for its `endpoint` event. */
@@ -179,7 +179,7 @@ export class SseUpstream implements Upstream {
     if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
     replica.inflight++;
     try {
-      const res = await replica.pool.request({ path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs });
+      const res = await replica.poolFor(method).request({ path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs });
       replica.succeed();
       return res;
     } finally {

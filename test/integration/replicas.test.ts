@@ -174,3 +174,38 @@ describe('active health probe', () => {
     assert.deepEqual(names, new Set(['a', 'b']));
   });
 });
+
+describe('upstream connections', () => {
+  let up: HttpUpstreamProcess;
+  let gw: Gateway;
+  before(async () => {
+    up = await startDemoUpstream('u');
+    // A cap of 2 request connections, and more standalone streams than that held open.
+    gw = await startGateway({ servers: { api: { upstreams: [{ url: up.url, connections: 2 }] } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.stop();
+  });
+
+  it('open GET streams never starve requests, whatever the connection cap', { timeout: 20_000 }, async () => {
+    const url = `${gw.url}/mcp/api`;
+    const streams: AbortController[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const sid = await openSession(url);
+        const abort = new AbortController();
+        const res = await fetch(url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' }, signal: abort.signal });
+        assert.equal(res.status, 200);
+        streams.push(abort);
+      }
+      const sid = await openSession(url);
+      const started = Date.now();
+      const echo = await post(url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'not starved' } } }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+      assert.match(JSON.stringify(rpcOf(echo)), /not starved/);
+      assert.ok(Date.now() - started < 5_000);
+    } finally {
+      for (const a of streams) a.abort();
+    }
+  });
+});

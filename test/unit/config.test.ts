@@ -36,7 +36,7 @@ describe('config', () => {
     const api = config.servers.api!;
     assert.equal(api.maxFails, 3);
     assert.equal(api.failTimeoutMs, 30_000);
-    assert.deepEqual(api.upstreams[0], { kind: 'http', url: 'http://127.0.0.1:3001/mcp', headers: {}, connections: 64 });
+    assert.deepEqual(api.upstreams[0], { kind: 'http', url: 'http://127.0.0.1:3001/mcp', headers: {}, connections: undefined });
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.servers.api) && Object.isFrozen(config.listen));
     assert.throws(() => {
       (config.listen as { port: number }).port = 1;
