@@ -9,12 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Pool, type Dispatcher } from 'undici';
 
-const { values } = parseArgs({ options: { upstream: { type: 'string' }, port: { type: 'string', default: '0' }, connections: { type: 'string', default: '64' } } });
+const { values } = parseArgs({ options: { upstream: { type: 'string' }, port: { type: 'string', default: '0' }, connections: { type: 'string', default: '0' } } });
 if (!values.upstream) throw new Error('--upstream URL is required');
 
 const target = new URL(values.upstream);
 const path = target.pathname + target.search;
-const pool = new Pool(target.origin, { connections: Number(values.connections), pipelining: 1, keepAliveTimeout: 30_000, connectTimeout: 5_000, bodyTimeout: 0 });
+// --connections 0 (the default): unlimited, like the gateway's default.
+const pool = new Pool(target.origin, { connections: Number(values.connections) || null, pipelining: 1, keepAliveTimeout: 30_000, connectTimeout: 5_000, bodyTimeout: 0 });
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
 const server = createServer((req, res) => {

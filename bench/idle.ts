@@ -38,7 +38,7 @@ export function idleStreams(requested: number): OnceWorkload {
       const hasHop = scenario.hop !== 'none';
       // Each stream: one fd here; behind a hop, two there (client side, upstream side) and one upstream.
       raiseFdLimit(process.pid, requested + FD_MARGIN);
-      const running = await start({ upstreamConnections: requested + 64 });
+      const running = await start({});
       try {
         const pids = running.pids;
         for (const [role, pid] of Object.entries(pids)) if (role !== 'redis') raiseFdLimit(pid, (role === 'hop' ? 2 : 1) * requested + FD_MARGIN);

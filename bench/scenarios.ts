@@ -45,10 +45,7 @@ export const SCENARIOS: readonly Scenario[] = [
 export interface StartOptions {
   /** Extra node flags for the hop process, gateway or floor (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
   readonly hopNodeArgs: readonly string[];
-  /**
-   * Connections the hop may open to the upstream (the gateway's `connections`, default 64).
-   * Every open SSE stream holds one, so the idle-streams workload raises it.
-   */
+  /** Connections the hop may open to the upstream for requests (the gateway's `connections`); unlimited by default. */
   readonly upstreamConnections?: number;
 }
 
@@ -69,8 +66,6 @@ const RAW_UPSTREAM = join(HERE, 'raw-upstream.ts');
 const FLOOR = join(HERE, 'floor.ts');
 const GATEWAY_CLI = join(ROOT, 'dist/cli.js');
 const SESSION_SECRET = 'bench-session-secret-0123456789abcdefghij';
-/** The gateway's default `connections` per upstream replica (docs/configuration.md); the floor matches it. */
-const DEFAULT_CONNECTIONS = 64;
 
 interface Proc {
   readonly url: string;
@@ -123,7 +118,7 @@ async function startOwnedRedis(): Promise<RedisServer> {
 
 async function startHop(kind: Exclude<HopKind, 'none' | 'gateway-redis-pair'>, upstreamUrl: string, opts: StartOptions): Promise<Proc> {
   if (kind === 'floor') {
-    const connections = String(opts.upstreamConnections ?? DEFAULT_CONNECTIONS);
+    const connections = String(opts.upstreamConnections ?? 0);
     const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, FLOOR, '--upstream', upstreamUrl, '--port', '0', '--connections', connections]);
     const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
     return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
