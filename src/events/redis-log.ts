@@ -31,8 +31,11 @@ type XEntry = [id: string, fields: string[]];
  * The event log on Redis Streams. Each gateway stream is one Redis stream whose entry ids are
  * `1-<seq>` (Redis refuses `0-0`), so "after seq" is a plain XRANGE/XREAD position; its meta hash names the producing
  * node. Keys carry the session in a hash tag, so a session's keys share a Cluster slot.
- * Appends are one pipeline per batch: XADD… + PEXPIRE (+ HSET on the first) (+ WAIT when
- * replica acknowledgements are asked for, so an acknowledged event survives a failover).
+ * Appends are one pipeline per batch: XADD… (+ HSET on the first) (+ PEXPIRE of both keys when
+ * due) (+ WAIT when replica acknowledgements are asked for, so an acknowledged event survives a
+ * failover). The expiry is refreshed at most once per `refreshMs` per stream (and always on its
+ * first batch, its end, or another TTL): a stream lives `ttl` after its last event, less at most
+ * `refreshMs`, and an event that comes alone costs one command instead of three.
  */
 export class RedisEventLog implements EventLog {
   readonly #redis: RedisClient;
@@ -42,6 +45,10 @@ export class RedisEventLog implements EventLog {
   readonly #replicaAcks: number;
   readonly #replicaAckTimeoutMs: number;
   readonly #followers = new Set<RedisClient>();
+  /** When each stream's expiry was last set to `#ttlMs` (streams not seen for a while are dropped). */
+  readonly #refreshed = new Map<string, number>();
+  readonly #refreshMs: number;
+  #swept = 0;
 
   constructor(redis: RedisClient, opts: { prefix: string; ttlMs: number; maxLength: number; replicaAcks: number; replicaAckTimeoutMs: number }) {
     this.#redis = redis;
@@ -50,6 +57,7 @@ export class RedisEventLog implements EventLog {
     this.#maxLength = opts.maxLength;
     this.#replicaAcks = opts.replicaAcks;
     this.#replicaAckTimeoutMs = opts.replicaAckTimeoutMs;
+    this.#refreshMs = Math.min(1_000, Math.floor(opts.ttlMs / 10));
   }
 
   async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
@@ -64,10 +72,20 @@ export class RedisEventLog implements EventLog {
       if (e.end) fields.push('e', '1');
       p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...fields);
     }
-    p.pexpire(stream, ttlMs);
-    p.pexpire(meta, ttlMs);
+    const now = Date.now();
+    const usual = ttlMs === this.#ttlMs && !events.some((e) => e.end);
+    const refresh = info !== undefined || !usual || now - (this.#refreshed.get(key) ?? -Infinity) >= this.#refreshMs;
+    if (refresh) {
+      p.pexpire(stream, ttlMs);
+      p.pexpire(meta, ttlMs);
+    }
     const results = await p.exec();
     for (const [err] of results ?? []) if (err) throw err;
+    if (refresh) {
+      if (usual) this.#refreshed.set(key, now);
+      else this.#refreshed.delete(key);
+      this.#sweep(now);
+    }
     if (this.#replicaAcks > 0) {
       // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
       const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs);
@@ -139,6 +157,13 @@ export class RedisEventLog implements EventLog {
   async close(): Promise<void> {
     for (const c of this.#followers) c.disconnect();
     this.#followers.clear();
+  }
+
+  /** Forgets refresh times too old to spare a PEXPIRE (a stream that went quiet, or ended elsewhere). */
+  #sweep(now: number): void {
+    if (now - this.#swept < 10 * this.#refreshMs) return;
+    this.#swept = now;
+    for (const [key, at] of this.#refreshed) if (now - at >= this.#refreshMs) this.#refreshed.delete(key);
   }
 
   #stream(key: string): string {

@@ -134,4 +134,25 @@ describe('EventLog retention (redis)', () => {
     assert.deepEqual(await log.read('s9:x', 0, 10), []);
     assert.equal(await log.info('s9:x'), undefined);
   });
+
+  it('refreshes the expiry once per second of a stream (its first batch and its end always), never letting it lapse early', async () => {
+    const client = connectRedis({ url: redis.url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined }, { enableOfflineQueue: true });
+    clients.push(client);
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 10_000, maxLength: 100 });
+    const keys = ['t:ev:{s10}:x', 't:evm:{s10}:x'];
+    const ttls = () => Promise.all(keys.map((k) => client.pttl(k)));
+    await log.append('s10:x', [ev(1)], info);
+    for (const t of await ttls()) assert.ok(t > 9_000, `first batch sets the ttl (${t} ms)`);
+    // Mark the keys, then append within the window: the expiry is left as it was.
+    for (const k of keys) await client.pexpire(k, 9_500);
+    await log.append('s10:x', [ev(2)]);
+    for (const t of await ttls()) assert.ok(t <= 9_500 && t > 9_000, `no refresh within a second of the last (${t} ms)`);
+    await sleep(1_050);
+    await log.append('s10:x', [ev(3)]);
+    for (const t of await ttls()) assert.ok(t > 9_500, `refreshed once the second has passed (${t} ms)`);
+    // The end (with its own retention) is never skipped, however soon it comes.
+    await log.append('s10:x', [ev(4, '', { end: true })], undefined, 3_000);
+    for (const t of await ttls()) assert.ok(t <= 3_000 && t > 2_000, `the end sets its own ttl (${t} ms)`);
+    assert.deepEqual((await log.read('s10:x', 0, 10)).map((e) => e.seq), [1, 2, 3, 4]);
+  });
 });
