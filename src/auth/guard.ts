@@ -92,6 +92,33 @@ export function guardRequest(policy: ServerPolicy, principal: Principal, message
   return { body: out, messages: outMessages, lists: lists ?? new Map(), masks, hidden: denied?.map((d) => d.name) ?? [], policy, principal };
 }
 
+/** The part of a plan a stream needs once its answer has to be read from the upstream again (StreamInfo.guard). */
+export function serializeGuard(plan: GuardPlan): string {
+  return JSON.stringify({ lists: [...plan.lists].map(([id, spec]) => [id, spec.field]), masks: plan.masks });
+}
+
+/**
+ * The plan again, for the caller resuming the stream (sessions are bound to their principal, so
+ * it is the caller who asked); undefined when there is nothing to filter for this caller.
+ */
+export function restoreGuard(serialized: string, policy: ServerPolicy | undefined, principal: Principal | undefined): GuardPlan | undefined {
+  if (!policy?.filtersItems || !principal) return undefined;
+  const { lists, masks } = JSON.parse(serialized) as { lists: [string, string][]; masks: [string, string][] };
+  const byField = new Map(Object.values(LISTS).map((spec) => [spec.field, spec]));
+  const restored = new Map<string, ListSpec>();
+  for (const [id, field] of lists) {
+    const spec = byField.get(field);
+    if (spec) restored.set(id, spec);
+  }
+  return { body: Buffer.alloc(0), messages: [], lists: restored, masks, hidden: [], policy, principal };
+}
+
+/** Applies a plan to an SSE stream read from the upstream again (a resumed answer). */
+export async function guardStream(body: Readable, plan: GuardPlan): Promise<Readable> {
+  const res = await guardResponse({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
+  return typeof res.body === 'string' ? Readable.from([res.body]) : (res.body as Readable);
+}
+
 function namedTarget(m: Envelope): { kind: ItemKind; name: string; path: readonly string[] } | undefined {
   const named = NAMED[m.method!];
   if (named) {

@@ -46,7 +46,7 @@ export interface StreamObserver {
  * Opens the upstream side of a stream again after it broke or its producer died: for HTTP, a
  * GET with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
  */
-export type Reopen = (upstreamEventId: string, kind: StreamInfo['kind']) => Promise<Readable | undefined>;
+export type Reopen = (upstreamEventId: string, info: StreamInfo) => Promise<Readable | undefined>;
 
 const HEARTBEAT_MS = 1_000;
 const NODE_TTL_MS = 3_000;
@@ -118,10 +118,10 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * before the priming wait is over — goes out as plain JSON instead (the client accepts both):
    * nothing to resume, nothing to log. Returns the stream's key (as the observer sees it).
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean }): string {
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
-    const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
+    const info: StreamInfo = opts.guard ? { producer: this.opts.node, kind: opts.kind, requests: opts.requests, guard: opts.guard } : { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
     const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
     this.#live.set(key, producer);
     if (opts.kind === 'get') this.#liveGet.set(opts.session, producer);
@@ -437,7 +437,7 @@ class Producer {
     if (this.#ended) return;
     // Each reopen that brings no new message counts; a few in a row mean the upstream cannot go on.
     const canResume = (this.info.kind === 'get' || this.#lastUpstreamId !== '') && ++this.#reopens <= MAX_EMPTY_REOPENS;
-    const body = canResume ? await this.#reopen(this.#lastUpstreamId, this.info.kind).catch(() => undefined) : undefined;
+    const body = canResume ? await this.#reopen(this.#lastUpstreamId, this.info).catch(() => undefined) : undefined;
     if (this.#ended) {
       if (body) discard(body);
       return;

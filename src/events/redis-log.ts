@@ -64,7 +64,10 @@ export class RedisEventLog implements EventLog {
     const stream = this.#stream(key);
     const meta = this.#meta(key);
     const p = this.#redis.pipeline();
-    if (info) p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests);
+    if (info) {
+      if (info.guard) p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests, 'guard', info.guard);
+      else p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests);
+    }
     for (const e of events) {
       const fields = ['u', e.upstreamId];
       if (e.data) fields.push('d', e.data);
@@ -116,7 +119,8 @@ export class RedisEventLog implements EventLog {
   async info(key: string): Promise<StreamInfo | undefined> {
     const h = await this.#redis.hgetall(this.#meta(key));
     if (!h.producer) return undefined;
-    return { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
+    const info: StreamInfo = { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
+    return h.guard ? { ...info, guard: h.guard } : info;
   }
 
   async claim(key: string, from: string, to: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
 import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
@@ -67,6 +67,8 @@ export interface StreamContext {
   readonly reopen: Reopen;
   /** A quick single answer may go out as JSON: the client accepts application/json. */
   readonly json?: boolean;
+  /** auth: the answer's filter, kept with the stream for whoever reads its upstream again. */
+  readonly guard?: string;
 }
 
 export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: FastifyReply) => Promise<Outcome>;
@@ -121,7 +123,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
-      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json });
+      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard });
       // resilience: the request's time limit follows its stream from here.
       res.onStream?.(key);
       return reply;
@@ -179,7 +181,7 @@ const onPost: Step = async (gw, request, call) => {
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
-    return { res: response, session: gw.sealer.seal(claims), stream: postStream(upstream, claims, req, messages, protocolVersion) };
+    return { res: response, session: gw.sealer.seal(claims), stream: postStream(gw, call, upstream, claims, req, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
   // stateless: a 2026-07-28 body sent without its headers.
@@ -196,20 +198,20 @@ const onPost: Step = async (gw, request, call) => {
     const req = clientRequest(request, messages, version);
     // resilience: result cache, breaker fast-fail, retries and time limits (src/resilience/calls.ts).
     const res = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req));
-    return { res, stream: postStream(upstream, claims, req, messages, version) };
+    return { res, stream: postStream(gw, call, upstream, claims, req, messages, version) };
   }
   call.hidden = guard.hidden;
   const req: ClientRequest = { ...clientRequest(request, guard.messages, version), body: guard.body };
   // resilience: as above; a request with a hidden name swapped out is never answered from the cache.
   const sent = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req, guard.masks.length > 0));
-  return { res: await guardResponse(sent, guard), stream: postStream(upstream, claims, req, messages, version) };
+  return { res: await guardResponse(sent, guard), stream: { ...postStream(gw, call, upstream, claims, req, messages, version), guard: serializeGuard(guard) } };
 };
 
-function postStream(upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
+function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
   const accept = headerValue(req.headers.accept);
   const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
-  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(upstream, claims, req), json };
+  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, req), json };
 }
 
 /** 2025-11-25 added the priming event (an id and empty data before anything else). */
@@ -217,17 +219,24 @@ function primes(version: string): boolean {
   return version >= '2025-11-25';
 }
 
-/** How a broken stream of this session is picked up again: the upstream's own resumption (a GET with its Last-Event-ID). */
-function reopener(upstream: Upstream, claims: SessionClaims, req: ClientRequest, gw?: GatewayContext): Reopen {
+/**
+ * How a broken stream of this session is picked up again: the upstream's own resumption (a GET
+ * with its Last-Event-ID), filtered for the caller as the stream's first part was.
+ */
+function reopener(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, req: ClientRequest): Reopen {
   // stateless: a session held here has no upstream stream to resume.
-  if (gw && isTranslatedSession(claims)) return translatedReopen(gw, upstream, claims);
-  return async (upstreamEventId, kind) => {
+  if (isTranslatedSession(claims)) return translatedReopen(gw, upstream, claims);
+  return async (upstreamEventId, info) => {
     // A stdio child has no stream resumption; its standalone stream can only be opened anew.
-    if (upstream.kind === 'stdio' && kind === 'post') return undefined;
+    if (upstream.kind === 'stdio' && info.kind === 'post') return undefined;
     const res = await upstream.get(claims, req, upstreamEventId || undefined);
-    if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
-    if (res.body !== null && typeof res.body !== 'string') discard(res.body);
-    return undefined;
+    if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
+      if (res.body !== null && typeof res.body !== 'string') discard(res.body);
+      return undefined;
+    }
+    // auth: the plan of the request the stream answers, for the caller the session is bound to.
+    const guard = info.guard ? restoreGuard(info.guard, gw.auth?.policy(claims.server), call.caller) : undefined;
+    return guard ? guardStream(res.body, guard) : res.body;
   };
 }
 
@@ -239,14 +248,14 @@ const onGet: Step = async (gw, request, call) => {
   const version = protocolVersionOf(request);
   const req = clientRequest(request, [], version);
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(upstream, claims, req, gw) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, req) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
   // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
   if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, version);
   const res = await withSession(gw, claims, () => upstream.get(claims, req));
-  return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(upstream, claims, req) } };
+  return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(gw, call, upstream, claims, req) } };
 };
 
 const onDelete: Step = async (gw, request, call) => {

@@ -118,5 +118,5 @@ export async function translatedSessionGet(gw: GatewayContext, upstream: Upstrea
 /** How the event log picks a broken stream of such a session up again: a new listen for GET, nothing for a POST. */
 export function translatedReopen(gw: GatewayContext, upstream: Upstream, claims: SessionClaims): Reopen {
   const { reopen } = listenTranslated(gw, upstream, claims, true);
-  return async (_upstreamEventId, kind) => (kind === 'get' ? reopen() : undefined);
+  return async (_upstreamEventId, info) => (info.kind === 'get' ? reopen() : undefined);
 }

@@ -42,6 +42,13 @@ function contract(name: string, make: (opts: { ttlMs: number; maxLength: number 
       assert.equal(await log.last('s2:a'), undefined);
     });
 
+    it("keeps a stream's answer filter with its info, and none when it has none", async () => {
+      const guarded = { ...info, guard: '{"lists":[["n7","tools"]],"masks":[]}' };
+      await log.append('s1:g', [ev(1)], guarded);
+      assert.deepEqual(await log.info('s1:g'), guarded);
+      assert.equal('guard' in ((await log.info('s1:a')) ?? {}), false);
+    });
+
     it('moves production only from the node that has it', async () => {
       assert.equal(await log.claim('s1:a', 'node-x', 'node-b'), false);
       assert.equal(await log.claim('s1:a', 'node-a', 'node-b'), true);

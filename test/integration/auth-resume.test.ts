@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { spawnGateway, startGateway, type GatewayProcess } from '../helpers/gateway.ts';
+import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
+import { openSession } from '../helpers/raw.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { postSse, readSse, resumeSse, type SseEvent } from '../helpers/sse.ts';
+
+/**
+ * auth: a list answer the gateway has to read from the upstream *again* — its stream broke, or
+ * the replica relaying it died and another took it over — is filtered for its caller exactly like
+ * an answer read in one go: no hidden tool ever shows through a resumption.
+ */
+
+const AUD = 'urn:mcpgw:test';
+const VERSION = '2025-11-25';
+const TOOLS = [
+  { name: 'echo', inputSchema: { type: 'object' } },
+  { name: 'admin_reset', inputSchema: { type: 'object' } },
+];
+
+interface ListUpstream {
+  readonly url: string;
+  /** GETs that resumed a list answer (Last-Event-ID `list-1`). */
+  readonly resumed: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A hand-written Streamable HTTP server whose `tools/list` answer needs resuming: the POST stream
+ * sends one log notification (event `list-1`), then either drops (`drop`) or stalls (`stall`);
+ * the list itself comes on the GET that resumes after `list-1`.
+ */
+async function startListUpstream(mode: 'drop' | 'stall'): Promise<ListUpstream> {
+  let resumed = 0;
+  const listIds = new Map<string, unknown>();
+  const held = new Set<ServerResponse>();
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const sid = String(req.headers['mcp-session-id'] ?? '');
+    if (req.method === 'GET') {
+      if (req.headers['last-event-id'] !== 'list-1' || !listIds.has(sid)) return void res.writeHead(405, { allow: 'POST, DELETE' }).end();
+      resumed++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`id: list-2\nevent: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: listIds.get(sid), result: { tools: TOOLS } })}\n\n`);
+      return;
+    }
+    if (req.method === 'DELETE') return void res.writeHead(200).end();
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const m = JSON.parse(body) as { id?: unknown; method?: string; params?: { protocolVersion?: string } };
+      if (m.method === 'initialize') {
+        const result = { protocolVersion: m.params?.protocolVersion ?? VERSION, capabilities: { tools: {} }, serverInfo: { name: 'lists', version: '1.0.0' } };
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': `up-${Math.random().toString(36).slice(2)}` }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+        return;
+      }
+      if (m.id === undefined) return void res.writeHead(202).end();
+      if (m.method !== 'tools/list') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: {} }));
+      listIds.set(sid, m.id);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`id: list-1\nevent: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'listing' } })}\n\n`);
+      if (mode === 'drop') setTimeout(() => res.socket?.destroy(), 50);
+      else held.add(res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    get resumed() {
+      return resumed;
+    },
+    async close() {
+      for (const r of held) r.socket?.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const authDoc = (issuer: TestIssuer, upstreamUrl: string) => ({
+  auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], audience: AUD },
+  servers: { api: { upstreams: [{ url: upstreamUrl }], auth: { tools: { 'admin_*': { scopes: ['admin'] } } } } },
+});
+
+const toolNames = (events: SseEvent[]) => {
+  const answer = events.find((e) => e.message?.id === 7);
+  assert.ok(answer, 'the list answer arrived');
+  return ((answer.message!.result as { tools: { name: string }[] }).tools ?? []).map((t) => t.name);
+};
+
+describe('auth: a resumed list answer is filtered like any other', () => {
+  let issuer: TestIssuer;
+  before(async () => {
+    issuer = await startTestIssuer();
+  });
+  after(async () => {
+    await issuer?.close();
+  });
+
+  it('the upstream stream breaks before the answer: the gateway reads it again and still hides what the caller may not use', async () => {
+    const up = await startListUpstream('drop');
+    let gw: Gateway | undefined;
+    try {
+      gw = await startGateway(authDoc(issuer, up.url));
+      const url = `${gw.url}/mcp/api`;
+      const auth = { authorization: `Bearer ${await issuer.sign({ sub: 'bob', aud: AUD, scope: 'tools' })}` };
+      const sid = await openSession(url, VERSION, auth);
+      const { res } = await postSse(url, { jsonrpc: '2.0', id: 7, method: 'tools/list' }, { ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': VERSION });
+      assert.equal(res.status, 200);
+      const events = await readSse(res, (e) => e.message?.id === 7);
+      assert.equal(up.resumed, 1, 'the answer came on the upstream resumption');
+      assert.deepEqual(toolNames(events), ['echo']);
+    } finally {
+      await gw?.close();
+      await up.close();
+    }
+  });
+
+  it('the relaying replica dies: the replica that takes the stream over filters for the same caller', async () => {
+    let redis: RedisServer | undefined;
+    let up: ListUpstream | undefined;
+    let a: GatewayProcess | undefined;
+    let b: GatewayProcess | undefined;
+    try {
+      [redis, up] = await Promise.all([startRedis(), startListUpstream('stall')]);
+      const doc = { redis: { url: redis.url }, ...authDoc(issuer, up.url) };
+      [a, b] = await Promise.all([spawnGateway(doc), spawnGateway(doc)]);
+      const auth = { authorization: `Bearer ${await issuer.sign({ sub: 'bob', aud: AUD, scope: 'tools' })}` };
+      const sid = await openSession(`${a.url}/mcp/api`, VERSION, auth);
+      const headers = { ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': VERSION };
+      const { res, abort } = await postSse(`${a.url}/mcp/api`, { jsonrpc: '2.0', id: 7, method: 'tools/list' }, headers);
+      const first = await readSse(res, (e) => e.message?.method === 'notifications/message', abort);
+      await a.child.kill('SIGKILL');
+
+      const again = await resumeSse(`${b.url}/mcp/api`, first.at(-1)!.id!, headers);
+      assert.equal(again.res.status, 200);
+      const rest = await readSse(again.res, (e) => e.message?.id === 7);
+      assert.equal(up.resumed, 1, 'B read the answer from the upstream again');
+      assert.deepEqual(toolNames(rest), ['echo']);
+    } finally {
+      await Promise.all([a?.stop(), b?.stop()]);
+      await Promise.all([up?.close(), redis?.stop()]);
+    }
+  });
+});
