@@ -17,6 +17,9 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETU
 export class HttpReplica extends ReplicaState {
   readonly pool: Pool;
   readonly streamPool: Pool;
+  /** The cap on request connections (`connections`), if any. */
+  readonly connections: number | undefined;
+  readonly capped: boolean;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
@@ -41,6 +44,8 @@ export class HttpReplica extends ReplicaState {
     // they get an uncapped pool of their own, so requests never queue behind idle streams;
     // uncapped, one pool serves both (a stream may start on a warm keep-alive connection).
     this.streamPool = cfg.connections === undefined ? this.pool : new Pool(url.origin, { ...options, connections: null });
+    this.connections = cfg.connections;
+    this.capped = cfg.connections !== undefined;
   }
 
   /** The pool for a request: long-lived GET streams apart from everything else. */
@@ -187,17 +192,24 @@ export class HttpUpstream implements Upstream {
   async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     replica.inflight++;
+    // Under a `connections` cap a request may wait for a connection first; undici's
+    // headersTimeout starts only once it is sent (and a queued request ignores its signal until
+    // then), so the whole wait is bounded here, by the same limit.
+    const queue = replica.capped && method !== 'GET' ? new AbortController() : undefined;
+    let limit: NodeJS.Timeout | undefined;
     try {
       // auth: the gateway's own credentials, never the caller's.
       if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
-      const res = await replica.poolFor(method).request({
+      const sent = replica.poolFor(method).request({
         path: replica.path,
         method,
         headers,
         body,
         headersTimeout: this.#server.requestTimeoutMs,
-        signal,
+        signal: queue ? (signal ? AbortSignal.any([signal, queue.signal]) : queue.signal) : signal,
       });
+      const res = queue ? await Promise.race([sent, new Promise<never>((_, reject) => (limit = setTimeout(() => reject(queueTimeout(queue, sent)), this.#server.requestTimeoutMs)))]) : await sent;
+      clearTimeout(limit);
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
@@ -207,8 +219,13 @@ export class HttpUpstream implements Upstream {
       }
       return res;
     } catch (err) {
-      if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
+      clearTimeout(limit);
       replica.inflight--;
+      if (err === QUEUE_TIMEOUT) {
+        // Not held against the replica: the wait may be all in the gateway's own queue.
+        throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server.name}": no answer began within requestTimeout, with all ${replica.connections} connections to the replica busy or the replica slow`);
+      }
+      if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
       throw err;
     }
   }
@@ -302,6 +319,15 @@ function errorCode(err: unknown): string | undefined {
   if (typeof e?.code === 'string' && e.code !== 'UND_ERR_SOCKET') return e.code;
   if (typeof e?.cause?.code === 'string') return e.cause.code;
   return typeof e?.code === 'string' ? e.code : undefined;
+}
+
+const QUEUE_TIMEOUT = Symbol('queue timeout');
+
+/** Gives up on a request still waiting (or sent too late): it is aborted, and an answer that comes anyway is dropped. */
+function queueTimeout(queue: AbortController, sent: Promise<Dispatcher.ResponseData>): typeof QUEUE_TIMEOUT {
+  queue.abort();
+  sent.then((res) => discard(res.body), () => {});
+  return QUEUE_TIMEOUT;
 }
 
 export function isUnreachable(err: unknown): boolean {

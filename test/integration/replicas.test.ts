@@ -3,8 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
-import { openSession, post, request, rpcOf } from '../helpers/raw.ts';
+import { openSession, post, request, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { postSse, readSse, slowCount } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
@@ -206,6 +207,30 @@ describe('upstream connections', () => {
       assert.ok(Date.now() - started < 5_000);
     } finally {
       for (const a of streams) a.abort();
+    }
+  });
+
+  it('a request waiting for a capped connection gets a 504 after requestTimeout, and the replica is not blamed', { timeout: 20_000 }, async () => {
+    const capped = await startGateway({ servers: { api: { upstreams: [{ url: up.url, connections: 1 }], requestTimeout: '500ms' } } });
+    try {
+      const url = `${capped.url}/mcp/api`;
+      const headers = sessionHeaders(await openSession(url));
+      // The only request connection carries a ~3 s SSE answer.
+      const slow = await postSse(url, slowCount(1, 20, 150), headers);
+      const slowDone = readSse(slow.res, (e) => e.message?.id === 1);
+      const started = Date.now();
+      // Three at once: as many as maxFails, so blaming the replica would eject it.
+      const waited = await Promise.all([2, 3, 4].map((id) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text: 'queued' } } }, headers)));
+      for (const w of waited) {
+        assert.equal(w.status, 504, w.text);
+        assert.equal(rpcOf(w).error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+      }
+      assert.ok(Date.now() - started < 2_500, `answered after the limit, not after the slow call (${Date.now() - started} ms)`);
+      assert.equal((await slowDone).filter((e) => e.message?.id === 1).length, 1, 'the slow call still finished');
+      const echo = await post(url, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'echo', arguments: { text: 'free again' } } }, headers);
+      assert.match(JSON.stringify(rpcOf(echo)), /free again/);
+    } finally {
+      await capped.close();
     }
   });
 });
