@@ -48,6 +48,15 @@ export interface StreamObserver {
  */
 export type Reopen = (upstreamEventId: string, info: StreamInfo) => Promise<Readable | undefined>;
 
+/** A resumption checked and ready: the stream, the client's position, and (when read already) the first page to replay. */
+export interface PreparedResume {
+  readonly key: string;
+  readonly streamId: string;
+  readonly seq: number;
+  readonly info: StreamInfo;
+  readonly page?: LoggedEvent[];
+}
+
 const HEARTBEAT_MS = 1_000;
 const NODE_TTL_MS = 3_000;
 const FOLLOW_BLOCK_MS = 1_000;
@@ -169,7 +178,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * Checks a `Last-Event-ID` for this session before anything is written: the stream must be
    * known here or in the log. Throws MCPGW_ERR_EVENTS_GONE otherwise.
    */
-  async prepareResume(session: string, lastEventId: string): Promise<{ key: string; streamId: string; seq: number; info: StreamInfo }> {
+  async prepareResume(session: string, lastEventId: string): Promise<PreparedResume> {
     const dot = lastEventId.lastIndexOf('.');
     const streamId = lastEventId.slice(0, dot);
     const seq = Number(lastEventId.slice(dot + 1));
@@ -178,16 +187,19 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       throw new GatewayError('MCPGW_ERR_EVENTS_GONE', 'Last-Event-ID is not an event id this gateway issued');
     }
     const key = streamKey(session, streamId);
-    const info = this.#live.get(key)?.info ?? (await this.log.info(key).catch(() => undefined));
+    const local = this.#live.get(key)?.info;
+    // Produced elsewhere: its info and the first page to replay come in one round trip.
+    const opened = local ? undefined : await this.log.open(key, seq, REPLAY_PAGE).catch(() => undefined);
+    const info = local ?? opened?.info;
     if (!info) {
       this.emit('resume', { outcome: 'miss' });
       throw new GatewayError('MCPGW_ERR_EVENTS_GONE', this.log.healthy() ? 'the stream is unknown or expired' : 'the event log is unavailable');
     }
-    return { key, streamId, seq, info };
+    return { key, streamId, seq, info, page: opened?.events };
   }
 
   /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */
-  resume(prepared: { key: string; streamId: string; seq: number; info: StreamInfo }, res: ServerResponse, reopen: Reopen): void {
+  resume(prepared: PreparedResume, res: ServerResponse, reopen: Reopen): void {
     const writer = this.#writer(res, prepared.streamId, prepared.seq);
     writer.open();
     const local = this.#live.get(prepared.key);
@@ -196,7 +208,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       void local.attach(writer);
       return;
     }
-    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen);
+    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page);
   }
 
   async close(): Promise<void> {
@@ -223,13 +235,13 @@ export class StreamHub extends EventEmitter<HubEventMap> {
     return w;
   }
 
-  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
+  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen, page: LoggedEvent[] | undefined): Promise<void> {
     let follower;
     let outcome: ResumeOutcome = 'hit';
     try {
-      // Replay what the log holds after the client's position.
-      for (;;) {
-        const events = await this.log.read(key, writer.lastSeq, REPLAY_PAGE);
+      // Replay what the log holds after the client's position (its first page may be read already).
+      for (let first = page; ; first = undefined) {
+        const events = first ?? (await this.log.read(key, writer.lastSeq, REPLAY_PAGE));
         if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) outcome = 'evicted';
         writer.replay(events);
         if (writer.done) return void this.emit('resume', { outcome });

@@ -52,6 +52,8 @@ export interface EventLog {
   appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number>;
   /** Up to `limit` events with seq > afterSeq, oldest first. */
   read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]>;
+  /** `info` and `read` together, in one round trip: a resumption's first step. */
+  open(key: string, afterSeq: number, limit: number): Promise<{ info: StreamInfo | undefined; events: LoggedEvent[] }>;
   /** The last event, for a takeover (its seq and upstream position). */
   last(key: string): Promise<LoggedEvent | undefined>;
   info(key: string): Promise<StreamInfo | undefined>;

@@ -61,6 +61,10 @@ export class MemoryEventLog implements EventLog {
     return this.#live(key)?.info;
   }
 
+  async open(key: string, afterSeq: number, limit: number): Promise<{ info: StreamInfo | undefined; events: LoggedEvent[] }> {
+    return { info: await this.info(key), events: await this.read(key, afterSeq, limit) };
+  }
+
   async claim(key: string, from: string, to: string): Promise<boolean> {
     const entry = this.#live(key);
     if (!entry?.info || entry.info.producer !== from) return false;

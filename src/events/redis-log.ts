@@ -111,16 +111,21 @@ export class RedisEventLog implements EventLog {
     return entries.map(toEvent);
   }
 
+  async open(key: string, afterSeq: number, limit: number): Promise<{ info: StreamInfo | undefined; events: LoggedEvent[] }> {
+    const results = await this.#redis.pipeline().hgetall(this.#meta(key)).xrange(this.#stream(key), `1-${afterSeq + 1}`, '+', 'COUNT', limit).exec();
+    const [[metaErr, meta], [rangeErr, entries]] = results as [[Error | null, Record<string, string>], [Error | null, XEntry[]]];
+    if (metaErr) throw metaErr;
+    if (rangeErr) throw rangeErr;
+    return { info: toInfo(meta), events: entries.map(toEvent) };
+  }
+
   async last(key: string): Promise<LoggedEvent | undefined> {
     const entries = (await this.#redis.xrevrange(this.#stream(key), '+', '-', 'COUNT', 1)) as XEntry[];
     return entries[0] ? toEvent(entries[0]) : undefined;
   }
 
   async info(key: string): Promise<StreamInfo | undefined> {
-    const h = await this.#redis.hgetall(this.#meta(key));
-    if (!h.producer) return undefined;
-    const info: StreamInfo = { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
-    return h.guard ? { ...info, guard: h.guard } : info;
+    return toInfo(await this.#redis.hgetall(this.#meta(key)));
   }
 
   async claim(key: string, from: string, to: string): Promise<boolean> {
@@ -179,6 +184,12 @@ export class RedisEventLog implements EventLog {
     const sep = key.indexOf(':');
     return `${this.#prefix}evm:{${key.slice(0, sep)}}:${key.slice(sep + 1)}`;
   }
+}
+
+function toInfo(h: Record<string, string>): StreamInfo | undefined {
+  if (!h.producer) return undefined;
+  const info: StreamInfo = { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
+  return h.guard ? { ...info, guard: h.guard } : info;
 }
 
 function toEvent([id, fields]: XEntry): LoggedEvent {

@@ -32,6 +32,8 @@ function contract(name: string, make: (opts: { ttlMs: number; maxLength: number 
       assert.deepEqual(all[4], ev(4, '', { end: true }));
       assert.deepEqual(await log.last('s1:a'), ev(4, '', { end: true }));
       assert.deepEqual(await log.info('s1:a'), info);
+      assert.deepEqual(await log.open('s1:a', 2, 1), { info, events: [ev(3)] }, 'info and a page in one step');
+      assert.deepEqual(await log.open('s1:nothing', 0, 10), { info: undefined, events: [] });
     });
 
     it('keeps streams apart, and unknown streams are empty', async () => {
