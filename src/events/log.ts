@@ -26,7 +26,7 @@ export interface StreamInfo {
   /** JSON of the request id(s) a POST stream answers, for an error if the stream cannot go on. */
   readonly requests: string;
   /**
-   * auth: how the answer is filtered for its caller (src/auth/guard.ts `sealGuard`), when it is:
+   * auth: how the answer is filtered for its caller (src/auth/guard.ts `serializeGuard`), when it is:
    * whoever picks the stream up from the upstream again filters what comes next the same way.
    */
   readonly guard?: string;

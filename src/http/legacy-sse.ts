@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
 import { GatewayError } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
@@ -138,7 +138,7 @@ class LegacySessions {
       throw err;
     }
     if (guard) res = await guardResponse(res, guard);
-    return this.#deliver(upstream, routed, req, res, messages);
+    return this.#deliver(upstream, routed, req, res, messages, guard);
   }
 
   /** Shutdown: the sessions owned here are let go at once, for the replicas their clients resume on. */
@@ -175,11 +175,11 @@ class LegacySessions {
   }
 
   /** Sends an upstream answer down the session stream; the POST itself is answered 202 at once. */
-  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[]): ReturnType<Step> {
+  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined): ReturnType<Step> {
     if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
     const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
     if (isSse(res)) {
-      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '');
+      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '', guard);
       return { res: ACCEPTED };
     }
     const text = await readText(res.body);
@@ -194,8 +194,11 @@ class LegacySessions {
     return { res: ACCEPTED };
   }
 
-  /** Streams one SSE answer into the session stream; a broken one is resumed upstream once it can be. */
-  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string): void {
+  /**
+   * Streams one SSE answer into the session stream; a broken one is resumed upstream once it can
+   * be, and what the upstream sends again is filtered for the caller like the first part (auth).
+   */
+  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string, guard: GuardPlan | undefined): void {
     let upstreamId = lastId;
     readSseEvents(
       body,
@@ -207,7 +210,10 @@ class LegacySessions {
         if (!err) return;
         void (async () => {
           const again = upstreamId ? await upstream.get(routed, req, upstreamId).catch(() => undefined) : undefined;
-          if (again && again.status === 200 && isSse(again)) return this.#pumpAnswer(upstream, routed, req, again.body, feed, messages, upstreamId);
+          if (again && again.status === 200 && isSse(again)) {
+            const rest = guard ? await guardStream(again.body, guard).catch(() => undefined) : again.body;
+            if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, messages, upstreamId, guard);
+          }
           if (again?.body && typeof again.body !== 'string') discard(again.body);
           const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
           for (const m of messages) if (m.kind === 'request') feed.push(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: lost.rpc, message: lost.message, data: { code: lost.code } } }));

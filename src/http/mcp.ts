@@ -229,13 +229,14 @@ function reopener(gw: GatewayContext, call: Call, upstream: Upstream, claims: Se
   return async (upstreamEventId, info) => {
     // A stdio child has no stream resumption; its standalone stream can only be opened anew.
     if (upstream.kind === 'stdio' && info.kind === 'post') return undefined;
+    // auth: the plan of the request the stream answers, for the caller the session is bound to
+    // (restored first: nothing is opened upstream if it cannot be).
+    const guard = info.guard ? restoreGuard(info.guard, gw.auth?.policy(claims.server), call.caller) : undefined;
     const res = await upstream.get(claims, req, upstreamEventId || undefined);
     if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
       if (res.body !== null && typeof res.body !== 'string') discard(res.body);
       return undefined;
     }
-    // auth: the plan of the request the stream answers, for the caller the session is bound to.
-    const guard = info.guard ? restoreGuard(info.guard, gw.auth?.policy(claims.server), call.caller) : undefined;
     return guard ? guardStream(res.body, guard) : res.body;
   };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { guardRequest, guardResponse, type GuardPlan } from '../auth/guard.ts';
+import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
 import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
@@ -113,7 +113,7 @@ class UpstreamCall implements Parked {
   #expiry: NodeJS.Timeout | undefined;
   #unbind: (() => void) | undefined;
 
-  constructor(t: Translator, session: PooledSession, upstreamId: string, res: UpstreamResponse, call: StatelessCall) {
+  constructor(t: Translator, session: PooledSession, upstreamId: string, res: UpstreamResponse, call: StatelessCall, guard: GuardPlan | undefined) {
     this.t = t;
     this.session = session;
     this.upstreamId = upstreamId;
@@ -124,7 +124,11 @@ class UpstreamCall implements Parked {
     this.clientId = call.message.id;
     session.busy++;
     session.lastUsed = Date.now();
-    const resume = (lastEventId: string) => resumeStream(session, lastEventId);
+    // auth: what the upstream sends again is filtered for the caller like the first part.
+    const resume = async (lastEventId: string) => {
+      const rest = await resumeStream(session, lastEventId);
+      return rest && guard ? guardStream(rest, guard) : rest;
+    };
     this.reader = new MessageReader(res, resume);
   }
 
@@ -266,7 +270,7 @@ async function start(t: Translator, call: StatelessCall): Promise<Translated> {
   const params = sessionParams(call.message.params);
   if (params) message.params = params;
   const { session, res, guard } = await send(t, call, message);
-  const uc = new UpstreamCall(t, session, upstreamId, res, call);
+  const uc = new UpstreamCall(t, session, upstreamId, res, call, guard);
   uc.bind(call.signal);
   return { res: await answer(uc, call.signal), hidden: guard?.hidden };
 }
@@ -305,9 +309,11 @@ async function resume(t: Translator, call: StatelessCall): Promise<UpstreamRespo
   }
   const uc = t.parked.get(state.call);
   if (!(uc instanceof UpstreamCall)) throw new GatewayError('MCPGW_ERR_REQUEST_STATE', state.node === t.node ? 'the call is over' : 'the call is held by another gateway replica');
+  // Checked before the call leaves the parked set: a bad retry leaves it parked, to be retried.
+  const responses = params.inputResponses === undefined ? {} : requireObject(params.inputResponses, 'inputResponses');
   uc.unpark();
   uc.clientId = call.message.id;
-  await uc.answer(params.inputResponses === undefined ? {} : requireObject(params.inputResponses, 'inputResponses'));
+  await uc.answer(responses);
   if (uc.pending.size > 0) {
     // Not every request was answered: ask again for the rest (the spec's SHOULD, rather than an error).
     uc.park();

@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
+import { statelessPost } from '../helpers/era.ts';
 import { spawnGateway, startGateway, type GatewayProcess } from '../helpers/gateway.ts';
+import { initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { openSession } from '../helpers/raw.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -80,9 +82,9 @@ async function startListUpstream(mode: 'drop' | 'stall'): Promise<ListUpstream> 
   };
 }
 
-const authDoc = (issuer: TestIssuer, upstreamUrl: string) => ({
+const authDoc = (issuer: TestIssuer, upstreamUrl: string, server: Record<string, unknown> = {}) => ({
   auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], audience: AUD },
-  servers: { api: { upstreams: [{ url: upstreamUrl }], auth: { tools: { 'admin_*': { scopes: ['admin'] } } } } },
+  servers: { api: { upstreams: [{ url: upstreamUrl }], auth: { tools: { 'admin_*': { scopes: ['admin'] } } }, ...server } },
 });
 
 const toolNames = (events: SseEvent[]) => {
@@ -113,6 +115,46 @@ describe('auth: a resumed list answer is filtered like any other', () => {
       const events = await readSse(res, (e) => e.message?.id === 7);
       assert.equal(up.resumed, 1, 'the answer came on the upstream resumption');
       assert.deepEqual(toolNames(events), ['echo']);
+    } finally {
+      await gw?.close();
+      await up.close();
+    }
+  });
+
+  it('the same through the 2024-11-05 transport: the answer read again goes down the session stream filtered', async () => {
+    const up = await startListUpstream('drop');
+    let gw: Gateway | undefined;
+    let stream: LegacyStream | undefined;
+    try {
+      gw = await startGateway(authDoc(issuer, up.url));
+      const auth = { authorization: `Bearer ${await issuer.sign({ sub: 'bob', aud: AUD, scope: 'tools' })}` };
+      stream = await LegacyStream.open(`${gw.url}/mcp/api/sse`, auth);
+      await stream.until((e) => e.some((x) => x.event === 'endpoint'));
+      const endpoint = stream.endpoint(`${gw.url}/mcp/api/sse`);
+      await initializeLegacy(stream, endpoint, auth);
+      assert.equal((await postMessage(endpoint, { jsonrpc: '2.0', id: 7, method: 'tools/list' }, auth)).status, 202);
+      const events = await stream.until((e) => e.some((x) => x.message?.id === 7));
+      assert.equal(up.resumed, 1, 'the answer came on the upstream resumption');
+      const answer = events.find((x) => x.message?.id === 7)!;
+      assert.deepEqual((answer.message!.result as { tools: { name: string }[] }).tools.map((t) => t.name), ['echo']);
+    } finally {
+      stream?.drop();
+      await gw?.close();
+      await up.close();
+    }
+  });
+
+  it('the same for a 2026-07-28 client of a session-era upstream: the translated answer read again is filtered', async () => {
+    const up = await startListUpstream('drop');
+    let gw: Gateway | undefined;
+    try {
+      gw = await startGateway(authDoc(issuer, up.url, { era: 'session' }));
+      const auth = { authorization: `Bearer ${await issuer.sign({ sub: 'bob', aud: AUD, scope: 'tools' })}` };
+      const res = await statelessPost(`${gw.url}/mcp/api`, 'tools/list', {}, { headers: auth, id: 7 });
+      assert.equal(res.status, 200, res.text);
+      assert.equal(up.resumed, 1, 'the answer came on the upstream resumption');
+      assert.match(res.text, /"echo"/);
+      assert.doesNotMatch(res.text, /admin_reset/);
     } finally {
       await gw?.close();
       await up.close();

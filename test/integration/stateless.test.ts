@@ -222,8 +222,10 @@ describe('revision 2026-07-28', () => {
       assert.equal(rpc(tampered).error?.data?.code, 'MCPGW_ERR_REQUEST_STATE');
       const wrongTool = await statelessPost(at('demo'), 'tools/call', { name: 'echo', arguments: { text: 'x' }, requestState: state, inputResponses: {}, _meta: meta(asker) }, { id: 3 });
       assert.equal(rpc(wrongTool).error?.data?.code, 'MCPGW_ERR_REQUEST_STATE', 'a requestState is bound to its request');
+      const malformed = await statelessPost(at('demo'), 'tools/call', { name: 'ask_name', arguments: {}, requestState: state, inputResponses: 'x', _meta: meta(asker) }, { id: 31 });
+      assert.equal(malformed.status, 400, 'inputResponses must be an object');
       const again = rpc(await statelessPost(at('demo'), 'tools/call', { name: 'ask_name', arguments: {}, requestState: state, inputResponses: { other: { action: 'accept' } }, _meta: meta(asker) }, { id: 4 }));
-      assert.equal(again.result?.resultType, 'input_required', 'the missing answer is asked for again');
+      assert.equal(again.result?.resultType, 'input_required', 'the missing answer is asked for again (the malformed retry left the call parked)');
       const answer = { action: 'accept', content: { name: 'Cy' } };
       const done = await statelessPost(at('demo'), 'tools/call', { name: 'ask_name', arguments: {}, requestState: again.result?.requestState, inputResponses: { elicitation: answer }, _meta: meta(asker) }, { id: 5 });
       const final = rpc(done);
