@@ -9,6 +9,7 @@ import type { UpstreamEvents } from './events.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
+import { RequestGate } from './gate.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -16,10 +17,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETU
 // legacy: exported for 2024-11-05 SSE replicas (src/upstream/sse.ts), which connect the same way.
 export class HttpReplica extends ReplicaState {
   readonly pool: Pool;
-  readonly streamPool: Pool;
-  /** The cap on request connections (`connections`), if any. */
-  readonly connections: number | undefined;
-  readonly capped: boolean;
+  /** The `connections` cap on requests (GET streams are never held by it), if one is set. */
+  readonly gate: RequestGate | undefined;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
@@ -39,22 +38,37 @@ export class HttpReplica extends ReplicaState {
       bodyTimeout: 0,
       pipelining: 1,
     };
-    this.pool = new Pool(url.origin, { ...options, connections: cfg.connections ?? null });
-    // GET streams hold a connection for as long as a client listens. Under a cap on `connections`
-    // they get an uncapped pool of their own, so requests never queue behind idle streams;
-    // uncapped, one pool serves both (a stream may start on a warm keep-alive connection).
-    this.streamPool = cfg.connections === undefined ? this.pool : new Pool(url.origin, { ...options, connections: null });
-    this.connections = cfg.connections;
-    this.capped = cfg.connections !== undefined;
+    // The pool itself is uncapped: GET streams hold a connection for as long as a client
+    // listens, and must never leave requests queued behind them; `connections` caps requests
+    // only, in the gateway's own queue (see RequestGate).
+    this.pool = new Pool(url.origin, { ...options, connections: null });
+    this.gate = cfg.connections === undefined ? undefined : new RequestGate(cfg.connections);
   }
 
-  /** The pool for a request: long-lived GET streams apart from everything else. */
-  poolFor(method: string): Pool {
-    return method === 'GET' ? this.streamPool : this.pool;
+  /**
+   * Sends a request; under a `connections` cap a POST or DELETE first waits for a slot, at most
+   * `timeoutMs` (then 504, not held against the replica: the wait was the gateway's own). The
+   * slot is held until the response body is done.
+   */
+  async request(options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
+    if (!this.gate || options.method === 'GET') return this.pool.request(options);
+    const release = await this.gate.acquire(timeoutMs, options.signal as AbortSignal | undefined);
+    if (!release) {
+      if ((options.signal as AbortSignal | undefined)?.aborted) throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": the request was given up while it waited`);
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": all ${this.gate.size} connections to a replica stayed busy for requestTimeout`);
+    }
+    try {
+      const res = await this.pool.request(options);
+      res.body.once('close', release);
+      return res;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   async destroy(): Promise<void> {
-    await Promise.all([...new Set([this.pool, this.streamPool])].map((p) => p.destroy().catch(() => {})));
+    await this.pool.destroy().catch(() => {});
   }
 }
 
@@ -192,24 +206,10 @@ export class HttpUpstream implements Upstream {
   async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     replica.inflight++;
-    // Under a `connections` cap a request may wait for a connection first; undici's
-    // headersTimeout starts only once it is sent (and a queued request ignores its signal until
-    // then), so the whole wait is bounded here, by the same limit.
-    const queue = replica.capped && method !== 'GET' ? new AbortController() : undefined;
-    let limit: NodeJS.Timeout | undefined;
     try {
       // auth: the gateway's own credentials, never the caller's.
       if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
-      const sent = replica.poolFor(method).request({
-        path: replica.path,
-        method,
-        headers,
-        body,
-        headersTimeout: this.#server.requestTimeoutMs,
-        signal: queue ? (signal ? AbortSignal.any([signal, queue.signal]) : queue.signal) : signal,
-      });
-      const res = queue ? await Promise.race([sent, new Promise<never>((_, reject) => (limit = setTimeout(() => reject(queueTimeout(queue, sent)), this.#server.requestTimeoutMs)))]) : await sent;
-      clearTimeout(limit);
+      const res = await replica.request({ path: replica.path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs, signal }, this.#server.requestTimeoutMs, this.#server.name);
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
@@ -219,12 +219,7 @@ export class HttpUpstream implements Upstream {
       }
       return res;
     } catch (err) {
-      clearTimeout(limit);
       replica.inflight--;
-      if (err === QUEUE_TIMEOUT) {
-        // Not held against the replica: the wait may be all in the gateway's own queue.
-        throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server.name}": no answer began within requestTimeout, with all ${replica.connections} connections to the replica busy or the replica slow`);
-      }
       if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
       throw err;
     }
@@ -286,7 +281,7 @@ export class HttpUpstream implements Upstream {
 
   #startProbe(replica: HttpReplica, probe: NonNullable<ServerConfig['probe']>): NodeJS.Timeout {
     const timer = setInterval(() => {
-      replica.streamPool
+      replica.pool
         .request({ path: probe.path ?? replica.path, method: 'GET', headers: { ...replica.headers, accept: 'text/event-stream' }, headersTimeout: probe.timeoutMs })
         .then((res) => {
           // Only the status matters; the body is dropped unread.
@@ -319,15 +314,6 @@ function errorCode(err: unknown): string | undefined {
   if (typeof e?.code === 'string' && e.code !== 'UND_ERR_SOCKET') return e.code;
   if (typeof e?.cause?.code === 'string') return e.cause.code;
   return typeof e?.code === 'string' ? e.code : undefined;
-}
-
-const QUEUE_TIMEOUT = Symbol('queue timeout');
-
-/** Gives up on a request still waiting (or sent too late): it is aborted, and an answer that comes anyway is dropped. */
-function queueTimeout(queue: AbortController, sent: Promise<Dispatcher.ResponseData>): typeof QUEUE_TIMEOUT {
-  queue.abort();
-  sent.then((res) => discard(res.body), () => {});
-  return QUEUE_TIMEOUT;
 }
 
 export function isUnreachable(err: unknown): boolean {

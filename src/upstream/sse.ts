@@ -179,7 +179,7 @@ export class SseUpstream implements Upstream {
     if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
     replica.inflight++;
     try {
-      const res = await replica.poolFor(method).request({ path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs });
+      const res = await replica.request({ path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs }, this.#server.requestTimeoutMs, this.#server.name);
       replica.succeed();
       return res;
     } finally {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
@@ -207,6 +209,60 @@ describe('upstream connections', () => {
       assert.ok(Date.now() - started < 5_000);
     } finally {
       for (const a of streams) a.abort();
+    }
+  });
+
+  it('under a cap, a replica that hangs is still ejected, and requests that gave up waiting never reach it', { timeout: 20_000 }, async () => {
+    // Answers initialize; a call to `hold` gets SSE headers and a stream that stays open; any
+    // other call hangs without headers.
+    let hangs = 0;
+    let sockets = 0;
+    const held = new Set<ServerResponse>();
+    const upstream = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const m = JSON.parse(body || '{}') as { id?: unknown; method?: string; params?: { name?: string } };
+        if (m.method === 'initialize') {
+          const result = { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'hung', version: '1' } };
+          return void res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'u1' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+        }
+        if (m.id === undefined) return void res.writeHead(202).end();
+        if (m.params?.name === 'hold') {
+          res.writeHead(200, { 'content-type': 'text/event-stream' }).flushHeaders();
+          return void held.add(res);
+        }
+        if (m.method === 'tools/call') hangs++;
+      });
+    });
+    upstream.on('connection', () => sockets++);
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp`;
+    const capped = await startGateway({ servers: { api: { upstreams: [{ url: upstreamUrl, connections: 1 }], requestTimeout: '300ms', maxFails: 2 } } });
+    try {
+      const url = `${capped.url}/mcp/api`;
+      const headers = sessionHeaders(await openSession(url));
+      const call = (id: number, name = 'x') => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } }, headers);
+      // A stream holds the only slot; three calls wait for it, give up, and are never sent.
+      const hold = await postSse(url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hold', arguments: {} } }, headers);
+      assert.equal(hold.res.status, 200);
+      const socketsBefore = sockets;
+      for (const r of await Promise.all([2, 3, 4].map((id) => call(id)))) assert.equal(r.status, 504, r.text);
+      assert.equal(hangs, 0, 'the requests that gave up waiting were never sent');
+      assert.equal(sockets, socketsBefore, 'no connection was opened for them either');
+      // The stream ends: its slot is free again. A call that hangs counts against the replica;
+      // the second ejects it (maxFails 2), and the next call finds no replica.
+      for (const r of held) r.end();
+      hold.abort.abort();
+      assert.equal((await call(5)).status, 504);
+      assert.equal((await call(6)).status, 504);
+      assert.equal(hangs, 2);
+      const after = await call(7);
+      assert.equal(after.status, 503, after.text);
+    } finally {
+      await capped.close();
+      upstream.closeAllConnections();
+      await new Promise((r) => upstream.close(r));
     }
   });
 
