@@ -34,6 +34,12 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     // SSE streams stay open for hours; Node's default request timeout would cut them.
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
+    // A URL the router cannot read (bad percent-encoding, a path segment too long to be a server
+    // name) gets a JSON-RPC error like any other, not Fastify's own body.
+    frameworkErrors: (err, _request, reply) => {
+      const detail = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment longer than any server name' : 'a path that is not a valid URL';
+      sendError(reply as FastifyReply, new GatewayError('MCPGW_ERR_NOT_FOUND', detail), null);
+    },
   }) as unknown as FastifyInstance;
 
   // Bodies stay raw bytes: parsed once to route, forwarded untouched.
@@ -41,6 +47,12 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   app.addContentTypeParser(['application/json'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err.code === 'ECONNRESET' && request.raw.destroyed) {
+      // The client left while its body was being read: nobody to answer, nothing went wrong here.
+      request.log.debug({ reqId: request.id }, 'client left before its request body was read');
+      reply.raw.destroy();
+      return;
+    }
     const code = err instanceof GatewayError ? err.code : FASTIFY_ERRORS[err.code];
     if (!code) request.log.error({ reqId: request.id, url: request.url.split('?')[0], err }, 'unhandled error');
     sendError(reply, err instanceof GatewayError ? err : new GatewayError(code ?? 'MCPGW_ERR_INTERNAL'), null);

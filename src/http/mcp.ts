@@ -173,6 +173,8 @@ const onPost: Step = async (gw, request, call) => {
       return { res: translated.res, session: gw.sealer.seal(translated.claims) };
     }
     const { response, placement } = await upstream.initialize(req, sessionId);
+    // Refused upstream: its answer goes back as it is, and there is no session to name.
+    if (response.status >= 300) return { res: response };
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,

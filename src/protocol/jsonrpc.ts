@@ -35,21 +35,21 @@ export function envelope(value: unknown): Envelope {
   if (m.jsonrpc !== '2.0') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'jsonrpc must be "2.0"');
   const id = m.id;
   const hasId = 'id' in m;
-  if (hasId && typeof id !== 'string' && (typeof id !== 'number' || !Number.isFinite(id)) && id !== null) {
-    throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'id must be a string or a number');
+  // MCP's ids are strings or integers (an SDK peer drops anything else without a word, and a
+  // request it dropped would never be answered), within what JSON numbers carry exactly.
+  if (hasId && typeof id !== 'string' && (typeof id !== 'number' || !Number.isSafeInteger(id)) && id !== null) {
+    throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'id must be a string or an integer');
   }
   if (typeof m.method === 'string') {
     if (m.method.length === 0) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'method must not be empty');
     if (id === null) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a request id must not be null');
     const params = m.params;
-    if (params !== undefined && (params === null || typeof params !== 'object')) {
-      throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params must be an object or an array');
-    }
+    if (params !== undefined) checkParams(params);
     return {
       kind: hasId ? 'request' : 'notification',
       id: hasId ? (id as string | number) : null,
       method: m.method,
-      params: Array.isArray(params) ? undefined : (params as Record<string, unknown> | undefined),
+      params: params as Record<string, unknown> | undefined,
     };
   }
   if ('method' in m) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'method must be a string');
@@ -57,5 +57,28 @@ export function envelope(value: unknown): Envelope {
   const hasResult = 'result' in m;
   const hasError = 'error' in m;
   if (hasResult === hasError) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response has exactly one of result or error');
+  if (hasResult && !isObject(m.result)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'result must be an object');
+  if (hasError) {
+    const e = m.error as { code?: unknown; message?: unknown } | null;
+    if (!isObject(e) || !Number.isSafeInteger(e.code) || typeof e.message !== 'string') {
+      throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'error must be an object with an integer code and a string message');
+    }
+  }
   return { kind: 'response', id: (id ?? null) as JsonRpcId, method: undefined, params: undefined };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** MCP's params are an object (no positional params), and its `_meta` and progress token have fixed types. */
+function checkParams(params: unknown): void {
+  if (!isObject(params)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params must be an object');
+  const meta = params._meta;
+  if (meta === undefined) return;
+  if (!isObject(meta)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params._meta must be an object');
+  const token = meta.progressToken;
+  if (token !== undefined && typeof token !== 'string' && !Number.isSafeInteger(token)) {
+    throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params._meta.progressToken must be a string or an integer');
+  }
 }

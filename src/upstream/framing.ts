@@ -22,6 +22,19 @@ const GET_QUEUE_MAX = 1_000;
  * response as JSON, or as an SSE stream when notifications or server→client requests about it
  * come first, and gives everything else to the standalone (GET) stream.
  */
+/**
+ * The messages of a POST body one by one, each on one line, for a channel that takes single
+ * messages: stdio children and 2024-11-05 SSE servers read one message per line or POST (the SDK
+ * drops a batch array, and a line break inside a message would cut it in two). A single message
+ * on one line keeps its bytes.
+ */
+export function singleMessages(body: Buffer): string[] {
+  const text = body.toString('utf8');
+  if (!text.includes('\n') && !text.trimStart().startsWith('[')) return [text];
+  const value = JSON.parse(text) as unknown;
+  return (Array.isArray(value) ? value : [value]).map((m) => JSON.stringify(m));
+}
+
 export class MessageFramer {
   readonly #pending = new Map<string, Pending>();
   #getStream: PassThrough | undefined;

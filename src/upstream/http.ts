@@ -267,7 +267,9 @@ export class HttpUpstream implements Upstream {
     const h: Record<string, string> = {
       ...replica.headers,
       'content-type': 'application/json',
-      accept: headerValue(req.headers.accept) || 'application/json, text/event-stream',
+      // The gateway reads either form (and answers the client in the one it accepts); an
+      // upstream may refuse a request that does not offer both (the spec's MUST for clients).
+      accept: 'application/json, text/event-stream',
     };
     if (upstreamSession) h['mcp-session-id'] = upstreamSession;
     const version = headerValue(req.headers['mcp-protocol-version']);

@@ -4,7 +4,7 @@ import type { HttpUpstreamConfig, ServerConfig, SseUpstreamConfig } from '../con
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { MessageFramer } from './framing.ts';
+import { MessageFramer, singleMessages } from './framing.ts';
 import { headerValue, HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
@@ -163,7 +163,12 @@ export class SseUpstream implements Upstream {
     return session.framer.request(req, () => this.#send(session, req.body!), (err) => upstreamError(err, this.#server.name));
   }
 
+  /** POSTs the messages of `body` one at a time, in order (a 2024-11-05 server takes no batches). */
   async #send(session: SseSession, body: Buffer): Promise<void> {
+    for (const message of singleMessages(body)) await this.#sendOne(session, Buffer.from(message));
+  }
+
+  async #sendOne(session: SseSession, body: Buffer): Promise<void> {
     const res = await this.#http(session.replica, 'POST', { 'content-type': 'application/json' }, body, session.endpoint);
     drain(res.body);
     if (res.statusCode === 404) {

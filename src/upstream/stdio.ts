@@ -3,7 +3,7 @@ import type { ServerConfig, StdioUpstreamConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { MessageFramer } from './framing.ts';
+import { MessageFramer, singleMessages } from './framing.ts';
 import { pickLeastLoaded, ReplicaState } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
 
@@ -81,15 +81,28 @@ export class StdioUpstream implements Upstream {
     const replica = pickLeastLoaded(this.#replicas, Date.now());
     if (!replica) throw new GatewayError('MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
     const session = this.#spawn(sessionId, replica);
-    const response = await this.#request(session, req);
-    return { response, placement: { upstream: replica.key, upstreamSession: '', node: this.#node } };
+    // A child that does not answer its initialize in requestTimeout is ended: it would hold one of
+    // the maxProcesses slots with nobody to use it.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#kill(session, 'no answer to initialize');
+        reject(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server.name}": the process did not answer initialize within requestTimeout`));
+      }, this.#server.requestTimeoutMs);
+    });
+    try {
+      const response = await Promise.race([this.#request(session, req), late]);
+      return { response, placement: { upstream: replica.key, upstreamSession: '', node: this.#node } };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const session = this.#session(claims);
     session.framer.lastActivity = Date.now();
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
-    session.write(req.body!.toString('utf8'));
+    for (const line of singleMessages(req.body!)) session.write(line);
     return { status: 202, headers: {}, body: null };
   }
 
@@ -190,7 +203,9 @@ export class StdioUpstream implements Upstream {
   #request(session: StdioSession, req: ClientRequest): Promise<UpstreamResponse> {
     return session.framer.request(
       req,
-      async () => session.write(req.body!.toString('utf8')),
+      async () => {
+        for (const line of singleMessages(req.body!)) session.write(line);
+      },
       (err) => new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${(err as Error).message}`),
     );
   }

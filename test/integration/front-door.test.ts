@@ -59,6 +59,10 @@ for (const kind of ['http', 'stdio'] as const) {
       ['a batch on 2025-11-25', () => post(url, [LIST, { ...LIST, id: 3 }], withSession()), 400, -32600, 'MCPGW_ERR_BATCH_NOT_SUPPORTED'],
       ['PUT', () => request(url, 'PUT', withSession()), 405, -32600, 'MCPGW_ERR_METHOD_NOT_ALLOWED'],
       ['unknown path', () => request(`${gw.url}/nowhere`, 'GET'), 404, -32600, 'MCPGW_ERR_NOT_FOUND'],
+      ['a path that is not a valid URL', () => post(`${gw.url}/mcp/%ZZ`, INIT), 404, -32600, 'MCPGW_ERR_NOT_FOUND'],
+      ['a server name longer than the router reads', () => post(`${gw.url}/mcp/${'x'.repeat(300)}`, INIT), 404, -32600, 'MCPGW_ERR_NOT_FOUND'],
+      ['positional params', () => post(url, { ...LIST, params: [] }, withSession()), 400, -32600, 'MCPGW_ERR_INVALID_REQUEST'],
+      ['a fractional request id', () => post(url, { ...LIST, id: 1.5 }, withSession()), 400, -32600, 'MCPGW_ERR_INVALID_REQUEST'],
     ];
     for (const [name, send, status, rpc, code] of table) {
       it(`${name} → ${status} ${rpc} ${code}`, async () => assertError(await send(), status, rpc, code));
@@ -105,3 +109,28 @@ for (const kind of ['http', 'stdio'] as const) {
     });
   });
 }
+
+describe('an initialize the upstream refuses', () => {
+  it('goes back as the upstream answered it, with no session id, and the upstream is asked with both media types', async () => {
+    const { createServer } = await import('node:http');
+    const accepts: string[] = [];
+    const refusing = createServer((req, res) => {
+      accepts.push(String(req.headers.accept));
+      req.resume();
+      req.on('end', () => res.writeHead(400, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"no"}}'));
+    });
+    await new Promise<void>((r) => refusing.listen(0, '127.0.0.1', r));
+    const { port } = refusing.address() as { port: number };
+    const gw = await startGateway({ servers: { api: { upstreams: [{ url: `http://127.0.0.1:${port}/mcp` }], era: 'session' } } });
+    try {
+      const res = await post(`${gw.url}/mcp/api`, INIT, { accept: 'application/json' });
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get('mcp-session-id'), null);
+      assert.deepEqual(accepts, ['application/json, text/event-stream']);
+    } finally {
+      await gw.close();
+      refusing.closeAllConnections();
+      await new Promise((r) => refusing.close(r));
+    }
+  });
+});

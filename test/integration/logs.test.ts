@@ -76,6 +76,23 @@ describe('logs: JSON lines with request id, server and method; secrets redacted'
     assert.match(String(warn.code), /^MCPGW_ERR_/);
   });
 
+  it('a client that leaves in the middle of its body is no error', async () => {
+    const { connect } = await import('node:net');
+    const { port } = new URL(gw.url);
+    const before = log.lines.length;
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write('POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{"jsonrpc":"2.0",');
+        setTimeout(() => socket.destroy(), 100);
+      });
+      socket.once('close', () => resolve());
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const errors = log.lines.slice(before).filter((l) => (l.level as number) >= 50);
+    assert.deepEqual(errors, [], 'no error line');
+    assert.ok(log.lines.slice(before).some((l) => l.msg === 'client left before its request body was read'));
+  });
+
   it('redacts credentials wherever they appear', () => {
     const out = capture();
     const logger = createLogger('info', out.stream);
