@@ -29,7 +29,6 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   if (!upstream) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', request.params.server);
   // Route and count on the headers: the body is checked against them below.
   call.method = methodLabel(headerValue(request.headers['mcp-method']) || undefined);
-  checkAccept(headerValue(request.headers.accept));
   const body = request.body;
   if (!body || body.length === 0) throw new GatewayError('MCPGW_ERR_PARSE', 'empty body');
   const incoming = parseBody(body);
@@ -37,6 +36,8 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   const message = incoming.message;
   call.messages = [message];
   call.id = message.id;
+  // Checked once the id is known: every error of this revision carries the request's id.
+  checkAccept(headerValue(request.headers.accept));
   checkVersionHeader(request.headers);
   if (message.kind === 'response') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `a ${STATELESS_REVISION} client sends no responses`);
   call.method = methodLabel(message.method);

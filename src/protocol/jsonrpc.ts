@@ -27,6 +27,13 @@ export function parseBody(body: Buffer | string): Incoming {
   return { batch: false, message: envelope(value) };
 }
 
+/** A body holding a batch (a JSON array), even of one message. */
+export function isBatchBody(body: Buffer | string | undefined): boolean {
+  if (body === undefined) return false;
+  const text = typeof body === 'string' ? body : body.toString('utf8', 0, Math.min(body.length, 64));
+  return text.trimStart().startsWith('[');
+}
+
 export function envelope(value: unknown): Envelope {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a message must be a JSON object');

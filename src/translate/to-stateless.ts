@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
-import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
+import { envelope, isBatchBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
@@ -118,7 +118,7 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
 
 /** A POST on a translated session. */
 export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], body: Buffer): Promise<UpstreamResponse> {
-  if (messages.length !== 1) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
+  if (messages.length !== 1 || isBatchBody(body)) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
   const t = translatorOf(gw);
   const m = messages[0]!;
   const mine = local(t, claims.id);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
-import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
+import { envelope, isBatchBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { ITEM_KEYS, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
 import { SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
@@ -78,7 +78,7 @@ export class ComposedUpstream implements Upstream {
   }
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
-    if (req.messages.length !== 1) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', 'a virtual server takes one message per request');
+    if (req.messages.length !== 1 || isBatchBody(req.body)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', 'a virtual server takes one message per request');
     const m = req.messages[0]!;
     const message = JSON.parse(req.body!.toString('utf8')) as Json;
     const members = this.#claims(claims);

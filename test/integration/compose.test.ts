@@ -5,6 +5,7 @@ import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { connectLegacyClient } from '../helpers/legacy.ts';
+import { openSession, post, rpcOf } from '../helpers/raw.ts';
 import { metricValue, until } from '../helpers/streams.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -105,6 +106,16 @@ describe('a virtual server over two upstreams with long names', () => {
       assert.equal(textOf(await client.callTool({ name: fresh.name, arguments: {} })), 'engineering:fresh');
     } finally {
       await close();
+    }
+  });
+
+  it('refuses a batch, even of one message, with MCPGW_ERR_BATCH_NOT_SUPPORTED', async () => {
+    const sid = await openSession(url, '2025-03-26');
+    const headers = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26' };
+    for (const batch of [[{ jsonrpc: '2.0', method: 'notifications/roots/list_changed' }], [{ jsonrpc: '2.0', id: 5, result: {} }]]) {
+      const res = await post(url, batch, headers);
+      assert.equal(res.status, 400, res.text);
+      assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_BATCH_NOT_SUPPORTED');
     }
   });
 

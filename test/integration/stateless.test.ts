@@ -128,6 +128,9 @@ describe('revision 2026-07-28', () => {
       const body = rpc(res);
       assert.equal(body.id, 'req-301');
       assert.deepEqual(body.error?.data?.supported, [V2026]);
+      const refused = await statelessPost(at('demo'), 'tools/list', LIST, { headers: { accept: 'text/html' }, id: 'req-406' });
+      assert.equal(refused.status, 406, refused.text);
+      assert.equal(rpc(refused).id, 'req-406', 'an Accept refusal carries the id too');
       assert.equal(body.error?.data?.requested, 'v999');
       for (const [method, params] of [['ping', {}], ['tools/list', { _meta: undefined }], ['tools/call', { name: 'echo', _meta: meta({}, { 'io.modelcontextprotocol/protocolVersion': 'v999' }) }]] as const) {
         assert.equal(rpc(await statelessPost(at('demo'), method, params, { id: 42 })).id, 42, method);
@@ -288,6 +291,8 @@ describe('revision 2026-07-28', () => {
       const res = await post(at('modern'), [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'ping' }], { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26' });
       assert.equal(res.status, 400);
       assert.equal(rpc(res).error?.data?.code, 'MCPGW_ERR_NOT_TRANSLATABLE');
+      const one = await post(at('modern'), [{ jsonrpc: '2.0', method: 'notifications/roots/list_changed' }], { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26' });
+      assert.equal(rpc(one).error?.data?.code, 'MCPGW_ERR_NOT_TRANSLATABLE', 'a batch of one is a batch too');
     });
   });
 
