@@ -1,6 +1,8 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { GatewayError } from '../errors.ts';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
@@ -36,6 +38,16 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     keepAliveTimeout: 65_000,
     // A URL the router cannot read (bad percent-encoding, a path segment too long to be a server
     // name) gets a JSON-RPC error like any other, not Fastify's own body.
+    // Requests Node's HTTP parser refuses (before any route runs) get our table too.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e = new GatewayError(err.code === 'HPE_HEADER_OVERFLOW' ? 'MCPGW_ERR_HEADERS_TOO_LARGE' : 'MCPGW_ERR_MALFORMED_HTTP');
+      const body = errorBody(e);
+      if (socket.writable) {
+        socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy();
+    },
     frameworkErrors: (err, _request, reply) => {
       const detail = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment longer than any server name' : 'a path that is not a valid URL';
       sendError(reply as FastifyReply, new GatewayError('MCPGW_ERR_NOT_FOUND', detail), null);

@@ -134,3 +134,37 @@ describe('an initialize the upstream refuses', () => {
     }
   });
 });
+
+describe('requests Node\'s HTTP parser refuses', () => {
+  let gw: Gateway;
+  before(async () => {
+    gw = await startGateway({ servers: { api: { upstreams: [{ command: process.execPath, args: [demoServerPath()] }] } } });
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  const raw = async (head: string): Promise<string> => {
+    const { connect } = await import('node:net');
+    const { port } = new URL(gw.url);
+    return new Promise((resolve, reject) => {
+      let got = '';
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write(head));
+      socket.on('data', (c: Buffer) => (got += c.toString()));
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+    });
+  };
+  const cases: [string, string, number, string][] = [
+    ['headers past 16 KiB', `POST /mcp/api HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'MCPGW_ERR_HEADERS_TOO_LARGE'],
+    ['two Content-Length values', 'POST /mcp/api HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', 400, 'MCPGW_ERR_MALFORMED_HTTP'],
+  ];
+  for (const [name, head, status, code] of cases) {
+    it(`${name} → ${status} ${code}, as JSON-RPC`, async () => {
+      const answer = await raw(head);
+      assert.match(answer, new RegExp(`^HTTP/1.1 ${status} `));
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { data: { code: string } } };
+      assert.equal(body.error.data.code, code);
+    });
+  }
+});
