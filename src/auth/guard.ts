@@ -68,6 +68,16 @@ export function guardRequest(policy: ServerPolicy, principal: Principal, message
       (lists ??= new Map()).set(idKey(m.id), list);
       continue;
     }
+    if (m.method === 'subscriptions/listen') {
+      // 2026-07-28: each resource subscription names a resource.
+      const uris = (m.params?.notifications as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
+      if (Array.isArray(uris)) {
+        uris.forEach((uri, i) => {
+          if (typeof uri === 'string' && !mayUse(policy, 'resources', uri, principal)) (denied ??= []).push({ index, kind: 'resources', name: uri, path: ['notifications', 'resourceSubscriptions', String(i)] });
+        });
+      }
+      continue;
+    }
     const target = namedTarget(m);
     if (target && !mayUse(policy, target.kind, target.name, principal)) (denied ??= []).push({ index, ...target });
   }
@@ -139,16 +149,22 @@ export async function guardResponse(res: UpstreamResponse, plan: GuardPlan): Pro
   const contentType = res.headers['content-type'] ?? '';
   const headers = { ...res.headers };
   delete headers['content-length'];
-  if (contentType.startsWith('text/event-stream') && typeof res.body !== 'string' && plan.masks.length === 0) {
+  if (contentType.startsWith('text/event-stream') && typeof res.body !== 'string') {
     // pipeline, not pipe: a client that goes away must release the upstream stream too.
     const filtered = new SseListFilter(plan);
     pipeline(res.body, filtered, () => {});
     return { ...res, headers, body: filtered };
   }
   const text = typeof res.body === 'string' ? res.body : await readAll(res.body);
-  let out = contentType.startsWith('text/event-stream') ? filterSseText(text, plan) : filterJsonText(text, plan);
+  const out = contentType.startsWith('text/event-stream') ? filterSseText(text, plan) : filterJsonText(text, plan);
+  return { ...res, headers, body: unmask(out, plan) };
+}
+
+/** Puts the real names back where the stand-ins went upstream. */
+function unmask(text: string, plan: GuardPlan): string {
+  let out = text;
   for (const [fake, real] of plan.masks) out = out.split(fake).join(JSON.stringify(real).slice(1, -1));
-  return { ...res, headers, body: out };
+  return out;
 }
 
 async function readAll(body: Readable): Promise<string> {
@@ -234,19 +250,21 @@ class SseListFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    // Every list answered: the rest passes as it comes (still decoded, so no character is cut).
-    if (this.#open === 0) return done(null, this.#events.decode(chunk) || undefined);
+    // Every list answered and no name to put back: the rest passes as it comes (still decoded,
+    // so no character is cut). Names are put back event by event (a stream may never end).
+    const masks = this.#plan.masks.length > 0;
+    if (this.#open === 0 && !masks) return done(null, this.#events.decode(chunk) || undefined);
     let out = '';
     this.#events.push(chunk, (event, end) => {
+      let text = event;
       if (this.#open > 0) {
         const f = filterSseEvent(event, this.#plan);
         this.#open -= f.answered;
-        out += f.text + end;
-      } else {
-        out += event + end;
+        text = f.text;
       }
+      out += (masks ? unmask(text, this.#plan) : text) + end;
     });
-    if (this.#open === 0) out += this.#events.take();
+    if (this.#open === 0 && !masks) out += this.#events.take();
     done(null, out || undefined);
   }
 

@@ -95,7 +95,8 @@ export class JwtVerifier {
     if (!subject) throw new TokenError('token has no subject');
     const aud = payload.aud === undefined ? [] : Array.isArray(payload.aud) ? payload.aud : [payload.aud];
     const principal: Principal = {
-      id: principalId(issuer.config.issuer, subject),
+      // A client (no sub) never shares a principal with a user whose sub equals its client_id.
+      id: principalId(issuer.config.issuer, typeof payload.sub === 'string' && payload.sub ? subject : `client_id:${subject}`),
       issuer: issuer.config.issuer,
       subject,
       scopes: scopesOf(payload),

@@ -29,8 +29,27 @@ function ruleFor(rules: ItemRules, name: string): AccessRule | undefined {
   return undefined;
 }
 
-/** May the caller see and use this tool / resource / prompt? Unnamed items follow `unlisted`. */
-export function mayUse(policy: ServerPolicy, kind: ItemKind, name: string, principal: Principal): boolean {
+function allowed(policy: ServerPolicy, kind: ItemKind, name: string, principal: Principal): boolean {
   const rule = ruleFor(policy[kind], name);
   return rule ? permits(rule, principal) : policy.unlisted === 'allow';
+}
+
+/**
+ * May the caller see and use this tool / resource / prompt? Unnamed items follow `unlisted`. A
+ * resource URI must pass as written and as a URL parser reads it (`DEMO://x`, ` demo://x`,
+ * `file:///a/../b` are the URIs an SDK server looks up as `demo://x` and `file:///b`).
+ */
+export function mayUse(policy: ServerPolicy, kind: ItemKind, name: string, principal: Principal): boolean {
+  if (!allowed(policy, kind, name, principal)) return false;
+  if (kind !== 'resources') return true;
+  const canonical = canonicalUri(name);
+  return canonical === name || allowed(policy, kind, canonical, principal);
+}
+
+function canonicalUri(uri: string): string {
+  try {
+    return new URL(uri).href;
+  } catch {
+    return uri;
+  }
 }

@@ -22,7 +22,16 @@ export function parseBody(body: Buffer | string): Incoming {
   }
   if (Array.isArray(value)) {
     if (value.length === 0) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'empty batch');
-    return { batch: true, messages: value.map(envelope) };
+    const messages = value.map(envelope);
+    // Two requests under one id could not be told apart in the answers (nor filtered apart).
+    const ids = new Set<string>();
+    for (const m of messages) {
+      if (m.kind !== 'request') continue;
+      const key = `${typeof m.id}:${String(m.id)}`;
+      if (ids.has(key)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `two requests of the batch have the id ${JSON.stringify(m.id)}`);
+      ids.add(key);
+    }
+    return { batch: true, messages };
   }
   return { batch: false, message: envelope(value) };
 }

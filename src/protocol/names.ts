@@ -57,7 +57,11 @@ export function splitUri(uri: string, schemes: readonly string[]): { readonly me
   const plus = uri.indexOf('+');
   if (plus <= 0) return undefined;
   const member = schemes.indexOf(uri.slice(0, plus));
-  return member < 0 ? undefined : { member, uri: uri.slice(plus + 1) };
+  const rest = uri.slice(plus + 1);
+  // What a URL parser drops (outer spaces and controls, tabs and newlines anywhere) would make
+  // the member read another URI than the one the virtual server's policy was asked about.
+  if (member < 0 || rest.length === 0 || rest.charCodeAt(0) <= 0x20 || rest.charCodeAt(rest.length - 1) <= 0x20 || /[\t\n\r]/.test(rest)) return undefined;
+  return { member, uri: rest };
 }
 
 /**

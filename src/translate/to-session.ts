@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
+import { mayUse } from '../auth/policy.ts';
 import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
@@ -495,9 +496,13 @@ async function listen(t: Translator, call: StatelessCall): Promise<UpstreamRespo
   }
   const streaming = await fanout.open();
   const filter = honored(requested, session.capabilities, streaming);
-  if (filter.resourceSubscriptions) await fanout.subscribe(filter.resourceSubscriptions);
+  // auth: a resource the caller may not use is acknowledged like an unknown one, and never
+  // subscribed to upstream nor delivered.
+  const policy = call.caller && call.gw.auth?.policy(call.server);
+  const usable = policy?.filtersItems ? filter.resourceSubscriptions?.filter((uri) => mayUse(policy, 'resources', uri, call.caller!)) : filter.resourceSubscriptions;
+  if (usable) await fanout.subscribe(usable);
   const out = new PassThrough();
-  const listener: Listener = { id: call.message.id, filter, out };
+  const listener: Listener = { id: call.message.id, filter: usable === filter.resourceSubscriptions ? filter : { ...filter, resourceSubscriptions: usable }, out };
   session.busy++;
   fanout.listeners.add(listener);
   const f = fanout;

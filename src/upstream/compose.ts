@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { envelope, isBatchBody, type Envelope } from '../protocol/jsonrpc.ts';
-import { ITEM_KEYS, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
+import { ITEM_KEYS, MAX_NAME_LENGTH, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
 import { SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
@@ -278,7 +278,9 @@ export class ComposedUpstream implements Upstream {
   }
 
   async #owner(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, kind: 'tools' | 'prompts', name: unknown): Promise<{ member: number; original: string } | undefined> {
-    if (typeof name !== 'string') return undefined;
+    // Only published names are served: a full name past 64 characters is published shortened,
+    // and taking it too would let it slip past a policy rule written on the published name.
+    if (typeof name !== 'string' || name.length > MAX_NAME_LENGTH) return undefined;
     if (mayBeShortened(name)) {
       const known = this.#tables.get(`${claims.id}:${kind}`)?.get(name) ?? (await this.#list(claims, members, req, kind)).table.get(name);
       if (known) return known;

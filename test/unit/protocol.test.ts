@@ -43,6 +43,7 @@ describe('JSON-RPC envelope', () => {
     ['response without result', '{"jsonrpc":"2.0","id":1}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['empty batch', '[]', 'MCPGW_ERR_INVALID_REQUEST'],
     ['batch with junk', '[{"jsonrpc":"2.0","method":"a"}, 1]', 'MCPGW_ERR_INVALID_REQUEST'],
+    ['batch with a repeated id', '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":1,"method":"prompts/list"}]', 'MCPGW_ERR_INVALID_REQUEST'],
   ];
   for (const [name, body, code] of bad) {
     it(`rejects ${name} with ${code}`, () => {
