@@ -243,7 +243,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       for (let first = page; ; first = undefined) {
         const events = first ?? (await this.log.read(key, writer.lastSeq, REPLAY_PAGE));
         if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) outcome = 'evicted';
-        writer.replay(events);
+        await writer.replay(events);
         if (writer.done) return void this.emit('resume', { outcome });
         if (events.length < REPLAY_PAGE) break;
       }
@@ -251,7 +251,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       follower = this.log.follower(key);
       while (!writer.done && !this.#closed) {
         const events = await follower.next(writer.lastSeq, FOLLOW_BLOCK_MS);
-        writer.replay(events);
+        await writer.replay(events);
         if (events.length > 0) continue;
         const current = await this.log.info(key);
         if (!current) break;
@@ -285,7 +285,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
     const last = await this.log.last(key);
     if (last?.end) {
       // It ended after all (the end landed between our reads): nothing to take over.
-      writer.replay([last]);
+      await writer.replay([last]);
       writer.end();
       return;
     }
@@ -369,11 +369,19 @@ class Producer {
     writer.hold();
     this.#add(writer);
     try {
-      for (;;) {
+      // Nothing to read back for a client at the current position (a standalone stream adopted).
+      while (writer.lastSeq < this.#seq) {
         const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
-        writer.replay(events);
+        await writer.replay(events);
         if (events.length < REPLAY_PAGE || writer.done) break;
       }
+    } catch (err) {
+      // The log cannot be read (Redis away): this client cannot be caught up; it comes back
+      // with Last-Event-ID. The stream itself goes on for whoever else reads it.
+      this.#subscribers.delete(writer);
+      this.hub.emit('resumeFailed', { key: this.key, error: (err as Error).message });
+      writer.end();
+      return;
     } finally {
       writer.release();
     }

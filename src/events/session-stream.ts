@@ -106,7 +106,7 @@ export async function tailSession(hub: StreamHub, res: ServerResponse, opts: Tai
     for (;;) {
       const events = await hub.log.read(opts.key, writer.lastSeq, REPLAY_PAGE);
       if (events[0] && events[0].seq > writer.lastSeq + 1) evicted = true;
-      write(events);
+      await write(events);
       if (done()) break;
       await opts.tick(events);
       if (events.length < REPLAY_PAGE) break;
@@ -114,7 +114,7 @@ export async function tailSession(hub: StreamHub, res: ServerResponse, opts: Tai
     if (opts.resumed) hub.emit('resume', { outcome: evicted ? 'evicted' : 'hit' });
     while (!done()) {
       const events = await follower.next(writer.lastSeq, FOLLOW_BLOCK_MS);
-      write(events);
+      await write(events);
       // A client that left no longer looks after the session (it would take it over again).
       if (!done()) await opts.tick(events);
     }

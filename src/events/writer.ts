@@ -16,6 +16,8 @@ export class ClientWriter {
   #held: LoggedEvent[] | undefined;
   #closed = false;
   readonly #maxBuffer: number;
+  /** Bytes written in this turn of the event loop. */
+  #turnBytes = 0;
   onClose: (() => void) | undefined;
 
   constructor(res: ServerResponse, streamId: string, lastSeq: number, maxBuffer: number) {
@@ -56,15 +58,23 @@ export class ClientWriter {
     else this.#emit(e);
   }
 
-  /** Events read back from the log: written even while live events are held. */
-  replay(events: readonly LoggedEvent[]): void {
-    for (const e of events) this.#emit(e);
+  /**
+   * Events read back from the log: written even while live events are held, at the pace the
+   * client reads them (a backlog larger than `maxBuffer` must not cut the very connection that
+   * is catching up on it). Resolves when written, or when the client left.
+   */
+  async replay(events: readonly LoggedEvent[]): Promise<void> {
+    for (const e of events) {
+      this.#emit(e, true);
+      if (this.res.writableNeedDrain && !this.closed) await drained(this.res);
+      if (this.closed) return;
+    }
   }
 
-  #emit(e: LoggedEvent): void {
+  #emit(e: LoggedEvent, paced = false): void {
     if (this.closed || e.seq <= this.lastSeq) return;
     this.lastSeq = e.seq;
-    if (e.data && !e.hidden) this.#send(`id: ${this.streamId}.${e.seq}\nevent: message\ndata: ${e.data}\n\n`);
+    if (e.data && !e.hidden) this.#send(`id: ${this.streamId}.${e.seq}\nevent: message\ndata: ${e.data}\n\n`, paced);
     if (e.end) this.end();
   }
 
@@ -107,11 +117,31 @@ export class ClientWriter {
     this.res.end();
   }
 
-  #send(chunk: string): void {
-    if (this.closed) return;
+  #send(chunk: string, paced = false): void {
+    if (this.closed || this.res.writableEnded) return;
     if (!this.res.headersSent) this.res.writeHead(200, SSE_HEADERS);
+    // A slow reader is one that left more than maxBuffer unread from earlier turns of the event
+    // loop: one burst of the upstream, however large, does not cut a client that keeps up.
+    if (!paced && this.res.writableLength - this.#turnBytes > this.#maxBuffer) {
+      this.res.destroy();
+      return;
+    }
+    if (this.#turnBytes === 0) setImmediate(() => (this.#turnBytes = 0));
+    this.#turnBytes += Buffer.byteLength(chunk);
     this.lastWriteAt = Date.now();
     this.res.write(chunk);
-    if (this.res.writableLength > this.#maxBuffer) this.res.destroy();
   }
+}
+
+/** Resolves when `res` has room again, or is gone. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

@@ -25,7 +25,7 @@ async function harness() {
 }
 const server = createServer();
 
-it('cuts a reader that leaves more than maxBuffer unread, without growing memory further', async () => {
+it('cuts a reader that leaves more than maxBuffer unread from earlier turns, without growing memory further', async () => {
   const { response, socket } = await harness();
   try {
     socket.pause(); // a client that stops reading
@@ -35,11 +35,32 @@ it('cuts a reader that leaves more than maxBuffer unread, without growing memory
     for (let seq = 1; seq <= 100_000 && !writer.closed; seq++) {
       writer.write({ seq, data: `{"pad":"${line}"}`, upstreamId: '', hidden: false, end: false });
       written++;
-      if (seq % 1000 === 0) await sleep(1); // let the kernel buffers fill
+      if (seq % 10 === 0) await sleep(1); // a turn of the loop per 10 events (~10 KB)
     }
     assert.equal(writer.closed, true, 'the connection was cut');
     assert.ok(written < 100_000, `cut after ${written} events`);
-    assert.ok(response().writableLength <= 64 * 1024 + 2_000, `buffered ${response().writableLength} bytes`);
+    // At most maxBuffer left from earlier turns, plus what one turn wrote.
+    assert.ok(response().writableLength <= 64 * 1024 + 10 * 1_020 + 2_000, `buffered ${response().writableLength} bytes`);
+  } finally {
+    socket.destroy();
+    server.close();
+    server.removeAllListeners('request');
+  }
+});
+
+it('does not cut a reader that keeps up, however large one burst is', async () => {
+  const { response, socket } = await harness();
+  try {
+    let read = 0;
+    socket.on('data', (c: Buffer) => (read += c.length));
+    const writer = new ClientWriter(response(), 'S', 0, 16 * 1024);
+    const line = 'x'.repeat(1_000);
+    // 200 KB at once: far past maxBuffer in one turn.
+    for (let seq = 1; seq <= 200; seq++) writer.write({ seq, data: `{"pad":"${line}"}`, upstreamId: '', hidden: false, end: false });
+    for (let i = 0; i < 200 && read < 200_000; i++) await sleep(5);
+    writer.write({ seq: 201, data: '{"last":true}', upstreamId: '', hidden: false, end: false });
+    assert.equal(writer.closed, false, 'still open');
+    assert.ok(read >= 200_000, `the client read ${read} bytes`);
   } finally {
     socket.destroy();
     server.close();

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { spawnGateway, startGateway, type GatewayProcess } from '../helpers/gateway.ts';
+import { openSession, post, rpcOf } from '../helpers/raw.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { postSse, progressOf, readSse, resumeSse, slowCount } from '../helpers/sse.ts';
+import { metricValue, until } from '../helpers/streams.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+
+const V = { 'mcp-protocol-version': '2025-11-25' };
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+/** Resumption when things go wrong: found by a chaos run (backlogs, Redis going away). */
+describe('event log trouble', () => {
+  let upstream: HttpUpstreamProcess;
+  before(async () => {
+    upstream = await startDemoUpstream('u');
+  });
+  after(async () => {
+    await upstream?.stop();
+  });
+
+  it('a backlog far larger than events.maxBuffer is replayed at the pace the client reads, whole', { timeout: 60_000 }, async () => {
+    let gw: Gateway | undefined;
+    try {
+      gw = await startGateway({ events: { maxBuffer: 16_384 }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+      const url = `${gw.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), ...V };
+      const COUNT = 2_000;
+      const { res, abort } = await postSse(url, slowCount(7, COUNT, 0), headers);
+      const first = await readSse(res, (_e, all) => progressOf(all).length >= 5, abort);
+      // The stream runs to its end without its client (~135 bytes an event: 260 KiB to catch up on).
+      await until(async () => (await metricValue(gw!, 'mcp_upstream_streams', { server: 'api' })) === 0, 'the call to finish upstream', 30_000);
+      const again = await resumeSse(url, first.at(-1)!.id!, headers);
+      assert.equal(again.res.status, 200);
+      const rest = await readSse(again.res, (e) => e.message?.id === 7);
+      assert.deepEqual(progressOf(rest), range(6, COUNT), 'every event after the position, once, in order');
+      assert.equal(rest.filter((e) => e.message?.id === 7).length, 1, 'and the answer');
+    } finally {
+      await gw?.close();
+    }
+  });
+
+  it('Redis gone: resuming on the replica producing the stream is refused or ended, and the replica lives on', { timeout: 60_000 }, async () => {
+    let redis: RedisServer | undefined;
+    let a: GatewayProcess | undefined;
+    try {
+      redis = await startRedis();
+      a = await spawnGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+      const url = `${a.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), ...V };
+      const { res, abort } = await postSse(url, slowCount(9, 60, 50), headers);
+      const first = await readSse(res, (_e, all) => progressOf(all).length >= 5, abort);
+      await redis.stop();
+      redis = undefined;
+      const again = await resumeSse(url, first.at(-1)!.id!, headers).catch(() => undefined);
+      if (again) await again.res.text().catch(() => '');
+      // A plain reconnect of the standalone stream, too (what SDK clients do on their own).
+      const get = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' }, signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      await get?.body?.cancel().catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(a.child.proc.exitCode, null, `the replica is still running:\n${a.child.output.slice(-5).join('\n')}`);
+      assert.equal((await fetch(`${a.url}/healthz`)).status, 200);
+      const echo = await post(url, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, headers);
+      assert.match(JSON.stringify(rpcOf(echo)), /still here/);
+    } finally {
+      await a?.stop();
+      await redis?.stop();
+    }
+  });
+});
