@@ -42,6 +42,31 @@ describe('event log trouble', () => {
     }
   });
 
+  it('a Redis that stops answering (SIGSTOP) slows requests by seconds at most, not for as long as it hangs', { timeout: 60_000 }, async () => {
+    let redis: RedisServer | undefined;
+    let gw: Gateway | undefined;
+    try {
+      redis = await startRedis();
+      gw = await startGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+      const url = `${gw.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), ...V };
+      redis.child.proc.kill('SIGSTOP');
+      try {
+        const started = Date.now();
+        const sid = await openSession(url);
+        const echo = await post(url, { jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'echo', arguments: { text: 'paused' } } }, headers);
+        assert.ok(sid);
+        assert.match(JSON.stringify(rpcOf(echo)), /paused/);
+        assert.ok(Date.now() - started < 8_000, `answered in ${Date.now() - started} ms while Redis was paused`);
+      } finally {
+        redis.child.proc.kill('SIGCONT');
+      }
+    } finally {
+      await gw?.close();
+      await redis?.stop();
+    }
+  });
+
   it('Redis gone: resuming on the replica producing the stream is refused or ended, and the replica lives on', { timeout: 60_000 }, async () => {
     let redis: RedisServer | undefined;
     let a: GatewayProcess | undefined;
