@@ -204,8 +204,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
     writer.open();
     const local = this.#live.get(prepared.key);
     if (local) {
-      this.emit('resume', { outcome: 'hit' });
-      void local.attach(writer);
+      void local.attach(writer).then((evicted) => this.emit('resume', { outcome: evicted ? 'evicted' : 'hit' }));
       return;
     }
     void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page);
@@ -257,8 +256,8 @@ export class StreamHub extends EventEmitter<HubEventMap> {
         if (!current) break;
         const local = this.#live.get(key);
         if (local) {
-          this.emit('resume', { outcome });
-          await local.attach(writer);
+          const evicted = await local.attach(writer);
+          this.emit('resume', { outcome: evicted ? 'evicted' : outcome });
           return;
         }
         if (current.producer === this.opts.node || !(await this.log.alive(current.producer))) {
@@ -365,13 +364,16 @@ class Producer {
   }
 
   /** A resuming client: what the log holds after its position first, then live events. */
-  async attach(writer: ClientWriter): Promise<void> {
+  async attach(writer: ClientWriter): Promise<boolean> {
     writer.hold();
     this.#add(writer);
+    let evicted = false;
     try {
       // Nothing to read back for a client at the current position (a standalone stream adopted).
       while (writer.lastSeq < this.#seq) {
         const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
+        // The oldest events the client missed were trimmed (events.maxLength).
+        if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) evicted = true;
         await writer.replay(events);
         if (events.length < REPLAY_PAGE || writer.done) break;
       }
@@ -381,11 +383,12 @@ class Producer {
       this.#subscribers.delete(writer);
       this.hub.emit('resumeFailed', { key: this.key, error: (err as Error).message });
       writer.end();
-      return;
+      return evicted;
     } finally {
       writer.release();
     }
     if (this.#ended && this.#pending.length === 0 && !this.#flushing) writer.end();
+    return evicted;
   }
 
   feed(body: Readable): void {

@@ -42,6 +42,26 @@ describe('event log trouble', () => {
     }
   });
 
+  it('a client resuming further back than events.maxLength on the producing replica is counted as evicted', { timeout: 60_000 }, async () => {
+    let gw: Gateway | undefined;
+    try {
+      gw = await startGateway({ events: { maxLength: 50 }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+      const url = `${gw.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), ...V };
+      const { res, abort } = await postSse(url, slowCount(12, 400, 10), headers);
+      const first = await readSse(res, (_e, all) => progressOf(all).length >= 5, abort);
+      await new Promise((r) => setTimeout(r, 1_500)); // ~150 more events: the first ones are trimmed
+      const again = await resumeSse(url, first.at(-1)!.id!, headers);
+      const rest = await readSse(again.res, (e) => e.message?.id === 12);
+      assert.ok(progressOf(rest)[0]! > 6, 'the oldest missed events are gone');
+      assert.equal(rest.filter((e) => e.message?.id === 12).length, 1, 'the answer still arrives');
+      assert.equal(await metricValue(gw, 'mcp_resume_total', { outcome: 'evicted' }), 1);
+      assert.equal(await metricValue(gw, 'mcp_resume_total', { outcome: 'hit' }), 0);
+    } finally {
+      await gw?.close();
+    }
+  });
+
   it('a Redis that stops answering (SIGSTOP) slows requests by seconds at most, not for as long as it hangs', { timeout: 60_000 }, async () => {
     let redis: RedisServer | undefined;
     let gw: Gateway | undefined;
