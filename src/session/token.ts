@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { openArray, sealArray, sealKey } from './seal.ts';
 
 /**
  * The gateway's own `Mcp-Session-Id`: AES-256-GCM over the routing facts a request needs, so any
@@ -24,8 +25,6 @@ export interface SessionClaims {
 }
 
 const VERSION = 1;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 // Two generations of decoded tokens: a hit is a Map lookup instead of a decrypt, and the
 // memory stays bounded without per-hit LRU bookkeeping.
 const CACHE_GENERATION = 10_000;
@@ -36,7 +35,7 @@ export class SessionSealer {
   #previous = new Map<string, SessionClaims>();
 
   constructor(secret: string | Buffer) {
-    this.#key = Buffer.from(hkdfSync('sha256', secret, 'mcp-gateway', 'session-token v1', 32));
+    this.#key = sealKey(secret, 'session-token v1');
   }
 
   static newId(): string {
@@ -44,14 +43,8 @@ export class SessionSealer {
   }
 
   seal(claims: SessionClaims): string {
-    const payload = Buffer.from(
-      JSON.stringify([claims.id, claims.server, claims.upstream, claims.upstreamSession, claims.node, claims.principal, claims.protocolVersion, claims.issuedAt]),
-    );
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
-    cipher.setAAD(HEADER);
-    const body = Buffer.concat([HEADER, iv, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
-    const token = body.toString('base64url');
+    const values = [claims.id, claims.server, claims.upstream, claims.upstreamSession, claims.node, claims.principal, claims.protocolVersion, claims.issuedAt];
+    const token = sealArray(this.#key, HEADER, values).toString('base64url');
     this.#remember(token, claims);
     return token;
   }
@@ -66,31 +59,20 @@ export class SessionSealer {
       return old;
     }
     if (token.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(token)) return undefined;
-    const body = Buffer.from(token, 'base64url');
-    if (body.length < 1 + IV_BYTES + TAG_BYTES + 2 || body[0] !== VERSION) return undefined;
-    try {
-      const iv = body.subarray(1, 1 + IV_BYTES);
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, iv);
-      decipher.setAAD(HEADER);
-      decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-      const plain = Buffer.concat([decipher.update(body.subarray(1 + IV_BYTES, body.length - TAG_BYTES)), decipher.final()]);
-      const a = JSON.parse(plain.toString('utf8')) as unknown;
-      if (!Array.isArray(a) || a.length !== 8) return undefined;
-      const claims: SessionClaims = {
-        id: String(a[0]),
-        server: String(a[1]),
-        upstream: String(a[2]),
-        upstreamSession: String(a[3]),
-        node: String(a[4]),
-        principal: String(a[5]),
-        protocolVersion: String(a[6]),
-        issuedAt: Number(a[7]),
-      };
-      this.#remember(token, claims);
-      return claims;
-    } catch {
-      return undefined;
-    }
+    const a = openArray(this.#key, HEADER, Buffer.from(token, 'base64url'), 8);
+    if (!a) return undefined;
+    const claims: SessionClaims = {
+      id: String(a[0]),
+      server: String(a[1]),
+      upstream: String(a[2]),
+      upstreamSession: String(a[3]),
+      node: String(a[4]),
+      principal: String(a[5]),
+      protocolVersion: String(a[6]),
+      issuedAt: Number(a[7]),
+    };
+    this.#remember(token, claims);
+    return claims;
   }
 
   #remember(token: string, claims: SessionClaims): void {

@@ -1,0 +1,39 @@
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+
+/**
+ * AES-256-GCM over a JSON array, under a key derived from the shared secret: what the gateway
+ * hands clients to echo back (session ids, `requestState`), opaque and tamper-evident to them,
+ * and readable by every replica.
+ */
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** A 256-bit key for one use of the secret (`purpose` keeps the uses apart). */
+export function sealKey(secret: string | Buffer, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'mcp-gateway', purpose, 32));
+}
+
+/** `header ‖ iv ‖ ciphertext ‖ tag`; the header is authenticated (AAD), not encrypted. */
+export function sealArray(key: Buffer, header: Buffer, values: readonly unknown[]): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(header);
+  return Buffer.concat([header, iv, cipher.update(JSON.stringify(values), 'utf8'), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** The `length` values `sealArray` sealed with this key and header; undefined for anything else. Never throws. */
+export function openArray(key: Buffer, header: Buffer, body: Buffer, length: number): unknown[] | undefined {
+  const at = header.length;
+  if (body.length < at + IV_BYTES + TAG_BYTES + 2 || !body.subarray(0, at).equals(header)) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(at, at + IV_BYTES));
+    decipher.setAAD(header);
+    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    const plain = Buffer.concat([decipher.update(body.subarray(at + IV_BYTES, body.length - TAG_BYTES)), decipher.final()]);
+    const values = JSON.parse(plain.toString('utf8')) as unknown;
+    return Array.isArray(values) && values.length === length ? values : undefined;
+  } catch {
+    return undefined;
+  }
+}
