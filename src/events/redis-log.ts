@@ -65,8 +65,9 @@ export class RedisEventLog implements EventLog {
     const meta = this.#meta(key);
     const p = this.#redis.pipeline();
     if (info) {
-      if (info.guard) p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests, 'guard', info.guard);
-      else p.hset(meta, 'producer', info.producer, 'kind', info.kind, 'requests', info.requests);
+      const fields = ['producer', info.producer, 'kind', info.kind, 'requests', info.requests];
+      if (info.guard) fields.push('guard', info.guard);
+      p.hset(meta, ...fields);
     }
     for (const e of events) {
       const fields = ['u', e.upstreamId];

@@ -36,8 +36,6 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     // SSE streams stay open for hours; Node's default request timeout would cut them.
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
-    // A URL the router cannot read (bad percent-encoding, a path segment too long to be a server
-    // name) gets a JSON-RPC error like any other, not Fastify's own body.
     // Requests Node's HTTP parser refuses (before any route runs) get our table too.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -48,6 +46,8 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
       }
       socket.destroy();
     },
+    // A URL the router cannot read (bad percent-encoding, a path segment too long to be a server
+    // name) gets a JSON-RPC error like any other, not Fastify's own body.
     frameworkErrors: (err, _request, reply) => {
       const detail = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment longer than any server name' : 'a path that is not a valid URL';
       sendError(reply as FastifyReply, new GatewayError('MCPGW_ERR_NOT_FOUND', detail), null);

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
-import { GatewayError } from '../errors.ts';
+import { errorBody, GatewayError } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
@@ -216,7 +216,7 @@ class LegacySessions {
           }
           if (again?.body && typeof again.body !== 'string') discard(again.body);
           const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
-          for (const m of messages) if (m.kind === 'request') feed.push(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: lost.rpc, message: lost.message, data: { code: lost.code } } }));
+          for (const m of messages) if (m.kind === 'request') feed.push(errorBody(lost, m.id));
         })();
       },
     );

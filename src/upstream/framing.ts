@@ -17,12 +17,6 @@ interface Pending {
 const GET_QUEUE_MAX = 1_000;
 
 /**
- * legacy: for an upstream that speaks in single messages on one channel — the 2024-11-05 SSE
- * transport — the gateway is the Streamable HTTP server: it answers each POST with the upstream's
- * response as JSON, or as an SSE stream when notifications or server→client requests about it
- * come first, and gives everything else to the standalone (GET) stream.
- */
-/**
  * The messages of a POST body one by one, each on one line, for a channel that takes single
  * messages: stdio children and 2024-11-05 SSE servers read one message per line or POST (the SDK
  * drops a batch array, and a line break inside a message would cut it in two). A single message
@@ -35,6 +29,12 @@ export function singleMessages(body: Buffer): string[] {
   return (Array.isArray(value) ? value : [value]).map((m) => JSON.stringify(m));
 }
 
+/**
+ * legacy: for an upstream that speaks in single messages on one channel — the 2024-11-05 SSE
+ * transport — the gateway is the Streamable HTTP server: it answers each POST with the upstream's
+ * response as JSON, or as an SSE stream when notifications or server→client requests about it
+ * come first, and gives everything else to the standalone (GET) stream.
+ */
 export class MessageFramer {
   readonly #pending = new Map<string, Pending>();
   #getStream: PassThrough | undefined;

@@ -30,18 +30,18 @@ export class HttpReplica extends ReplicaState {
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
     this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials) : undefined;
-    const options = {
+    this.pool = new Pool(url.origin, {
       connect: upstreamTlsOptions(cfg.tls),
+      // Uncapped: GET streams hold a connection for as long as a client listens, and must never
+      // leave requests queued behind them; `connections` caps requests only, in the gateway's own
+      // queue (see RequestGate).
+      connections: null,
       keepAliveTimeout: 30_000,
       connectTimeout: 5_000,
       // Response bodies are streams (SSE) that may idle for long; the gateway bounds headers only.
       bodyTimeout: 0,
       pipelining: 1,
-    };
-    // The pool itself is uncapped: GET streams hold a connection for as long as a client
-    // listens, and must never leave requests queued behind them; `connections` caps requests
-    // only, in the gateway's own queue (see RequestGate).
-    this.pool = new Pool(url.origin, { ...options, connections: null });
+    });
     this.gate = cfg.connections === undefined ? undefined : new RequestGate(cfg.connections);
   }
 
@@ -52,9 +52,10 @@ export class HttpReplica extends ReplicaState {
    */
   async request(options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
     if (!this.gate || options.method === 'GET') return this.pool.request(options);
-    const release = await this.gate.acquire(timeoutMs, options.signal as AbortSignal | undefined);
+    const signal = options.signal as AbortSignal | undefined;
+    const release = await this.gate.acquire(timeoutMs, signal);
     if (!release) {
-      if ((options.signal as AbortSignal | undefined)?.aborted) throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": the request was given up while it waited`);
+      if (signal?.aborted) throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": the request was given up while it waited`);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": all ${this.gate.size} connections to a replica stayed busy for requestTimeout`);
     }
     try {
