@@ -130,7 +130,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
-    const info: StreamInfo = opts.guard ? { producer: this.opts.node, kind: opts.kind, requests: opts.requests, guard: opts.guard } : { producer: this.opts.node, kind: opts.kind, requests: opts.requests };
+    const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests, ...(opts.guard ? { guard: opts.guard } : {}) };
     const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
     this.#live.set(key, producer);
     if (opts.kind === 'get') this.#liveGet.set(opts.session, producer);
@@ -241,8 +241,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
       // Replay what the log holds after the client's position (its first page may be read already).
       for (let first = page; ; first = undefined) {
         const events = first ?? (await this.log.read(key, writer.lastSeq, REPLAY_PAGE));
-        if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) outcome = 'evicted';
-        await writer.replay(events);
+        if (await writer.replay(events)) outcome = 'evicted';
         if (writer.done) return void this.emit('resume', { outcome });
         if (events.length < REPLAY_PAGE) break;
       }
@@ -372,9 +371,7 @@ class Producer {
       // Nothing to read back for a client at the current position (a standalone stream adopted).
       while (writer.lastSeq < this.#seq) {
         const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
-        // The oldest events the client missed were trimmed (events.maxLength).
-        if (events[0] && events[0].seq > writer.lastSeq + 1 && writer.lastSeq >= 0) evicted = true;
-        await writer.replay(events);
+        if (await writer.replay(events)) evicted = true;
         if (events.length < REPLAY_PAGE || writer.done) break;
       }
     } catch (err) {

@@ -105,8 +105,7 @@ export async function tailSession(hub: StreamHub, res: ServerResponse, opts: Tai
     let evicted = false;
     for (;;) {
       const events = await hub.log.read(opts.key, writer.lastSeq, REPLAY_PAGE);
-      if (events[0] && events[0].seq > writer.lastSeq + 1) evicted = true;
-      await write(events);
+      if (await write(events)) evicted = true;
       if (done()) break;
       await opts.tick(events);
       if (events.length < REPLAY_PAGE) break;

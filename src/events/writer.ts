@@ -16,8 +16,8 @@ export class ClientWriter {
   #held: LoggedEvent[] | undefined;
   #closed = false;
   readonly #maxBuffer: number;
-  /** Bytes written in this turn of the event loop. */
-  #turnBytes = 0;
+  /** Something was written in this turn of the event loop (the slow-reader check is done). */
+  #inTurn = false;
   onClose: (() => void) | undefined;
 
   constructor(res: ServerResponse, streamId: string, lastSeq: number, maxBuffer: number) {
@@ -61,14 +61,17 @@ export class ClientWriter {
   /**
    * Events read back from the log: written even while live events are held, at the pace the
    * client reads them (a backlog larger than `maxBuffer` must not cut the very connection that
-   * is catching up on it). Resolves when written, or when the client left.
+   * is catching up on it). Resolves when written, or when the client left, with whether the page
+   * starts past the client's next event: the ones between were trimmed from the log (evicted).
    */
-  async replay(events: readonly LoggedEvent[]): Promise<void> {
+  async replay(events: readonly LoggedEvent[]): Promise<boolean> {
+    const evicted = events.length > 0 && events[0]!.seq > this.lastSeq + 1 && this.lastSeq >= 0;
     for (const e of events) {
       this.#emit(e, true);
       if (this.res.writableNeedDrain && !this.closed) await drained(this.res);
-      if (this.closed) return;
+      if (this.closed) break;
     }
+    return evicted;
   }
 
   #emit(e: LoggedEvent, paced = false): void {
@@ -120,14 +123,17 @@ export class ClientWriter {
   #send(chunk: string, paced = false): void {
     if (this.closed || this.res.writableEnded) return;
     if (!this.res.headersSent) this.res.writeHead(200, SSE_HEADERS);
-    // A slow reader is one that left more than maxBuffer unread from earlier turns of the event
-    // loop: one burst of the upstream, however large, does not cut a client that keeps up.
-    if (!paced && this.res.writableLength - this.#turnBytes > this.#maxBuffer) {
-      this.res.destroy();
-      return;
+    if (!this.#inTurn) {
+      // A slow reader is one that left more than maxBuffer unread from earlier turns of the event
+      // loop (checked at a turn's first write): one burst of the upstream, however large, does
+      // not cut a client that keeps up.
+      if (!paced && this.res.writableLength > this.#maxBuffer) {
+        this.res.destroy();
+        return;
+      }
+      this.#inTurn = true;
+      setImmediate(() => (this.#inTurn = false));
     }
-    if (this.#turnBytes === 0) setImmediate(() => (this.#turnBytes = 0));
-    this.#turnBytes += Buffer.byteLength(chunk);
     this.lastWriteAt = Date.now();
     this.res.write(chunk);
   }
