@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import type { AuthConfig, GatewayConfig, ServerPolicy } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
-import { headerValue } from '../upstream/http.ts';
+import { headerValue } from '../protocol/headers.ts';
 import { JwtVerifier, TokenError } from './jwt.ts';
 import { claimsMatch, missingScopes } from './policy.ts';
 import { principalId, type Principal } from './principal.ts';

@@ -42,8 +42,7 @@ const NAMED: Readonly<Record<string, { readonly kind: ItemKind; readonly key: 'n
 const MAX_BUFFERED = 16 * 1024 * 1024;
 
 export interface GuardPlan {
-  /** The body to send upstream (the original bytes unless a hidden name was swapped). */
-  readonly body: Buffer;
+  /** The messages to send upstream (the caller's unless a hidden name was swapped). */
   readonly messages: readonly Envelope[];
   /** JSON-RPC id (as a key) of each list request → what to filter in its result. */
   readonly lists: ReadonlyMap<string, ListSpec>;
@@ -57,10 +56,25 @@ export interface GuardPlan {
 
 const idKey = (id: JsonRpcId | unknown): string => (typeof id === 'number' ? `n${id}` : `s${String(id)}`);
 
+/** What a stand-in name looks like: `mcpgw-hidden-` and 18 hex digits (resources: a `:unknown` scheme part after it). */
+const STAND_IN = /mcpgw-hidden-[0-9a-f]{18}(?::unknown)?/g;
+
+interface Denied {
+  readonly kind: ItemKind;
+  readonly name: string;
+  readonly path: readonly string[];
+}
+
 /** undefined when the request needs no guarding: the hot path stays as it was. */
-export function guardRequest(policy: ServerPolicy, principal: Principal, messages: readonly Envelope[], body: Buffer): GuardPlan | undefined {
+export function guardRequest(policy: ServerPolicy, principal: Principal, messages: readonly Envelope[]): GuardPlan | undefined {
   let lists: Map<string, ListSpec> | undefined;
-  let denied: { index: number; kind: ItemKind; name: string; path: readonly string[] }[] | undefined;
+  let denied: Map<number, Denied[]> | undefined;
+  const deny = (index: number, d: Denied) => {
+    denied ??= new Map();
+    const at = denied.get(index);
+    if (at) at.push(d);
+    else denied.set(index, [d]);
+  };
   for (const [index, m] of messages.entries()) {
     if (m.kind !== 'request' || m.method === undefined) continue;
     const list = LISTS[m.method];
@@ -73,33 +87,43 @@ export function guardRequest(policy: ServerPolicy, principal: Principal, message
       const uris = (m.params?.notifications as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
       if (Array.isArray(uris)) {
         uris.forEach((uri, i) => {
-          if (typeof uri === 'string' && !mayUse(policy, 'resources', uri, principal)) (denied ??= []).push({ index, kind: 'resources', name: uri, path: ['notifications', 'resourceSubscriptions', String(i)] });
+          if (typeof uri === 'string' && !mayUse(policy, 'resources', uri, principal)) deny(index, { kind: 'resources', name: uri, path: ['notifications', 'resourceSubscriptions', String(i)] });
         });
       }
       continue;
     }
     const target = namedTarget(m);
-    if (target && !mayUse(policy, target.kind, target.name, principal)) (denied ??= []).push({ index, ...target });
+    if (target && !mayUse(policy, target.kind, target.name, principal)) deny(index, target);
   }
   if (!lists && !denied) return undefined;
-  let out = body;
-  let outMessages = messages;
   const masks: [string, string][] = [];
+  const hidden: string[] = [];
+  let out = messages;
   if (denied) {
-    const parsed = JSON.parse(body.toString('utf8')) as unknown;
-    const raw = (Array.isArray(parsed) ? parsed : [parsed]) as Record<string, unknown>[];
-    for (const d of denied) {
-      const stand = `mcpgw-hidden-${randomBytes(9).toString('hex')}`;
-      const fake = d.kind === 'resources' ? `${stand}:unknown` : stand;
-      masks.push([fake, d.name]);
-      let node = raw[d.index]!.params as Record<string, unknown>;
-      for (const step of d.path.slice(0, -1)) node = node[step] as Record<string, unknown>;
-      node[d.path.at(-1)!] = fake;
+    const swapped = [...messages];
+    for (const [index, ds] of denied) {
+      let params = messages[index]!.params!;
+      for (const d of ds) {
+        const stand = `mcpgw-hidden-${randomBytes(9).toString('hex')}`;
+        const fake = d.kind === 'resources' ? `${stand}:unknown` : stand;
+        masks.push([fake, d.name]);
+        hidden.push(d.name);
+        params = replaceAt(params, d.path, fake);
+      }
+      const m = messages[index]!;
+      swapped[index] = { ...m, params, message: { ...m.message, params } };
     }
-    out = Buffer.from(JSON.stringify(parsed));
-    outMessages = messages.map((m, i) => (denied!.some((d) => d.index === i) ? { ...m, params: raw[i]!.params as Record<string, unknown> } : m));
+    out = swapped;
   }
-  return { body: out, messages: outMessages, lists: lists ?? new Map(), masks, hidden: denied?.map((d) => d.name) ?? [], policy, principal };
+  return { messages: out, lists: lists ?? new Map(), masks, hidden, policy, principal };
+}
+
+/** A copy of `node` with the value at `path` replaced; the caller's objects are left as they were. */
+function replaceAt(node: Record<string, unknown>, path: readonly string[], value: string): Record<string, unknown> {
+  const [step, ...rest] = path as [string, ...string[]];
+  const copy: Record<string, unknown> = Array.isArray(node) ? ([...node] as unknown as Record<string, unknown>) : { ...node };
+  copy[step] = rest.length === 0 ? value : replaceAt(node[step] as Record<string, unknown>, rest, value);
+  return copy;
 }
 
 /** The part of a plan a stream needs once its answer has to be read from the upstream again (StreamInfo.guard). */
@@ -120,7 +144,7 @@ export function restoreGuard(serialized: string, policy: ServerPolicy | undefine
     const spec = byField.get(field);
     if (spec) restored.set(id, spec);
   }
-  return { body: Buffer.alloc(0), messages: [], lists: restored, masks, hidden: [], policy, principal };
+  return { messages: [], lists: restored, masks, hidden: [], policy, principal };
 }
 
 /** Applies a plan to an SSE stream read from the upstream again (a resumed answer). */
@@ -160,11 +184,14 @@ export async function guardResponse(res: UpstreamResponse, plan: GuardPlan): Pro
   return { ...res, headers, body: unmask(out, plan) };
 }
 
-/** Puts the real names back where the stand-ins went upstream. */
+/** Puts the real names back where the stand-ins went upstream: one pass over the text, whatever the number of names. */
 function unmask(text: string, plan: GuardPlan): string {
-  let out = text;
-  for (const [fake, real] of plan.masks) out = out.split(fake).join(JSON.stringify(real).slice(1, -1));
-  return out;
+  if (!text.includes('mcpgw-hidden-')) return text;
+  const reals = new Map(plan.masks);
+  return text.replace(STAND_IN, (fake) => {
+    const real = reals.get(fake);
+    return real === undefined ? fake : JSON.stringify(real).slice(1, -1);
+  });
 }
 
 async function readAll(body: Readable): Promise<string> {

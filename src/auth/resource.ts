@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuthConfig } from '../config/types.ts';
-import { headerValue } from '../upstream/http.ts';
+import { headerValue } from '../protocol/headers.ts';
 
 /**
  * Where a published server lives as the client sees it, and where its RFC 9728 metadata is.

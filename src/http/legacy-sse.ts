@@ -9,9 +9,9 @@ import { methodLabel } from '../ops/metrics.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
-import { headerValue } from '../upstream/http.ts';
+import { headerValue } from '../protocol/headers.ts';
 import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } from '../upstream/messages.ts';
-import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import { clientRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
 import { discard } from '../upstream/body.ts';
@@ -120,16 +120,16 @@ class LegacySessions {
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, body);
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first);
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
     if (incoming.batch && !allowsBatch(routed.protocolVersion)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${routed.protocolVersion}`);
     // auth: the same per-item policy as on /mcp/<server> (src/auth/guard.ts).
     const policy = call.caller && this.#gw.auth?.policy(request.params.server);
-    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
     if (guard) call.hidden = guard.hidden;
-    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, guard?.body ?? body);
+    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, incoming.batch);
     let res: UpstreamResponse;
     try {
       res = await withSession(this.#gw, routed, () => upstream.post(routed, req));
@@ -153,11 +153,11 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, body: Buffer): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
     if (await this.#route(claims)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session is initialized');
     const asked = typeof init.params?.protocolVersion === 'string' ? init.params.protocolVersion : LEGACY_REVISION;
-    const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], body), claims.id);
+    const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id);
     const answer = await collectMessages(response, (m) => answers(m, init.id));
     const result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
     if (result) {
@@ -277,7 +277,7 @@ class LegacySessions {
     const upstream = this.#gw.servers.get(routed.server)!;
     let res: UpstreamResponse;
     try {
-      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], undefined), local.upstreamEventId || undefined);
+      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false), local.upstreamEventId || undefined);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') return this.#end(local.claims, routed);
       local.pump = undefined;
@@ -364,7 +364,7 @@ class LegacySessions {
     feed.end();
     await feed.flushed();
     const upstream = routed && this.#gw.servers.get(routed.server);
-    await upstream?.delete(routed!, legacyRequest(routed!.protocolVersion, [], undefined)).catch(() => undefined);
+    await upstream?.delete(routed!, legacyRequest(routed!.protocolVersion, [], false)).catch(() => undefined);
     await this.#gw.endSession(routed ?? claims);
   }
 
@@ -388,8 +388,8 @@ function legacyKey(session: string): string {
 }
 
 /** What the upstream side needs of a legacy client's message; it sent no MCP headers of its own. */
-function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], body: Buffer | undefined): ClientRequest {
+function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], batch: boolean): ClientRequest {
   const headers: Record<string, string> = { accept: ACCEPT_BOTH, 'content-type': 'application/json' };
   if (protocolVersion) headers['mcp-protocol-version'] = protocolVersion;
-  return { headers, body, messages, protocolVersion: protocolVersion ?? LEGACY_REVISION };
+  return clientRequest(headers, messages, batch, protocolVersion ?? LEGACY_REVISION);
 }

@@ -9,14 +9,14 @@ import { recordRequest, requestLogFields, type RequestInfo } from '../ops/reques
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
-import { headerValue } from '../upstream/http.ts';
+import { headerValue } from '../protocol/headers.ts';
 import type { Reopen, StreamHub } from '../events/hub.ts';
 // stateless: revision 2026-07-28 (src/http/stateless.ts).
 import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
 import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
-import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import { clientRequest as upstreamRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
 
@@ -165,7 +165,7 @@ const onPost: Step = async (gw, request, call) => {
     const asked = first.params?.protocolVersion;
     const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
     const sessionId = SessionSealer.newId();
-    const req = clientRequest(request, messages, protocolVersion);
+    const req = clientRequest(request, messages, false, protocolVersion);
     call.session = sessionId;
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
     if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
@@ -191,19 +191,19 @@ const onPost: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
-  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, body, version);
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, incoming.batch, version);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);
-  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (!guard) {
-    const req = clientRequest(request, messages, version);
+    const req = clientRequest(request, messages, incoming.batch, version);
     // resilience: result cache, breaker fast-fail, retries and time limits (src/resilience/calls.ts).
     const res = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req));
     return { res, stream: postStream(gw, call, upstream, claims, req, messages, version) };
   }
   call.hidden = guard.hidden;
-  const req: ClientRequest = { ...clientRequest(request, guard.messages, version), body: guard.body };
+  const req = clientRequest(request, guard.messages, incoming.batch, version);
   // resilience: as above; a request with a hidden name swapped out is never answered from the cache.
   const sent = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req, guard.masks.length > 0));
   return { res: await guardResponse(sent, guard), stream: { ...postStream(gw, call, upstream, claims, req, messages, version), guard: serializeGuard(guard) } };
@@ -249,7 +249,7 @@ const onGet: Step = async (gw, request, call) => {
   checkAccept(request, 'get');
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
-  const req = clientRequest(request, [], version);
+  const req = clientRequest(request, [], false, version);
   const lastEventId = headerValue(request.headers['last-event-id']);
   if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, req) };
   const standalone = gw.hub.standaloneState(claims.id);
@@ -271,7 +271,7 @@ const onDelete: Step = async (gw, request, call) => {
     await gw.endSession(claims);
     return { res: { status: 200, headers: {}, body: null } };
   }
-  const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], version)));
+  const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], false, version)));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);
   return { res };
@@ -323,8 +323,8 @@ export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
   if (!ok) throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
 }
 
-function clientRequest(request: McpRequest, messages: readonly Envelope[], protocolVersion: string): ClientRequest {
-  return { headers: request.headers, body: request.body, messages, protocolVersion };
+function clientRequest(request: McpRequest, messages: readonly Envelope[], batch: boolean, protocolVersion: string): ClientRequest {
+  return upstreamRequest(request.headers, messages, batch, protocolVersion);
 }
 
 export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {

@@ -7,12 +7,12 @@ import { listenTranslated, postTranslated } from '../translate/to-stateless.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { parseBody } from '../protocol/jsonrpc.ts';
-import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf, standardHeaders } from '../protocol/stateless.ts';
+import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { translatorOf } from '../translate/translator.ts';
 import { statelessToSession } from '../translate/to-session.ts';
-import { headerValue } from '../upstream/http.ts';
-import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import { headerValue } from '../protocol/headers.ts';
+import { clientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import type { Call, Outcome, Step } from './mcp.ts';
 
@@ -53,18 +53,14 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   const t = translatorOf(gw);
   let res: UpstreamResponse;
   if ((await t.era(request.params.server, upstream)) === 'stateless') {
-    const req: ClientRequest = { headers: request.headers, body, messages: [message], protocolVersion: STATELESS_REVISION };
-    // auth: hidden names are swapped in the body; the mirrored Mcp-Name follows the body.
+    // auth: hidden names are swapped in the body; the mirrored Mcp-Name follows the body
+    // (src/upstream/http.ts writes the mirrored headers from the message it sends).
     const policy = call.caller && gw.auth?.policy(request.params.server);
-    const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message], body) : undefined;
-    if (guard) {
-      call.hidden = guard.hidden;
-      const swapped = guard.messages[0]!;
-      const headers = { ...request.headers, ...standardHeaders(swapped.method!, swapped.params) };
-      res = await guardResponse(await upstream.exchange!({ ...req, headers, body: guard.body, messages: guard.messages }, cancel.signal), guard);
-    } else {
-      res = await upstream.exchange!(req, cancel.signal);
-    }
+    const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message]) : undefined;
+    if (guard) call.hidden = guard.hidden;
+    const req = clientRequest(request.headers, guard?.messages ?? [message], false, STATELESS_REVISION);
+    res = await upstream.exchange!(req, cancel.signal);
+    if (guard) res = await guardResponse(res, guard);
   } else {
     // A session-era upstream knows none of this revision's extensions.
     if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
@@ -99,12 +95,12 @@ function checkAccept(accept: string): void {
 // Session-era clients of a 2026-07-28 upstream: the gateway holds their sessions itself.
 
 /** A POST on a session the gateway holds for a 2026-07-28 upstream. */
-export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], body: Buffer, version: string): Promise<Outcome> {
+export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, version: string): Promise<Outcome> {
   // auth: hidden names are swapped before translation, lists filtered after it.
   const policy = call.caller && gw.auth?.policy(claims.server);
-  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages, body) : undefined;
+  const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (guard) call.hidden = guard.hidden;
-  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, guard?.body ?? body);
+  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch);
   const res = guard ? await guardResponse(raw, guard) : raw;
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
   return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };

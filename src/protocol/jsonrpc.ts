@@ -1,16 +1,28 @@
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 
-/** What the gateway needs to know of one JSON-RPC message; the bytes themselves pass through. */
+/** What the gateway knows of one JSON-RPC message, checked. */
 export interface Envelope {
   readonly kind: 'request' | 'notification' | 'response';
   readonly id: JsonRpcId;
   readonly method: string | undefined;
   readonly params: Record<string, unknown> | undefined;
+  /**
+   * The message as the gateway rebuilt it from what it checked: JSON-RPC's own members only, so
+   * whatever else the caller wrote (members of its own, duplicate keys, odd whitespace) is not
+   * part of what reaches an upstream (src/protocol/wire.ts writes it).
+   */
+  readonly message: Readonly<Record<string, unknown>>;
 }
 
 export type Incoming =
   | { readonly batch: false; readonly message: Envelope }
   | { readonly batch: true; readonly messages: readonly Envelope[] };
+
+/**
+ * The most messages one batch may hold: every item costs work on each side (policy, framing, an
+ * answer to match), and the official SDK refuses more than this too.
+ */
+export const MAX_BATCH = 100;
 
 /** Parses a POST body; throws MCPGW_ERR_PARSE or MCPGW_ERR_INVALID_REQUEST. */
 export function parseBody(body: Buffer | string): Incoming {
@@ -22,6 +34,7 @@ export function parseBody(body: Buffer | string): Incoming {
   }
   if (Array.isArray(value)) {
     if (value.length === 0) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'empty batch');
+    if (value.length > MAX_BATCH) throw new GatewayError('MCPGW_ERR_BATCH_TOO_LARGE', `${value.length} messages; at most ${MAX_BATCH}`);
     const messages = value.map(envelope);
     // Two requests under one id could not be told apart in the answers (nor filtered apart).
     const ids = new Set<string>();
@@ -61,11 +74,14 @@ export function envelope(value: unknown): Envelope {
     if (id === null) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a request id must not be null');
     const params = m.params;
     if (params !== undefined) checkParams(params);
+    const message: Record<string, unknown> = hasId ? { jsonrpc: '2.0', id, method: m.method } : { jsonrpc: '2.0', method: m.method };
+    if (params !== undefined) message.params = params;
     return {
       kind: hasId ? 'request' : 'notification',
       id: hasId ? (id as string | number) : null,
       method: m.method,
       params: params as Record<string, unknown> | undefined,
+      message,
     };
   }
   if ('method' in m) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'method must be a string');
@@ -74,13 +90,19 @@ export function envelope(value: unknown): Envelope {
   const hasError = 'error' in m;
   if (hasResult === hasError) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response has exactly one of result or error');
   if (hasResult && !isObject(m.result)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'result must be an object');
+  let outcome: Record<string, unknown>;
   if (hasError) {
-    const e = m.error as { code?: unknown; message?: unknown } | null;
+    const e = m.error as { code?: unknown; message?: unknown; data?: unknown } | null;
     if (!isObject(e) || !Number.isSafeInteger(e.code) || typeof e.message !== 'string') {
       throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'error must be an object with an integer code and a string message');
     }
+    const error: Record<string, unknown> = { code: e.code, message: e.message };
+    if (e.data !== undefined) error.data = e.data;
+    outcome = { error };
+  } else {
+    outcome = { result: m.result };
   }
-  return { kind: 'response', id: (id ?? null) as JsonRpcId, method: undefined, params: undefined };
+  return { kind: 'response', id: (id ?? null) as JsonRpcId, method: undefined, params: undefined, message: { jsonrpc: '2.0', id: id ?? null, ...outcome } };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.ts';
-import { headerValue } from '../upstream/http.ts';
+import { headerValue } from './headers.ts';
 import type { Envelope } from './jsonrpc.ts';
 import { isSessionRevision, STATELESS_REVISION } from './revisions.ts';
 

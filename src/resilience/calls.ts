@@ -10,7 +10,7 @@ import type { StreamHub, StreamObserver } from '../events/hub.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { SessionClaims } from '../session/token.ts';
-import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import { ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { Deadline } from './deadline.ts';
 import type { RateCheck, RateLimiter, RateVerdict } from './limiter.ts';
 import { backoffMs, isTransient, RETRY_STATUSES, RetryBudget } from './retry.ts';
@@ -298,12 +298,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
   #cancelUpstream(call: Pending, reason: string): void {
     const params = { requestId: call.id, reason: `gateway timeout (${reason})` };
     const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params };
-    const req: ClientRequest = {
-      headers: call.req.headers,
-      body: Buffer.from(JSON.stringify(message)),
-      messages: [{ kind: 'notification', id: null, method: message.method, params }],
-      protocolVersion: call.req.protocolVersion,
-    };
+    const req = ownRequest(call.req.headers, message, call.req.protocolVersion);
     call.upstream.post(call.claims, req).then(dropAnswer, () => {});
   }
 

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
-import { envelope } from '../protocol/jsonrpc.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
-import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
+import { ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { MessageReader, type Message } from './messages.ts';
 import { drain } from '../upstream/body.ts';
 
@@ -129,8 +128,7 @@ export function sessionHeaders(protocolVersion?: string, accept = 'application/j
 
 /** A ClientRequest for the upstream side, built from a message the gateway wrote. */
 export function upstreamRequest(message: Message, protocolVersion: string, headers = sessionHeaders(protocolVersion)): ClientRequest {
-  const body = Buffer.from(JSON.stringify(message));
-  return { headers, body, messages: [envelope(message)], protocolVersion };
+  return ownRequest(headers, message, protocolVersion);
 }
 
 async function open(key: string, server: string, upstream: Upstream, principal: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {

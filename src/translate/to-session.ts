@@ -8,7 +8,7 @@ import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
-import { SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
 import { requireObject, translatorOf, type Parked, type Translator } from './translator.ts';
@@ -82,9 +82,9 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
   for (let attempt = 0; ; attempt++) {
     const session = await acquire(t, call);
     const req = upstreamRequest(message, session.protocolVersion);
-    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages, req.body!) : undefined;
+    const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
     try {
-      const res = await session.upstream.post(session.claims, guard ? { ...req, body: guard.body, messages: guard.messages } : req);
+      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion) : req);
       return { session, res: guard ? await guardResponse(res, guard) : res, guard };
     } catch (err) {
       if (attempt === 0 && err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') {

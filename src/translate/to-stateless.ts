@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
-import { envelope, isBatchBody, type Envelope } from '../protocol/jsonrpc.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
-import { SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { ownRequest, SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isResponse, MessageReader, type Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO } from './session-pool.ts';
 import { discoverRequest, translatorOf, type Translator } from './translator.ts';
@@ -117,14 +117,14 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
 }
 
 /** A POST on a translated session. */
-export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], body: Buffer): Promise<UpstreamResponse> {
-  if (messages.length !== 1 || isBatchBody(body)) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
+export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean): Promise<UpstreamResponse> {
+  if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
   const t = translatorOf(gw);
   const m = messages[0]!;
   const mine = local(t, claims.id);
   if (m.kind === 'response') {
     // The client answering a request the gateway pushed for an input_required result (on this replica).
-    waiters(t).get(idKey(m.id))?.(JSON.parse(body.toString('utf8')) as Message);
+    waiters(t).get(idKey(m.id))?.(m.message as Message);
     return accepted();
   }
   if (m.kind === 'notification') {
@@ -176,12 +176,7 @@ function statelessRequest(t: Translator, declared: Declared, mine: LocalSession,
   const message: Message = { jsonrpc: '2.0', id, method, params: p };
   return {
     id,
-    req: {
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) },
-      body: Buffer.from(JSON.stringify(message)),
-      messages: [envelope(message)],
-      protocolVersion: STATELESS_REVISION,
-    },
+    req: ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION),
   };
 }
 

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
-import { envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
 import type { GatewayContext } from '../http/context.ts';
-import type { ClientRequest, Upstream } from '../upstream/types.ts';
+import { ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
 import type { Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION } from './session-pool.ts';
 import { StateSealer } from './state.ts';
@@ -98,7 +97,7 @@ export class Translator {
     const versions = discovered?.result?.supportedVersions;
     if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
     const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
-    const res = await upstream.exchange!({ headers: sessionHeaders(), body: Buffer.from(JSON.stringify(init)), messages: [envelope(init)], protocolVersion: UPSTREAM_REVISION });
+    const res = await upstream.exchange!(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION));
     const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
     return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
   }
@@ -108,12 +107,7 @@ export class Translator {
 export function discoverRequest(capabilities: Record<string, unknown>, clientInfo: Record<string, unknown>, id: string = 'mcpgw-discover'): ClientRequest {
   const params = { _meta: { [META_PROTOCOL_VERSION]: STATELESS_REVISION, [META_CLIENT_CAPABILITIES]: capabilities, [META_CLIENT_INFO]: clientInfo } };
   const message: Message = { jsonrpc: '2.0', id, method: 'server/discover', params };
-  return {
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) },
-    body: Buffer.from(JSON.stringify(message)),
-    messages: [envelope(message)],
-    protocolVersion: STATELESS_REVISION,
-  };
+  return ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) }, message, STATELESS_REVISION);
 }
 
 function release(res: { body: unknown }): void {

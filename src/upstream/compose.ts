@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
-import { envelope, isBatchBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { isBatchBody } from '../protocol/jsonrpc.ts';
 import { ITEM_KEYS, MAX_NAME_LENGTH, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
 import { SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
-import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 
 interface Member extends MemberNames {
@@ -80,7 +80,7 @@ export class ComposedUpstream implements Upstream {
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     if (req.messages.length !== 1 || isBatchBody(req.body)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', 'a virtual server takes one message per request');
     const m = req.messages[0]!;
-    const message = JSON.parse(req.body!.toString('utf8')) as Json;
+    const message = m.message as Json;
     const members = this.#claims(claims);
     if (m.kind === 'notification') {
       // cancelled, initialized, roots/list_changed…: every member hears it (one of them knows the request).
@@ -365,9 +365,7 @@ function json(message: unknown): UpstreamResponse {
 
 /** A request to a member: the client's headers, a body of our own. */
 function memberRequest(req: ClientRequest, message: Json): ClientRequest {
-  const body = Buffer.from(JSON.stringify(message));
-  const messages: Envelope[] = [envelope(message)];
-  return { headers: req.headers, body, messages, protocolVersion: req.protocolVersion };
+  return ownRequest(req.headers, message, req.protocolVersion);
 }
 
 function firstAnswer(texts: readonly string[], id: unknown): Json | undefined {

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
-import { errorBody, type GatewayError, type JsonRpcId } from '../errors.ts';
-import { headerValue } from './http.ts';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { headerValue } from '../protocol/headers.ts';
+import { wireLines } from '../protocol/wire.ts';
 import { idKey } from './messages.ts';
 import { SSE_HEADERS, type ClientRequest, type UpstreamResponse } from './types.ts';
 
@@ -9,6 +10,8 @@ interface Pending {
   readonly progressToken: unknown;
   readonly acceptsSse: boolean;
   readonly resolve: (res: UpstreamResponse) => void;
+  /** The requests of one POST still unanswered: its stream ends with the last answer. */
+  readonly open: { count: number };
   /** Set once the answer became an SSE stream. */
   stream: PassThrough | undefined;
 }
@@ -17,17 +20,18 @@ interface Pending {
 const GET_QUEUE_MAX = 1_000;
 
 /**
- * The messages of a POST body one by one, each on one line, for a channel that takes single
+ * The messages of a request one by one, each on one line, for a channel that takes single
  * messages: stdio children and 2024-11-05 SSE servers read one message per line or POST (the SDK
- * drops a batch array, and a line break inside a message would cut it in two). A single message
- * on one line keeps its bytes.
+ * drops a batch array). Written by the gateway from the checked messages (src/protocol/wire.ts),
+ * so no line break of the caller's can cut a message in two or make two of one.
  */
-export function singleMessages(body: Buffer): string[] {
-  const text = body.toString('utf8');
-  if (!text.includes('\n') && !text.trimStart().startsWith('[')) return [text];
-  const value = JSON.parse(text) as unknown;
-  return (Array.isArray(value) ? value : [value]).map((m) => JSON.stringify(m));
+export function singleMessages(req: ClientRequest): string[] {
+  // The body of one message is that message's line already.
+  if (req.body !== undefined && req.messages.length === 1 && req.body[0] !== BATCH_OPEN) return [req.body.toString('utf8')];
+  return wireLines(req.messages);
 }
+
+const BATCH_OPEN = 0x5b; // '['
 
 /**
  * legacy: for an upstream that speaks in single messages on one channel — the 2024-11-05 SSE
@@ -37,6 +41,8 @@ export function singleMessages(body: Buffer): string[] {
  */
 export class MessageFramer {
   readonly #pending = new Map<string, Pending>();
+  /** Pending requests by progress token, so progress finds its request without a scan. */
+  readonly #byProgress = new Map<unknown, Pending>();
   #getStream: PassThrough | undefined;
   readonly #getQueue: string[] = [];
   lastActivity = Date.now();
@@ -54,11 +60,17 @@ export class MessageFramer {
     const acceptsSse = accept.includes('text/event-stream') || accept.includes('*/*') || requests.length > 1;
     return new Promise<UpstreamResponse>((resolve) => {
       let first: Pending | undefined;
+      const open = { count: requests.length };
       for (const m of requests) {
         const meta = m.params?._meta as Record<string, unknown> | undefined;
-        const p: Pending = { id: m.id, progressToken: meta?.progressToken, acceptsSse, resolve, stream: undefined };
+        const p: Pending = { id: m.id, progressToken: meta?.progressToken, acceptsSse, resolve, open, stream: undefined };
         first ??= p;
-        this.#pending.set(idKey(m.id), p);
+        const key = idKey(m.id);
+        // The same id again (the client reused one still in flight): the earlier one is answered first.
+        const earlier = this.#pending.get(key);
+        if (earlier) this.#settle(key, errorBody(new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a request with this id is already in flight'), m.id));
+        this.#pending.set(key, p);
+        if (p.progressToken !== undefined) this.#byProgress.set(p.progressToken, p);
       }
       // A batch is answered on one stream, opened at once.
       if (requests.length > 1 && first && this.#openStream(first)) for (const m of requests) this.#pending.get(idKey(m.id))!.stream = first.stream;
@@ -113,21 +125,20 @@ export class MessageFramer {
     const p = this.#pending.get(key);
     if (!p) return false;
     this.#pending.delete(key);
+    if (p.progressToken !== undefined && this.#byProgress.get(p.progressToken) === p) this.#byProgress.delete(p.progressToken);
+    p.open.count--;
     if (!p.stream) {
       p.resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: text });
       return true;
     }
     p.stream.write(sseEvent(text));
     // The stream of a batch ends with its last answer.
-    if (![...this.#pending.values()].some((o) => o.stream === p.stream)) p.stream.end();
+    if (p.open.count === 0) p.stream.end();
     return true;
   }
 
   #related(msg: { method?: unknown; params?: { progressToken?: unknown } }): Pending | undefined {
-    if (msg.method === 'notifications/progress' && msg.params?.progressToken !== undefined) {
-      for (const p of this.#pending.values()) if (p.progressToken === msg.params.progressToken) return p;
-      return undefined;
-    }
+    if (msg.method === 'notifications/progress' && msg.params?.progressToken !== undefined) return this.#byProgress.get(msg.params.progressToken);
     // The transport has no "related request" marker: with one request in flight the relation is
     // unambiguous; with none open, the latest request's stream reaches a client without a GET stream.
     if (this.#pending.size === 1) return this.#pending.values().next().value;

@@ -1,9 +1,13 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { UpstreamCredentials, upstreamTlsOptions } from '../auth/upstream-credentials.ts';
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
+import { headerValue } from '../protocol/headers.ts';
+import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
+import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
@@ -130,13 +134,14 @@ export class HttpUpstream implements Upstream {
   // stateless: revision 2026-07-28 has no sessions; each request is balanced on its own, and
   // retried on the next replica only when nothing can have run: unreachable, or 503.
   async exchange(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse> {
-    const headersFor = (replica: HttpReplica) => {
-      const headers = this.#headers(replica, req, '');
-      for (const [name, value] of Object.entries(req.headers)) {
-        if (typeof value === 'string' && (name === 'mcp-method' || name === 'mcp-name' || name.startsWith('mcp-param-'))) headers[name] = value;
-      }
-      return headers;
-    };
+    // The mirrored Mcp-Method and Mcp-Name are written from the message sent (which may carry a
+    // stand-in name, src/auth/guard.ts), not copied from the client. Mcp-Param-* mirror tool
+    // arguments the gateway has no schema for: the client's go on only when well-formed, and the
+    // upstream checks them against the body as the revision requires.
+    const m = req.messages[0];
+    const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
+    const params = paramHeaders(req.headers);
+    const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
     const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
@@ -273,8 +278,9 @@ export class HttpUpstream implements Upstream {
       accept: 'application/json, text/event-stream',
     };
     if (upstreamSession) h['mcp-session-id'] = upstreamSession;
+    // Only a revision the gateway knows (the front door refused any other).
     const version = headerValue(req.headers['mcp-protocol-version']);
-    if (version) h['mcp-protocol-version'] = version;
+    if (version && (isSessionRevision(version) || version === STATELESS_REVISION)) h['mcp-protocol-version'] = version;
     return h;
   }
 
@@ -334,6 +340,20 @@ export function upstreamError(err: unknown, server: string): GatewayError {
   return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });
 }
 
-export function headerValue(v: string | string[] | undefined): string {
-  return v === undefined ? '' : Array.isArray(v) ? (v[0] ?? '') : v;
+/** At most this many Mcp-Param-* headers go upstream, each at most this long. */
+const MAX_PARAM_HEADERS = 32;
+const MAX_PARAM_HEADER_LENGTH = 4_096;
+
+function paramHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const name in headers) {
+    if (!name.startsWith('mcp-param-')) continue;
+    const value = headers[name];
+    if (typeof value !== 'string' || value.length > MAX_PARAM_HEADER_LENGTH || decodeHeaderValue(value) === undefined) continue;
+    if (++n > MAX_PARAM_HEADERS) break;
+    out[name] = value;
+  }
+  return out;
 }
+

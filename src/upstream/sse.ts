@@ -5,7 +5,8 @@ import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, singleMessages } from './framing.ts';
-import { headerValue, HttpReplica, isUnreachable, upstreamError } from './http.ts';
+import { headerValue } from '../protocol/headers.ts';
+import { HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
@@ -79,7 +80,7 @@ export class SseUpstream implements Upstream {
     const session = this.#session(claims);
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
     session.framer.lastActivity = Date.now();
-    await this.#send(session, req.body!);
+    await this.#send(session, req);
     return { status: 202, headers: {}, body: null };
   }
 
@@ -160,12 +161,12 @@ export class SseUpstream implements Upstream {
   }
 
   #request(session: SseSession, req: ClientRequest): Promise<UpstreamResponse> {
-    return session.framer.request(req, () => this.#send(session, req.body!), (err) => upstreamError(err, this.#server.name));
+    return session.framer.request(req, () => this.#send(session, req), (err) => upstreamError(err, this.#server.name));
   }
 
-  /** POSTs the messages of `body` one at a time, in order (a 2024-11-05 server takes no batches). */
-  async #send(session: SseSession, body: Buffer): Promise<void> {
-    for (const message of singleMessages(body)) await this.#sendOne(session, Buffer.from(message));
+  /** POSTs the messages of `req` one at a time, in order (a 2024-11-05 server takes no batches). */
+  async #send(session: SseSession, req: ClientRequest): Promise<void> {
+    for (const message of singleMessages(req)) await this.#sendOne(session, Buffer.from(message));
   }
 
   async #sendOne(session: SseSession, body: Buffer): Promise<void> {

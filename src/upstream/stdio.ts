@@ -36,8 +36,9 @@ class StdioSession {
     return parts;
   }
 
-  write(message: string): void {
-    if (!this.exited) this.child.stdin.write(message.endsWith('\n') ? message : message + '\n');
+  /** One message the gateway wrote (src/protocol/wire.ts: one line, no line break inside). */
+  write(line: string): void {
+    if (!this.exited) this.child.stdin.write(line + '\n');
   }
 }
 
@@ -102,7 +103,7 @@ export class StdioUpstream implements Upstream {
     const session = this.#session(claims);
     session.framer.lastActivity = Date.now();
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
-    for (const line of singleMessages(req.body!)) session.write(line);
+    for (const line of singleMessages(req)) session.write(line);
     return { status: 202, headers: {}, body: null };
   }
 
@@ -204,7 +205,7 @@ export class StdioUpstream implements Upstream {
     return session.framer.request(
       req,
       async () => {
-        for (const line of singleMessages(req.body!)) session.write(line);
+        for (const line of singleMessages(req)) session.write(line);
       },
       (err) => new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${(err as Error).message}`),
     );

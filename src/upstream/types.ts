@@ -1,19 +1,34 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Envelope } from '../protocol/jsonrpc.ts';
+import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
+import { wireBody, type WireBody } from '../protocol/wire.ts';
 import type { SessionClaims } from '../session/token.ts';
 
-/** A client request as the upstream side needs it: headers, raw bytes, the parsed envelope. */
+/** A client request as the upstream side needs it: headers, the checked messages, the body written from them. */
 export interface ClientRequest {
+  /**
+   * The client's headers; an upstream transport copies none of them but what it checks
+   * (src/upstream/http.ts builds its headers from scratch).
+   */
   readonly headers: IncomingHttpHeaders;
-  /** Raw POST body, forwarded byte for byte. */
-  readonly body: Buffer | undefined;
-  /** Parsed envelope(s) of a POST body. */
+  /** The body the gateway wrote from `messages` (never the caller's bytes); undefined for GET and DELETE. */
+  readonly body: WireBody | undefined;
+  /** The checked messages of a POST body. */
   readonly messages: readonly Envelope[];
   /** Revision from MCP-Protocol-Version (or the session's, or the spec default). */
   readonly protocolVersion: string;
   /** resilience: aborts a POST still waiting for its answer (the request timed out). */
   readonly signal?: AbortSignal | undefined;
+}
+
+/** A request for an upstream: the body is written from the messages, so the two cannot disagree. */
+export function clientRequest(headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, protocolVersion: string, signal?: AbortSignal): ClientRequest {
+  return { headers, body: messages.length > 0 ? wireBody(messages, batch) : undefined, messages, protocolVersion, signal };
+}
+
+/** A request carrying one message the gateway wrote itself (checked like a caller's: it must be a JSON-RPC message). */
+export function ownRequest(headers: IncomingHttpHeaders, message: Readonly<Record<string, unknown>>, protocolVersion: string): ClientRequest {
+  return clientRequest(headers, [envelope(message)], false, protocolVersion);
 }
 
 /** What the HTTP layer writes back. A Readable body is streamed as it arrives, never buffered. */

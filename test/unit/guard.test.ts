@@ -5,6 +5,7 @@ import { guardRequest, guardResponse } from '../../src/auth/guard.ts';
 import type { Principal } from '../../src/auth/principal.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { parseBody, type Envelope } from '../../src/protocol/jsonrpc.ts';
+import { wireBody } from '../../src/protocol/wire.ts';
 
 const { config } = loadConfig({
   document: {
@@ -20,7 +21,7 @@ function plan(body: unknown) {
   const buf = Buffer.from(JSON.stringify(body));
   const incoming = parseBody(buf);
   const messages: readonly Envelope[] = incoming.batch ? incoming.messages : [incoming.message];
-  return guardRequest(policy, caller, messages, buf)!;
+  return guardRequest(policy, caller, messages)!;
 }
 
 it('rewrites only the SSE event answering the list, across arbitrary chunk boundaries', async () => {
@@ -43,12 +44,12 @@ it('rewrites only the SSE event answering the list, across arbitrary chunk bound
 
 it('leaves requests that need no guarding alone (undefined plan)', () => {
   const buf = Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}');
-  assert.equal(guardRequest(policy, caller, [parseBody(buf)].map((i) => (i.batch ? i.messages[0]! : i.message)), buf), undefined);
+  assert.equal(guardRequest(policy, caller, [parseBody(buf)].map((i) => (i.batch ? i.messages[0]! : i.message))), undefined);
 });
 
 it('swaps a hidden name in a batch and puts it back, JSON-escaped, in the answer', async () => {
   const p = plan([{ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'secret_"q"', arguments: {} } }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }]);
-  const sent = JSON.parse(p.body.toString()) as { params?: { name: string } }[];
+  const sent = JSON.parse(wireBody(p.messages, true).toString()) as { params?: { name: string } }[];
   assert.match(sent[0]!.params!.name, /^mcpgw-hidden-[0-9a-f]{18}$/);
   assert.deepEqual(p.hidden, ['secret_"q"']);
   const fake = sent[0]!.params!.name;

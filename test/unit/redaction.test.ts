@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { it } from 'node:test';
 import { AuditLog } from '../../src/ops/audit.ts';
 import { createLogger } from '../../src/ops/logger.ts';
+import { envelope } from '../../src/protocol/jsonrpc.ts';
 
 function capture(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];
@@ -34,8 +35,8 @@ it('the audit log redacts configured keys at any depth and truncates large param
   audit.record({
     ...base,
     messages: [
-      { kind: 'request', id: 1, method: 'tools/call', params: { name: 't', arguments: { list: [{ PassWord: 'p' }, { 'api-key': 'k' }], keep: 1 } } },
-      { kind: 'request', id: 2, method: 'tools/call', params: { name: 'big', arguments: { blob: 'x'.repeat(500) } } },
+      envelope({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 't', arguments: { list: [{ PassWord: 'p' }, { 'api-key': 'k' }], keep: 1 } } }),
+      envelope({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'big', arguments: { blob: 'x'.repeat(500) } } }),
     ],
   });
   const [a, b] = lines.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
