@@ -131,7 +131,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     cache: GatewayConfig['cache'];
     log: { level: string };
     shutdown: { grace: Duration };
-    translation: { maxSessions: number; sessionIdle: Duration; inputTimeout: Duration; eraProbeTtl: Duration };
+    translation: { maxSessions: number; sessionsPerCaller: number; sessionIdle: Duration; inputTimeout: Duration; eraProbeTtl: Duration };
     servers: Record<string, Record<string, unknown>>;
   };
   if (r.session.secret && r.session.secretFile) {
@@ -184,6 +184,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     shutdown: { graceMs: toMs(r.shutdown.grace, 'shutdown.grace') },
     translation: {
       maxSessions: r.translation.maxSessions,
+      sessionsPerCaller: r.translation.sessionsPerCaller,
       sessionIdleMs: toMs(r.translation.sessionIdle, 'translation.sessionIdle'),
       inputTimeoutMs: toMs(r.translation.inputTimeout, 'translation.inputTimeout'),
       eraProbeTtlMs: toMs(r.translation.eraProbeTtl, 'translation.eraProbeTtl'),
@@ -236,6 +237,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
       ? { intervalMs: toMs(probe.interval, `${at}.probe.interval`), timeoutMs: toMs(probe.timeout, `${at}.probe.timeout`), path: probe.path }
       : undefined,
     maxProcesses: s.maxProcesses as number,
+    maxSessionsPerCaller: s.maxSessionsPerCaller as number,
     idleTimeoutMs: toMs(s.idleTimeout as Duration, `${at}.idleTimeout`),
     era: upstreams[0]?.kind === 'stdio' ? 'session' : era,
     policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),

@@ -267,6 +267,7 @@ export const CONFIG_SCHEMA = {
       default: {},
       properties: {
         maxSessions: { type: 'integer', minimum: 1, default: 1000 },
+        sessionsPerCaller: { type: 'integer', minimum: 1, default: 8 },
         sessionIdle: duration('5m'),
         inputTimeout: duration('5m'),
         eraProbeTtl: duration('5m'),
@@ -301,6 +302,8 @@ export const CONFIG_SCHEMA = {
             },
           },
           maxProcesses: { type: 'integer', minimum: 1, default: 32 },
+          // Upstream sessions the gateway holds for one caller (stdio children, 2024-11-05 SSE connections).
+          maxSessionsPerCaller: { type: 'integer', minimum: 1, default: 8 },
           // stateless: which protocol era the upstream speaks; auto asks it (server/discover).
           era: { enum: ['auto', 'session', 'stateless'], default: 'auto' },
           idleTimeout: duration('10m'),

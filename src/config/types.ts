@@ -48,6 +48,8 @@ export interface GatewayConfig {
 export interface TranslationConfig {
   /** Upstream sessions held per gateway replica for 2026-07-28 clients of session-era upstreams. */
   readonly maxSessions: number;
+  /** Of those, at most this many per caller (past it the caller's own least recently used idle one is ended). */
+  readonly sessionsPerCaller: number;
   /** An upstream session unused this long is ended. */
   readonly sessionIdleMs: number;
   /** How long a call waiting for the client's input (input_required ↔ server→client requests) is held. */
@@ -74,6 +76,8 @@ export interface ServerConfig {
   readonly requestTimeoutMs: number;
   readonly probe: { readonly intervalMs: number; readonly timeoutMs: number; readonly path: string | undefined } | undefined;
   readonly maxProcesses: number;
+  /** Upstream sessions the gateway itself holds for one caller: stdio children, 2024-11-05 SSE connections. */
+  readonly maxSessionsPerCaller: number;
   readonly idleTimeoutMs: number;
   /** stateless: the protocol era the upstream speaks (`auto`: asked with server/discover); stdio is always `session`. */
   readonly era: 'auto' | 'session' | 'stateless';

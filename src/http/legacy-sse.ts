@@ -62,6 +62,8 @@ const ACCEPT_BOTH = 'application/json, text/event-stream';
 const RELEASED = '~released';
 const CHECK_EVERY_MS = 1_000;
 const RECLAIM_MS = 5 * CHECK_EVERY_MS;
+/** How long a session's initialize may hold its claim (a replica that died mid-way frees it then). */
+const CLAIM_MS = 60_000;
 
 class LegacySessions {
   readonly #gw: GatewayContext;
@@ -120,7 +122,7 @@ class LegacySessions {
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first);
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call.holder);
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
@@ -153,19 +155,30 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, holder: string): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
-    if (await this.#route(claims)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session is initialized');
+    const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
+    // The session's one initialize is taken before anything is awaited: concurrent ones (on this
+    // replica or another) are refused instead of each opening an upstream session of its own.
+    const claimed = await this.#gw.legacyRoutes.claim(claims.id, Math.min(remaining, CLAIM_MS)).catch((err: unknown) => {
+      throw new GatewayError('MCPGW_ERR_EVENT_LOG_UNAVAILABLE', (err as Error).message, { cause: err });
+    });
+    if (!claimed) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session is initialized, or its initialize is under way');
     const asked = typeof init.params?.protocolVersion === 'string' ? init.params.protocolVersion : LEGACY_REVISION;
-    const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id);
-    const answer = await collectMessages(response, (m) => answers(m, init.id));
-    const result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
-    if (result) {
-      const routed: SessionClaims = { ...claims, ...placement, protocolVersion: typeof result.protocolVersion === 'string' ? result.protocolVersion : asked };
-      const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
-      await this.#gw.legacyRoutes.put(claims.id, this.#gw.sealer.seal(routed), remaining);
-      const local = this.#local.get(claims.id);
-      if (local) local.routed = routed;
+    let answer: string[];
+    let result: { protocolVersion?: unknown } | undefined;
+    try {
+      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, holder);
+      answer = await collectMessages(response, (m) => answers(m, init.id));
+      result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
+      if (result) {
+        const routed: SessionClaims = { ...claims, ...placement, protocolVersion: typeof result.protocolVersion === 'string' ? result.protocolVersion : asked };
+        await this.#gw.legacyRoutes.put(claims.id, this.#gw.sealer.seal(routed), remaining);
+        const local = this.#local.get(claims.id);
+        if (local) local.routed = routed;
+      }
+    } finally {
+      if (!result) await this.#gw.legacyRoutes.release(claims.id).catch(() => {});
     }
     // The answer goes out after the route is known, so whoever reads it can reach the upstream.
     const feed = new SessionFeed(this.#gw.hub, legacyKey(claims.id));

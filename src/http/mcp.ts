@@ -42,6 +42,11 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
 
 export interface Call extends RequestInfo {
   id: JsonRpcId;
+  /**
+   * Whom per-caller caps count this request against: the principal, or the client's address
+   * when auth is off (see Upstream.initialize).
+   */
+  holder: string;
   /** auth: the checked caller (undefined when auth is off); `principal` holds its id for logs. */
   caller?: Principal;
   /** audit: what the request asked for and how it ended. */
@@ -76,7 +81,7 @@ export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 export async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
   const started = performance.now();
-  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, tool: undefined, principal: undefined };
+  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, holder: `addr:${request.ip}`, tool: undefined, principal: undefined };
   // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
   gw.track(reply.raw, request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request');
   reply.raw.once('close', () => {
@@ -101,6 +106,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (gw.auth) {
       call.caller = await gw.auth.authenticate(request, request.params.server);
       call.principal = call.caller.id;
+      call.holder = call.caller.id;
     }
     const outcome = await step(gw, request, call, reply);
     if ('resume' in outcome) {
@@ -172,7 +178,7 @@ const onPost: Step = async (gw, request, call) => {
       const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
       return { res: translated.res, session: gw.sealer.seal(translated.claims) };
     }
-    const { response, placement } = await upstream.initialize(req, sessionId);
+    const { response, placement } = await upstream.initialize(req, sessionId, call.holder);
     // Refused upstream: its answer goes back as it is, and there is no session to name.
     if (response.status >= 300) return { res: response };
     const claims: SessionClaims = {

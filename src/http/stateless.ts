@@ -65,7 +65,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     // A session-era upstream knows none of this revision's extensions.
     if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
     if (!CORE_METHODS.has(message.method!)) throw new GatewayError('MCPGW_ERR_METHOD_NOT_FOUND', `"${message.method}" is not served for a session-era upstream`);
-    const translated = await statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, message, meta, signal: cancel.signal });
+    const translated = await statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message, meta, signal: cancel.signal });
     res = translated.res;
     if (translated.hidden) call.hidden = translated.hidden;
   }

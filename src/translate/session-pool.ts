@@ -31,6 +31,8 @@ export interface PooledSession {
 
 export interface PoolOptions {
   readonly maxSessions: number;
+  /** Sessions one principal may have at once (one per set of client capabilities it declared). */
+  readonly perCaller: number;
   readonly idleMs: number;
 }
 
@@ -38,11 +40,15 @@ export interface PoolOptions {
  * Upstream sessions per (server, principal, client capabilities), reused by every stateless
  * request that matches: the upstream sees a session-era client whose capabilities are exactly the
  * 2026-07-28 client's. Least recently used sessions are ended past `maxSessions`, idle ones after
- * `idleMs`; one the upstream has forgotten (404) is opened again on the next use.
+ * `idleMs`; one the upstream has forgotten (404) is opened again on the next use. A principal
+ * declaring ever new capabilities only ever replaces its own sessions past `perCaller`, never
+ * anyone else's.
  */
 export class SessionPool {
   readonly #opts: PoolOptions;
   readonly #entries = new Map<string, Promise<PooledSession>>();
+  /** Keys of the entries per (server, principal), least recently opened first. */
+  readonly #byCaller = new Map<string, Set<string>>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(opts: PoolOptions) {
@@ -55,8 +61,9 @@ export class SessionPool {
     return this.#entries.size;
   }
 
-  acquire(server: string, upstream: Upstream, principal: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
-    const key = `${server}\0${principal}\0${createHash('sha256').update(stableJson(capabilities)).digest('base64url')}`;
+  acquire(server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
+    const caller = JSON.stringify([server, principal]);
+    const key = JSON.stringify([server, principal, createHash('sha256').update(stableJson(capabilities)).digest('base64url')]);
     const existing = this.#entries.get(key);
     if (existing) {
       // Most recently used last: Map order is the eviction order.
@@ -64,24 +71,45 @@ export class SessionPool {
       this.#entries.set(key, existing);
       return existing.then((s) => {
         if (!s.dead) return s;
-        if (this.#entries.get(key) === existing) this.#entries.delete(key);
-        return this.acquire(server, upstream, principal, capabilities, clientInfo);
+        if (this.#entries.get(key) === existing) this.#delete(key);
+        return this.acquire(server, upstream, principal, holder, capabilities, clientInfo);
       });
     }
-    const opening = open(key, server, upstream, principal, capabilities, clientInfo);
+    // This caller's own oldest session makes room for its new one.
+    const mine = this.#byCaller.get(caller);
+    if (mine && mine.size >= this.#opts.perCaller) {
+      const oldest = mine.values().next().value!;
+      const entry = this.#entries.get(oldest);
+      this.#delete(oldest);
+      void entry?.then(end, () => {});
+    }
+    const opening = open(key, server, upstream, principal, holder, capabilities, clientInfo);
     this.#entries.set(key, opening);
+    const keys = this.#byCaller.get(caller) ?? new Set<string>();
+    keys.add(key);
+    this.#byCaller.set(caller, keys);
     opening.catch(() => {
-      if (this.#entries.get(key) === opening) this.#entries.delete(key);
+      if (this.#entries.get(key) === opening) this.#delete(key);
     });
     this.#evictOverflow();
     return opening;
+  }
+
+  /** Forgets an entry (the one place entries leave, so the per-caller count stays true). */
+  #delete(key: string): void {
+    this.#entries.delete(key);
+    const [server, principal] = JSON.parse(key) as [string, string];
+    const caller = JSON.stringify([server, principal]);
+    const keys = this.#byCaller.get(caller);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byCaller.delete(caller);
   }
 
   /** The upstream no longer knows this session (or it is being retired): forget it here. */
   drop(session: PooledSession): void {
     session.dead = true;
     const entry = this.#entries.get(session.key);
-    if (entry) void entry.then((s) => s === session && this.#entries.get(session.key) === entry && this.#entries.delete(session.key));
+    if (entry) void entry.then((s) => s === session && this.#entries.get(session.key) === entry && this.#delete(session.key));
   }
 
   /** Ends every session upstream, waiting at most `waitMs` for the upstreams to answer. */
@@ -89,6 +117,7 @@ export class SessionPool {
     clearInterval(this.#sweeper);
     const all = [...this.#entries.values()];
     this.#entries.clear();
+    this.#byCaller.clear();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
     await Promise.race([Promise.allSettled(all.map(async (p) => end(await p))), deadline]);
@@ -98,7 +127,7 @@ export class SessionPool {
   #evictOverflow(): void {
     while (this.#entries.size > this.#opts.maxSessions) {
       const [key, oldest] = this.#entries.entries().next().value!;
-      this.#entries.delete(key);
+      this.#delete(key);
       void oldest.then(end, () => {});
     }
   }
@@ -109,7 +138,7 @@ export class SessionPool {
       void entry.then(
         (s) => {
           if (s.busy === 0 && s.lastUsed < cutoff && this.#entries.get(key) === entry) {
-            this.#entries.delete(key);
+            this.#delete(key);
             void end(s);
           }
         },
@@ -131,7 +160,7 @@ export function upstreamRequest(message: Message, protocolVersion: string, heade
   return ownRequest(headers, message, protocolVersion);
 }
 
-async function open(key: string, server: string, upstream: Upstream, principal: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
+async function open(key: string, server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
   const init: Message = {
     jsonrpc: '2.0',
     id: 'mcpgw-initialize',
@@ -139,7 +168,7 @@ async function open(key: string, server: string, upstream: Upstream, principal: 
     params: { protocolVersion: UPSTREAM_REVISION, capabilities, clientInfo: clientInfo ?? GATEWAY_INFO },
   };
   const sessionId = SessionSealer.newId();
-  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, sessionHeaders()), sessionId);
+  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, sessionHeaders()), sessionId, holder);
   const answer = await firstResponse(response);
   if (!answer?.result) {
     throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `initialize was refused: ${answer?.error?.message ?? `HTTP ${response.status}`}`);

@@ -29,6 +29,8 @@ export interface StatelessCall {
   readonly upstream: Upstream;
   /** The authenticated caller (undefined when auth is off). */
   readonly caller: Principal | undefined;
+  /** Whom per-caller caps count it against (src/http/mcp.ts Call.holder). */
+  readonly holder: string;
   readonly message: Envelope;
   readonly meta: RequestEnvelope;
   /** Aborted when the client's response closes before it was complete. */
@@ -62,7 +64,7 @@ export async function statelessToSession(call: StatelessCall): Promise<Translate
 
 function acquire(t: Translator, call: StatelessCall): Promise<PooledSession> {
   const info = call.meta.clientInfo as Record<string, unknown> | undefined;
-  return t.pool.acquire(call.server, call.upstream, call.caller?.id ?? '', call.meta.clientCapabilities, info);
+  return t.pool.acquire(call.server, call.upstream, call.caller?.id ?? '', call.holder, call.meta.clientCapabilities, info);
 }
 
 /** The parts of a 2026-07-28 request a session-era server understands: no envelope keys, no MRTR fields. */

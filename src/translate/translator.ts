@@ -42,7 +42,7 @@ export class Translator {
   constructor(gw: GatewayContext) {
     this.#gw = gw;
     const t = gw.config.translation;
-    this.pool = new SessionPool({ maxSessions: t.maxSessions, idleMs: t.sessionIdleMs });
+    this.pool = new SessionPool({ maxSessions: t.maxSessions, perCaller: t.sessionsPerCaller, idleMs: t.sessionIdleMs });
     // Without a shared secret, state sealed here opens only here, like the calls it names.
     this.sealer = new StateSealer(gw.config.session.secret ?? randomBytes(32));
     this.inputTimeoutMs = t.inputTimeoutMs;

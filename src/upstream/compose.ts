@@ -54,9 +54,9 @@ export class ComposedUpstream implements Upstream {
     this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
   }
 
-  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     const init = req.messages[0]!;
-    const opened = await Promise.allSettled(this.#members.map((m, i) => m.upstream.initialize(req, memberId(sessionId, i))));
+    const opened = await Promise.allSettled(this.#members.map((m, i) => m.upstream.initialize(req, memberId(sessionId, i), holder)));
     const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value.placement : undefined));
     const placement: SessionPlacement = { upstream: 'compose', upstreamSession: JSON.stringify(placements.map((p) => (p ? [p.upstream, p.upstreamSession, p.node] : ['', '', '']))), node: '' };
     const claims = (id: string): SessionClaims => ({ id, server: this.#name, ...placement, principal: '', protocolVersion: req.protocolVersion, issuedAt: 0 });
@@ -173,7 +173,7 @@ export class ComposedUpstream implements Upstream {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
     const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION };
-    const { placement } = await this.initialize(memberRequest(base, init), id);
+    const { placement } = await this.initialize(memberRequest(base, init), id, GATEWAY_HOLDER);
     const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
     try {
@@ -358,6 +358,9 @@ const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
 function memberId(session: string, i: number): string {
   return `${session}.${i}`;
 }
+
+/** The holder of sessions the gateway opens for itself (no caller's principal or address looks like it). */
+const GATEWAY_HOLDER = '~gateway';
 
 function json(message: unknown): UpstreamResponse {
   return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(message) };

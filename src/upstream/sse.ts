@@ -17,15 +17,25 @@ class SseSession {
   readonly id: string;
   readonly replica: HttpReplica;
   readonly framer = new MessageFramer();
+  /** Its place among its caller's connections (see Upstream.initialize), given back when it closes. */
+  readonly slot: Slot;
   /** Path (and query) of the `endpoint` event, on the replica's origin. */
   endpoint = '';
   body: Readable | undefined;
   closed = false;
 
-  constructor(id: string, replica: HttpReplica) {
+  constructor(id: string, replica: HttpReplica, slot: Slot) {
     this.id = id;
     this.replica = replica;
+    this.slot = slot;
   }
+}
+
+/** One of a holder's `maxSessionsPerCaller` places: taken before the first await, given back once. */
+interface Slot {
+  /** A registered session owns it (and gives it back when it closes). */
+  owned: boolean;
+  release(): void;
 }
 
 /**
@@ -42,6 +52,10 @@ export class SseUpstream implements Upstream {
   readonly #events: UpstreamEvents;
   readonly #node: string;
   readonly #sessions = new Map<string, SseSession>();
+  /** Sessions being opened: their ids and their holders' slots are taken before the first await. */
+  readonly #opening = new Set<string>();
+  /** Connections per holder (opening or open), for `maxSessionsPerCaller`. */
+  readonly #held = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
@@ -54,7 +68,34 @@ export class SseUpstream implements Upstream {
     this.#sweeper.unref();
   }
 
-  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    if (this.#sessions.has(sessionId) || this.#opening.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its upstream connection');
+    if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
+      throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} connections (maxSessionsPerCaller)`);
+    }
+    this.#opening.add(sessionId);
+    this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
+    let released = false;
+    const slot: Slot = {
+      owned: false,
+      release: () => {
+        if (released) return;
+        released = true;
+        const n = (this.#held.get(holder) ?? 1) - 1;
+        if (n > 0) this.#held.set(holder, n);
+        else this.#held.delete(holder);
+      },
+    };
+    try {
+      return await this.#open(req, sessionId, slot);
+    } finally {
+      this.#opening.delete(sessionId);
+      // No session registered (every replica failed): the place is free again.
+      if (!slot.owned) slot.release();
+    }
+  }
+
+  async #open(req: ClientRequest, sessionId: string, slot: Slot): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     const tried = new Set<string>();
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
@@ -62,7 +103,7 @@ export class SseUpstream implements Upstream {
       tried.add(replica.key);
       let session: SseSession;
       try {
-        session = await this.#connect(sessionId, replica);
+        session = await this.#connect(sessionId, replica, slot);
       } catch (err) {
         // Nothing exists upstream yet: the next replica may do.
         if (isUnreachable(err)) {
@@ -116,14 +157,14 @@ export class SseUpstream implements Upstream {
   }
 
   /** Opens the SSE stream and waits for its `endpoint` event. */
-  async #connect(sessionId: string, replica: HttpReplica): Promise<SseSession> {
+  async #connect(sessionId: string, replica: HttpReplica, slot: Slot): Promise<SseSession> {
     const res = await this.#http(replica, 'GET', { accept: 'text/event-stream' }, undefined);
     if (res.statusCode !== 200 || !headerValue(res.headers['content-type']).startsWith('text/event-stream')) {
       discard(res.body);
       if (res.statusCode >= 500) this.#failed(replica, `HTTP ${res.statusCode}`);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": GET answered HTTP ${res.statusCode}, not an SSE stream`);
     }
-    const session = new SseSession(sessionId, replica);
+    const session = new SseSession(sessionId, replica, slot);
     session.body = res.body;
     replica.streams++;
     const origin = new URL(replica.key).origin;
@@ -144,6 +185,7 @@ export class SseUpstream implements Upstream {
             }
             session.endpoint = url.pathname + url.search;
             this.#sessions.set(sessionId, session);
+            slot.owned = true;
             return resolve(session);
           }
           if ((e.event === undefined || e.event === 'message') && e.data && !session.framer.receive(e.data)) {
@@ -203,6 +245,7 @@ export class SseUpstream implements Upstream {
     if (session.closed) return;
     session.closed = true;
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+    if (session.slot.owned) session.slot.release();
     if (session.body) discard(session.body);
     session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));
   }

@@ -18,12 +18,15 @@ class StdioSession {
   readonly replica: ReplicaState;
   /** Frames the child's messages as Streamable HTTP answers (shared with 2024-11-05 SSE upstreams). */
   readonly framer = new MessageFramer();
+  /** The caller it was spawned for (see Upstream.initialize). */
+  readonly holder: string;
   #partial = '';
   exited = false;
   killReason: string | undefined;
 
-  constructor(id: string, child: ChildProcessWithoutNullStreams, replica: ReplicaState) {
+  constructor(id: string, child: ChildProcessWithoutNullStreams, replica: ReplicaState, holder: string) {
     this.id = id;
+    this.holder = holder;
     this.child = child;
     this.replica = replica;
   }
@@ -56,6 +59,8 @@ export class StdioUpstream implements Upstream {
   readonly #events: UpstreamEvents;
   readonly #node: string;
   readonly #sessions = new Map<string, StdioSession>();
+  /** Children per holder, for `maxSessionsPerCaller`. */
+  readonly #held = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
   #closing = false;
 
@@ -74,14 +79,19 @@ export class StdioUpstream implements Upstream {
     return this.#sessions.size;
   }
 
-  async initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     if (this.#closing) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN');
+    // Every check and the spawn that takes the slot run without an await between them.
+    if (this.#sessions.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its process');
     if (this.#sessions.size >= this.#server.maxProcesses) {
       throw new GatewayError('MCPGW_ERR_CAPACITY', `server "${this.#server.name}" has ${this.#server.maxProcesses} processes (maxProcesses)`);
     }
+    if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
+      throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} processes (maxSessionsPerCaller)`);
+    }
     const replica = pickLeastLoaded(this.#replicas, Date.now());
     if (!replica) throw new GatewayError('MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
-    const session = this.#spawn(sessionId, replica);
+    const session = this.#spawn(sessionId, replica, holder);
     // A child that does not answer its initialize in requestTimeout is ended: it would hold one of
     // the maxProcesses slots with nobody to use it.
     let timer: NodeJS.Timeout | undefined;
@@ -160,14 +170,15 @@ export class StdioUpstream implements Upstream {
     return session;
   }
 
-  #spawn(sessionId: string, replica: ReplicaState): StdioSession {
+  #spawn(sessionId: string, replica: ReplicaState, holder: string): StdioSession {
     const spec = this.#specs[Number(replica.key.slice('stdio:'.length))]!;
     const env: Record<string, string> = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
     Object.assign(env, spec.env);
     const child = spawn(spec.command, [...spec.args], { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const session = new StdioSession(sessionId, child, replica);
+    const session = new StdioSession(sessionId, child, replica, holder);
     this.#sessions.set(sessionId, session);
+    this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
     replica.streams++;
     const where = { server: this.#server.name, replica: replica.key, pid: child.pid };
     this.#events.emit('spawn', { ...where, session: sessionId });
@@ -193,7 +204,10 @@ export class StdioUpstream implements Upstream {
     child.once('close', (code, signal) => {
       session.exited = true;
       replica.streams--;
-      this.#sessions.delete(sessionId);
+      if (this.#sessions.get(sessionId) === session) this.#sessions.delete(sessionId);
+      const held = (this.#held.get(holder) ?? 1) - 1;
+      if (held > 0) this.#held.set(holder, held);
+      else this.#held.delete(holder);
       const reason = session.killReason ?? exitReason;
       this.#events.emit('exit', { ...where, session: sessionId, code, signal, reason });
       session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));

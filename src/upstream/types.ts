@@ -62,7 +62,12 @@ export interface ReplicaSnapshot {
 export interface Upstream {
   // legacy: `sse` (src/upstream/sse.ts); compose: `virtual` (src/upstream/compose.ts).
   readonly kind: 'http' | 'stdio' | 'sse' | 'virtual';
-  initialize(req: ClientRequest, sessionId: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }>;
+  /**
+   * Opens an upstream session. `holder` names the caller it is opened for (its principal, or its
+   * address when auth is off): what the gateway holds per session itself (a stdio child, a
+   * 2024-11-05 SSE connection) is capped per holder (`maxSessionsPerCaller`).
+   */
+  initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }>;
   post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
   /** Opens the standalone stream; with `lastEventId` (the upstream's), resumes one of its streams. */
   get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse>;
