@@ -1,0 +1,23 @@
+import type { X509Certificate } from 'node:crypto';
+import type { AuthConfig } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
+import { principalId, type Principal } from './principal.ts';
+
+/**
+ * The principal a verified client certificate names (auth.mode mtls): its CN, DN or SHA-256
+ * fingerprint as `auth.clientCerts.subject` says, mapped to a name, scopes and claims when
+ * `auth.clientCerts.principals` lists it — and then refused (403) when it does not.
+ * A GatewayError when the certificate names no principal.
+ */
+export function certificatePrincipal(cert: X509Certificate, clientCerts: AuthConfig['clientCerts']): Principal | GatewayError {
+  const dn = cert.subject.split('\n').filter(Boolean).reverse().join(',');
+  const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
+  const fingerprint = cert.fingerprint256.replace(/:/g, '').toLowerCase();
+  const subject = clientCerts.subject === 'cn' ? cn : clientCerts.subject === 'dn' ? dn : fingerprint;
+  const mapped = clientCerts.principals[subject];
+  if (!mapped && Object.keys(clientCerts.principals).length > 0) return new GatewayError('MCPGW_ERR_FORBIDDEN', 'the certificate subject is not mapped to a principal');
+  if (!subject) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'the certificate has no usable subject');
+  const name = mapped?.name ?? subject;
+  const claims: Record<string, unknown> = { ...mapped?.claims, sub: name, cn, dn, fingerprint };
+  return { id: principalId('mtls', name), issuer: 'mtls', subject: name, scopes: new Set(mapped?.scopes ?? []), claims };
+}
