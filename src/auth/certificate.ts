@@ -19,5 +19,5 @@ export function certificatePrincipal(cert: X509Certificate, clientCerts: AuthCon
   if (!subject) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'the certificate has no usable subject');
   const name = mapped?.name ?? subject;
   const claims: Record<string, unknown> = { ...mapped?.claims, sub: name, cn, dn, fingerprint };
-  return { id: principalId('mtls', name), issuer: 'mtls', subject: name, scopes: new Set(mapped?.scopes ?? []), claims };
+  return { id: principalId('cert', 'mtls', name), kind: 'cert', issuer: 'mtls', subject: name, scopes: new Set(mapped?.scopes ?? []), claims };
 }

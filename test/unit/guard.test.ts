@@ -14,7 +14,7 @@ const { config } = loadConfig({
   env: {},
 });
 const policy = config.servers.s!.policy;
-const caller: Principal = { id: 'x', issuer: 'i', subject: 'u', scopes: new Set(), claims: {} };
+const caller: Principal = { id: 'x', kind: 'user', issuer: 'i', subject: 'u', scopes: new Set(), claims: {} };
 
 function plan(body: unknown) {
   const buf = Buffer.from(JSON.stringify(body));

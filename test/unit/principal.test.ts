@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { before, describe, it } from 'node:test';
+import { exportJWK, SignJWT, type JWTPayload } from 'jose';
+import { certificatePrincipal } from '../../src/auth/certificate.ts';
+import { JwtVerifier } from '../../src/auth/jwt.ts';
+import type { Principal } from '../../src/auth/principal.ts';
+import type { AuthConfig } from '../../src/config/types.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { createPki, type TestPki } from '../helpers/certs.ts';
+
+/**
+ * Principals are unambiguous by construction: each caller is a (kind, issuer, subject) tuple, and
+ * no claim value — a separator, a marker written into `sub`, a string UTF-8 cannot carry, an
+ * issuer named like the certificate marker — makes one tuple's id equal another's.
+ */
+const IDP = 'https://idp.example/';
+const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const NO_MAPPING: AuthConfig['clientCerts'] = { subject: 'cn', principals: {} };
+
+/** A caller: the claims of a token (its `iss` one of the trusted issuers), or a certificate's CN. */
+type Caller = { readonly token: JWTPayload } | { readonly cert: string };
+
+describe('principal ids', () => {
+  let verifier: JwtVerifier;
+  let pki: TestPki;
+
+  before(async () => {
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' };
+    const issuers = [IDP, 'a', 'a\nb', 'mtls'].map((issuer) => ({ issuer, jwksUri: undefined, keys: { keys: [jwk] }, algorithms: ['ES256'] }));
+    verifier = new JwtVerifier({ mode: 'jwt', issuers, audience: ['mcp'], clockToleranceSec: 0, jwksCacheMaxAgeMs: 60_000, jwksCooldownMs: 30_000 } as unknown as AuthConfig);
+    pki = createPki();
+  });
+
+  async function principalOf(caller: Caller): Promise<Principal> {
+    if ('cert' in caller) {
+      const p = certificatePrincipal(new X509Certificate(pki.issue(caller.cert).cert), NO_MAPPING);
+      assert.ok(!(p instanceof GatewayError), String(p));
+      return p;
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ iss: IDP, aud: 'mcp', iat: now, exp: now + 300, ...caller.token }).setProtectedHeader({ alg: 'ES256', kid: 'k' }).sign(privateKey);
+    return verifier.verify(token, ['mcp']);
+  }
+
+  const table: [string, Caller, Caller, 'same' | 'distinct'][] = [
+    ['one user, two tokens', { token: { sub: 'svc', jti: '1' } }, { token: { sub: 'svc', jti: '2' } }, 'same'],
+    ['a user, and a client token (no sub) whose client_id is that sub', { token: { sub: 'svc' } }, { token: { client_id: 'svc' } }, 'distinct'],
+    ['a user whose sub spells the client prefix, and that client', { token: { sub: 'client_id:svc' } }, { token: { client_id: 'svc' } }, 'distinct'],
+    ['issuer and subject with a newline moved from one to the other', { token: { iss: 'a\nb', sub: 'c' } }, { token: { iss: 'a', sub: 'b\nc' } }, 'distinct'],
+    ['a lone surrogate and the U+FFFD that UTF-8 writes in its place', { token: { sub: '\uD800' } }, { token: { sub: '\uFFFD' } }, 'distinct'],
+    ['two lone surrogates', { token: { client_id: '\uD800' } }, { token: { client_id: '\uDFFF' } }, 'distinct'],
+    ['a certificate, and a user of an issuer named "mtls"', { cert: 'alice' }, { token: { iss: 'mtls', sub: 'alice' } }, 'distinct'],
+    ['a certificate, and a client of an issuer named "mtls"', { cert: 'alice' }, { token: { iss: 'mtls', client_id: 'alice' } }, 'distinct'],
+  ];
+  for (const [name, a, b, expected] of table) {
+    it(`${name}: ${expected}`, async () => {
+      const [pa, pb] = [await principalOf(a), await principalOf(b)];
+      assert.match(pa.id, /^[A-Za-z0-9_-]{22}$/);
+      if (expected === 'same') assert.equal(pa.id, pb.id);
+      else assert.notEqual(pa.id, pb.id, `${JSON.stringify(a)} and ${JSON.stringify(b)} are one principal`);
+    });
+  }
+
+  it('names the kind of caller: a token with a sub is a user, one without a client, a certificate a cert', async () => {
+    const kinds = await Promise.all([{ token: { sub: 'u', client_id: 'app' } }, { token: { client_id: 'app' } }, { cert: 'alice' }].map(principalOf));
+    assert.deepEqual(
+      kinds.map((p) => [p.kind, p.issuer, p.subject]),
+      [
+        ['user', IDP, 'u'],
+        ['client', IDP, 'app'],
+        ['cert', 'mtls', 'alice'],
+      ],
+    );
+  });
+});
