@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 
 /**
- * What kind of caller: `user` (a token with a `sub`), `client` (a token without one, named by its
- * `client_id`: a client acting for itself) or `cert` (a client certificate).
+ * What names the caller: `user`, a token's `sub` (RFC 9068 puts a client's own id there in a
+ * client_credentials token; the issuer keeps its subs apart); `client`, the `client_id` of a
+ * token without `sub`; `cert`, a client certificate.
  */
 export type PrincipalKind = 'user' | 'client' | 'cert';
 

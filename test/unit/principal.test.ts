@@ -7,12 +7,13 @@ import { JwtVerifier } from '../../src/auth/jwt.ts';
 import type { Principal } from '../../src/auth/principal.ts';
 import type { AuthConfig } from '../../src/config/types.ts';
 import { GatewayError } from '../../src/errors.ts';
+import { AuditLog } from '../../src/ops/audit.ts';
 import { createPki, type TestPki } from '../helpers/certs.ts';
 
 /**
  * Principals are unambiguous by construction: each caller is a (kind, issuer, subject) tuple, and
  * no claim value — a separator, a marker written into `sub`, a string UTF-8 cannot carry, an
- * issuer named like the certificate marker — makes one tuple's id equal another's.
+ * issuer named like the certificate marker — makes one tuple's id (or audit line) another's.
  */
 const IDP = 'https://idp.example/';
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -43,6 +44,14 @@ describe('principal ids', () => {
     return verifier.verify(token, ['mcp']);
   }
 
+  /** The `principal` of the audit line of a request by `p`. */
+  function audited(p: Principal): unknown {
+    let line = '';
+    const audit = new AuditLog({ enabled: true, destination: 'stdout', redactKeys: [], maxParamsBytes: 100 }, { write: (l: string) => (line += l) });
+    audit.record({ requestId: 'r', principal: p, server: 's', httpMethod: 'GET', messages: undefined, session: undefined, status: 200, error: undefined, hidden: undefined, latencyMs: 1 });
+    return (JSON.parse(line) as { principal: unknown }).principal;
+  }
+
   const table: [string, Caller, Caller, 'same' | 'distinct'][] = [
     ['one user, two tokens', { token: { sub: 'svc', jti: '1' } }, { token: { sub: 'svc', jti: '2' } }, 'same'],
     ['a user, and a client token (no sub) whose client_id is that sub', { token: { sub: 'svc' } }, { token: { client_id: 'svc' } }, 'distinct'],
@@ -57,8 +66,13 @@ describe('principal ids', () => {
     it(`${name}: ${expected}`, async () => {
       const [pa, pb] = [await principalOf(a), await principalOf(b)];
       assert.match(pa.id, /^[A-Za-z0-9_-]{22}$/);
-      if (expected === 'same') assert.equal(pa.id, pb.id);
-      else assert.notEqual(pa.id, pb.id, `${JSON.stringify(a)} and ${JSON.stringify(b)} are one principal`);
+      if (expected === 'same') {
+        assert.equal(pa.id, pb.id);
+        assert.deepEqual(audited(pa), audited(pb));
+      } else {
+        assert.notEqual(pa.id, pb.id, `${JSON.stringify(a)} and ${JSON.stringify(b)} are one principal`);
+        assert.notDeepEqual(audited(pa), audited(pb), 'one caller to the audit log');
+      }
     });
   }
 
