@@ -14,7 +14,8 @@ export function certificatePrincipal(cert: X509Certificate, clientCerts: AuthCon
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
   const fingerprint = cert.fingerprint256.replace(/:/g, '').toLowerCase();
   const subject = clientCerts.subject === 'cn' ? cn : clientCerts.subject === 'dn' ? dn : fingerprint;
-  const mapped = clientCerts.principals[subject];
+  // Own keys only: a CN like `constructor` or `toString` is not in the list because Object.prototype is.
+  const mapped = Object.hasOwn(clientCerts.principals, subject) ? clientCerts.principals[subject] : undefined;
   if (!mapped && Object.keys(clientCerts.principals).length > 0) return new GatewayError('MCPGW_ERR_FORBIDDEN', 'the certificate subject is not mapped to a principal');
   if (!subject) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'the certificate has no usable subject');
   const name = mapped?.name ?? subject;

@@ -5,6 +5,7 @@ import { exportJWK, SignJWT, type JWTPayload } from 'jose';
 import { certificatePrincipal } from '../../src/auth/certificate.ts';
 import { JwtVerifier } from '../../src/auth/jwt.ts';
 import type { Principal } from '../../src/auth/principal.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import type { AuthConfig } from '../../src/config/types.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { AuditLog } from '../../src/ops/audit.ts';
@@ -87,4 +88,42 @@ describe('principal ids', () => {
       ],
     );
   });
+});
+
+describe('certificate principals', () => {
+  let pki: TestPki;
+  let clientCerts: AuthConfig['clientCerts'];
+
+  before(() => {
+    pki = createPki();
+    const server = pki.issue('gateway', { server: true });
+    // Parsed, as a config file is: `__proto__` is then a key like any other.
+    const principals: unknown = JSON.parse('{"alice": {"name": "alice@acme"}, "__proto__": {"name": "proto"}}');
+    const document = { listen: { tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: pki.ca.certFile } }, auth: { mode: 'mtls', clientCerts: { subject: 'cn', principals } } };
+    clientCerts = loadConfig({ document, env: {} }).config.auth.clientCerts;
+  });
+
+  // An Object.prototype name is not in the list unless the list says so.
+  const table: [string, string | number][] = [
+    ['alice', 'alice@acme'],
+    ['__proto__', 'proto'],
+    ['mallory', 403],
+    ['constructor', 403],
+    ['toString', 403],
+    ['hasOwnProperty', 403],
+    ['valueOf', 403],
+    ['name', 403],
+    ['scopes', 403],
+  ];
+  for (const [cn, expected] of table) {
+    it(`CN=${cn} → ${expected}`, () => {
+      const p = certificatePrincipal(new X509Certificate(pki.issue(cn).cert), clientCerts);
+      if (typeof expected === 'number') {
+        assert.ok(p instanceof GatewayError && p.status === expected, `CN=${cn} was let in as ${JSON.stringify(p instanceof GatewayError ? p.code : p.subject)}`);
+      } else {
+        assert.ok(!(p instanceof GatewayError), String(p));
+        assert.equal(p.subject, expected);
+      }
+    });
+  }
 });
