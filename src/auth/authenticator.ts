@@ -36,12 +36,13 @@ export class Authenticator {
   }
 
   policy(server: string): ServerPolicy | undefined {
-    return this.#servers[server]?.policy;
+    // Own keys only: the name comes from the URL, and /mcp/constructor names no server.
+    return Object.hasOwn(this.#servers, server) ? this.#servers[server]!.policy : undefined;
   }
 
   /** Scopes a client should ask for to use `server`: the server's required ones. */
   scopesFor(server: string): readonly string[] {
-    return this.#servers[server]?.policy.rule.scopes ?? this.#auth.rule.scopes;
+    return this.policy(server)?.rule.scopes ?? this.#auth.rule.scopes;
   }
 
   async authenticate(request: FastifyRequest, server: string): Promise<Principal> {

@@ -162,8 +162,11 @@ describe('auth: OAuth 2.1 resource server (jwt)', () => {
     });
 
     it('an unknown server answers 401 to a caller without a token (server names stay private)', async () => {
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST)).status, 401);
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST, bearer(reader))).status, 404);
+      // Named like an Object.prototype member, too: not a server either.
+      for (const name of ['nope', 'constructor', 'toString', '__proto__']) {
+        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST)).status, 401, name);
+        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST, bearer(reader))).status, 404, name);
+      }
     });
 
     it('the session still works for its owner after all that', async () => {
