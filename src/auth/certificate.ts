@@ -6,10 +6,12 @@ import { principalId, type Principal } from './principal.ts';
 /**
  * The principal a verified client certificate names (auth.mode mtls): its CN, DN or SHA-256
  * fingerprint as `auth.clientCerts.subject` says, mapped to a name, scopes and claims when
- * `auth.clientCerts.principals` lists it — and then refused (403) when it does not.
- * A GatewayError when the certificate names no principal.
+ * `auth.clientCerts.principals` lists it. A GatewayError when it names none: no usable subject
+ * (401), or a subject a non-empty `principals` does not list (403).
  */
 export function certificatePrincipal(cert: X509Certificate, clientCerts: AuthConfig['clientCerts']): Principal | GatewayError {
+  // Node escapes `,`, `+`, `\` and control characters inside values (RFC 2253): one line per
+  // RDN, so the lines joined by `,` spell one subject only.
   const dn = cert.subject.split('\n').filter(Boolean).reverse().join(',');
   const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
   const fingerprint = cert.fingerprint256.replace(/:/g, '').toLowerCase();

@@ -126,4 +126,16 @@ describe('certificate principals', () => {
       }
     });
   }
+
+  it('dn: a comma inside a value does not make another subject', () => {
+    const dn = (file: string, subject: string) => {
+      const p = certificatePrincipal(new X509Certificate(pki.issue(file, { subject }).cert), { subject: 'dn', principals: {} });
+      assert.ok(!(p instanceof GatewayError), String(p));
+      return p;
+    };
+    const [split, joined] = [dn('three-rdns', '/CN=admin/O=a/CN=b'), dn('two-rdns', '/O=a,CN=admin/CN=b')];
+    assert.equal(split.subject, 'CN=b,O=a,CN=admin');
+    assert.notEqual(joined.subject, split.subject);
+    assert.notEqual(joined.id, split.id);
+  });
 });
