@@ -3,9 +3,10 @@ import type { FastifyRequest } from 'fastify';
 import type { AuthConfig, GatewayConfig, ServerPolicy } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
+import { certificatePrincipal } from './certificate.ts';
 import { JwtVerifier, TokenError } from './jwt.ts';
 import { claimsMatch, missingScopes } from './policy.ts';
-import { principalId, type Principal } from './principal.ts';
+import type { Principal } from './principal.ts';
 import { bearerChallenge, resourceUrls } from './resource.ts';
 
 /**
@@ -35,12 +36,13 @@ export class Authenticator {
   }
 
   policy(server: string): ServerPolicy | undefined {
-    return this.#servers[server]?.policy;
+    // Own keys only: the name comes from the URL, and /mcp/constructor names no server.
+    return Object.hasOwn(this.#servers, server) ? this.#servers[server]!.policy : undefined;
   }
 
   /** Scopes a client should ask for to use `server`: the server's required ones. */
   scopesFor(server: string): readonly string[] {
-    return this.#servers[server]?.policy.rule.scopes ?? this.#auth.rule.scopes;
+    return this.policy(server)?.rule.scopes ?? this.#auth.rule.scopes;
   }
 
   async authenticate(request: FastifyRequest, server: string): Promise<Principal> {
@@ -87,16 +89,7 @@ export class Authenticator {
     if (!socket.encrypted || !socket.authorized) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'present a client certificate the gateway trusts');
     const cert = socket.getPeerX509Certificate();
     if (!cert) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'present a client certificate the gateway trusts');
-    const dn = cert.subject.split('\n').filter(Boolean).reverse().join(',');
-    const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? '';
-    const fingerprint = cert.fingerprint256.replace(/:/g, '').toLowerCase();
-    const subject = this.#auth.clientCerts.subject === 'cn' ? cn : this.#auth.clientCerts.subject === 'dn' ? dn : fingerprint;
-    const mapped = this.#auth.clientCerts.principals[subject];
-    if (!mapped && Object.keys(this.#auth.clientCerts.principals).length > 0) return new GatewayError('MCPGW_ERR_FORBIDDEN', 'the certificate subject is not mapped to a principal');
-    if (!subject) return new GatewayError('MCPGW_ERR_UNAUTHORIZED', 'the certificate has no usable subject');
-    const name = mapped?.name ?? subject;
-    const claims: Record<string, unknown> = { ...mapped?.claims, sub: name, cn, dn, fingerprint };
-    return { id: principalId('mtls', name), issuer: 'mtls', subject: name, scopes: new Set(mapped?.scopes ?? []), claims };
+    return certificatePrincipal(cert, this.#auth.clientCerts);
   }
 
   #challenge(err: GatewayError, request: FastifyRequest, server: string, error?: 'invalid_token' | 'insufficient_scope', scopes?: readonly string[]): GatewayError {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ServerPolicy } from '../config/types.ts';
-import { GatewayError, type JsonRpcId } from '../errors.ts';
-import type { Envelope } from '../protocol/jsonrpc.ts';
+import { GatewayError } from '../errors.ts';
+import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import { mayUse, type ItemKind } from './policy.ts';
@@ -53,8 +53,6 @@ export interface GuardPlan {
   readonly policy: ServerPolicy;
   readonly principal: Principal;
 }
-
-const idKey = (id: JsonRpcId | unknown): string => (typeof id === 'number' ? `n${id}` : `s${String(id)}`);
 
 /** What a stand-in name looks like: `mcpgw-hidden-` and 18 hex digits (resources: a `:unknown` scheme part after it). */
 const STAND_IN = /mcpgw-hidden-[0-9a-f]{18}(?::unknown)?/g;

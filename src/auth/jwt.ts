@@ -91,12 +91,15 @@ export class JwtVerifier {
     } catch (err) {
       throw tokenError(err);
     }
-    const subject = typeof payload.sub === 'string' && payload.sub ? payload.sub : typeof payload.client_id === 'string' ? payload.client_id : '';
+    // A token with a sub names a user; one without, the client its client_id names.
+    const user = typeof payload.sub === 'string' && payload.sub ? payload.sub : undefined;
+    const kind = user ? 'user' : 'client';
+    const subject = user ?? (typeof payload.client_id === 'string' ? payload.client_id : '');
     if (!subject) throw new TokenError('token has no subject');
     const aud = payload.aud === undefined ? [] : Array.isArray(payload.aud) ? payload.aud : [payload.aud];
     const principal: Principal = {
-      // A client (no sub) never shares a principal with a user whose sub equals its client_id.
-      id: principalId(issuer.config.issuer, typeof payload.sub === 'string' && payload.sub ? subject : `client_id:${subject}`),
+      id: principalId(kind, issuer.config.issuer, subject),
+      kind,
       issuer: issuer.config.issuer,
       subject,
       scopes: scopesOf(payload),

@@ -1,9 +1,20 @@
 import { createHash } from 'node:crypto';
 
+/**
+ * What names the caller: `user`, a token's `sub` (RFC 9068 puts a client's own id there in a
+ * client_credentials token; the issuer keeps its subs apart); `client`, the `client_id` of a
+ * token without `sub`; `cert`, a client certificate.
+ */
+export type PrincipalKind = 'user' | 'client' | 'cert';
+
 /** An authenticated caller: who it is (for sessions and the audit log) and what it holds (for policy). */
 export interface Principal {
-  /** Stable, opaque id sealed into the sessions it creates: a hash of issuer and subject. */
+  /**
+   * Stable, opaque id of (kind, issuer, subject): sealed into the sessions the caller creates, and
+   * the caller's key for rate limits, private cache entries and pooled upstream sessions.
+   */
   readonly id: string;
+  readonly kind: PrincipalKind;
   /** `iss` of the token, or `mtls` for a client certificate. */
   readonly issuer: string;
   readonly subject: string;
@@ -12,8 +23,15 @@ export interface Principal {
   readonly claims: Readonly<Record<string, unknown>>;
 }
 
-export function principalId(issuer: string, subject: string): string {
-  return createHash('sha256').update(issuer).update('\n').update(subject).digest('base64url').slice(0, 22);
+/**
+ * A hash of the JSON array [kind, issuer, subject]. JSON quotes every string and escapes what
+ * could end one, lone surrogates included, so the text names exactly one tuple: no claim value —
+ * a separator, a `client_id:` written into `sub`, an issuer called `mtls` — can spell another
+ * caller's. (Writing the parts one after another with a separator between them, or handing the
+ * hash a string UTF-8 cannot carry, makes two callers one.)
+ */
+export function principalId(kind: PrincipalKind, issuer: string, subject: string): string {
+  return createHash('sha256').update(JSON.stringify([kind, issuer, subject])).digest('base64url').slice(0, 22);
 }
 
 /** Scopes of a token: the space-delimited `scope` (RFC 9068) or the `scp` list some issuers use. */

@@ -104,11 +104,13 @@ export function resolveAuth(r: RawAuth): AuthConfig {
   }
   const clockToleranceMs = toMs(r.clockTolerance, 'auth.clockTolerance');
   if (clockToleranceMs > MAX_CLOCK_TOLERANCE_MS) throw new ConfigError('config key auth.clockTolerance must be at most 5m');
-  const principals: Record<string, { name: string; scopes: string[]; claims: Record<string, readonly string[]> }> = {};
-  for (const [subject, p] of Object.entries(r.clientCerts.principals ?? {})) {
-    const rule = resolveRule(p);
-    principals[subject] = { name: p.name ?? subject, scopes: [...rule.scopes], claims: rule.claims };
-  }
+  // Own properties only: a subject `__proto__` assigned as `principals[subject] = …` would become the prototype.
+  const principals = Object.fromEntries(
+    Object.entries(r.clientCerts.principals ?? {}).map(([subject, p]) => {
+      const rule = resolveRule(p);
+      return [subject, { name: p.name ?? subject, scopes: [...rule.scopes], claims: rule.claims }];
+    }),
+  );
   return {
     mode: r.mode,
     issuers,

@@ -43,7 +43,9 @@ export class AuditLog {
     const base = {
       time,
       requestId: r.requestId,
-      principal: r.principal ? { issuer: r.principal.issuer, subject: r.principal.subject } : null,
+      // The kind keeps a user and a client (or a certificate) of one name apart; the id is what
+      // the operational log names the caller by.
+      principal: r.principal ? { id: r.principal.id, kind: r.principal.kind, issuer: r.principal.issuer, subject: r.principal.subject } : null,
       server: r.server,
       session: r.session ?? null,
     };

@@ -49,6 +49,17 @@ export function parseBody(body: Buffer | string): Incoming {
   return { batch: false, message: envelope(value) };
 }
 
+/**
+ * A Map key for a JSON-RPC id, or for whatever a peer sent as one: 1 and "1" are two keys, and
+ * so are null and "null", true and "true" — no answer is taken for a request it does not answer.
+ * (The number and string forms are kept in the event log with guarded streams: never change them.)
+ */
+export function idKey(id: unknown): string {
+  if (typeof id === 'number') return `n${id}`;
+  if (typeof id === 'string') return `s${id}`;
+  return `x${JSON.stringify(id)}`;
+}
+
 /** A body holding a batch (a JSON array), even of one message. */
 export function isBatchBody(body: Buffer | string | undefined): boolean {
   if (body === undefined) return false;

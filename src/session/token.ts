@@ -16,7 +16,7 @@ export interface SessionClaims {
   readonly upstreamSession: string;
   /** Instance id of the gateway replica holding the session's stdio child; '' for HTTP. */
   readonly node: string;
-  /** Who created the session (`iss` + `sub` hashed), '' when auth is off. */
+  /** The id of the principal that created the session (src/auth/principal.ts), '' when auth is off. */
   readonly principal: string;
   /** Protocol revision the client asked for in initialize. */
   readonly protocolVersion: string;

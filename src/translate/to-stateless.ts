@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
-import type { Envelope } from '../protocol/jsonrpc.ts';
+import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
@@ -81,7 +81,6 @@ function waiters(t: Translator): Map<string, (m: Message) => void> {
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
-const idKey = (id: unknown) => (typeof id === 'number' ? `n${id}` : `s${String(id)}`);
 
 /**
  * `initialize` for a 2026-07-28 upstream: its server/discover answer, as an InitializeResult.

@@ -162,8 +162,11 @@ describe('auth: OAuth 2.1 resource server (jwt)', () => {
     });
 
     it('an unknown server answers 401 to a caller without a token (server names stay private)', async () => {
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST)).status, 401);
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST, bearer(reader))).status, 404);
+      // Named like an Object.prototype member, too: not a server either.
+      for (const name of ['nope', 'constructor', 'toString', '__proto__']) {
+        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST)).status, 401, name);
+        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST, bearer(reader))).status, 404, name);
+      }
     });
 
     it('the session still works for its owner after all that', async () => {
@@ -254,7 +257,10 @@ describe('auth: OAuth 2.1 resource server (jwt)', () => {
     assert.deepEqual(Object.keys(ok), ['time', 'requestId', 'principal', 'server', 'session', 'method', 'name', 'params', 'outcome', 'status', 'error', 'latencyMs']);
     assert.ok(Math.abs(Date.parse(ok.time as string) - Date.now()) < 10_000);
     assert.equal(ok.requestId, 'req-audit-1');
-    assert.deepEqual(ok.principal, { issuer: oidc.issuer, subject: 'reader' });
+    const { id, ...principal } = ok.principal as { id: unknown };
+    assert.match(String(id), /^[A-Za-z0-9_-]{22}$/);
+    // oidc-provider writes the client's id into `sub` of a client_credentials token (RFC 9068 §2.2).
+    assert.deepEqual(principal, { kind: 'user', issuer: oidc.issuer, subject: 'reader' });
     assert.equal(ok.server, 'api');
     assert.equal(typeof ok.session, 'string');
     assert.equal(ok.method, 'tools/call');

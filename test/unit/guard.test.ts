@@ -15,7 +15,7 @@ const { config } = loadConfig({
   env: {},
 });
 const policy = config.servers.s!.policy;
-const caller: Principal = { id: 'x', issuer: 'i', subject: 'u', scopes: new Set(), claims: {} };
+const caller: Principal = { id: 'x', kind: 'user', issuer: 'i', subject: 'u', scopes: new Set(), claims: {} };
 
 function plan(body: unknown) {
   const buf = Buffer.from(JSON.stringify(body));
@@ -62,4 +62,27 @@ it('swaps a hidden name in a batch and puts it back, JSON-escaped, in the answer
     { jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'Tool secret_"q" not found' } },
     { jsonrpc: '2.0', id: 2, result: { tools: [{ name: 'b' }] } },
   ]);
+});
+
+/**
+ * A list answer is known by its id, and once every list is answered the rest of the stream
+ * passes unfiltered: a message whose id only looks like the request's (null for "null", true
+ * for "true") must not count as the answer.
+ */
+it('an id that only looks like a list request id is not its answer: the real answer is still filtered', async () => {
+  for (const [requestId, lookalike] of [
+    ['null', null],
+    ['true', true],
+    ['1', 1],
+  ] as const) {
+    const p = plan({ jsonrpc: '2.0', id: requestId, method: 'tools/list' });
+    const events = [
+      { jsonrpc: '2.0', id: lookalike, error: { code: -32600, message: 'Invalid Request' } },
+      { jsonrpc: '2.0', id: requestId, result: { tools: [{ name: 'echo' }, { name: 'secret_y' }] } },
+    ].map((m) => `event: message\ndata: ${JSON.stringify(m)}\n\n`);
+    const res = await guardResponse({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: Readable.from(events.map((e) => Buffer.from(e))) }, p);
+    let out = '';
+    for await (const c of res.body as Readable) out += String(c);
+    assert.doesNotMatch(out, /secret_y/, `request id ${JSON.stringify(requestId)}, then a message with id ${JSON.stringify(lookalike)}`);
+  }
 });
