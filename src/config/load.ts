@@ -293,24 +293,3 @@ function deepFreeze<T>(value: T): T {
   }
   return value;
 }
-
-const SECRET_KEY = /secret|password|passwd|token|api[-_]?key|authorization|credential/i;
-
-/** The effective config with every secret replaced by "[redacted]". */
-export function redactConfig(effective: Readonly<Record<string, unknown>>): unknown {
-  const walk = (v: unknown, key: string, parent: string): unknown => {
-    if (typeof v === 'string') {
-      if (SECRET_KEY.test(key) || parent === 'headers' || parent === 'env') return '[redacted]';
-      if (key === 'url') return v.replace(/\/\/([^@/]*):([^@/]*)@/, '//$1:[redacted]@');
-      return v;
-    }
-    if (Array.isArray(v)) return v.map((x) => walk(x, key, parent));
-    if (v && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = walk(x, k, key);
-      return out;
-    }
-    return v;
-  };
-  return walk(effective, '', '');
-}

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig } from '../../src/config/load.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { redactConfig } from '../../src/config/redact.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -185,6 +186,53 @@ describe('config', () => {
     const text = JSON.stringify(redactConfig(effective));
     for (const secret of ['x'.repeat(40), 'hunter2', 'Bearer abc', '"k"']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
     assert.match(text, /redis:\/\/user:\[redacted\]@redis:6379\/0/);
+  });
+
+  it('CLI: --print-config hides secrets by rule wherever they sit: URL userinfo, query and fragment, stdio args, env, headers', () => {
+    const file = tmpFile(
+      'secrets.yaml',
+      `session: { secret: "${'s'.repeat(40)}" }
+redis: { url: "redis://default:REDISPW@redis:6379/0" }
+auth:
+  mode: jwt
+  audience: [urn:mcp]
+  issuers:
+    - { issuer: "https://idp.example.com/", jwksUri: "https://jwks-user:JWKSPW@idp.example.com/jwks?key=JWKSQ" }
+servers:
+  api:
+    upstreams:
+      - url: "http://user:pw@127.0.0.1:1/mcp?api_key=SECRET123"
+        headers: { x-custom: HDRSECRET }
+        credentials: { clientCredentials: { tokenUrl: "https://idp.example.com/token?assertion=TOKQ#FRAG", clientId: gw, clientSecret: CCSECRET } }
+  tools:
+    upstreams:
+      - command: node
+        args: [x.js, --token=SECRET456, --api-key, SECRET789, --port, "8080", PLAIN_VAR=ENVARG, "sk-proj-0123456789abcdefXYZ", --url=http://u:URLPW@h/x]
+        env: { SOME_VAR: ENVSECRET }
+`,
+    );
+    const out = execFileSync(process.execPath, [CLI, '--config', file, '--print-config'], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    for (const secret of ['REDISPW', 'JWKSPW', 'JWKSQ', ':pw@', 'SECRET123', 'HDRSECRET', 'TOKQ', 'FRAG', 'CCSECRET', 'SECRET456', 'SECRET789', 'ENVARG', 'sk-proj', 'URLPW', 'ENVSECRET']) {
+      assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
+    }
+    // What is not secret stays readable.
+    for (const shown of [
+      'redis://default:[redacted]@redis:6379/0',
+      'https://jwks-user:[redacted]@idp.example.com/jwks?key=[redacted]',
+      'http://user:[redacted]@127.0.0.1:1/mcp?api_key=[redacted]',
+      'https://idp.example.com/token?assertion=[redacted]#[redacted]',
+      '- x.js\n',
+      '- --token=[redacted]\n',
+      '- --api-key\n',
+      '- --port\n',
+      '- "8080"\n',
+      '- PLAIN_VAR=[redacted]\n',
+      '- --url=http://u:[redacted]@h/x\n',
+      'SOME_VAR: "[redacted]"',
+      'clientId: gw',
+    ]) {
+      assert.ok(out.includes(shown), `${shown} not shown: ${out}`);
+    }
   });
 
   it('CLI: --print-config prints the effective config redacted; bad config exits 1 naming the key, no stack', () => {
