@@ -28,6 +28,15 @@ it('the operational log redacts credentials wherever they sit', () => {
   assert.match(text, /\[redacted\]/);
 });
 
+it('the operational log redacts URLs in any field: userinfo, query, fragment', () => {
+  const out = capture();
+  const log = createLogger('trace', out.stream);
+  log.warn({ replica: 'http://user:pw-1@h:1/mcp?api_key=k-3', stderr: 'connecting to postgres://app:pw-2@db/x?sslpassword=k-4 …' }, 'x');
+  const text = out.text();
+  for (const s of ['pw-1', 'pw-2', 'k-3', 'k-4']) assert.ok(!text.includes(s), `${s} leaked: ${text}`);
+  assert.match(text, /connecting to postgres:\/\/app:\[redacted\]@db\/x\?sslpassword=\[redacted\] …/);
+});
+
 it('URLs: the password (or a lone user, often a token), query values, fragment and token-like path segments are hidden', () => {
   const cases: [string, string][] = [
     ['http://127.0.0.1:3001/mcp', 'http://127.0.0.1:3001/mcp'],
