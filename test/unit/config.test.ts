@@ -210,6 +210,14 @@ describe('config', () => {
     );
   });
 
+  it('refuses a token URL that cannot be parsed, naming the key and not the value', () => {
+    const doc = { servers: { a: { upstreams: [{ url: 'http://h/mcp', credentials: { clientCredentials: { tokenUrl: 'https://u:pa/ss@idp/token', clientId: 'gw', clientSecret: 'x' } } }] } } };
+    assert.throws(
+      () => loadConfig({ document: doc, env: {} }),
+      (err: Error) => err instanceof ConfigError && /servers\.a\.upstreams\[0\]\.credentials\.clientCredentials\.tokenUrl is not a valid URL/.test(err.message) && !err.message.includes('pa/ss'),
+    );
+  });
+
   it('CLI: --print-config hides secrets by rule wherever they sit: URL userinfo, query and fragment, stdio args, env, headers', () => {
     const file = tmpFile(
       'secrets.yaml',
