@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { loadConfig, redactConfig } from './config/load.ts';
+import { loadConfig } from './config/load.ts';
+import { redactConfig } from './config/redact.ts';
 import { ConfigError } from './errors.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger } from './ops/logger.ts';

@@ -13,7 +13,7 @@ import { RedisCacheStore } from './cache/redis-store.ts';
 import { ResultCache } from './cache/result-cache.ts';
 import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
 import { createLogger } from './ops/logger.ts';
-import { Metrics, replicaLabel } from './ops/metrics.ts';
+import { Metrics } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
 import { Resilience } from './resilience/calls.ts';
 import { MemoryRateLimiter, type RateLimiter } from './resilience/limiter.ts';
@@ -249,11 +249,10 @@ export class Gateway implements GatewayContext {
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
-      const replica = replicaLabel(e.replica);
-      this.metrics.upstreamEjections.inc({ server: e.server, replica });
-      log.warn({ ...e, replica }, 'upstream replica ejected');
+      this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
+      log.warn(e, 'upstream replica ejected');
     });
-    this.events.on('restore', (e) => log.info({ ...e, replica: replicaLabel(e.replica) }, 'upstream replica restored'));
+    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
     this.events.on('spawn', (e) => {
       this.metrics.stdioProcesses.inc({ server: e.server });
       log.debug(e, 'stdio upstream started');
@@ -269,7 +268,7 @@ export class Gateway implements GatewayContext {
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
     this.hub.on('resumeFailed', (e) => log.warn(e, 'resumption failed'));
-    this.resilience.on('retry', (e) => log.debug({ ...e, replica: replicaLabel(e.replica) }, 'upstream call retried'));
+    this.resilience.on('retry', (e) => log.debug(e, 'upstream call retried'));
     this.resilience.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
     let storeWarned = 0;
     this.resilience.on('storeError', (e) => {

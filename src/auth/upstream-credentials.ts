@@ -1,4 +1,5 @@
 import { request } from 'undici';
+import { publicUrl } from '../config/redact.ts';
 import type { UpstreamCredentialsConfig, UpstreamTlsConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 
@@ -54,11 +55,12 @@ export class UpstreamCredentials {
       status = res.statusCode;
       body = (await res.body.json().catch(() => ({}))) as typeof body;
     } catch (err) {
-      throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', `token endpoint ${cc.tokenUrl} unreachable`, { cause: err });
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', `token endpoint ${publicUrl(cc.tokenUrl)} unreachable`, { cause: err });
     }
     if (status !== 200 || typeof body.access_token !== 'string' || !body.access_token) {
       const why = typeof body.error === 'string' ? body.error : `HTTP ${status}`;
-      throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', `token endpoint ${cc.tokenUrl} refused: ${why}`);
+      // The detail reaches the caller (and the log): the URL without userinfo or query.
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', `token endpoint ${publicUrl(cc.tokenUrl)} refused: ${why}`);
     }
     const lifetime = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 300;
     // Renew a little early (a fifth of the lifetime, at most a minute) so no request carries a token about to lapse.

@@ -224,6 +224,8 @@ export function resolveCredentials(at: string, raw: RawCredentials, env: NodeJS.
   if (cc) {
     const secrets = (['clientSecret', 'clientSecretFile', 'clientSecretEnv'] as const).filter((k) => cc[k] !== undefined);
     if (secrets.length !== 1) throw new ConfigError(`config key ${at}.clientCredentials needs exactly one of clientSecret, clientSecretFile or clientSecretEnv`);
+    // Checked here so that a failing token request can always name it (src/config/redact.ts publicUrl).
+    if (!URL.canParse(cc.tokenUrl)) throw new ConfigError(`config key ${at}.clientCredentials.tokenUrl is not a valid URL`);
     const secret = cc.clientSecret ?? (cc.clientSecretFile ? readConfigFile(cc.clientSecretFile, `${at}.clientCredentials.clientSecretFile`) : readEnvRef(cc.clientSecretEnv!, `${at}.clientCredentials.clientSecretEnv`, env));
     clientCredentials = { tokenUrl: cc.tokenUrl, clientId: cc.clientId, clientSecret: secret.trim(), scope: cc.scope, resource: cc.resource, audience: cc.audience };
   }

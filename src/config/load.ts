@@ -7,6 +7,7 @@ import { toMs, type Duration } from './duration.ts';
 import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { checkComposition } from './compose.ts';
 import { applyEnv } from './env.ts';
+import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
 import type { AuditConfig, AuthConfig, GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
 
@@ -195,7 +196,9 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
 
 function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfig, env: NodeJS.ProcessEnv): ServerConfig {
   const at = `servers.${name}`;
-  const upstreams = ((s.upstreams as Record<string, unknown>[] | undefined) ?? []).map((u, i): UpstreamConfig => {
+  const raw = (s.upstreams as Record<string, unknown>[] | undefined) ?? [];
+  const names = replicaNames(at, raw);
+  const upstreams = raw.map((u, i): UpstreamConfig => {
     const here = `${at}.upstreams[${i}]`;
     if (typeof u.url === 'string') {
       const stray = STDIO_ONLY.find((k) => k in u);
@@ -203,6 +206,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
       return {
         // legacy: `transport: sse` is a 2024-11-05 HTTP+SSE replica.
         kind: u.transport === 'sse' ? 'sse' : 'http',
+        name: names[i]!,
         url: u.url,
         headers: (u.headers as Record<string, string> | undefined) ?? {},
         connections: u.connections as number | undefined,
@@ -215,6 +219,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a command (stdio) upstream`);
     return {
       kind: 'stdio',
+      name: names[i]!,
       command: u.command as string,
       args: (u.args as string[] | undefined) ?? [],
       env: (u.env as Record<string, string> | undefined) ?? {},
@@ -244,6 +249,32 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     ...(s.compose ? { compose: s.compose as string[] } : {}),
     ...resolveResilience(at, s),
   };
+}
+
+/**
+ * Each replica's public name and key: `name` as configured, else its URL as publicUrl shows it
+ * (no userinfo, query or fragment) or `stdio:<index>`. The name goes into metric labels, log lines
+ * and the sealed session id, so it must be unique within the server and never secret; replicas
+ * whose URLs differ only in what is hidden are told apart by their index (`…/mcp [1]`).
+ */
+function replicaNames(at: string, upstreams: readonly Record<string, unknown>[]): string[] {
+  const names = upstreams.map((u, i) => {
+    if (typeof u.name === 'string') return u.name;
+    if (typeof u.url !== 'string') return `stdio:${i}`;
+    try {
+      return publicUrl(u.url);
+    } catch {
+      // Not the URL itself: it may hold a secret, and the message goes to logs and terminals.
+      throw new ConfigError(`config key ${at}.upstreams[${i}].url is not a valid URL`);
+    }
+  });
+  const seen = new Map<string, number>();
+  for (const n of names) seen.set(n, (seen.get(n) ?? 0) + 1);
+  return names.map((n, i) => {
+    if (seen.get(n) === 1) return n;
+    if (typeof upstreams[i]!.name === 'string' && names.indexOf(n) < i) throw new ConfigError(`config key ${at}.upstreams[${i}].name: "${n}" names two replicas`);
+    return `${n} [${i}]`;
+  });
 }
 
 type RawRule = { requests: number; per: Duration };
@@ -294,25 +325,4 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
-}
-
-const SECRET_KEY = /secret|password|passwd|token|api[-_]?key|authorization|credential/i;
-
-/** The effective config with every secret replaced by "[redacted]". */
-export function redactConfig(effective: Readonly<Record<string, unknown>>): unknown {
-  const walk = (v: unknown, key: string, parent: string): unknown => {
-    if (typeof v === 'string') {
-      if (SECRET_KEY.test(key) || parent === 'headers' || parent === 'env') return '[redacted]';
-      if (key === 'url') return v.replace(/\/\/([^@/]*):([^@/]*)@/, '//$1:[redacted]@');
-      return v;
-    }
-    if (Array.isArray(v)) return v.map((x) => walk(x, key, parent));
-    if (v && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = walk(x, k, key);
-      return out;
-    }
-    return v;
-  };
-  return walk(effective, '', '');
 }

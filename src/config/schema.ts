@@ -49,6 +49,8 @@ const upstream = {
   type: 'object',
   additionalProperties: false,
   properties: {
+    // The replica's public name (metrics, logs, session ids); default: its URL without secrets.
+    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
     url: { type: 'string', pattern: '^https?://' },
     // legacy: `sse` reaches a 2024-11-05 HTTP+SSE server (src/upstream/sse.ts).
     transport: { enum: ['streamable-http', 'sse'] },

@@ -136,6 +136,8 @@ export interface SseUpstreamConfig extends Omit<HttpUpstreamConfig, 'kind'> {
 
 export interface HttpUpstreamConfig {
   readonly kind: 'http';
+  /** Public name: `name` as configured, else the URL without secrets (see replicaNames in load.ts). */
+  readonly name: string;
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   /** Cap on request connections to the replica; undefined → as many as requests need. */
@@ -148,6 +150,8 @@ export interface HttpUpstreamConfig {
 
 export interface StdioUpstreamConfig {
   readonly kind: 'stdio';
+  /** Public name: `name` as configured, else `stdio:<index>`. */
+  readonly name: string;
   readonly command: string;
   readonly args: readonly string[];
   readonly env: Readonly<Record<string, string>>;

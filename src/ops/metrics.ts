@@ -3,7 +3,8 @@ import type { Upstream } from '../upstream/types.ts';
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway instance. Every label is bounded:
- * methods come from a known set, servers and replicas from the configuration, reasons and outcomes
+ * methods come from a known set, servers and replicas from the configuration (replicas by their
+ * public names, which never hold a URL's userinfo or query), reasons and outcomes
  * from the closed lists below, tool names only when `metrics.toolLabels` is on and then capped.
  * docs/observability.md documents each metric; a test checks it does.
  */
@@ -247,14 +248,9 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [server, upstream] of upstreams()) {
-          for (const r of upstream.replicaStates()) this.set({ server, replica: replicaLabel(r.key) }, value(r));
+          for (const r of upstream.replicaStates()) this.set({ server, replica: r.key }, value(r));
         }
       },
     });
   }
-}
-
-/** A replica's label: its URL without credentials, or `stdio:<index>`. */
-export function replicaLabel(key: string): string {
-  return key.replace(/\/\/[^@/]*@/, '//');
 }

@@ -10,7 +10,7 @@ export interface SessionClaims {
   /** Random id of this gateway session: the key of its deny-list entry and event log. */
   readonly id: string;
   readonly server: string;
-  /** Which upstream replica owns the session (its URL, or `stdio:<n>`). */
+  /** Which upstream replica owns the session: its public name (ReplicaState.key). */
   readonly upstream: string;
   /** The upstream's own session id, or '' when the upstream runs without sessions. */
   readonly upstreamSession: string;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 
 /**
  * What the upstream side reports; core modules never log, `ops/` listens and logs or counts.
+ * `replica` is always the replica's public name (ReplicaState.key), never its URL.
  */
 export interface UpstreamEventMap {
   eject: [{ server: string; replica: string; reason: string }];

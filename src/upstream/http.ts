@@ -20,6 +20,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETU
 
 // legacy: exported for 2024-11-05 SSE replicas (src/upstream/sse.ts), which connect the same way.
 export class HttpReplica extends ReplicaState {
+  /** As configured, secrets and all: for requests only, never for a label, a log line or an error. */
+  readonly url: string;
   readonly pool: Pool;
   /** The `connections` cap on requests (GET streams are never held by it), if one is set. */
   readonly gate: RequestGate | undefined;
@@ -29,7 +31,10 @@ export class HttpReplica extends ReplicaState {
   readonly credentials: UpstreamCredentials | undefined;
 
   constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
-    super(cfg.url, server.maxFails, server.failTimeoutMs);
+    // The key is the replica's public name (config/load.ts), not its URL: it is shown in metrics
+    // and logs, and a query or userinfo may carry a secret.
+    super(cfg.name, server.maxFails, server.failTimeoutMs);
+    this.url = cfg.url;
     const url = new URL(cfg.url);
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
@@ -91,6 +96,8 @@ export class HttpUpstream implements Upstream {
     this.#events = events;
     this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server));
     for (const r of this.#replicas) this.#byKey.set(r.key, r);
+    // Session ids sealed before replicas were keyed by name hold the URL; they still route.
+    for (const r of this.#replicas) if (!this.#byKey.has(r.url)) this.#byKey.set(r.url, r);
     if (server.probe) for (const r of this.#replicas) this.#probes.push(this.#startProbe(r, server.probe));
   }
 

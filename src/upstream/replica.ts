@@ -12,6 +12,7 @@ import type { ReplicaSnapshot } from './types.ts';
  * from retries of them, and from probes.
  */
 export class ReplicaState {
+  /** The replica's public name, unique within its server: its key in session ids, metrics and logs. */
   readonly key: string;
   /** Requests waiting for or reading a response (non-stream). */
   inflight = 0;

@@ -167,7 +167,7 @@ export class SseUpstream implements Upstream {
     const session = new SseSession(sessionId, replica, slot);
     session.body = res.body;
     replica.streams++;
-    const origin = new URL(replica.key).origin;
+    const origin = new URL(replica.url).origin;
     return new Promise<SseSession>((resolve, reject) => {
       const timer = setTimeout(() => {
         discard(res.body);
@@ -177,7 +177,7 @@ export class SseUpstream implements Upstream {
         res.body,
         (e) => {
           if (e.event === 'endpoint' && !session.endpoint) {
-            const url = new URL(e.data, replica.key);
+            const url = new URL(e.data, replica.url);
             clearTimeout(timer);
             if (url.origin !== origin) {
               discard(res.body);

@@ -69,7 +69,7 @@ export class StdioUpstream implements Upstream {
     this.#events = events;
     this.#node = node;
     this.#specs = server.upstreams as StdioUpstreamConfig[];
-    this.#replicas = this.#specs.map((_, i) => new ReplicaState(`stdio:${i}`, server.maxFails, server.failTimeoutMs));
+    this.#replicas = this.#specs.map((spec) => new ReplicaState(spec.name, server.maxFails, server.failTimeoutMs));
     const every = Math.max(250, Math.min(30_000, Math.floor(server.idleTimeoutMs / 4)));
     this.#sweeper = setInterval(() => this.#reapIdle(), every);
     this.#sweeper.unref();
@@ -171,7 +171,7 @@ export class StdioUpstream implements Upstream {
   }
 
   #spawn(sessionId: string, replica: ReplicaState, holder: string): StdioSession {
-    const spec = this.#specs[Number(replica.key.slice('stdio:'.length))]!;
+    const spec = this.#specs[this.#replicas.indexOf(replica)]!;
     const env: Record<string, string> = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k]!;
     Object.assign(env, spec.env);

@@ -49,6 +49,7 @@ export interface SessionPlacement {
 
 /** One upstream replica as readiness and metrics see it. */
 export interface ReplicaSnapshot {
+  /** Its public name (ReplicaState.key): never a URL's userinfo or query. */
   readonly key: string;
   readonly inflight: number;
   readonly streams: number;

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig } from '../../src/config/load.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { redactConfig } from '../../src/config/redact.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -36,7 +37,7 @@ describe('config', () => {
     const api = config.servers.api!;
     assert.equal(api.maxFails, 3);
     assert.equal(api.failTimeoutMs, 30_000);
-    assert.deepEqual(api.upstreams[0], { kind: 'http', url: 'http://127.0.0.1:3001/mcp', headers: {}, connections: undefined });
+    assert.deepEqual(api.upstreams[0], { kind: 'http', name: 'http://127.0.0.1:3001/mcp', url: 'http://127.0.0.1:3001/mcp', headers: {}, connections: undefined });
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.servers.api) && Object.isFrozen(config.listen));
     assert.throws(() => {
       (config.listen as { port: number }).port = 1;
@@ -185,6 +186,83 @@ describe('config', () => {
     const text = JSON.stringify(redactConfig(effective));
     for (const secret of ['x'.repeat(40), 'hunter2', 'Bearer abc', '"k"']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
     assert.match(text, /redis:\/\/user:\[redacted\]@redis:6379\/0/);
+  });
+
+  it('names each replica publicly: its URL without userinfo, query or fragment, its configured name, or stdio:<index>', () => {
+    const names = (upstreams: Record<string, unknown>[]) =>
+      loadConfig({ document: { servers: { s: { upstreams } } }, env: {} }).config.servers.s!.upstreams.map((u) => u.name);
+    assert.deepEqual(names([{ url: 'https://user:pw@API.example.com:443/v1/mcp?api_key=K#frag' }, { url: 'http://10.0.0.2:3001/mcp' }]), [
+      'https://api.example.com/v1/mcp',
+      'http://10.0.0.2:3001/mcp',
+    ]);
+    // A path segment that looks like a token is a secret too (e.g. a key in the path).
+    assert.deepEqual(names([{ url: 'https://h/mcp/sk-ak-0123456789abcdefghij/sse' }]), ['https://h/mcp/[redacted]/sse']);
+    // Replicas whose URLs differ only in what is hidden stay distinct, told apart by index.
+    assert.deepEqual(names([{ url: 'http://h/mcp?k=1' }, { url: 'http://h/mcp?k=2' }, { url: 'http://i/mcp' }]), ['http://h/mcp [0]', 'http://h/mcp [1]', 'http://i/mcp']);
+    assert.deepEqual(names([{ url: 'http://h/mcp?k=1', name: 'eu-1' }, { url: 'http://h/mcp?k=2', name: 'eu-2' }]), ['eu-1', 'eu-2']);
+    assert.deepEqual(names([{ command: 'a' }, { command: 'b', name: 'b' }]), ['stdio:0', 'b']);
+    assert.throws(() => names([{ url: 'http://h/a', name: 'x' }, { url: 'http://h/b', name: 'x' }]), /servers\.s\.upstreams\[1\]\.name: "x" names two replicas/);
+    assert.throws(() => names([{ url: 'http://h/a', name: 'has space' }]), /servers\.s\.upstreams\[0\]\.name must match pattern/);
+    // A URL that cannot be parsed is named by its key, not quoted: it may hold a secret.
+    assert.throws(
+      () => names([{ url: 'http://u:pa/ss@h/mcp' }]),
+      (err: Error) => err instanceof ConfigError && /servers\.s\.upstreams\[0\]\.url is not a valid URL/.test(err.message) && !err.message.includes('pa/ss'),
+    );
+  });
+
+  it('refuses a token URL that cannot be parsed, naming the key and not the value', () => {
+    const doc = { servers: { a: { upstreams: [{ url: 'http://h/mcp', credentials: { clientCredentials: { tokenUrl: 'https://u:pa/ss@idp/token', clientId: 'gw', clientSecret: 'x' } } }] } } };
+    assert.throws(
+      () => loadConfig({ document: doc, env: {} }),
+      (err: Error) => err instanceof ConfigError && /servers\.a\.upstreams\[0\]\.credentials\.clientCredentials\.tokenUrl is not a valid URL/.test(err.message) && !err.message.includes('pa/ss'),
+    );
+  });
+
+  it('CLI: --print-config hides secrets by rule wherever they sit: URL userinfo, query and fragment, stdio args, env, headers', () => {
+    const file = tmpFile(
+      'secrets.yaml',
+      `session: { secret: "${'s'.repeat(40)}" }
+redis: { url: "redis://default:REDISPW@redis:6379/0" }
+auth:
+  mode: jwt
+  audience: [urn:mcp]
+  issuers:
+    - { issuer: "https://idp.example.com/", jwksUri: "https://jwks-user:JWKSPW@idp.example.com/jwks?key=JWKSQ" }
+servers:
+  api:
+    upstreams:
+      - url: "http://user:pw@127.0.0.1:1/mcp?api_key=SECRET123"
+        headers: { x-custom: HDRSECRET }
+        credentials: { clientCredentials: { tokenUrl: "https://idp.example.com/token?assertion=TOKQ#FRAG", clientId: gw, clientSecret: CCSECRET } }
+  tools:
+    upstreams:
+      - command: node
+        args: [x.js, --token=SECRET456, --api-key, SECRET789, --port, "8080", PLAIN_VAR=ENVARG, "sk-proj-0123456789abcdefXYZ", --url=http://u:URLPW@h/x]
+        env: { SOME_VAR: ENVSECRET }
+`,
+    );
+    const out = execFileSync(process.execPath, [CLI, '--config', file, '--print-config'], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    for (const secret of ['REDISPW', 'JWKSPW', 'JWKSQ', ':pw@', 'SECRET123', 'HDRSECRET', 'TOKQ', 'FRAG', 'CCSECRET', 'SECRET456', 'SECRET789', 'ENVARG', 'sk-proj', 'URLPW', 'ENVSECRET']) {
+      assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
+    }
+    // What is not secret stays readable.
+    for (const shown of [
+      'redis://default:[redacted]@redis:6379/0',
+      'https://jwks-user:[redacted]@idp.example.com/jwks?key=[redacted]',
+      'http://user:[redacted]@127.0.0.1:1/mcp?api_key=[redacted]',
+      'https://idp.example.com/token?assertion=[redacted]#[redacted]',
+      '- x.js\n',
+      '- --token=[redacted]\n',
+      '- --api-key\n',
+      '- --port\n',
+      '- "8080"\n',
+      '- PLAIN_VAR=[redacted]\n',
+      '- --url=http://u:[redacted]@h/x\n',
+      'SOME_VAR: "[redacted]"',
+      'clientId: gw',
+    ]) {
+      assert.ok(out.includes(shown), `${shown} not shown: ${out}`);
+    }
   });
 
   it('CLI: --print-config prints the effective config redacted; bad config exits 1 naming the key, no stack', () => {
