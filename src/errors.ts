@@ -12,6 +12,7 @@ export const ERRORS = {
   MCPGW_ERR_BODY_TOO_LARGE: { status: 413, rpc: -32600, message: 'Request body is larger than the configured limit' },
   MCPGW_ERR_HEADERS_TOO_LARGE: { status: 431, rpc: -32600, message: 'Request headers are larger than the HTTP server reads' },
   MCPGW_ERR_MALFORMED_HTTP: { status: 400, rpc: -32600, message: 'The request is not well-formed HTTP' },
+  MCPGW_ERR_REQUEST_TIMEOUT: { status: 408, rpc: -32011, message: 'The request head or body did not arrive within the time limit' },
   MCPGW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, rpc: -32600, message: 'Content-Type must be application/json' },
   MCPGW_ERR_NOT_ACCEPTABLE: { status: 406, rpc: -32600, message: 'Accept must include application/json and text/event-stream' },
   MCPGW_ERR_METHOD_NOT_ALLOWED: { status: 405, rpc: -32600, message: 'HTTP method not allowed on this endpoint' },

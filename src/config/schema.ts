@@ -113,6 +113,10 @@ export const CONFIG_SCHEMA = {
           default: ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://localhost:*', 'https://127.0.0.1:*'],
         },
         trustProxy: { type: 'boolean', default: false },
+        // Slow clients: each connection is a file descriptor, held until these bound it.
+        headersTimeout: duration('10s'),
+        requestTimeout: duration('30s'),
+        keepAliveTimeout: duration('65s'),
         tls: {
           type: 'object',
           additionalProperties: false,

@@ -1,7 +1,8 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { GatewayConfig } from '../config/types.ts';
 import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
@@ -18,11 +19,38 @@ const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
   FST_ERR_BAD_URL: 'MCPGW_ERR_NOT_FOUND',
 };
 
+/** Errors Node's HTTP server reports before a route runs, mapped onto our table (else MALFORMED_HTTP). */
+const CLIENT_ERRORS: Record<string, GatewayError['code']> = {
+  HPE_HEADER_OVERFLOW: 'MCPGW_ERR_HEADERS_TOO_LARGE',
+  // Node's name for both a head past headersTimeout and a request past requestTimeout.
+  ERR_HTTP_REQUEST_TIMEOUT: 'MCPGW_ERR_REQUEST_TIMEOUT',
+};
+
+/**
+ * How long a client may take over a request, for Node's HTTP server (every listener). Node checks
+ * the head and request deadlines on a timer of its own, every 30 s by default: far coarser than a
+ * 10 s head limit, so the timer runs at a quarter of the shortest limit (at most once a second).
+ * Node applies these only while a request is still arriving: a response being streamed (SSE) is
+ * past them, and lives as long as its stream.
+ */
+export function serverLimits(listen: GatewayConfig['listen']): Pick<ServerOptions, 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval'> {
+  return {
+    headersTimeout: listen.headersTimeoutMs,
+    requestTimeout: listen.requestTimeoutMs,
+    keepAliveTimeout: listen.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(listen.headersTimeoutMs / 4))),
+  };
+}
+
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
-  const tls = gw.config.listen.tls;
+  const { tls } = gw.config.listen;
+  const limits = serverLimits(gw.config.listen);
   const app = Fastify({
-    // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS).
-    ...(tls ? { https: { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: tls.requireClientCert } } : {}),
+    // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS). A
+    // connection that never finishes its handshake is held no longer than one that never sends a head.
+    ...(tls
+      ? { https: { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: tls.requireClientCert, handshakeTimeout: limits.headersTimeout, ...limits } }
+      : { http: limits }),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     requestIdHeader: 'x-request-id',
@@ -33,15 +61,19 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     bodyLimit: gw.config.listen.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // SSE streams stay open for hours; Node's default request timeout would cut them.
-    requestTimeout: 0,
-    keepAliveTimeout: 65_000,
-    // Requests Node's HTTP parser refuses (before any route runs) get our table too.
+    // Fastify sets these on the server after creating it: they must say the same as `limits`.
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    // Requests Node's HTTP server refuses (before any route runs, or while a body is still
+    // arriving) get our table too.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const e = new GatewayError(err.code === 'HPE_HEADER_OVERFLOW' ? 'MCPGW_ERR_HEADERS_TOO_LARGE' : 'MCPGW_ERR_MALFORMED_HTTP');
+      const e = new GatewayError(CLIENT_ERRORS[err.code ?? ''] ?? 'MCPGW_ERR_MALFORMED_HTTP');
       const body = errorBody(e);
-      if (socket.writable) {
+      // As Node does: an answer goes out only when none has started on this connection, else
+      // its bytes would land in the middle of that one.
+      const inFlight = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+      if (socket.writable && !inFlight?.headersSent) {
         socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       }
       socket.destroy();
