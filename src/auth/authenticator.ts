@@ -18,7 +18,7 @@ export class Authenticator {
   readonly #trustProxy: boolean;
   readonly #servers: GatewayConfig['servers'];
   readonly #jwt: JwtVerifier | undefined;
-  /** Tokens for an unknown server are checked against every audience, so 401 hides which servers exist. */
+  /** Audiences a token for a server without a policy may name (the HTTP layer refuses unknown server names first). */
   readonly #anyAudience: readonly string[];
   readonly #certPrincipals = new WeakMap<TLSSocket, Principal | GatewayError>();
 
@@ -35,12 +35,13 @@ export class Authenticator {
   }
 
   policy(server: string): ServerPolicy | undefined {
-    return this.#servers[server]?.policy;
+    // Own keys only: `constructor` or `toString` is no server's name.
+    return Object.hasOwn(this.#servers, server) ? this.#servers[server]!.policy : undefined;
   }
 
   /** Scopes a client should ask for to use `server`: the server's required ones. */
   scopesFor(server: string): readonly string[] {
-    return this.#servers[server]?.policy.rule.scopes ?? this.#auth.rule.scopes;
+    return this.policy(server)?.rule.scopes ?? this.#auth.rule.scopes;
   }
 
   async authenticate(request: FastifyRequest, server: string): Promise<Principal> {

@@ -7,6 +7,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
+import { methodLabel } from '../ops/metrics.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
 /** Fastify error codes the framework raises before our handlers run, mapped onto our table. */
@@ -117,6 +118,19 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   };
   app.get('/readyz', ready);
   app.get('/health', ready);
+
+  // The server named in the path is looked up before anything is built from it (an auth
+  // challenge, a log, audit or metric field): an unknown name, whatever it holds, is refused
+  // here, before its body is read. Every route with a `:server` passes this hook.
+  app.addHook('onRequest', (request, reply, done) => {
+    const { server } = request.params as { server?: string };
+    if (server === undefined || gw.servers.has(server)) return done();
+    // Counted as handle() counts a request it refuses, under no label the caller chose.
+    const method = request.method === 'POST' ? 'response' : request.method;
+    gw.metrics.errors.inc({ error_type: 'MCPGW_ERR_UNKNOWN_SERVER', method: methodLabel(method === 'response' ? undefined : method) });
+    sendError(reply, new GatewayError('MCPGW_ERR_UNKNOWN_SERVER'), null);
+    gw.metrics.observe(method, 404, reply.elapsedTime / 1000);
+  });
 
   registerMetadataRoutes(app, gw);
   registerMcpRoutes(app, gw);

@@ -161,9 +161,13 @@ describe('auth: OAuth 2.1 resource server (jwt)', () => {
       assert.equal(up.requests.length, seen);
     });
 
-    it('an unknown server answers 401 to a caller without a token (server names stay private)', async () => {
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST)).status, 401);
-      assert.equal((await post(`${gw.url}/mcp/nope`, LIST, bearer(reader))).status, 404);
+    it('an unknown server answers 404 before any credential is asked for (the metadata documents name the servers anyway)', async () => {
+      for (const headers of [{}, bearer(reader)]) {
+        const res = await post(`${gw.url}/mcp/nope`, LIST, headers);
+        assert.equal(res.status, 404);
+        assert.equal(answer(res).error?.data?.code, 'MCPGW_ERR_UNKNOWN_SERVER');
+        assert.equal(res.headers.get('www-authenticate'), null);
+      }
     });
 
     it('the session still works for its owner after all that', async () => {
