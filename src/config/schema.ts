@@ -210,7 +210,8 @@ export const CONFIG_SCHEMA = {
         scopes: scopeList,
         claims,
         publicUrl: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
-        pathPrefix: { type: 'string', pattern: '^(/[^/?#]+)*$' },
+        // It goes into response headers (WWW-Authenticate): path characters only (RFC 3986 pchar).
+        pathPrefix: { type: 'string', pattern: "^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$" },
         authorizationServers: { type: 'array', items: { type: 'string', pattern: '^https?://' } },
         clientCerts: {
           type: 'object',

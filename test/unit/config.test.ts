@@ -115,6 +115,7 @@ describe('config', () => {
     ['a zero head time limit', { listen: { headersTimeout: 0 } }, {}, /listen\.headersTimeout, listen\.requestTimeout and listen\.keepAliveTimeout must be longer than 0/],
     ['a zero request time limit (from the environment)', {}, { MCPGW_LISTEN_REQUEST_TIMEOUT: '0' }, /listen\.requestTimeout .* must be longer than 0/],
     ['a head time limit over the request time limit', { listen: { headersTimeout: '1m', requestTimeout: '30s' } }, {}, /listen\.headersTimeout must not be longer than listen\.requestTimeout/],
+    ['a path prefix with a quote (it goes into WWW-Authenticate)', { auth: { pathPrefix: '/a"b' } }, {}, /config key auth\.pathPrefix must match pattern/],
     ['env naming no key', {}, { MCPGW_LISTEN_PROT: '1' }, /environment variable MCPGW_LISTEN_PROT does not name a config key/],
     ['env with a bad value', {}, { MCPGW_LISTEN_PORT: 'x' }, /listen\.port must be integer/],
     ['invalid YAML', 'listen: [1, 2\n', {}, /not valid YAML \(line \d+, column \d+\)/],
