@@ -20,6 +20,9 @@ const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
   FST_ERR_BAD_URL: 'MCPGW_ERR_NOT_FOUND',
 };
 
+/** A request id a caller may choose: what tracing systems use (UUIDs, trace ids), up to 128 characters. */
+const REQUEST_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
+
 /** Errors Node's HTTP server reports before a route runs, mapped onto our table (else MALFORMED_HTTP). */
 const CLIENT_ERRORS: Record<string, GatewayError['code']> = {
   HPE_HEADER_OVERFLOW: 'MCPGW_ERR_HEADERS_TOO_LARGE',
@@ -46,6 +49,7 @@ export function serverLimits(listen: GatewayConfig['listen']): Pick<ServerOption
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   const { tls } = gw.config.listen;
   const limits = serverLimits(gw.config.listen);
+  let nextRequestId = 0;
   const app = Fastify({
     // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS). A
     // connection that never finishes its handshake is held no longer than one that never sends a head.
@@ -54,7 +58,13 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
       : { http: limits }),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
-    requestIdHeader: 'x-request-id',
+    // The caller's X-Request-Id becomes the request id of every log and audit line only when it
+    // looks like one: else a caller would choose how long those lines get, or pose as another request.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const id = req.headers['x-request-id'];
+      return typeof id === 'string' && REQUEST_ID.test(id) ? id : `req-${(nextRequestId++).toString(36)}`;
+    },
     // No child logger per request (an allocation and a serialization on every call): the few
     // lines written per request carry reqId, principal, server and method themselves.
     childLoggerFactory: (parent) => parent,
