@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
 import type { GatewayConfig } from './config/types.ts';
-import { buildApp } from './http/app.ts';
+import { buildApp, serverLimits } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
 import { AuditLog } from './ops/audit.ts';
@@ -280,7 +280,9 @@ export class Gateway implements GatewayContext {
   }
 
   #buildMetricsApp(): FastifyInstance {
-    const app = Fastify({ logger: false });
+    // The same bounds on slow and idle clients as the MCP listener: a scrape endpoint has file descriptors to lose too.
+    const limits = serverLimits(this.config.listen);
+    const app = Fastify({ logger: false, http: limits, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout });
     app.get('/metrics', async (_request, reply) => {
       reply.header('content-type', this.metrics.registry.contentType);
       return this.metrics.registry.metrics();

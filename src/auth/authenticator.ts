@@ -19,7 +19,7 @@ export class Authenticator {
   readonly #trustProxy: boolean;
   readonly #servers: GatewayConfig['servers'];
   readonly #jwt: JwtVerifier | undefined;
-  /** Tokens for an unknown server are checked against every audience, so 401 hides which servers exist. */
+  /** Audiences a token for a server without a policy may name (the HTTP layer refuses unknown server names first). */
   readonly #anyAudience: readonly string[];
   readonly #certPrincipals = new WeakMap<TLSSocket, Principal | GatewayError>();
 
@@ -36,7 +36,7 @@ export class Authenticator {
   }
 
   policy(server: string): ServerPolicy | undefined {
-    // Own keys only: the name comes from the URL, and /mcp/constructor names no server.
+    // Own keys only: `constructor` or `toString` is no server's name.
     return Object.hasOwn(this.#servers, server) ? this.#servers[server]!.policy : undefined;
   }
 

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuthConfig } from '../config/types.ts';
 import { headerValue } from '../protocol/headers.ts';
+import { quotedString } from '../protocol/header-fields.ts';
 
 /**
  * Where a published server lives as the client sees it, and where its RFC 9728 metadata is.
@@ -16,8 +17,9 @@ export interface ResourceUrls {
 
 export const METADATA_PATH = '/.well-known/oauth-protected-resource';
 
-const SAFE_HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
-const SAFE_PREFIX = /^(\/[A-Za-z0-9._~-]+)*$/;
+// A DNS name is at most 253 characters; a port adds 6. Longer is not a host, whatever it holds.
+const SAFE_HOST = /^(?=.{1,259}$)(?:[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?)$/;
+const SAFE_PREFIX = /^(?=.{0,256}$)(\/[A-Za-z0-9._~-]+)*$/;
 
 export function resourceUrls(auth: AuthConfig, trustProxy: boolean, request: FastifyRequest, server: string): ResourceUrls {
   let origin: string;
@@ -37,11 +39,14 @@ export function resourceUrls(auth: AuthConfig, trustProxy: boolean, request: Fas
   return { resource: origin + path, metadata: `${origin}${METADATA_PATH}${path}` };
 }
 
-/** RFC 6750 §3 challenge; quotes and backslashes cannot occur in the values we put in. */
+/**
+ * RFC 6750 §3 challenge. Every value is quoted as RFC 9110 has it, whatever built it: the
+ * metadata URL holds a host and a path prefix that may come from the request.
+ */
 export function bearerChallenge(metadataUrl: string, error?: 'invalid_token' | 'insufficient_scope', scopes?: readonly string[]): string {
-  let out = `Bearer resource_metadata="${metadataUrl}"`;
-  if (error) out += `, error="${error}"`;
-  if (scopes && scopes.length > 0) out += `, scope="${scopes.join(' ')}"`;
+  let out = `Bearer resource_metadata=${quotedString(metadataUrl)}`;
+  if (error) out += `, error=${quotedString(error)}`;
+  if (scopes && scopes.length > 0) out += `, scope=${quotedString(scopes.join(' '))}`;
   return out;
 }
 

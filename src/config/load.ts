@@ -119,10 +119,17 @@ export const MAX_CACHE_TTL_MS = 24 * 3_600_000;
 const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
+type RawListen = Omit<GatewayConfig['listen'], 'tls' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'> & {
+  headersTimeout: Duration;
+  requestTimeout: Duration;
+  keepAliveTimeout: Duration;
+  tls?: Parameters<typeof resolveListenTls>[0];
+};
+
 function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayConfig {
   // The schema has run, so the shapes below hold; the casts only name them.
   const r = raw as {
-    listen: Omit<GatewayConfig['listen'], 'tls'> & { tls?: Parameters<typeof resolveListenTls>[0] };
+    listen: RawListen;
     metrics: GatewayConfig['metrics'];
     redis?: Omit<RedisConfig, 'url'> & { url?: string };
     events: { ttl: Duration; maxLength: number; keepAlive: Duration; retry: Duration; maxBuffer: number; detachedGrace: Duration; endedTtl: Duration; replicaAcks: number; replicaAckTimeout: Duration };
@@ -153,7 +160,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
   // compose: members must exist and be plain servers; their prefixes must not be ambiguous.
   checkComposition(servers);
   return {
-    listen: { ...r.listen, tls: resolveListenTls(r.listen.tls, auth.mode) },
+    listen: resolveListen(r.listen, auth.mode),
     metrics: r.metrics,
     redis: r.redis
       ? {
@@ -275,6 +282,20 @@ function replicaNames(at: string, upstreams: readonly Record<string, unknown>[])
     if (typeof upstreams[i]!.name === 'string' && names.indexOf(n) < i) throw new ConfigError(`config key ${at}.upstreams[${i}].name: "${n}" names two replicas`);
     return `${n} [${i}]`;
   });
+}
+
+function resolveListen(listen: RawListen, mode: AuthConfig['mode']): GatewayConfig['listen'] {
+  const { headersTimeout, requestTimeout, keepAliveTimeout, tls, ...rest } = listen;
+  const headersTimeoutMs = toMs(headersTimeout, 'listen.headersTimeout');
+  const requestTimeoutMs = toMs(requestTimeout, 'listen.requestTimeout');
+  const keepAliveTimeoutMs = toMs(keepAliveTimeout, 'listen.keepAliveTimeout');
+  // 0 would mean "no limit" to Node: the hole these keys exist to close.
+  if (headersTimeoutMs <= 0 || requestTimeoutMs <= 0 || keepAliveTimeoutMs <= 0) {
+    throw new ConfigError('config keys listen.headersTimeout, listen.requestTimeout and listen.keepAliveTimeout must be longer than 0');
+  }
+  // The request time limit counts from the same start as the head's, so it includes it.
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('config key listen.headersTimeout must not be longer than listen.requestTimeout (which includes the head)');
+  return { ...rest, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, tls: resolveListenTls(tls, mode) };
 }
 
 type RawRule = { requests: number; per: Duration };

@@ -115,6 +115,10 @@ export const CONFIG_SCHEMA = {
           default: ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://localhost:*', 'https://127.0.0.1:*'],
         },
         trustProxy: { type: 'boolean', default: false },
+        // Slow clients: each connection is a file descriptor, held until these bound it.
+        headersTimeout: duration('10s'),
+        requestTimeout: duration('30s'),
+        keepAliveTimeout: duration('65s'),
         tls: {
           type: 'object',
           additionalProperties: false,
@@ -208,7 +212,8 @@ export const CONFIG_SCHEMA = {
         scopes: scopeList,
         claims,
         publicUrl: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
-        pathPrefix: { type: 'string', pattern: '^(/[^/?#]+)*$' },
+        // It goes into response headers (WWW-Authenticate): path characters only (RFC 3986 pchar).
+        pathPrefix: { type: 'string', pattern: "^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$" },
         authorizationServers: { type: 'array', items: { type: 'string', pattern: '^https?://' } },
         clientCerts: {
           type: 'object',

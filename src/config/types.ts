@@ -6,6 +6,12 @@ export interface GatewayConfig {
     readonly bodyLimit: number;
     readonly allowedOrigins: readonly string[];
     readonly trustProxy: boolean;
+    /** A request head (TLS handshake included) must arrive within this, on every listener. */
+    readonly headersTimeoutMs: number;
+    /** A whole request, head and body, must arrive within this; an answer being streamed is not bound by it. */
+    readonly requestTimeoutMs: number;
+    /** A kept-alive connection with no request in progress is closed after this. */
+    readonly keepAliveTimeoutMs: number;
     /** HTTPS listener (files read at load); undefined → plain HTTP. */
     readonly tls: ListenTlsConfig | undefined;
   };

@@ -1,11 +1,13 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { GatewayConfig } from '../config/types.ts';
 import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
+import { methodLabel } from '../ops/metrics.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
 /** Fastify error codes the framework raises before our handlers run, mapped onto our table. */
@@ -18,14 +20,51 @@ const FASTIFY_ERRORS: Record<string, GatewayError['code']> = {
   FST_ERR_BAD_URL: 'MCPGW_ERR_NOT_FOUND',
 };
 
+/** A request id a caller may choose: what tracing systems use (UUIDs, trace ids), up to 128 characters. */
+const REQUEST_ID = /^[A-Za-z0-9._:/+=@-]{1,128}$/;
+
+/** Errors Node's HTTP server reports before a route runs, mapped onto our table (else MALFORMED_HTTP). */
+const CLIENT_ERRORS: Record<string, GatewayError['code']> = {
+  HPE_HEADER_OVERFLOW: 'MCPGW_ERR_HEADERS_TOO_LARGE',
+  // Node's name for both a head past headersTimeout and a request past requestTimeout.
+  ERR_HTTP_REQUEST_TIMEOUT: 'MCPGW_ERR_REQUEST_TIMEOUT',
+};
+
+/**
+ * How long a client may take over a request, for Node's HTTP server (every listener). Node checks
+ * the head and request deadlines on a timer of its own, every 30 s by default: far coarser than a
+ * 10 s head limit, so the timer runs at a quarter of the shortest limit (at most once a second).
+ * Node applies these only while a request is still arriving: a response being streamed (SSE) is
+ * past them, and lives as long as its stream.
+ */
+export function serverLimits(listen: GatewayConfig['listen']): Pick<ServerOptions, 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval'> {
+  return {
+    headersTimeout: listen.headersTimeoutMs,
+    requestTimeout: listen.requestTimeoutMs,
+    keepAliveTimeout: listen.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(listen.headersTimeoutMs / 4))),
+  };
+}
+
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
-  const tls = gw.config.listen.tls;
+  const { tls } = gw.config.listen;
+  const limits = serverLimits(gw.config.listen);
+  let nextRequestId = 0;
   const app = Fastify({
-    // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS).
-    ...(tls ? { https: { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: tls.requireClientCert } } : {}),
+    // auth: an HTTPS listener; with a client CA, clients are asked for a certificate (mTLS). A
+    // connection that never finishes its handshake is held no longer than one that never sends a head.
+    ...(tls
+      ? { https: { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: tls.clientCa !== undefined, rejectUnauthorized: tls.requireClientCert, handshakeTimeout: limits.headersTimeout, ...limits } }
+      : { http: limits }),
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
-    requestIdHeader: 'x-request-id',
+    // The caller's X-Request-Id becomes the request id of every log and audit line only when it
+    // looks like one: else a caller would choose how long those lines get, or pose as another request.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const id = req.headers['x-request-id'];
+      return typeof id === 'string' && REQUEST_ID.test(id) ? id : `req-${(nextRequestId++).toString(36)}`;
+    },
     // No child logger per request (an allocation and a serialization on every call): the few
     // lines written per request carry reqId, principal, server and method themselves.
     childLoggerFactory: (parent) => parent,
@@ -33,15 +72,19 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     bodyLimit: gw.config.listen.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // SSE streams stay open for hours; Node's default request timeout would cut them.
-    requestTimeout: 0,
-    keepAliveTimeout: 65_000,
-    // Requests Node's HTTP parser refuses (before any route runs) get our table too.
+    // Fastify sets these on the server after creating it: they must say the same as `limits`.
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    // Requests Node's HTTP server refuses (before any route runs, or while a body is still
+    // arriving) get our table too.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const e = new GatewayError(err.code === 'HPE_HEADER_OVERFLOW' ? 'MCPGW_ERR_HEADERS_TOO_LARGE' : 'MCPGW_ERR_MALFORMED_HTTP');
+      const e = new GatewayError(CLIENT_ERRORS[err.code ?? ''] ?? 'MCPGW_ERR_MALFORMED_HTTP');
       const body = errorBody(e);
-      if (socket.writable) {
+      // As Node does: an answer goes out only when none has started on this connection, else
+      // its bytes would land in the middle of that one.
+      const inFlight = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+      if (socket.writable && !inFlight?.headersSent) {
         socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       }
       socket.destroy();
@@ -85,6 +128,19 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   };
   app.get('/readyz', ready);
   app.get('/health', ready);
+
+  // The server named in the path is looked up before anything is built from it (an auth
+  // challenge, a log, audit or metric field): an unknown name, whatever it holds, is refused
+  // here, before its body is read. Every route with a `:server` passes this hook.
+  app.addHook('onRequest', (request, reply, done) => {
+    const { server } = request.params as { server?: string };
+    if (server === undefined || gw.servers.has(server)) return done();
+    // Counted as handle() counts a request it refuses, under no label the caller chose.
+    const method = request.method === 'POST' ? 'response' : request.method;
+    gw.metrics.errors.inc({ error_type: 'MCPGW_ERR_UNKNOWN_SERVER', method: methodLabel(method === 'response' ? undefined : method) });
+    sendError(reply, new GatewayError('MCPGW_ERR_UNKNOWN_SERVER'), null);
+    gw.metrics.observe(method, 404, reply.elapsedTime / 1000);
+  });
 
   registerMetadataRoutes(app, gw);
   registerMcpRoutes(app, gw);

@@ -15,9 +15,11 @@ export function registerMetadataRoutes(app: FastifyInstance, gw: GatewayContext)
   if (auth.mode !== 'jwt') return;
   app.get(`${METADATA_PATH}/*`, (request: FastifyRequest<{ Params: { '*': string } }>, reply) => {
     const match = /(?:^|\/)mcp\/([^/]+)$/.exec(request.params['*']);
-    const server = match?.[1] ?? '';
-    const policy = gw.config.servers[server]?.policy;
-    if (!policy) return sendError(reply, new GatewayError('MCPGW_ERR_NOT_FOUND', `${METADATA_PATH}/${request.params['*']}`), null);
+    if (!match) return sendError(reply, new GatewayError('MCPGW_ERR_NOT_FOUND', `${METADATA_PATH}/${request.params['*']}`), null);
+    // Looked up before anything is built from it, as on the /mcp/<server> routes (see app.ts).
+    const server = match[1]!;
+    if (!gw.servers.has(server)) return sendError(reply, new GatewayError('MCPGW_ERR_UNKNOWN_SERVER'), null);
+    const { policy } = gw.config.servers[server]!;
     const doc = metadataDocument(auth, resourceUrls(auth, gw.config.listen.trustProxy, request, server), policy.rule.scopes, server);
     reply.header('content-type', 'application/json').header('cache-control', 'max-age=300').send(JSON.stringify(doc));
   });

@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import type { AuditConfig } from '../config/types.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
+import { clip } from './requests.ts';
 
 /** What the HTTP layer knows of one finished MCP request. */
 export interface AuditRecord {
@@ -60,7 +61,8 @@ export class AuditLog {
     for (const m of messages) {
       const name = itemName(m);
       const hidden = name !== null && r.hidden?.includes(name);
-      lines += JSON.stringify({ ...base, method: m.method ?? 'response', name, params: this.#params(m.params), ...tail, ...(hidden ? { outcome: 'denied' } : {}) }) + '\n';
+      // Method and name are cut like params are: a caller must not decide how large a line gets.
+      lines += JSON.stringify({ ...base, method: clip(m.method ?? 'response'), name: name === null ? null : clip(name), params: this.#params(m.params), ...tail, ...(hidden ? { outcome: 'denied' } : {}) }) + '\n';
     }
     this.#dest.write(lines);
   }

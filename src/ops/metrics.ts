@@ -55,6 +55,8 @@ export const BREAKER_STATE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /** The tool label of calls past the `metrics.toolLabelLimit` distinct (server, tool) pairs. */
 export const OTHER_TOOL = '_other';
+/** MCP's longest tool name; a longer one names no tool and gets no label (nor a place under the cap). */
+export const MAX_TOOL_LABEL = 128;
 
 export interface MetricsOptions {
   /** Node's default process metrics (off in tests that run several gateways in one process). */
@@ -177,10 +179,14 @@ export class Metrics {
   /** A finished tools/call, counted per tool when `metrics.toolLabels` is on; else a no-op. */
   observeTool(server: string, tool: string, status: number, seconds: number): void {
     if (!this.toolCalls || !this.toolDuration) return;
-    const key = `${server}\u0000${tool}`;
-    if (!this.#toolKeys.has(key)) {
-      if (this.#toolKeys.size >= this.#toolLabelLimit) tool = OTHER_TOOL;
-      else this.#toolKeys.add(key);
+    if (tool.length > MAX_TOOL_LABEL) {
+      tool = OTHER_TOOL;
+    } else {
+      const key = `${server}\u0000${tool}`;
+      if (!this.#toolKeys.has(key)) {
+        if (this.#toolKeys.size >= this.#toolLabelLimit) tool = OTHER_TOOL;
+        else this.#toolKeys.add(key);
+      }
     }
     this.toolCalls.inc({ server, tool, status: String(status) });
     this.toolDuration.observe({ server, tool }, seconds);

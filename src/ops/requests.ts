@@ -12,12 +12,20 @@ export interface RequestInfo {
   principal: string | undefined;
 }
 
+/** Longest name a caller chose (a tool, a method) that a log or audit line carries whole. */
+export const MAX_LOGGED_NAME = 256;
+
+/** `value` cut to `max` characters, saying how long it was: callers do not decide how long our lines get. */
+export function clip(value: string, max = MAX_LOGGED_NAME): string {
+  return value.length <= max ? value : `${value.slice(0, max)}…[${value.length} characters]`;
+}
+
 /**
  * The fields every per-request log line carries. Built only when a line is written: a child
  * logger per request would cost an allocation and a serialization on every call.
  */
 export function requestLogFields(reqId: string, server: string, info: RequestInfo): Record<string, unknown> {
-  return { reqId, principal: info.principal, server, method: info.method, tool: info.tool };
+  return { reqId, principal: info.principal, server, method: info.method, tool: info.tool === undefined ? undefined : clip(info.tool) };
 }
 
 /** Counts a finished request (status as sent) and, at debug level only, logs it. */

@@ -160,4 +160,18 @@ describe('auth: list filtering on JSON and stdio upstreams, metadata behind a pr
     const prefixed = await request(`${gw.url}/.well-known/oauth-protected-resource/mcp/json`, 'GET', { ...fwd, 'x-forwarded-prefix': '/other/' });
     assert.equal((prefixed.json as { resource: string }).resource, 'https://mcp.example.com/other/mcp/json');
   });
+
+  it('X-Forwarded-Host and -Prefix that are not a host and a path (or are too long to be) are not used', async () => {
+    const table: [string, Record<string, string>, string][] = [
+      ['a quote in the host', { 'x-forwarded-host': 'evil.example", error="x' }, 'http://localhost/.well-known/oauth-protected-resource/edge/mcp/json'],
+      ['a host past 253 characters', { 'x-forwarded-host': `${'a'.repeat(5_000)}.example` }, 'http://localhost/.well-known/oauth-protected-resource/edge/mcp/json'],
+      ['a quote in the prefix', { 'x-forwarded-host': 'mcp.example.com', 'x-forwarded-prefix': '/a", error="x' }, 'http://mcp.example.com/.well-known/oauth-protected-resource/edge/mcp/json'],
+      ['a prefix past 256 characters', { 'x-forwarded-host': 'mcp.example.com', 'x-forwarded-prefix': '/a'.repeat(2_000) }, 'http://mcp.example.com/.well-known/oauth-protected-resource/edge/mcp/json'],
+    ];
+    for (const [name, headers, metadata] of table) {
+      const res = await post(`${gw.url}/mcp/json`, INIT, headers);
+      assert.equal(res.status, 401, name);
+      assert.equal(res.headers.get('www-authenticate'), `Bearer resource_metadata="${metadata}"`, name);
+    }
+  });
 });

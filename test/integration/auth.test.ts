@@ -161,11 +161,15 @@ describe('auth: OAuth 2.1 resource server (jwt)', () => {
       assert.equal(up.requests.length, seen);
     });
 
-    it('an unknown server answers 401 to a caller without a token (server names stay private)', async () => {
+    it('an unknown server answers 404 before any credential is asked for (the metadata documents name the servers anyway)', async () => {
       // Named like an Object.prototype member, too: not a server either.
       for (const name of ['nope', 'constructor', 'toString', '__proto__']) {
-        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST)).status, 401, name);
-        assert.equal((await post(`${gw.url}/mcp/${name}`, LIST, bearer(reader))).status, 404, name);
+        for (const headers of [{}, bearer(reader)]) {
+          const res = await post(`${gw.url}/mcp/${name}`, LIST, headers);
+          assert.equal(res.status, 404, name);
+          assert.equal(answer(res).error?.data?.code, 'MCPGW_ERR_UNKNOWN_SERVER');
+          assert.equal(res.headers.get('www-authenticate'), null);
+        }
       }
     });
 

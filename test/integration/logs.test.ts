@@ -6,6 +6,7 @@ import { createLogger } from '../../src/ops/logger.ts';
 import { connectClient } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { freePort } from '../helpers/ports.ts';
+import { openSession, post, sessionHeaders } from '../helpers/raw.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 /** Log lines as the gateway writes them (JSON, one per line). */
@@ -59,6 +60,25 @@ describe('logs: JSON lines with request id, server and method; secrets redacted'
     assert.equal(call.status, 200);
     assert.equal(typeof call.ms, 'number');
     assert.ok(requests.some((l) => l.method === 'initialize'));
+  });
+
+  it('a request id that does not look like one is not taken; a tool name is cut in the log line', async () => {
+    const url = `${gw.url}/mcp/demo`;
+    const sid = await openSession(url);
+    const ids = ['x'.repeat(5_000), 'a b', 'a"b', 'ok-but-then\u00e9'];
+    for (const [i, id] of ids.entries()) {
+      const res = await post(url, { jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: `${'t'.repeat(100_000)}${i}`, arguments: {} } }, { ...sessionHeaders(sid), 'x-request-id': id });
+      assert.equal(res.status, 200, res.text.slice(0, 200));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const lines = log.lines.filter((l) => l.msg === 'request' && String(l.tool).startsWith('ttt'));
+    assert.equal(lines.length, ids.length);
+    for (const l of lines) {
+      assert.ok(!ids.includes(String(l.reqId)), `reqId taken from the header: ${String(l.reqId).slice(0, 40)}`);
+      assert.match(String(l.reqId), /^req-/);
+      assert.match(String(l.tool), /^t{256}…\[100001 characters\]$/);
+    }
+    assert.ok(log.raw.every((l) => l.length < 10_000), 'a log line as long as the caller wanted');
   });
 
   it('warns on an upstream failure with the request fields', async () => {

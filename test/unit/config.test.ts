@@ -33,6 +33,7 @@ describe('config', () => {
     assert.equal(config.listen.host, '127.0.0.1');
     assert.equal(config.listen.port, 8080);
     assert.equal(config.metrics.port, 9090);
+    assert.deepEqual([config.listen.headersTimeoutMs, config.listen.requestTimeoutMs, config.listen.keepAliveTimeoutMs], [10_000, 30_000, 65_000]);
     assert.equal(config.redis, undefined);
     const api = config.servers.api!;
     assert.equal(api.maxFails, 3);
@@ -63,8 +64,12 @@ describe('config', () => {
         MCPGW_SERVERS_MY_API_FAIL_TIMEOUT: '10s',
         MCPGW_SERVERS_MY_API_UPSTREAMS_1_URL: 'http://c/mcp',
         MCPGW_LISTEN_ALLOWED_ORIGINS: '["https://app.example.com"]',
+        MCPGW_LISTEN_HEADERS_TIMEOUT: '5s',
+        MCPGW_LISTEN_REQUEST_TIMEOUT: '1m',
+        MCPGW_LISTEN_KEEP_ALIVE_TIMEOUT: '5s',
       },
     });
+    assert.deepEqual([config.listen.headersTimeoutMs, config.listen.requestTimeoutMs, config.listen.keepAliveTimeoutMs], [5_000, 60_000, 5_000]);
     assert.equal(config.listen.port, 9000);
     assert.equal(config.listen.bodyLimit, 2048);
     assert.equal(config.redis?.url, 'redis://127.0.0.1:6380/1');
@@ -108,6 +113,10 @@ describe('config', () => {
     ['a zero time limit', { servers: { a: { upstreams: [{ url: 'http://x/' }], timeout: { idle: 0 } } } }, {}, /servers\.a\.timeout\.idle and servers\.a\.timeout\.max must be longer than 0/],
     ['a rate limit without requests', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { tools: { t: { per: '1m' } } } } } }, {}, /servers\.a\.rateLimit\.tools\.t\.requests is required/],
     ['a rate limit over no time', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { server: { requests: 1, per: 0 } } } } }, {}, /servers\.a\.rateLimit\.server\.per must be longer than 0/],
+    ['a zero head time limit', { listen: { headersTimeout: 0 } }, {}, /listen\.headersTimeout, listen\.requestTimeout and listen\.keepAliveTimeout must be longer than 0/],
+    ['a zero request time limit (from the environment)', {}, { MCPGW_LISTEN_REQUEST_TIMEOUT: '0' }, /listen\.requestTimeout .* must be longer than 0/],
+    ['a head time limit over the request time limit', { listen: { headersTimeout: '1m', requestTimeout: '30s' } }, {}, /listen\.headersTimeout must not be longer than listen\.requestTimeout/],
+    ['a path prefix with a quote (it goes into WWW-Authenticate)', { auth: { pathPrefix: '/a"b' } }, {}, /config key auth\.pathPrefix must match pattern/],
     ['env naming no key', {}, { MCPGW_LISTEN_PROT: '1' }, /environment variable MCPGW_LISTEN_PROT does not name a config key/],
     ['env with a bad value', {}, { MCPGW_LISTEN_PORT: 'x' }, /listen\.port must be integer/],
     ['invalid YAML', 'listen: [1, 2\n', {}, /not valid YAML \(line \d+, column \d+\)/],

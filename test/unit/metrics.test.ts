@@ -59,6 +59,20 @@ describe('metrics', () => {
     assert.equal(await sample(on, 'mcp_tool_call_duration_seconds_count{server="demo",tool="echo"}'), 2);
   });
 
+  it('a tool name longer than MCP allows (128) is no label of its own, and takes no place under the cap', async () => {
+    const on = new Metrics({ defaultMetrics: false, toolLabels: true, toolLabelLimit: 2 });
+    const long = 'x'.repeat(100_000);
+    on.observeTool('demo', long, 200, 0.01);
+    on.observeTool('demo', `${'y'.repeat(128)}z`, 200, 0.01);
+    on.observeTool('demo', 'echo', 200, 0.01);
+    on.observeTool('demo', 'y'.repeat(128), 200, 0.01);
+    const text = await on.registry.metrics();
+    assert.ok(!text.includes('x'.repeat(129)) && !text.includes(`${'y'.repeat(128)}z`), 'a long name became a label');
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="200"}`), 2);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="200"}'), 1);
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${'y'.repeat(128)}",status="200"}`), 1);
+  });
+
   it('reads upstream replicas at scrape time', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const servers = new Map<string, Upstream>([

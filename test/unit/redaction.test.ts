@@ -86,3 +86,24 @@ it('the audit log redacts configured keys at any depth and truncates large param
   assert.match(String(b!.params), /^\[truncated: \d+ bytes\]$/);
   assert.equal(b!.name, 'big');
 });
+
+it('the audit log cuts a method or an item name the caller made longer than any real one', () => {
+  const lines: string[] = [];
+  const audit = new AuditLog({ enabled: true, destination: 'stdout', redactKeys: [], maxParamsBytes: 200 }, { write: (l: string) => lines.push(l) });
+  const base = { requestId: 'r1', principal: undefined, server: 's', httpMethod: 'POST', session: undefined, status: 200, error: undefined, latencyMs: 1 };
+  const long = 'n'.repeat(1_000_000);
+  audit.record({
+    ...base,
+    hidden: [long],
+    messages: [
+      envelope({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: long } }),
+      envelope({ jsonrpc: '2.0', id: 2, method: 'm'.repeat(1_000_000) }),
+    ],
+  });
+  const text = lines.join('');
+  assert.ok(text.length < 10_000, `${text.length} characters of audit for two messages`);
+  const [a, b] = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.match(String(a!.name), /^n{256}…\[1000000 characters\]$/);
+  assert.equal(a!.outcome, 'denied', 'the hidden name is still recognised');
+  assert.match(String(b!.method), /^m{256}…\[1000000 characters\]$/);
+});
