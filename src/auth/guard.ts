@@ -74,10 +74,12 @@ export function guardRequest(policy: ServerPolicy, principal: Principal, message
     else denied.set(index, [d]);
   };
   for (const [index, m] of messages.entries()) {
-    if (m.kind !== 'request' || m.method === undefined) continue;
+    // Notifications too: `tools/call` without an id is no MCP notification, but an upstream
+    // that runs it anyway must not see a hidden name.
+    if (m.method === undefined) continue;
     const list = LISTS[m.method];
     if (list) {
-      (lists ??= new Map()).set(idKey(m.id), list);
+      if (m.kind === 'request') (lists ??= new Map()).set(idKey(m.id), list);
       continue;
     }
     if (m.method === 'subscriptions/listen') {

@@ -42,6 +42,8 @@ export function registerLegacyRoutes(app: FastifyInstance, gw: GatewayContext): 
 interface Local {
   readonly claims: SessionClaims;
   readonly key: string;
+  /** Whom the session counts against (Call.holder), for `maxSessionsPerCaller`. */
+  readonly holder: string;
   clients: number;
   /** This replica is the session's owner (the log's `producer`): it reads the upstream's standalone stream. */
   owner: boolean;
@@ -68,6 +70,8 @@ const CLAIM_MS = 60_000;
 class LegacySessions {
   readonly #gw: GatewayContext;
   readonly #local = new Map<string, Local>();
+  /** New sessions per holder between their check and their Local (see onSse). */
+  readonly #opening = new Map<string, number>();
 
   constructor(gw: GatewayContext) {
     this.#gw = gw;
@@ -87,7 +91,7 @@ class LegacySessions {
       if (claims.upstream !== '') throw this.#gone('Last-Event-ID is not an event id this gateway issued');
       const info = await this.#gw.hub.log.info(legacyKey(claims.id)).catch(() => undefined);
       if (!info) throw this.#gone('the session stream is unknown or expired');
-      return { write: (res) => this.#attach(res, token, claims, seq, true) };
+      return { write: (res) => this.#attach(res, token, claims, seq, true, call.holder) };
     }
     const claims: SessionClaims = {
       id: SessionSealer.newId(),
@@ -102,10 +106,32 @@ class LegacySessions {
     };
     call.session = claims.id;
     const token = this.#gw.sealer.seal(claims);
-    const seq = await SessionFeed.open(this.#gw.hub, legacyKey(claims.id), { producer: this.#gw.hub.opts.node, kind: 'get', requests: '' }).catch((err: unknown) => {
+    // Each new stream is a session the log and this replica keep: capped per caller like the
+    // upstream sessions it leads to, its place taken before the first await.
+    const server = this.#gw.config.servers[request.params.server]!;
+    if (this.#sessionsOf(call.holder) >= server.maxSessionsPerCaller) {
+      throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${server.name}": ${server.maxSessionsPerCaller} open 2024-11-05 sessions (maxSessionsPerCaller)`);
+    }
+    this.#opening.set(call.holder, (this.#opening.get(call.holder) ?? 0) + 1);
+    const opened = () => {
+      const n = this.#opening.get(call.holder)! - 1;
+      if (n > 0) this.#opening.set(call.holder, n);
+      else this.#opening.delete(call.holder);
+    };
+    let seq: number;
+    try {
+      seq = await SessionFeed.open(this.#gw.hub, legacyKey(claims.id), { producer: this.#gw.hub.opts.node, kind: 'get', requests: '' });
+    } catch (err) {
+      opened();
       throw new GatewayError('MCPGW_ERR_EVENT_LOG_UNAVAILABLE', (err as Error).message, { cause: err });
-    });
-    return { write: (res) => this.#attach(res, token, claims, seq, false) };
+    }
+    // The place passes from #opening to the session's Local in one step.
+    return {
+      write: (res) => {
+        opened();
+        this.#attach(res, token, claims, seq, false, call.holder);
+      },
+    };
   }
 
   async onMessage(request: McpRequest, call: Call): ReturnType<Step> {
@@ -141,6 +167,13 @@ class LegacySessions {
     }
     if (guard) res = await guardResponse(res, guard);
     return this.#deliver(upstream, routed, req, res, messages, guard);
+  }
+
+  /** Sessions a holder has here: attached, or being opened. */
+  #sessionsOf(holder: string): number {
+    let n = this.#opening.get(holder) ?? 0;
+    for (const local of this.#local.values()) if (local.holder === holder) n++;
+    return n;
   }
 
   /** Shutdown: the sessions owned here are let go at once, for the replicas their clients resume on. */
@@ -235,10 +268,10 @@ class LegacySessions {
     );
   }
 
-  #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean): void {
+  #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, holder: string): void {
     let local = this.#local.get(claims.id);
     if (!local) {
-      local = { claims, key: legacyKey(claims.id), clients: 0, owner: !resumed, routed: undefined, pump: undefined, pumpRetryAt: 0, upstreamEventId: '', nextCheckAt: 0, touchedAt: Date.now(), timer: undefined };
+      local = { claims, key: legacyKey(claims.id), holder, clients: 0, owner: !resumed, routed: undefined, pump: undefined, pumpRetryAt: 0, upstreamEventId: '', nextCheckAt: 0, touchedAt: Date.now(), timer: undefined };
       this.#local.set(claims.id, local);
     }
     const here = local;

@@ -85,20 +85,12 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
   // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
   gw.track(reply.raw, request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request');
   reply.raw.once('close', () => {
-    recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, reply.raw.statusCode, started);
-    // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
-    gw.audit?.record({
-      requestId: request.id,
-      principal: call.caller,
-      server: request.params.server,
-      httpMethod: request.method,
-      messages: call.messages,
-      session: call.session,
-      status: reply.raw.statusCode,
-      error: call.error,
-      hidden: call.hidden,
-      latencyMs: performance.now() - started,
-    });
+    // An event handler: a throw here would end the process, so whatever goes wrong is logged.
+    try {
+      account(gw, request, call, reply.raw.statusCode, started);
+    } catch (err) {
+      gw.log.error({ reqId: request.id, err }, 'the request could not be accounted for');
+    }
   });
   try {
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
@@ -147,6 +139,24 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     sendError(reply, e, call.id);
     return reply;
   }
+}
+
+/** Metrics, the request's log line and its audit line, once its response closed. */
+function account(gw: GatewayContext, request: McpRequest, call: Call, status: number, started: number): void {
+  recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, status, started);
+  // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
+  gw.audit?.record({
+    requestId: request.id,
+    principal: call.caller,
+    server: request.params.server,
+    httpMethod: request.method,
+    messages: call.messages,
+    session: call.session,
+    status,
+    error: call.error,
+    hidden: call.hidden,
+    latencyMs: performance.now() - started,
+  });
 }
 
 const onPost: Step = async (gw, request, call) => {

@@ -88,11 +88,15 @@ function normalizeKey(k: string): string {
   return k.toLowerCase().replace(/[-_]/g, '');
 }
 
-function redact(value: unknown, keys: ReadonlySet<string>): unknown {
-  if (Array.isArray(value)) return value.map((v) => redact(v, keys));
+/** Deeper than this, a value is not written out (the front door refuses deeper bodies anyway). */
+const REDACT_DEPTH = 128;
+
+function redact(value: unknown, keys: ReadonlySet<string>, depth = 0): unknown {
   if (value === null || typeof value !== 'object') return value;
+  if (depth >= REDACT_DEPTH) return '[too deep]';
+  if (Array.isArray(value)) return value.map((v) => redact(v, keys, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = keys.has(normalizeKey(k)) ? '[redacted]' : redact(v, keys);
+  for (const [k, v] of Object.entries(value)) out[k] = keys.has(normalizeKey(k)) ? '[redacted]' : redact(v, keys, depth + 1);
   return out;
 }
 

@@ -24,14 +24,23 @@ export type Incoming =
  */
 export const MAX_BATCH = 100;
 
+/**
+ * The deepest nesting of arrays and objects a body may have. Every layer that walks a message
+ * (serializing it for an upstream, redacting it for the audit log) recurses, and a body nested
+ * thousands deep would exhaust the stack there; no MCP message needs more than a few dozen.
+ */
+export const MAX_DEPTH = 100;
+
 /** Parses a POST body; throws MCPGW_ERR_PARSE or MCPGW_ERR_INVALID_REQUEST. */
 export function parseBody(body: Buffer | string): Incoming {
+  const text = typeof body === 'string' ? body : body.toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw new GatewayError('MCPGW_ERR_PARSE');
   }
+  if (tooDeep(text)) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `nested deeper than ${MAX_DEPTH} levels`);
   if (Array.isArray(value)) {
     if (value.length === 0) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'empty batch');
     if (value.length > MAX_BATCH) throw new GatewayError('MCPGW_ERR_BATCH_TOO_LARGE', `${value.length} messages; at most ${MAX_BATCH}`);
@@ -130,4 +139,21 @@ function checkParams(params: unknown): void {
   if (token !== undefined && typeof token !== 'string' && !Number.isSafeInteger(token)) {
     throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params._meta.progressToken must be a string or an integer');
   }
+}
+
+/** Does this (valid) JSON text nest arrays and objects deeper than MAX_DEPTH? One pass, strings skipped. */
+function tooDeep(text: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }

@@ -22,6 +22,8 @@ class StdioSession {
   readonly holder: string;
   #partial = '';
   exited = false;
+  /** Its place among its holder's was given back (StdioUpstream.#release). */
+  released = false;
   killReason: string | undefined;
 
   constructor(id: string, child: ChildProcessWithoutNullStreams, replica: ReplicaState, holder: string) {
@@ -205,9 +207,7 @@ export class StdioUpstream implements Upstream {
       session.exited = true;
       replica.streams--;
       if (this.#sessions.get(sessionId) === session) this.#sessions.delete(sessionId);
-      const held = (this.#held.get(holder) ?? 1) - 1;
-      if (held > 0) this.#held.set(holder, held);
-      else this.#held.delete(holder);
+      this.#release(session);
       const reason = session.killReason ?? exitReason;
       this.#events.emit('exit', { ...where, session: sessionId, code, signal, reason });
       session.framer.close(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${reason}`));
@@ -231,7 +231,21 @@ export class StdioUpstream implements Upstream {
     }
   }
 
+  /**
+   * Gives the session's place among its holder's back, once: when it is ended (a child being
+   * killed is gone within KILL_GRACE_MS, and a client that closed and reopens must not wait for
+   * that) or when it exited by itself.
+   */
+  #release(session: StdioSession): void {
+    if (session.released) return;
+    session.released = true;
+    const held = (this.#held.get(session.holder) ?? 1) - 1;
+    if (held > 0) this.#held.set(session.holder, held);
+    else this.#held.delete(session.holder);
+  }
+
   #kill(session: StdioSession, reason: string): void {
+    this.#release(session);
     if (session.exited) return;
     session.killReason = reason;
     session.child.stdin.end();

@@ -142,6 +142,20 @@ describe('holders: per-caller caps', () => {
     });
   }
 
+  it('2024-11-05: one caller opens maxSessionsPerCaller streams (even at once), then 429; another caller still opens one', async () => {
+    const a = await bearer('alice', 'old');
+    const b = await bearer('bob', 'old');
+    const streams = await Promise.all(Array.from({ length: 5 }, () => LegacyStream.open(`${gw.url}/mcp/old/sse`, a)));
+    try {
+      assert.deepEqual(streams.map((s) => s.status).sort(), [200, 200, 429, 429, 429]);
+      const theirs = await LegacyStream.open(`${gw.url}/mcp/old/sse`, b);
+      assert.equal(theirs.status, 200, 'another caller is not affected');
+      theirs.drop();
+    } finally {
+      for (const s of streams) s.drop();
+    }
+  });
+
   it('2026-07-28: a caller declaring ever new capabilities replaces only its own pooled sessions', async () => {
     const url = `${gw.url}/mcp/api`;
     const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('bob-client')).length;

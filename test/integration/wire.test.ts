@@ -49,6 +49,8 @@ describe('wire: only what the gateway checked reaches an upstream', () => {
     [issuer, http, sse] = await Promise.all([startTestIssuer(), startRecordingUpstream({ json: true }), startRecordingSseUpstream()]);
     gw = await startGateway({
       auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], publicUrl: PUBLIC },
+      // The audit log walks every message too.
+      audit: { enabled: true, destination: join(dir, 'audit.log') },
       servers: {
         py: { era: 'session', upstreams: [{ command: 'python3', args: [LINE_SERVER], env: { LINES_FILE: linesFile, RAN_FILE: ranFile } }], auth: { tools: HIDDEN } },
         http: { era: 'session', upstreams: [{ url: http.url }], auth: { tools: HIDDEN } },
@@ -142,6 +144,39 @@ describe('wire: only what the gateway checked reaches an upstream', () => {
       assertClean(server, '2026-07-28', 'a request with a second message after a bare CR');
     });
   }
+
+  it('a hidden tool called in a message without an id reaches the upstream under a stand-in name', async () => {
+    for (const server of ['py', 'http', 'sse']) {
+      const url = `${gw.url}/mcp/${server}`;
+      const a = await auth(server);
+      const sid = await openSession(url, '2025-11-25', a);
+      const headers = { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', 'content-type': 'application/json', accept: JSON_AND_SSE };
+      const res = await request(url, 'POST', headers, JSON.stringify({ jsonrpc: '2.0', method: 'tools/call', params: { name: 'secret_report', arguments: {} } }));
+      assert.equal(res.status, 202, res.text);
+      const sync = await request(url, 'POST', headers, JSON.stringify({ jsonrpc: '2.0', id: 'sync-note', method: 'tools/call', params: { name: 'echo', arguments: { text: 'sync' } } }));
+      assert.equal(sync.status, 200, sync.text);
+      for (const text of seen(server).received) assert.doesNotMatch(text, /secret_report/, `${server}: the hidden name reached the upstream`);
+    }
+  });
+
+  it('a body nested thousands deep is refused with a JSON-RPC error on every door, and the replica lives on', async () => {
+    const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    const body = (extra: string) => `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x","d":${deep(5_000)}}${extra}}}`;
+    const a = await auth('http');
+    const sid = await openSession(`${gw.url}/mcp/http`, '2025-11-25', a);
+    const session = await request(`${gw.url}/mcp/http`, 'POST', { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', 'content-type': 'application/json', accept: JSON_AND_SSE }, body(''));
+    const stateless = await request(`${gw.url}/mcp/http`, 'POST', { ...a, ...statelessHeaders('tools/call', { name: 'echo' }) }, body(`,"_meta":${JSON.stringify(meta())}`));
+    const init = await request(`${gw.url}/mcp/http`, 'POST', { ...a, 'content-type': 'application/json', accept: JSON_AND_SSE }, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"x":${deep(5_000)}},"clientInfo":{"name":"deep","version":"1"}}}`);
+    for (const [door, res] of [['session', session], ['2026-07-28', stateless], ['initialize', init]] as const) {
+      assert.equal(res.status, 400, `${door}: ${res.text}`);
+      assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_INVALID_REQUEST', door);
+    }
+    // 100 levels (the limit) still pass.
+    const ok = await request(`${gw.url}/mcp/http`, 'POST', { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', 'content-type': 'application/json', accept: JSON_AND_SSE }, `{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"${'['.repeat(90)}","d":${deep(90)}}}}`);
+    assert.equal(ok.status, 200, ok.text);
+    // Let the audit line of each be written (it is written when the response closes).
+    await new Promise((r) => setTimeout(r, 200));
+  });
 
   it('line separators inside strings arrive escaped and mean the same string', async () => {
     const url = `${gw.url}/mcp/py`;
