@@ -178,6 +178,23 @@ describe('wire: only what the gateway checked reaches an upstream', () => {
     await new Promise((r) => setTimeout(r, 200));
   });
 
+  it('a batch holds at most 100 messages; 100 hidden calls are each answered as unknown under their own name', async () => {
+    const url = `${gw.url}/mcp/py`;
+    const a = await auth('py');
+    const sid = await openSession(url, '2025-03-26', a);
+    const headers = { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26', 'content-type': 'application/json', accept: JSON_AND_SSE };
+    const calls = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name: 'secret_report', arguments: {} } })));
+    const tooMany = await request(url, 'POST', headers, calls(101));
+    assert.equal(tooMany.status, 400, tooMany.text);
+    assert.equal(rpcOf(tooMany).error?.data?.code, 'MCPGW_ERR_BATCH_TOO_LARGE');
+    const full = await request(url, 'POST', headers, calls(100));
+    assert.equal(full.status, 200, full.text);
+    const answers = full.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as { id: number; error?: { message: string } });
+    assert.equal(answers.length, 100);
+    for (const answer of answers) assert.match(answer.error?.message ?? '', /Unknown tool: secret_report/, JSON.stringify(answer));
+    assert.ok(!seen('py').ran.includes('secret_report'));
+  });
+
   it('line separators inside strings arrive escaped and mean the same string', async () => {
     const url = `${gw.url}/mcp/py`;
     const a = await auth('py');
