@@ -78,6 +78,57 @@ function contract(name: string, make: (opts: { ttlMs: number; maxLength: number 
       }
     });
 
+    it('follows a stream that does not exist yet: waits for its first event (it does not return early)', async () => {
+      const follower = log.follower('s6:later');
+      try {
+        const started = Date.now();
+        assert.deepEqual(await follower.next(0, 200), []);
+        assert.ok(Date.now() - started >= 150, `it waited (${Date.now() - started} ms)`);
+        const next = follower.next(0, 5_000);
+        setTimeout(() => void log.append('s6:later', [ev(1)], info), 50);
+        assert.deepEqual((await next).map((e) => e.seq), [1]);
+      } finally {
+        follower.close();
+      }
+    });
+
+    it('close() ends a waiting next() at once', async () => {
+      const follower = log.follower('s6:closed');
+      const started = Date.now();
+      const waiting = follower.next(0, 5_000);
+      setTimeout(() => follower.close(), 50);
+      assert.deepEqual(await waiting, []);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 40 && waited < 2_000, `ended after ${waited} ms`);
+    });
+
+    it('many followers at once, of one stream and of many: each gets every event after its own position, in order', async () => {
+      const keys = Array.from({ length: 40 }, (_, i) => `s7:${i}`);
+      for (const key of keys) await log.append(key, [ev(0, '', { hidden: true })], info);
+      // Two followers of s7:0, one behind the other.
+      const followers = [...keys.map((key) => ({ key, from: 0, f: log.follower(key) })), { key: 's7:0', from: 3, f: log.follower('s7:0') }];
+      try {
+        const got = followers.map(() => [] as number[]);
+        const reading = followers.map(async ({ f, from }, i) => {
+          let at = from;
+          while (at < 6) {
+            const events = await f.next(at, 5_000);
+            if (events.length === 0) break;
+            got[i]!.push(...events.map((e) => e.seq));
+            at = events.at(-1)!.seq;
+          }
+        });
+        for (let seq = 1; seq <= 6; seq += 2) {
+          await Promise.all(keys.map((key) => log.append(key, [ev(seq), ev(seq + 1)])));
+          await sleep(20);
+        }
+        await Promise.all(reading);
+        for (const [i, seqs] of got.entries()) assert.deepEqual(seqs, i === keys.length ? [4, 5, 6] : [1, 2, 3, 4, 5, 6], followers[i]!.key);
+      } finally {
+        for (const { f } of followers) f.close();
+      }
+    });
+
     it('trims to maxLength, oldest first', async () => {
       const events = Array.from({ length: 400 }, (_, i) => ev(i + 1));
       for (let i = 0; i < events.length; i += 50) await log.append('s4:t', events.slice(i, i + 50), info);
