@@ -88,6 +88,8 @@ export class RedisStreamReader {
   }
 
   #next(sub: Subscription, afterSeq: number, blockMs: number): Promise<LoggedEvent[]> {
+    // The log was closed under a follower still in use: it ends (a loop of empty reads would spin).
+    if (this.#closed) return Promise.reject(new Error('the event log is closed'));
     if (sub.closed) return Promise.resolve([]);
     if (!sub.started || afterSeq < sub.from) {
       // First call, or the follower went back before what it was handed: read from its position.

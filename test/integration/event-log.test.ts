@@ -360,4 +360,14 @@ describe('Redis followers share one reader', () => {
       f.close();
     }
   });
+
+  it('a follower still in use when the log closes: its wait ends, and its next read fails (no loop of empty reads)', async () => {
+    const { log } = await start();
+    const f = log.follower('r4:a');
+    const waiting = f.next(0, 5_000);
+    await sleep(50);
+    await log.close();
+    assert.deepEqual(await waiting, []);
+    await assert.rejects(f.next(0, 5_000), /closed/);
+  });
 });
