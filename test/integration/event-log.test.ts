@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { EventLog, Follower, LoggedEvent } from '../../src/events/log.ts';
 import { MemoryEventLog } from '../../src/events/memory-log.ts';
 import { RedisEventLog } from '../../src/events/redis-log.ts';
 import { RedisStreamReader } from '../../src/events/redis-reader.ts';
 import { connectRedis, type RedisClient } from '../../src/redis.ts';
-import { restartRedis, startRedis, type RedisServer } from '../helpers/redis.ts';
+import { restartRedis, startCluster, startRedis, type RedisServer } from '../helpers/redis.ts';
 
 const ev = (seq: number, data = `{"n":${seq}}`, extra: Partial<LoggedEvent> = {}): LoggedEvent => ({ seq, data, upstreamId: `u${seq}`, hidden: false, end: false, ...extra });
 const info = { producer: 'node-a', kind: 'post' as const, requests: '[1]' };
@@ -369,5 +369,32 @@ describe('Redis followers share one reader', () => {
     await log.close();
     assert.deepEqual(await waiting, []);
     await assert.rejects(f.next(0, 5_000), /closed/);
+  });
+
+  it('on a Cluster (one command per hash slot): streams of 20 sessions are read through the command connections, each in order', { timeout: 60_000 }, async () => {
+    const cluster = await startCluster();
+    const nodes = cluster.nodes.map((n) => new Redis(n.port, '127.0.0.1'));
+    const client = connectRedis({ ...config(''), url: undefined, cluster: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })) }, { enableOfflineQueue: true });
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 60_000, maxLength: 1_000 });
+    // Every node's connections but the test's own.
+    const count = async () => (await Promise.all(nodes.map(async (n) => (await others(n)).length))).reduce((a, b) => a + b, 0);
+    const keys = Array.from({ length: 20 }, (_, i) => `c${i}:s`);
+    const followers: Follower[] = [];
+    try {
+      for (const key of keys) await log.append(key, [ev(0, '', { hidden: true })], info);
+      const before = await count();
+      followers.push(...keys.map((key) => log.follower(key)));
+      const reads = followers.map((f) => readUntil(f, 0, 4));
+      await sleep(200);
+      for (let seq = 1; seq <= 4; seq += 2) await Promise.all(keys.map((key) => log.append(key, [ev(seq), ev(seq + 1)])));
+      for (const [i, read] of reads.entries()) assert.deepEqual(await read, [1, 2, 3, 4], keys[i]);
+      assert.equal(await count(), before, 'no connection for following');
+    } finally {
+      for (const f of followers) f.close();
+      await log.close();
+      client.disconnect();
+      for (const n of nodes) n.disconnect();
+      await cluster.stop();
+    }
   });
 });
