@@ -369,10 +369,11 @@ class Producer {
     let evicted = false;
     try {
       // Nothing to read back for a client at the current position (a standalone stream adopted).
+      // Live events the writer let go meanwhile were logged before: one more read covers them.
       while (writer.lastSeq < this.#seq) {
         const events = await this.hub.log.read(this.key, writer.lastSeq, REPLAY_PAGE);
         if (await writer.replay(events)) evicted = true;
-        if (events.length < REPLAY_PAGE || writer.done) break;
+        if (writer.done || (events.length < REPLAY_PAGE && !writer.heldDropped())) break;
       }
     } catch (err) {
       // The log cannot be read (Redis away): this client cannot be caught up; it comes back

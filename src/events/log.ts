@@ -33,8 +33,12 @@ export interface StreamInfo {
 }
 
 export interface Follower {
-  /** Events after `afterSeq`, waiting up to `blockMs` for the first; [] on timeout. */
+  /**
+   * Events after `afterSeq`, in order, waiting up to `blockMs` for the first (also while the
+   * stream does not exist yet); [] on timeout or once closed. A batch may come in parts.
+   */
   next(afterSeq: number, blockMs: number): Promise<LoggedEvent[]>;
+  /** Stops following; ends a `next` that waits. */
   close(): void;
 }
 
@@ -59,6 +63,7 @@ export interface EventLog {
   info(key: string): Promise<StreamInfo | undefined>;
   /** Moves production from a dead node to `to`, atomically; false when someone else did. */
   claim(key: string, from: string, to: string): Promise<boolean>;
+  /** Follows a stream as it is appended to (anywhere); costs no connection of its own. */
   follower(key: string): Follower;
   /** Marks `node` alive for `ttlMs`. */
   heartbeat(node: string, ttlMs: number): Promise<void>;

@@ -4,8 +4,9 @@ interface Entry {
   info: StreamInfo | undefined;
   events: LoggedEvent[];
   expiresAt: number;
-  waiters: Set<() => void>;
 }
+
+const FOLLOW_PAGE = 1_000;
 
 /** The event log in this process's memory: resumption on this replica only. */
 export class MemoryEventLog implements EventLog {
@@ -13,6 +14,8 @@ export class MemoryEventLog implements EventLog {
   readonly #ttlMs: number;
   readonly #maxLength: number;
   readonly #alive = new Map<string, number>();
+  /** Followers waiting for a stream's next event, whether the stream exists yet or not (like XREAD BLOCK). */
+  readonly #waiters = new Map<string, Set<() => void>>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(opts: { ttlMs: number; maxLength: number }) {
@@ -25,7 +28,7 @@ export class MemoryEventLog implements EventLog {
   async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
     let entry = this.#streams.get(key);
     if (!entry) {
-      entry = { info, events: [], expiresAt: 0, waiters: new Set() };
+      entry = { info, events: [], expiresAt: 0 };
       this.#streams.set(key, entry);
     } else if (info) {
       entry.info = info;
@@ -33,8 +36,8 @@ export class MemoryEventLog implements EventLog {
     entry.events.push(...events);
     if (entry.events.length > this.#maxLength) entry.events.splice(0, entry.events.length - this.#maxLength);
     entry.expiresAt = Date.now() + ttlMs;
-    for (const wake of entry.waiters) wake();
-    entry.waiters.clear();
+    const waiters = this.#waiters.get(key);
+    if (waiters) for (const wake of [...waiters]) wake();
   }
 
   async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {
@@ -44,6 +47,10 @@ export class MemoryEventLog implements EventLog {
   }
 
   async read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]> {
+    return this.#read(key, afterSeq, limit);
+  }
+
+  #read(key: string, afterSeq: number, limit: number): LoggedEvent[] {
     const events = this.#live(key)?.events;
     if (!events) return [];
     let i = events.findIndex((e) => e.seq > afterSeq);
@@ -77,22 +84,27 @@ export class MemoryEventLog implements EventLog {
     let wake: (() => void) | undefined;
     return {
       next: async (afterSeq, blockMs) => {
-        const now = await this.read(key, afterSeq, 1_000);
-        if (now.length > 0 || closed) return now;
-        const entry = this.#streams.get(key);
-        if (!entry) return [];
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, blockMs);
-          function done() {
-            clearTimeout(timer);
-            entry!.waiters.delete(done);
-            resolve();
-          }
-          wake = done;
-          entry.waiters.add(done);
-        });
-        wake = undefined;
-        return this.read(key, afterSeq, 1_000);
+        const deadline = Date.now() + blockMs;
+        for (;;) {
+          // Read and start waiting in one turn: an append in between would go unnoticed until the timeout.
+          const now = this.#read(key, afterSeq, FOLLOW_PAGE);
+          const left = deadline - Date.now();
+          if (now.length > 0 || closed || left <= 0) return closed ? [] : now;
+          await new Promise<void>((resolve) => {
+            let waiters = this.#waiters.get(key);
+            if (!waiters) this.#waiters.set(key, (waiters = new Set()));
+            const done = () => {
+              clearTimeout(timer);
+              wake = undefined;
+              waiters.delete(done);
+              if (waiters.size === 0 && this.#waiters.get(key) === waiters) this.#waiters.delete(key);
+              resolve();
+            };
+            const timer = setTimeout(done, left);
+            wake = done;
+            waiters.add(done);
+          });
+        }
       },
       close: () => {
         closed = true;
@@ -128,6 +140,6 @@ export class MemoryEventLog implements EventLog {
 
   #sweep(): void {
     const now = Date.now();
-    for (const [k, e] of this.#streams) if (e.expiresAt < now && e.waiters.size === 0) this.#streams.delete(k);
+    for (const [k, e] of this.#streams) if (e.expiresAt < now) this.#streams.delete(k);
   }
 }

@@ -1,6 +1,7 @@
-import { Cluster } from 'ioredis';
+import { randomBytes } from 'node:crypto';
 import type { RedisClient } from '../redis.ts';
 import type { EventLog, Follower, LoggedEvent, NewEvent, StreamInfo } from './log.ts';
+import { RedisStreamReader, toEvent, type XEntry } from './redis-reader.ts';
 
 // Production moves from a dead node to a live one only if nobody moved it first.
 const CLAIM = `if redis.call('HGET', KEYS[1], 'producer') == ARGV[1] then redis.call('HSET', KEYS[1], 'producer', ARGV[2]) return 1 end return 0`;
@@ -25,7 +26,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return seq`;
 
-type XEntry = [id: string, fields: string[]];
+/** Following: one blocking read waits this long at most (a new follower wakes it sooner). */
+const FOLLOW_BLOCK_MS = 2_000;
+/** Following more streams than one XREAD may name, or on a Cluster: how often they are read. */
+const FOLLOW_POLL_MS = 100;
+const FOLLOW_MAX_KEYS = 500;
+const FOLLOW_COUNT = 100;
 
 /**
  * The event log on Redis Streams. Each gateway stream is one Redis stream whose entry ids are
@@ -44,7 +50,8 @@ export class RedisEventLog implements EventLog {
   readonly #maxLength: number;
   readonly #replicaAcks: number;
   readonly #replicaAckTimeoutMs: number;
-  readonly #followers = new Set<RedisClient>();
+  /** Every follower of this process reads through it: one connection, however many streams are followed. */
+  readonly #reader: RedisStreamReader;
   /** When each stream's expiry was last set to `#ttlMs` (streams not seen for a while are dropped). */
   readonly #refreshed = new Map<string, number>();
   readonly #refreshMs: number;
@@ -58,6 +65,13 @@ export class RedisEventLog implements EventLog {
     this.#replicaAcks = opts.replicaAcks;
     this.#replicaAckTimeoutMs = opts.replicaAckTimeoutMs;
     this.#refreshMs = Math.min(1_000, Math.floor(opts.ttlMs / 10));
+    this.#reader = new RedisStreamReader(redis, {
+      blockMs: FOLLOW_BLOCK_MS,
+      pollMs: FOLLOW_POLL_MS,
+      maxKeys: FOLLOW_MAX_KEYS,
+      count: FOLLOW_COUNT,
+      wakeKey: `${opts.prefix}wake:${randomBytes(9).toString('base64url')}`,
+    });
   }
 
   async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
@@ -134,22 +148,7 @@ export class RedisEventLog implements EventLog {
   }
 
   follower(key: string): Follower {
-    // XREAD BLOCK holds its connection, so each follower has its own.
-    // Its own connection may queue the first command while it connects.
-    const conn = this.#redis instanceof Cluster ? this.#redis.duplicate(undefined, { enableOfflineQueue: true }) : this.#redis.duplicate({ enableOfflineQueue: true });
-    this.#followers.add(conn);
-    conn.on('error', () => {});
-    const stream = this.#stream(key);
-    return {
-      next: async (afterSeq, blockMs) => {
-        const res = (await conn.xread('BLOCK', Math.max(1, blockMs), 'STREAMS', stream, `1-${afterSeq}`)) as [string, XEntry[]][] | null;
-        return res?.[0]?.[1].map(toEvent) ?? [];
-      },
-      close: () => {
-        this.#followers.delete(conn);
-        conn.disconnect();
-      },
-    };
+    return this.#reader.follow(this.#stream(key));
   }
 
   async heartbeat(node: string, ttlMs: number): Promise<void> {
@@ -165,8 +164,7 @@ export class RedisEventLog implements EventLog {
   }
 
   async close(): Promise<void> {
-    for (const c of this.#followers) c.disconnect();
-    this.#followers.clear();
+    this.#reader.close();
   }
 
   /** Forgets refresh times too old to spare a PEXPIRE (a stream that went quiet, or ended elsewhere). */
@@ -191,29 +189,4 @@ function toInfo(h: Record<string, string>): StreamInfo | undefined {
   if (!h.producer) return undefined;
   const info: StreamInfo = { producer: h.producer, kind: h.kind === 'get' ? 'get' : 'post', requests: h.requests ?? '' };
   return h.guard ? { ...info, guard: h.guard } : info;
-}
-
-function toEvent([id, fields]: XEntry): LoggedEvent {
-  let data = '';
-  let upstreamId = '';
-  let hidden = false;
-  let end = false;
-  for (let i = 0; i < fields.length; i += 2) {
-    const v = fields[i + 1]!;
-    switch (fields[i]) {
-      case 'd':
-        data = v;
-        break;
-      case 'u':
-        upstreamId = v;
-        break;
-      case 'h':
-        hidden = true;
-        break;
-      case 'e':
-        end = true;
-        break;
-    }
-  }
-  return { seq: Number(id.slice(id.indexOf('-') + 1)), data, upstreamId, hidden, end };
 }

@@ -14,6 +14,9 @@ export class ClientWriter {
   lastSeq: number;
   lastWriteAt = Date.now();
   #held: LoggedEvent[] | undefined;
+  #heldBytes = 0;
+  /** Held events were let go since `heldDropped` was last asked: the replay must read them from the log. */
+  #dropped = false;
   #closed = false;
   readonly #maxBuffer: number;
   /** Something was written in this turn of the event loop (the slow-reader check is done). */
@@ -40,7 +43,12 @@ export class ClientWriter {
     return this.closed || this.res.writableEnded;
   }
 
-  /** Holds live events (`write`) while a replay from the log (`replay`) is written first. */
+  /**
+   * Holds live events (`write`) while a replay from the log (`replay`) is written first, at most
+   * `maxBuffer` bytes of them: a replay goes at the client's pace and may never catch up with a
+   * fast stream, so what is held past that is let go — it is in the log already, and the replay
+   * reads it there (see `heldDropped`).
+   */
   hold(): void {
     this.#held ??= [];
   }
@@ -49,13 +57,28 @@ export class ClientWriter {
   release(): void {
     const held = this.#held;
     this.#held = undefined;
+    this.#heldBytes = 0;
+    this.#dropped = false;
     if (held) for (const e of held) this.#emit(e);
   }
 
-  /** A live event: written now, or held while a replay runs. */
+  /** True if held events were let go since the last call: the replay is not over before it read the log again. */
+  heldDropped(): boolean {
+    const dropped = this.#dropped;
+    this.#dropped = false;
+    return dropped;
+  }
+
+  /** A live event (logged already): written now, or held while a replay runs. */
   write(e: LoggedEvent): void {
-    if (this.#held) this.#held.push(e);
-    else this.#emit(e);
+    if (!this.#held) return this.#emit(e);
+    this.#held.push(e);
+    this.#heldBytes += e.data.length;
+    if (this.#heldBytes > this.#maxBuffer) {
+      this.#held = [];
+      this.#heldBytes = 0;
+      this.#dropped = true;
+    }
   }
 
   /**

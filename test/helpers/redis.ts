@@ -9,24 +9,41 @@ import { spawnChild, type Child } from './process.ts';
 export interface RedisServer {
   readonly url: string;
   readonly port: number;
+  /** Its working directory: a server started again on it (startRedis(port, dir)) loads what `SHUTDOWN SAVE` left. */
+  readonly dir: string;
   readonly child: Child;
   stop(): Promise<void>;
 }
 
-/** A real redis-server on a random loopback port, in memory only; the test stops it. */
-export function startRedis(port?: number): Promise<RedisServer> {
-  return startRedisWith([], port);
+/** A real redis-server on a random loopback port, in memory only (unless asked to save); the test stops it. */
+export function startRedis(port?: number, dir?: string): Promise<RedisServer> {
+  return startRedisWith([], port, dir);
+}
+
+/**
+ * Stops the server as an operator would for a restart (`SHUTDOWN SAVE`: every connection drops,
+ * the data is written to its directory) and starts it again on the same port with that data.
+ */
+export async function restartRedis(server: RedisServer): Promise<RedisServer> {
+  // A connection of its own that never sends the command again (to the new server).
+  const c = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, retryStrategy: () => null });
+  c.on('error', () => {});
+  const exited = server.child.exited();
+  await c.call('SHUTDOWN', 'SAVE').catch(() => undefined);
+  c.disconnect();
+  await exited;
+  return startRedis(server.port, server.dir);
 }
 
 /** Like startRedis, with extra server arguments; retried when another process took the port first. */
-async function startRedisWith(extra: string[], port?: number): Promise<RedisServer> {
+async function startRedisWith(extra: string[], port?: number, dir = scratchDir()): Promise<RedisServer> {
   for (let attempt = 0; ; attempt++) {
     const p = port ?? (await freePort());
-    const args = ['--port', String(p), '--dir', scratchDir(), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra];
+    const args = ['--port', String(p), '--dir', dir, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra];
     const child = spawnChild('redis-server', args);
     try {
       await waitForPort(p, child);
-      return { url: `redis://127.0.0.1:${p}`, port: p, child, stop: () => child.kill('SIGTERM') };
+      return { url: `redis://127.0.0.1:${p}`, port: p, dir, child, stop: () => child.kill('SIGTERM') };
     } catch (err) {
       await child.kill('SIGKILL');
       if (attempt >= 3 || port) throw err;

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { get as httpGet } from 'node:http';
+import { createParser } from 'eventsource-parser';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { spawnGateway, startGateway, type GatewayProcess } from '../helpers/gateway.ts';
 import { openSession, post, rpcOf } from '../helpers/raw.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
-import { postSse, progressOf, readSse, resumeSse, slowCount } from '../helpers/sse.ts';
+import { postSse, progressOf, readSse, resumeSse, slowCount, type SseEvent } from '../helpers/sse.ts';
 import { metricValue, until } from '../helpers/streams.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -37,6 +39,55 @@ describe('event log trouble', () => {
       const rest = await readSse(again.res, (e) => e.message?.id === 7);
       assert.deepEqual(progressOf(rest), range(6, COUNT), 'every event after the position, once, in order');
       assert.equal(rest.filter((e) => e.message?.id === 7).length, 1, 'and the answer');
+    } finally {
+      await gw?.close();
+    }
+  });
+
+  it('a client that stops reading while it catches up on a live stream: the replica holds little of the stream for it, and it still gets every event once, in order', { timeout: 60_000 }, async () => {
+    let gw: Gateway | undefined;
+    try {
+      gw = await startGateway({ events: { maxBuffer: 65_536 }, servers: { api: { upstreams: [{ url: upstream.url }] } } });
+      const url = `${gw.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), ...V };
+      // The standalone stream's first id, then its client leaves (the replica goes on reading it).
+      const get = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' } });
+      const [priming] = await readSse(get, () => true);
+      const pad = 'x'.repeat(100_000);
+      const announce = async (n: number) => {
+        const res = await post(url, { jsonrpc: '2.0', id: 1_000 + n, method: 'tools/call', params: { name: 'announce', arguments: { text: `${n}:${pad}` } } }, headers);
+        assert.equal(res.status, 200);
+      };
+      const announced = (events: SseEvent[]) => events.filter((e) => e.message?.method === 'notifications/message').map((e) => Number(String((e.message!.params as { data?: unknown }).data).split(':')[0]));
+      // A backlog of 4 MB: more than the sockets take, so the replay waits for the client.
+      for (let n = 1; n <= 40; n++) await announce(n);
+      await new Promise((r) => setTimeout(r, 300));
+      const events: SseEvent[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        const req = httpGet(url, { headers: { ...headers, accept: 'text/event-stream', 'last-event-id': priming!.id! } }, (again) => {
+          assert.equal(again.statusCode, 200);
+          // The client reads nothing for a while, and the stream goes on meanwhile (1 MB more).
+          again.pause();
+          setTimeout(() => again.resume(), 2_000);
+          const parser = createParser({
+            onEvent: (m) => {
+              events.push({ id: m.id, data: m.data, message: m.data ? (JSON.parse(m.data) as SseEvent['message']) : undefined });
+              if (announced(events).at(-1) === 50) {
+                req.destroy();
+                resolve();
+              }
+            },
+          });
+          again.setEncoding('utf8');
+          again.on('data', (chunk: string) => parser.feed(chunk));
+          again.on('end', () => reject(new Error(`the stream ended after ${announced(events).length} messages`)));
+        });
+        req.on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      for (let n = 41; n <= 50; n++) await announce(n);
+      await done;
+      assert.deepEqual(announced(events), range(1, 50), 'every message after the position, once, in order');
     } finally {
       await gw?.close();
     }

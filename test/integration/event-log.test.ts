@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EventLog, LoggedEvent } from '../../src/events/log.ts';
+import { Redis } from 'ioredis';
+import type { EventLog, Follower, LoggedEvent } from '../../src/events/log.ts';
 import { MemoryEventLog } from '../../src/events/memory-log.ts';
 import { RedisEventLog } from '../../src/events/redis-log.ts';
+import { RedisStreamReader } from '../../src/events/redis-reader.ts';
 import { connectRedis, type RedisClient } from '../../src/redis.ts';
-import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { restartRedis, startCluster, startRedis, type RedisServer } from '../helpers/redis.ts';
 
 const ev = (seq: number, data = `{"n":${seq}}`, extra: Partial<LoggedEvent> = {}): LoggedEvent => ({ seq, data, upstreamId: `u${seq}`, hidden: false, end: false, ...extra });
 const info = { producer: 'node-a', kind: 'post' as const, requests: '[1]' };
@@ -73,6 +75,57 @@ function contract(name: string, make: (opts: { ttlMs: number; maxLength: number 
         assert.deepEqual(got.map((e) => e.seq), [1, 2]);
       } finally {
         follower.close();
+      }
+    });
+
+    it('follows a stream that does not exist yet: waits for its first event (it does not return early)', async () => {
+      const follower = log.follower('s6:later');
+      try {
+        const started = Date.now();
+        assert.deepEqual(await follower.next(0, 200), []);
+        assert.ok(Date.now() - started >= 150, `it waited (${Date.now() - started} ms)`);
+        const next = follower.next(0, 5_000);
+        setTimeout(() => void log.append('s6:later', [ev(1)], info), 50);
+        assert.deepEqual((await next).map((e) => e.seq), [1]);
+      } finally {
+        follower.close();
+      }
+    });
+
+    it('close() ends a waiting next() at once', async () => {
+      const follower = log.follower('s6:closed');
+      const started = Date.now();
+      const waiting = follower.next(0, 5_000);
+      setTimeout(() => follower.close(), 50);
+      assert.deepEqual(await waiting, []);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 40 && waited < 2_000, `ended after ${waited} ms`);
+    });
+
+    it('many followers at once, of one stream and of many: each gets every event after its own position, in order', async () => {
+      const keys = Array.from({ length: 40 }, (_, i) => `s7:${i}`);
+      for (const key of keys) await log.append(key, [ev(0, '', { hidden: true })], info);
+      // Two followers of s7:0, one behind the other.
+      const followers = [...keys.map((key) => ({ key, from: 0, f: log.follower(key) })), { key: 's7:0', from: 3, f: log.follower('s7:0') }];
+      try {
+        const got = followers.map(() => [] as number[]);
+        const reading = followers.map(async ({ f, from }, i) => {
+          let at = from;
+          while (at < 6) {
+            const events = await f.next(at, 5_000);
+            if (events.length === 0) break;
+            got[i]!.push(...events.map((e) => e.seq));
+            at = events.at(-1)!.seq;
+          }
+        });
+        for (let seq = 1; seq <= 6; seq += 2) {
+          await Promise.all(keys.map((key) => log.append(key, [ev(seq), ev(seq + 1)])));
+          await sleep(20);
+        }
+        await Promise.all(reading);
+        for (const [i, seqs] of got.entries()) assert.deepEqual(seqs, i === keys.length ? [4, 5, 6] : [1, 2, 3, 4, 5, 6], followers[i]!.key);
+      } finally {
+        for (const { f } of followers) f.close();
       }
     });
 
@@ -163,5 +216,185 @@ describe('EventLog retention (redis)', () => {
     await log.append('s10:x', [ev(4, '', { end: true })], undefined, 3_000);
     for (const t of await ttls()) assert.ok(t <= 3_000 && t > 2_000, `the end sets its own ttl (${t} ms)`);
     assert.deepEqual((await log.read('s10:x', 0, 10)).map((e) => e.seq), [1, 2, 3, 4]);
+  });
+});
+
+/**
+ * The Redis log's followers: one reader, one connection, for every stream a process follows
+ * (src/events/redis-reader.ts). Each case has a redis-server of its own, so the connections
+ * counted and killed are the reader's.
+ */
+describe('Redis followers share one reader', () => {
+  const config = (url: string) => ({ url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined });
+  const stream = (key: string) => `t:ev:{${key.slice(0, key.indexOf(':'))}}:${key.slice(key.indexOf(':') + 1)}`;
+  let server: RedisServer | undefined;
+  let admin: RedisClient | undefined;
+  let client: RedisClient | undefined;
+  let log: EventLog | undefined;
+  let reader: RedisStreamReader | undefined;
+  const start = async () => {
+    server = await startRedis();
+    admin = connectRedis(config(server.url), { enableOfflineQueue: true });
+    client = connectRedis(config(server.url), { enableOfflineQueue: true });
+    // Both see the restart below.
+    for (const c of [admin, client]) c.on('error', () => {});
+    log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 60_000, maxLength: 1_000 });
+    return { server, admin, client, log };
+  };
+  afterEach(async () => {
+    reader?.close();
+    await log?.close();
+    admin?.disconnect();
+    client?.disconnect();
+    await server?.stop();
+    reader = log = admin = client = server = undefined;
+  });
+  const others = async (admin: RedisClient) => {
+    const me = String(await admin.client('ID'));
+    return ((await admin.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string).split('\n').filter((l) => l.startsWith('id=') && !l.startsWith(`id=${me} `));
+  };
+  /** Reads a follower until `last`, or until a read comes back empty. */
+  const readUntil = async (f: Follower, from: number, last: number, blockMs = 5_000) => {
+    const seqs: number[] = [];
+    for (let at = from; at < last; ) {
+      const events = await f.next(at, blockMs);
+      if (events.length === 0) break;
+      seqs.push(...events.map((e) => e.seq));
+      at = events.at(-1)!.seq;
+    }
+    return seqs;
+  };
+
+  it('50 followers cost one connection, and a follower added while the read is blocked is read at once', async () => {
+    const { admin, log } = await start();
+    const before = (await others(admin)).length;
+    const first = log.follower('r1:0');
+    const waiting = first.next(0, 30_000);
+    await sleep(100); // the reader blocks (for 2 s) on r1:0
+    const withOne = (await others(admin)).length;
+    assert.equal(withOne, before + 1, 'the reader has a connection of its own');
+    const followers = Array.from({ length: 50 }, (_, i) => log.follower(`r1:${i + 1}`));
+    try {
+      const reads = followers.map((f) => f.next(0, 30_000));
+      await sleep(50);
+      const started = Date.now();
+      await log.append('r1:50', [ev(1)], info);
+      assert.deepEqual((await reads.at(-1)!).map((e) => e.seq), [1]);
+      assert.ok(Date.now() - started < 1_000, `a new follower was read at once (${Date.now() - started} ms), not after the blocked read's 2 s`);
+      assert.equal((await others(admin)).length, withOne, '51 followers, one connection');
+      await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(`r1:${i}`, [ev(1), ev(2)], info)));
+      // A batch may arrive in parts.
+      const rest = async (f: Follower, read: Promise<LoggedEvent[]>) => {
+        const got = (await read).map((e) => e.seq);
+        return got.at(-1) === 2 ? got : [...got, ...(await readUntil(f, got.at(-1) ?? 0, 2))];
+      };
+      assert.deepEqual(await rest(first, waiting), [1, 2]);
+      for (const [i, read] of reads.slice(0, -1).entries()) assert.deepEqual(await rest(followers[i]!, read), [1, 2], `r1:${i + 1}`);
+    } finally {
+      first.close();
+      for (const f of followers) f.close();
+    }
+  });
+
+  it('more streams than one XREAD may name are read in commands of at most maxKeys; a closed follower is read no more', async () => {
+    const { admin, client } = await start();
+    reader = new RedisStreamReader(client, { blockMs: 2_000, pollMs: 50, maxKeys: 4, count: 100, wakeKey: 't:wake:test' });
+    const commands: string[][] = [];
+    const monitor = await (admin as Redis).monitor();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'xread') commands.push(args);
+    });
+    try {
+      const keys = Array.from({ length: 10 }, (_, i) => `r2:${i}`);
+      const followers = keys.map((key) => reader!.follow(stream(key)));
+      const reads = followers.map((f) => readUntil(f, 0, 6));
+      for (let seq = 1; seq <= 6; seq += 3) {
+        await Promise.all(keys.map((key) => client.xadd(stream(key), `1-${seq}`, 'd', `${seq}`).then(() => client.xadd(stream(key), `1-${seq + 1}`, 'd', '').then(() => client.xadd(stream(key), `1-${seq + 2}`, 'd', '')))));
+        await sleep(30);
+      }
+      for (const [i, read] of reads.entries()) assert.deepEqual(await read, [1, 2, 3, 4, 5, 6], keys[i]);
+      assert.ok(commands.length > 0);
+      for (const args of commands) {
+        const named = (args.length - args.findIndex((a) => a.toLowerCase() === 'streams') - 1) / 2;
+        assert.ok(named <= 4, `an XREAD named ${named} streams`);
+      }
+      // Only one left: one command blocks on it (and the wake-up key) again.
+      for (const f of followers.slice(1)) f.close();
+      const last = followers[0]!.next(6, 5_000);
+      await sleep(200);
+      commands.length = 0;
+      await client.xadd(stream(keys[0]!), '1-7', 'd', '7');
+      assert.deepEqual((await last).map((e) => e.seq), [7]);
+      await sleep(100);
+      const later = commands.flat().join(' ');
+      for (const key of keys.slice(1)) assert.ok(!later.includes(stream(key)), `${key} is read no more`);
+      followers[0]!.close();
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
+  it("the reader's connection killed, or Redis restarted: each follower goes on from its position, nothing lost or repeated", async () => {
+    const { admin, log } = await start();
+    const f = log.follower('r3:a');
+    try {
+      await log.append('r3:a', [ev(1), ev(2)], info);
+      assert.deepEqual(await readUntil(f, 0, 2), [1, 2]);
+      const reader = (await others(admin)).filter((l) => l.includes('cmd=xread'));
+      assert.equal(reader.length, 1);
+      const next = readUntil(f, 2, 4);
+      await sleep(50);
+      await admin.call('CLIENT', 'KILL', 'ID', /^id=(\d+)/.exec(reader[0]!)![1]!);
+      await log.append('r3:a', [ev(3), ev(4)]);
+      assert.deepEqual(await next, [3, 4], 'after CLIENT KILL');
+
+      const after = readUntil(f, 4, 6, 15_000);
+      await sleep(50);
+      server = await restartRedis(server!);
+      for (let i = 0; i < 100; i++) {
+        if (await log.append('r3:a', [ev(5), ev(6)]).then(() => true, () => false)) break;
+        await sleep(100);
+      }
+      assert.deepEqual(await after, [5, 6], 'after a restart');
+    } finally {
+      f.close();
+    }
+  });
+
+  it('a follower still in use when the log closes: its wait ends, and its next read fails (no loop of empty reads)', async () => {
+    const { log } = await start();
+    const f = log.follower('r4:a');
+    const waiting = f.next(0, 5_000);
+    await sleep(50);
+    await log.close();
+    assert.deepEqual(await waiting, []);
+    await assert.rejects(f.next(0, 5_000), /closed/);
+  });
+
+  it('on a Cluster (one command per hash slot): streams of 20 sessions are read through the command connections, each in order', { timeout: 60_000 }, async () => {
+    const cluster = await startCluster();
+    const nodes = cluster.nodes.map((n) => new Redis(n.port, '127.0.0.1'));
+    const client = connectRedis({ ...config(''), url: undefined, cluster: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })) }, { enableOfflineQueue: true });
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 60_000, maxLength: 1_000 });
+    // Every node's connections but the test's own.
+    const count = async () => (await Promise.all(nodes.map(async (n) => (await others(n)).length))).reduce((a, b) => a + b, 0);
+    const keys = Array.from({ length: 20 }, (_, i) => `c${i}:s`);
+    const followers: Follower[] = [];
+    try {
+      for (const key of keys) await log.append(key, [ev(0, '', { hidden: true })], info);
+      const before = await count();
+      followers.push(...keys.map((key) => log.follower(key)));
+      const reads = followers.map((f) => readUntil(f, 0, 4));
+      await sleep(200);
+      for (let seq = 1; seq <= 4; seq += 2) await Promise.all(keys.map((key) => log.append(key, [ev(seq), ev(seq + 1)])));
+      for (const [i, read] of reads.entries()) assert.deepEqual(await read, [1, 2, 3, 4], keys[i]);
+      assert.equal(await count(), before, 'no connection for following');
+    } finally {
+      for (const f of followers) f.close();
+      await log.close();
+      client.disconnect();
+      for (const n of nodes) n.disconnect();
+      await cluster.stop();
+    }
   });
 });

@@ -97,5 +97,34 @@ it('writes each seq once, in order, holds live events during a replay, and sends
   } finally {
     socket.destroy();
     server.close();
+    server.removeAllListeners('request');
+  }
+});
+
+it('holds at most maxBuffer bytes of live events during a replay; what it lets go it reports, for the replay to read from the log', async () => {
+  const { response, socket } = await harness();
+  let read = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (c: string) => (read += c));
+  try {
+    const writer = new ClientWriter(response(), 'S', 0, 16 * 1024);
+    const line = 'x'.repeat(1_000);
+    const e = (seq: number) => ({ seq, data: `{"pad":"${line}","n":${seq}}`, upstreamId: '', hidden: false, end: false });
+    writer.hold();
+    // A replay that does not catch up while the stream goes on: 10 MB of live events arrive.
+    for (let seq = 1; seq <= 10_000; seq++) writer.write(e(seq));
+    assert.equal(writer.heldDropped(), true, 'it let events go');
+    assert.equal(writer.heldDropped(), false, 'and says so once');
+    writer.release();
+    writer.write(e(10_001));
+    while (!read.includes('"n":10001')) await sleep(5);
+    const ids = [...read.matchAll(/^id: S\.(\d+)$/gm)].map((m) => Number(m[1]));
+    assert.ok(ids.length > 0 && ids.length <= 17, `only what was held last went out from memory (${ids.length} events)`);
+    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => ids[0]! + i), 'in order');
+    assert.equal(ids.at(-1), 10_001);
+  } finally {
+    socket.destroy();
+    server.close();
+    server.removeAllListeners('request');
   }
 });
