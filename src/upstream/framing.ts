@@ -160,3 +160,13 @@ const CONFLICT = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -3260
 function sseEvent(data: string): string {
   return `event: message\ndata: ${data}\n\n`;
 }
+
+/** The holder's session with nothing in flight and no stream open that was used least recently. */
+export function oldestIdle<S extends { readonly holder: string; readonly released?: boolean; readonly framer: { readonly idle: boolean; readonly lastActivity: number } }>(sessions: Iterable<S>, holder: string): S | undefined {
+  let oldest: S | undefined;
+  for (const s of sessions) {
+    if (s.holder !== holder || s.released || !s.framer.idle) continue;
+    if (!oldest || s.framer.lastActivity < oldest.framer.lastActivity) oldest = s;
+  }
+  return oldest;
+}

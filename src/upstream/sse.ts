@@ -4,7 +4,7 @@ import type { HttpUpstreamConfig, ServerConfig, SseUpstreamConfig } from '../con
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { MessageFramer, singleMessages } from './framing.ts';
+import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
@@ -19,15 +19,17 @@ class SseSession {
   readonly framer = new MessageFramer();
   /** Its place among its caller's connections (see Upstream.initialize), given back when it closes. */
   readonly slot: Slot;
+  readonly holder: string;
   /** Path (and query) of the `endpoint` event, on the replica's origin. */
   endpoint = '';
   body: Readable | undefined;
   closed = false;
 
-  constructor(id: string, replica: HttpReplica, slot: Slot) {
+  constructor(id: string, replica: HttpReplica, slot: Slot, holder: string) {
     this.id = id;
     this.replica = replica;
     this.slot = slot;
+    this.holder = holder;
   }
 }
 
@@ -71,7 +73,10 @@ export class SseUpstream implements Upstream {
   async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     if (this.#sessions.has(sessionId) || this.#opening.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its upstream connection');
     if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
-      throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} connections (maxSessionsPerCaller)`);
+      // As for stdio: the caller's own least recently used idle connection makes room.
+      const idle = oldestIdle([...this.#sessions.values()].filter((s) => !s.closed), holder);
+      if (!idle) throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} busy connections (maxSessionsPerCaller)`);
+      this.#close(idle, 'replaced by a newer session of the same caller (maxSessionsPerCaller)');
     }
     this.#opening.add(sessionId);
     this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
@@ -87,7 +92,7 @@ export class SseUpstream implements Upstream {
       },
     };
     try {
-      return await this.#open(req, sessionId, slot);
+      return await this.#open(req, sessionId, slot, holder);
     } finally {
       this.#opening.delete(sessionId);
       // No session registered (every replica failed): the place is free again.
@@ -95,7 +100,7 @@ export class SseUpstream implements Upstream {
     }
   }
 
-  async #open(req: ClientRequest, sessionId: string, slot: Slot): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async #open(req: ClientRequest, sessionId: string, slot: Slot, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     const tried = new Set<string>();
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
@@ -103,7 +108,7 @@ export class SseUpstream implements Upstream {
       tried.add(replica.key);
       let session: SseSession;
       try {
-        session = await this.#connect(sessionId, replica, slot);
+        session = await this.#connect(sessionId, replica, slot, holder);
       } catch (err) {
         // Nothing exists upstream yet: the next replica may do.
         if (isUnreachable(err)) {
@@ -157,14 +162,14 @@ export class SseUpstream implements Upstream {
   }
 
   /** Opens the SSE stream and waits for its `endpoint` event. */
-  async #connect(sessionId: string, replica: HttpReplica, slot: Slot): Promise<SseSession> {
+  async #connect(sessionId: string, replica: HttpReplica, slot: Slot, holder: string): Promise<SseSession> {
     const res = await this.#http(replica, 'GET', { accept: 'text/event-stream' }, undefined);
     if (res.statusCode !== 200 || !headerValue(res.headers['content-type']).startsWith('text/event-stream')) {
       discard(res.body);
       if (res.statusCode >= 500) this.#failed(replica, `HTTP ${res.statusCode}`);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server "${this.#server.name}": GET answered HTTP ${res.statusCode}, not an SSE stream`);
     }
-    const session = new SseSession(sessionId, replica, slot);
+    const session = new SseSession(sessionId, replica, slot, holder);
     session.body = res.body;
     replica.streams++;
     const origin = new URL(replica.url).origin;

@@ -3,7 +3,7 @@ import type { ServerConfig, StdioUpstreamConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
-import { MessageFramer, singleMessages } from './framing.ts';
+import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
 import { pickLeastLoaded, ReplicaState } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
 
@@ -63,6 +63,8 @@ export class StdioUpstream implements Upstream {
   readonly #sessions = new Map<string, StdioSession>();
   /** Children per holder, for `maxSessionsPerCaller`. */
   readonly #held = new Map<string, number>();
+  /** Children not being ended: what `maxProcesses` counts. */
+  #live = 0;
   readonly #sweeper: NodeJS.Timeout;
   #closing = false;
 
@@ -85,11 +87,16 @@ export class StdioUpstream implements Upstream {
     if (this.#closing) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN');
     // Every check and the spawn that takes the slot run without an await between them.
     if (this.#sessions.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its process');
-    if (this.#sessions.size >= this.#server.maxProcesses) {
-      throw new GatewayError('MCPGW_ERR_CAPACITY', `server "${this.#server.name}" has ${this.#server.maxProcesses} processes (maxProcesses)`);
-    }
     if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
-      throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} processes (maxSessionsPerCaller)`);
+      // Clients often leave a session without DELETE (the SDK's close() sends none): the caller's
+      // own least recently used idle child makes room. Busy ones are never ended for it.
+      const idle = oldestIdle(this.#sessions.values(), holder);
+      if (!idle) throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} busy processes (maxSessionsPerCaller)`);
+      this.#kill(idle, 'replaced by a newer session of the same caller (maxSessionsPerCaller)');
+    }
+    // Children being ended (within KILL_GRACE_MS) no longer count.
+    if (this.#live >= this.#server.maxProcesses) {
+      throw new GatewayError('MCPGW_ERR_CAPACITY', `server "${this.#server.name}" has ${this.#server.maxProcesses} processes (maxProcesses)`);
     }
     const replica = pickLeastLoaded(this.#replicas, Date.now());
     if (!replica) throw new GatewayError('MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
@@ -142,7 +149,7 @@ export class StdioUpstream implements Upstream {
   }
 
   healthy(): boolean {
-    return !this.#closing && this.#sessions.size < this.#server.maxProcesses;
+    return !this.#closing && this.#live < this.#server.maxProcesses;
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {
@@ -181,6 +188,7 @@ export class StdioUpstream implements Upstream {
     const session = new StdioSession(sessionId, child, replica, holder);
     this.#sessions.set(sessionId, session);
     this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
+    this.#live++;
     replica.streams++;
     const where = { server: this.#server.name, replica: replica.key, pid: child.pid };
     this.#events.emit('spawn', { ...where, session: sessionId });
@@ -239,6 +247,7 @@ export class StdioUpstream implements Upstream {
   #release(session: StdioSession): void {
     if (session.released) return;
     session.released = true;
+    this.#live--;
     const held = (this.#held.get(session.holder) ?? 1) - 1;
     if (held > 0) this.#held.set(session.holder, held);
     else this.#held.delete(session.holder);
@@ -263,3 +272,4 @@ export class StdioUpstream implements Upstream {
     }
   }
 }
+

@@ -34,7 +34,7 @@ describe('streams following the event log share one Redis connection per replica
     [redis, upstream] = await Promise.all([startRedis(), startDemoUpstream('u')]);
     admin = new Redis(redis.url);
     admin.on('error', () => {}); // the last case restarts Redis
-    const doc = { redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }] } } };
+    const doc = { redis: { url: redis.url }, servers: { api: { upstreams: [{ url: upstream.url }], maxSessionsPerCaller: 100 } } };
     [a, b] = await Promise.all([startGateway(doc), startGateway(doc)]);
     await Promise.all([ready(a), ready(b)]);
   });

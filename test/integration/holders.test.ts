@@ -117,28 +117,37 @@ describe('holders: per-caller caps', () => {
   const bearer = async (sub: string, server: string) => ({ authorization: `Bearer ${await issuer.sign({ sub, aud: `${PUBLIC}/mcp/${server}`, scope: 'mcp' })}` });
 
   for (const server of ['demo', 'old']) {
-    it(`${server}: one caller gets maxSessionsPerCaller sessions, then 429; another caller still gets one; a DELETE frees a place`, async () => {
+    it(`${server}: past maxSessionsPerCaller a caller's own idle session makes room, busy ones get 429; another caller is not affected`, async () => {
       const url = `${gw.url}/mcp/${server}`;
       const a = await bearer('alice', server);
       const b = await bearer('bob', server);
-      const sessions: string[] = [];
-      for (let i = 0; i < 2; i++) {
-        const res = await post(url, INIT, a);
+      const open = async (h: Record<string, string>) => {
+        const res = await post(url, INIT, h);
         assert.equal(res.status, 200, res.text);
-        sessions.push(res.headers.get('mcp-session-id')!);
-      }
-      const third = await post(url, INIT, a);
-      assert.equal(third.status, 429, third.text);
-      assert.equal((third.json as { error: { data: { code: string } } }).error.data.code, 'MCPGW_ERR_CALLER_CAPACITY');
-      const other = await post(url, INIT, b);
-      assert.equal(other.status, 200, `another caller is not affected: ${other.text}`);
-      await request(url, 'DELETE', { ...a, 'mcp-session-id': sessions[0]!, 'mcp-protocol-version': '2025-11-25' });
-      let again = await post(url, INIT, a);
-      for (let i = 0; again.status === 429 && i < 40; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        again = await post(url, INIT, a);
-      }
-      assert.equal(again.status, 200, `after a DELETE: ${again.text}`);
+        return res.headers.get('mcp-session-id')!;
+      };
+      const ping = (sid: string) => post(url, { jsonrpc: '2.0', id: 2, method: 'ping' }, { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+      // A session with its GET stream open is busy.
+      const busy = async (sid: string) => {
+        const abort = new AbortController();
+        const res = await fetch(url, { headers: { ...a, accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' }, signal: abort.signal });
+        assert.equal(res.status, 200);
+        return abort;
+      };
+      const first = await open(a);
+      const second = await open(a);
+      const streams = [await busy(second)];
+      // At the cap: the idle first session makes room, the busy second lives on.
+      const third = await open(a);
+      assert.equal((await ping(first)).status, 404, 'the idle session was ended');
+      assert.equal((await ping(second)).status, 200, 'the busy one was not');
+      // Both busy: refused.
+      streams.push(await busy(third));
+      const fourth = await post(url, INIT, a);
+      assert.equal(fourth.status, 429, fourth.text);
+      assert.equal((fourth.json as { error: { data: { code: string } } }).error.data.code, 'MCPGW_ERR_CALLER_CAPACITY');
+      await open(b);
+      for (const s of streams) s.abort();
     });
   }
 
