@@ -79,13 +79,14 @@ export class GatewayError extends Error {
 
 export type JsonRpcId = string | number | null;
 
-/** The JSON-RPC error body for a code; `data.code` carries the gateway code for machines. */
+/** The JSON-RPC error response for a code; `data.code` carries the gateway code for machines. */
+export function errorResponse(err: GatewayError, id: JsonRpcId = null): { jsonrpc: '2.0'; id: JsonRpcId; error: { code: number; message: string; data: Record<string, unknown> } } {
+  return { jsonrpc: '2.0', id, error: { code: err.rpc, message: err.message, data: { ...err.data, code: err.code } } };
+}
+
+/** `errorResponse` as the text sent on the wire. */
 export function errorBody(err: GatewayError, id: JsonRpcId = null): string {
-  return JSON.stringify({
-    jsonrpc: '2.0',
-    id,
-    error: { code: err.rpc, message: err.message, data: { ...err.data, code: err.code } },
-  });
+  return JSON.stringify(errorResponse(err, id));
 }
 
 /** Raised for bad configuration; the CLI prints it and exits 1 without a stack trace. */
