@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
 import { mayUse } from '../auth/policy.ts';
 import type { Principal } from '../auth/principal.ts';
-import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
@@ -143,7 +143,7 @@ class UpstreamCall implements Parked {
         if (this.#done || signal.aborted) return;
         if (m === MessageReader.TIMEOUT) return this.#park(out);
         if (m === undefined) {
-          emit(out, JSON.parse(errorBody(this.reader.failure ?? new GatewayError('MCPGW_ERR_STREAM_LOST'), this.clientId)) as Message);
+          emit(out, errorResponse(this.reader.failure ?? new GatewayError('MCPGW_ERR_STREAM_LOST'), this.clientId));
           return this.finish();
         }
         if (isResponse(m) && m.id === this.upstreamId) {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
-import { GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
@@ -221,7 +221,7 @@ async function drive(t: Translator, upstream: Upstream, declared: Declared, mine
       const msg = await current.next();
       if (signal.aborted) return;
       if (msg === undefined || msg === MessageReader.TIMEOUT) {
-        emit(out, { jsonrpc: '2.0', id: m.id, error: { code: -32603, message: (current.failure ?? new GatewayError('MCPGW_ERR_STREAM_LOST')).message } });
+        emit(out, errorResponse(current.failure ?? new GatewayError('MCPGW_ERR_STREAM_LOST'), m.id));
         return;
       }
       if (isNotification(msg)) {
@@ -244,7 +244,7 @@ async function drive(t: Translator, upstream: Upstream, declared: Declared, mine
       current = new MessageReader(await upstream.exchange!(next.req, signal));
     }
   } catch (err) {
-    if (!signal.aborted) emit(out, { jsonrpc: '2.0', id: m.id, error: { code: err instanceof GatewayError ? err.rpc : -32603, message: (err as Error).message } });
+    if (!signal.aborted) emit(out, errorResponse(err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', (err as Error).message, { cause: err }), m.id));
   } finally {
     current.close();
     out.end();

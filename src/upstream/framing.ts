@@ -155,7 +155,8 @@ export class MessageFramer {
   }
 }
 
-const CONFLICT = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'A GET stream is already open for this session' } });
+/** The standalone stream is one per session, as the gateway's own front door has it (MCPGW_ERR_STREAM_CONFLICT). */
+const CONFLICT = errorBody(new GatewayError('MCPGW_ERR_STREAM_CONFLICT'));
 
 function sseEvent(data: string): string {
   return `event: message\ndata: ${data}\n\n`;

@@ -56,7 +56,7 @@ function assertTimedOut(held: Held, jsonRpc: boolean): void {
   const body = JSON.parse(held.text.slice(held.text.indexOf('\r\n\r\n') + 4)) as { jsonrpc: string; error: { code: number; data: { code: string } } };
   assert.equal(body.jsonrpc, '2.0');
   assert.equal(body.error.data.code, 'MCPGW_ERR_REQUEST_TIMEOUT');
-  assert.equal(body.error.code, -32011);
+  assert.equal(body.error.code, -31005);
 }
 
 const SLOW_BODY = 'POST /mcp/api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"jso';

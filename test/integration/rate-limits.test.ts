@@ -48,7 +48,7 @@ describe('rate limits shared by two replicas through Redis', () => {
     assert.ok(seconds >= 1 && seconds <= 10, `Retry-After ${seconds}`);
     const msg = rpcOf(refused!);
     assert.equal(msg.id, 105);
-    assert.equal(msg.error?.code, -32010);
+    assert.equal(msg.error?.code, -31016);
     assert.equal(msg.error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
     assert.match(msg.error!.message, /server "api": the principal limit/);
     const counted = (await metricValue(a, 'mcp_rate_limited_total', { server: 'api', scope: 'principal' })) + (await metricValue(b, 'mcp_rate_limited_total', { server: 'api', scope: 'principal' }));

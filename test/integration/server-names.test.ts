@@ -121,8 +121,9 @@ for (const mode of ['none', 'jwt'] as const) {
             assert.equal(res.status, 404, res.text.slice(0, 300));
             const parsed = JSON.parse(res.text) as { jsonrpc: string; error: { code: number; data: { code: string } } };
             assert.equal(parsed.jsonrpc, '2.0');
-            assert.equal(parsed.error.code, -32600);
-            assert.ok(['MCPGW_ERR_UNKNOWN_SERVER', 'MCPGW_ERR_NOT_FOUND'].includes(parsed.error.data.code), parsed.error.data.code);
+            const expected: Record<string, number> = { MCPGW_ERR_UNKNOWN_SERVER: -31009, MCPGW_ERR_NOT_FOUND: -31023 };
+            assert.ok(parsed.error.data.code in expected, parsed.error.data.code);
+            assert.equal(parsed.error.code, expected[parsed.error.data.code]);
             assert.equal(res.headers['www-authenticate'], undefined);
             assert.equal(res.headers['x-injected'], undefined);
           });

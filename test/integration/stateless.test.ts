@@ -105,13 +105,13 @@ describe('revision 2026-07-28', () => {
       ['logging/setLevel (removed)', () => statelessPost(at('demo'), 'logging/setLevel', { level: 'info', _meta: meta() }), 404, -32601, 'MCPGW_ERR_METHOD_NOT_FOUND'],
       ['resources/subscribe (removed)', () => statelessPost(at('demo'), 'resources/subscribe', { uri: 'demo://readme', _meta: meta() }), 404, -32601, 'MCPGW_ERR_METHOD_NOT_FOUND'],
       ['an unknown method for a session-era upstream', () => statelessPost(at('demo'), 'unknown/method', LIST, { id: 601 }), 404, -32601, 'MCPGW_ERR_METHOD_NOT_FOUND'],
-      ['a batch', () => request(at('demo'), 'POST', statelessHeaders('tools/list'), JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: LIST }])), 400, -32600, 'MCPGW_ERR_BATCH_NOT_SUPPORTED'],
+      ['a batch', () => request(at('demo'), 'POST', statelessHeaders('tools/list'), JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'tools/list', params: LIST }])), 400, -31000, 'MCPGW_ERR_BATCH_NOT_SUPPORTED'],
       ['a response from the client', () => request(at('demo'), 'POST', statelessHeaders('tools/list'), JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} })), 400, -32600, 'MCPGW_ERR_INVALID_REQUEST'],
-      ['GET', () => request(at('demo'), 'GET', { accept: 'text/event-stream', 'mcp-protocol-version': V2026 }), 405, -32600, 'MCPGW_ERR_METHOD_NOT_ALLOWED'],
-      ['DELETE', () => request(at('modern'), 'DELETE', { 'mcp-protocol-version': V2026 }), 405, -32600, 'MCPGW_ERR_METHOD_NOT_ALLOWED'],
+      ['GET', () => request(at('demo'), 'GET', { accept: 'text/event-stream', 'mcp-protocol-version': V2026 }), 405, -31008, 'MCPGW_ERR_METHOD_NOT_ALLOWED'],
+      ['DELETE', () => request(at('modern'), 'DELETE', { 'mcp-protocol-version': V2026 }), 405, -31008, 'MCPGW_ERR_METHOD_NOT_ALLOWED'],
       ['the _meta version without the header', () => post(at('demo'), { jsonrpc: '2.0', id: 7, method: 'tools/list', params: LIST }), 400, -32020, 'MCPGW_ERR_HEADER_MISMATCH'],
-      ['a foreign Origin', () => statelessPost(at('demo'), 'tools/list', LIST, { headers: { origin: 'https://evil.example' } }), 403, -32600, 'MCPGW_ERR_FORBIDDEN_ORIGIN'],
-      ['an unknown server', () => statelessPost(at('nope'), 'tools/list', LIST), 404, -32600, 'MCPGW_ERR_UNKNOWN_SERVER'],
+      ['a foreign Origin', () => statelessPost(at('demo'), 'tools/list', LIST, { headers: { origin: 'https://evil.example' } }), 403, -31010, 'MCPGW_ERR_FORBIDDEN_ORIGIN'],
+      ['an unknown server', () => statelessPost(at('nope'), 'tools/list', LIST), 404, -31009, 'MCPGW_ERR_UNKNOWN_SERVER'],
     ];
     for (const [name, send, status, code, gatewayCode] of table) {
       it(`${name} → ${status} ${code}`, async () => {
