@@ -12,6 +12,7 @@ import { AuditLog } from './ops/audit.ts';
 import { RedisCacheStore } from './cache/redis-store.ts';
 import { ResultCache } from './cache/result-cache.ts';
 import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
+import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
@@ -63,6 +64,8 @@ export class Gateway implements GatewayContext {
   #inflight = 0;
   #drained: (() => void) | undefined;
   readonly #streams = new Set<ServerResponse>();
+  readonly #health: HealthWatch;
+  #healthTimer: NodeJS.Timeout | undefined;
 
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
     this.config = config;
@@ -132,6 +135,7 @@ export class Gateway implements GatewayContext {
       if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events));
     }
     this.metrics.watchUpstreams(this.servers);
+    this.#health = new HealthWatch(this.servers);
     this.#wireEvents();
     this.app = buildApp(this, this.log);
     this.#metricsApp = config.metrics.enabled ? this.#buildMetricsApp() : undefined;
@@ -152,6 +156,8 @@ export class Gateway implements GatewayContext {
       throw err;
     }
     gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
+    // A server's health also changes with time alone (an ejection runs out): looked at every second.
+    gw.#healthTimer = setInterval(() => gw.#logHealth(), 1_000).unref();
     // compose: what each virtual server publishes, collisions included, is reported at start.
     for (const [server, upstream] of gw.servers) {
       if (!(upstream instanceof ComposedUpstream)) continue;
@@ -196,11 +202,16 @@ export class Gateway implements GatewayContext {
     });
   }
 
+  /**
+   * Readiness of this replica alone: listening, not draining, Redis reachable when configured.
+   * A server without a healthy upstream does not count (see src/ops/health.ts): it would take
+   * every replica out of its Service at once, the healthy servers with it.
+   */
   notReady(): string[] {
     const reasons: string[] = [];
     if (this.#shuttingDown) reasons.push('shutting down');
+    else if (!this.app.server.listening) reasons.push('not listening');
     if (!this.sessions.healthy()) reasons.push('redis unreachable');
-    for (const [name, upstream] of this.servers) if (!upstream.healthy()) reasons.push(`server "${name}" has no healthy upstream`);
     return reasons;
   }
 
@@ -234,6 +245,7 @@ export class Gateway implements GatewayContext {
   /** Immediate release of everything (after shutdown, or in tests). */
   async close(): Promise<void> {
     this.#shuttingDown = true;
+    clearInterval(this.#healthTimer);
     const closing = this.app.close();
     this.app.server.closeAllConnections();
     await Promise.allSettled([closing, this.#metricsApp?.close()]);
@@ -246,13 +258,25 @@ export class Gateway implements GatewayContext {
     this.audit?.close();
   }
 
+  /** One line per server whose health changed: `server down` (with its state) or `server up`. */
+  #logHealth(): void {
+    for (const c of this.#health.changes()) {
+      if (c.state === 'up') this.log.info({ server: c.server, previous: c.previous }, 'server up');
+      else this.log.warn({ server: c.server, state: c.state, previous: c.previous }, 'server down');
+    }
+  }
+
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
       this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
       log.warn(e, 'upstream replica ejected');
+      this.#logHealth();
     });
-    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
+    this.events.on('restore', (e) => {
+      log.info(e, 'upstream replica restored');
+      this.#logHealth();
+    });
     this.events.on('spawn', (e) => {
       this.metrics.stdioProcesses.inc({ server: e.server });
       log.debug(e, 'stdio upstream started');

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { STATUS_CODES, type ServerOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -7,6 +7,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
+import { serverStatus } from '../ops/health.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
@@ -44,6 +45,12 @@ export function serverLimits(listen: GatewayConfig['listen']): Pick<ServerOption
     keepAliveTimeout: listen.keepAliveTimeoutMs,
     connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(listen.headersTimeoutMs / 4))),
   };
+}
+
+/** `?verbose`, `?verbose=1` or `?verbose=true` (not `0` or `false`). */
+function isVerbose(query: unknown): boolean {
+  const v = (query as Record<string, unknown> | undefined)?.verbose;
+  return typeof v === 'string' && v !== '0' && v !== 'false';
 }
 
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
@@ -119,12 +126,16 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   app.get('/healthz', (_request, reply) => {
     reply.header('content-type', 'application/json').send('{"status":"ok"}');
   });
-  const ready = (_request: unknown, reply: FastifyReply) => {
+  // Readiness of this replica (GatewayContext.notReady); `?verbose` adds each server's health,
+  // which never changes the status code.
+  const ready = (request: FastifyRequest, reply: FastifyReply) => {
     const reasons = gw.notReady();
+    const body: Record<string, unknown> = reasons.length ? { status: 'unavailable', reasons } : { status: 'ready' };
+    if (isVerbose(request.query)) body.servers = Object.fromEntries([...gw.servers].map(([name, upstream]) => [name, serverStatus(upstream)]));
     reply
       .code(reasons.length ? 503 : 200)
       .header('content-type', 'application/json')
-      .send(JSON.stringify(reasons.length ? { status: 'unavailable', reasons } : { status: 'ready' }));
+      .send(JSON.stringify(body));
   };
   app.get('/readyz', ready);
   app.get('/health', ready);
