@@ -77,7 +77,9 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     childLoggerFactory: (parent) => parent,
     trustProxy: gw.config.listen.trustProxy,
     bodyLimit: gw.config.listen.bodyLimit,
-    return503OnClosing: true,
+    // Draining is Gateway.shutdown's: what arrives on a connection still open is served (with
+    // `Connection: close`), never given Fastify's own 503 body, which is not JSON-RPC.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Fastify sets these on the server after creating it: they must say the same as `limits`.
     requestTimeout: limits.requestTimeout,
@@ -144,6 +146,8 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   // challenge, a log, audit or metric field): an unknown name, whatever it holds, is refused
   // here, before its body is read. Every route with a `:server` passes this hook.
   app.addHook('onRequest', (request, reply, done) => {
+    // Draining (Gateway.shutdown): this connection ends with this response, whichever route answers it.
+    if (gw.shuttingDown) reply.raw.setHeader('connection', 'close');
     const { server } = request.params as { server?: string };
     if (server === undefined || gw.servers.has(server)) return done();
     // Counted as handle() counts a request it refuses, under no label the caller chose.

@@ -39,4 +39,6 @@ export interface GatewayContext {
   track(res: ServerResponse, kind: 'request' | 'stream'): void;
   /** Readiness of this replica: empty when ready, else the reasons (never one server's health). */
   notReady(): string[];
+  /** SIGTERM received: the replica drains (Gateway.shutdown). */
+  readonly shuttingDown: boolean;
 }
