@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
@@ -12,6 +12,7 @@ import { AuditLog } from './ops/audit.ts';
 import { RedisCacheStore } from './cache/redis-store.ts';
 import { ResultCache } from './cache/result-cache.ts';
 import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
+import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
@@ -32,6 +33,9 @@ import { ComposedUpstream } from './upstream/compose.ts';
 import { SseUpstream } from './upstream/sse.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import type { Upstream } from './upstream/types.ts';
+
+/** How long a draining replica keeps its listener and idle connections (see Gateway.shutdown); at most half the grace. */
+const DRAIN_LINGER_MS = 1_000;
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -60,9 +64,11 @@ export class Gateway implements GatewayContext {
   readonly #metricsApp: FastifyInstance | undefined;
   readonly #redis: RedisClient[] = [];
   #shuttingDown = false;
-  #inflight = 0;
-  #drained: (() => void) | undefined;
+  /** Responses of requests (not standalone streams) still open. */
+  readonly #requests = new Set<ServerResponse>();
   readonly #streams = new Set<ServerResponse>();
+  readonly #health: HealthWatch;
+  #healthTimer: NodeJS.Timeout | undefined;
 
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
     this.config = config;
@@ -132,6 +138,7 @@ export class Gateway implements GatewayContext {
       if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events));
     }
     this.metrics.watchUpstreams(this.servers);
+    this.#health = new HealthWatch(this.servers);
     this.#wireEvents();
     this.app = buildApp(this, this.log);
     this.#metricsApp = config.metrics.enabled ? this.#buildMetricsApp() : undefined;
@@ -152,6 +159,8 @@ export class Gateway implements GatewayContext {
       throw err;
     }
     gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
+    // A server's health also changes with time alone (an ejection runs out): looked at every second.
+    gw.#healthTimer = setInterval(() => gw.#logHealth(), 1_000).unref();
     // compose: what each virtual server publishes, collisions included, is reported at start.
     for (const [server, upstream] of gw.servers) {
       if (!(upstream instanceof ComposedUpstream)) continue;
@@ -187,46 +196,73 @@ export class Gateway implements GatewayContext {
 
   track(res: ServerResponse, kind: 'request' | 'stream'): void {
     this.metrics.activeConnections.inc();
-    if (kind === 'stream') this.#streams.add(res);
-    else this.#inflight++;
+    const open = kind === 'stream' ? this.#streams : this.#requests;
+    open.add(res);
+    // Draining: this connection ends with this response, so the client's next request goes elsewhere.
+    if (this.#shuttingDown) res.setHeader('connection', 'close');
     res.once('close', () => {
       this.metrics.activeConnections.dec();
-      if (kind === 'stream') return void this.#streams.delete(res);
-      if (--this.#inflight === 0) this.#drained?.();
+      open.delete(res);
     });
   }
 
+  /**
+   * Readiness of this replica alone: listening, not draining, Redis reachable when configured.
+   * A server without a healthy upstream does not count (see src/ops/health.ts): it would take
+   * every replica out of its Service at once, the healthy servers with it.
+   */
   notReady(): string[] {
     const reasons: string[] = [];
     if (this.#shuttingDown) reasons.push('shutting down');
+    else if (!this.app.server.listening) reasons.push('not listening');
     if (!this.sessions.healthy()) reasons.push('redis unreachable');
-    for (const [name, upstream] of this.servers) if (!upstream.healthy()) reasons.push(`server "${name}" has no healthy upstream`);
     return reasons;
   }
 
   /**
-   * Graceful stop: refuse new connections, end standalone GET streams (clients resume on another
-   * replica), let in-flight requests — POST response streams included — finish until the
-   * deadline, then cut what is left, kill stdio children and close the stores.
+   * Graceful stop (SIGTERM): stop being ready, finish what is in flight, move keep-alive clients
+   * off without an error.
+   * - The listener stops accepting: a new connection is refused, which a client (or a balancer)
+   *   knows it can take elsewhere. Connections already open stay.
+   * - Every response from now on carries `Connection: close` (so does every response in flight
+   *   that has not begun): each open connection serves its next request and ends, and its client
+   *   opens the next one elsewhere. New streams and new process-local sessions are refused with
+   *   MCPGW_ERR_SHUTTING_DOWN and Retry-After (src/http/mcp.ts); standalone GET streams end
+   *   (their clients resume on another replica).
+   * - For DRAIN_LINGER_MS idle connections stay open, so that a keep-alive client sending its
+   *   next request gets an answer rather than a connection closed under that request; then each
+   *   connection is closed as soon as it is idle.
+   * When no connection is left, or at the deadline (what is left is cut), stdio children are
+   * killed and the stores closed.
    */
   async shutdown(graceMs = this.config.shutdown.graceMs): Promise<void> {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    this.log.info({ graceMs, inflight: this.#inflight, streams: this.#streams.size }, 'shutting down');
-    const closed = this.app.close();
+    const server = this.app.server;
+    this.log.info({ graceMs, inflight: this.#requests.size, streams: this.#streams.size }, 'shutting down');
+    // net.Server's close (tls.Server has no other), not http.Server's: that one would also close
+    // every idle keep-alive connection at once, under a request its client may be sending.
+    // 'close' comes once the last connection has ended.
+    const drained = new Promise<'drained'>((resolve) => server.once('close', () => resolve('drained')));
+    NetServer.prototype.close.call(server);
+    for (const res of this.#requests) if (!res.headersSent) res.setHeader('connection', 'close');
     for (const res of this.#streams) res.end();
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await new Promise<'drained' | 'deadline'>((resolve) => {
-      timer = setTimeout(() => resolve('deadline'), graceMs);
-      this.#drained = () => resolve('drained');
-      if (this.#inflight === 0) resolve('drained');
-    });
-    clearTimeout(timer);
-    if (outcome === 'deadline') this.log.warn({ inflight: this.#inflight }, 'shutdown grace period over; closing remaining connections');
-    // Nothing is in flight any more (or the time is up): whatever connections remain are idle,
-    // or opened without ever sending a request, and would otherwise hold the close for minutes.
-    this.app.server.closeAllConnections();
-    await closed;
+    const timers: NodeJS.Timeout[] = [];
+    const after = <T>(ms: number, value: T) => new Promise<T>((resolve) => timers.push(setTimeout(() => resolve(value), ms)));
+    const late = after(graceMs, 'deadline' as const);
+    let outcome = await Promise.race([drained, late, after(Math.min(DRAIN_LINGER_MS, graceMs / 2), 'linger' as const)]);
+    if (outcome === 'linger') {
+      // Node decides what is idle: a connection with a request it has begun to read is not.
+      server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      outcome = await Promise.race([drained, late]);
+      clearInterval(sweep);
+    }
+    for (const t of timers) clearTimeout(t);
+    if (outcome === 'deadline') {
+      this.log.warn({ inflight: this.#requests.size }, 'shutdown grace period over; closing remaining connections');
+      server.closeAllConnections();
+    }
     await this.close();
     this.log.info('stopped');
   }
@@ -234,6 +270,7 @@ export class Gateway implements GatewayContext {
   /** Immediate release of everything (after shutdown, or in tests). */
   async close(): Promise<void> {
     this.#shuttingDown = true;
+    clearInterval(this.#healthTimer);
     const closing = this.app.close();
     this.app.server.closeAllConnections();
     await Promise.allSettled([closing, this.#metricsApp?.close()]);
@@ -246,13 +283,25 @@ export class Gateway implements GatewayContext {
     this.audit?.close();
   }
 
+  /** One line per server whose health changed: `server down` (with its state) or `server up`. */
+  #logHealth(): void {
+    for (const c of this.#health.changes()) {
+      if (c.state === 'up') this.log.info({ server: c.server, previous: c.previous }, 'server up');
+      else this.log.warn({ server: c.server, state: c.state, previous: c.previous }, 'server down');
+    }
+  }
+
   #wireEvents(): void {
     const log = this.log;
     this.events.on('eject', (e) => {
       this.metrics.upstreamEjections.inc({ server: e.server, replica: e.replica });
       log.warn(e, 'upstream replica ejected');
+      this.#logHealth();
     });
-    this.events.on('restore', (e) => log.info(e, 'upstream replica restored'));
+    this.events.on('restore', (e) => {
+      log.info(e, 'upstream replica restored');
+      this.#logHealth();
+    });
     this.events.on('spawn', (e) => {
       this.metrics.stdioProcesses.inc({ server: e.server });
       log.debug(e, 'stdio upstream started');

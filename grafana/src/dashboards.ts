@@ -130,13 +130,22 @@ export const DASHBOARDS: readonly DashboardSpec[] = [
       {
         title: 'Upstream health',
         panels: [
+          ts('Servers up', 'Per server: up when it can open new sessions on every gateway replica; down when some replica sees no healthy upstream or a stdio server at maxProcesses (GET /readyz?verbose on it says which).', 'short', [q(QUERIES.serversUp, '{{server}}')], {
+            kind: 'stat',
+            width: 6,
+            mappings: [
+              { value: 0, text: 'down', color: 'red' },
+              { value: 1, text: 'up', color: 'green' },
+            ],
+          }),
           ts('Healthy replicas per server', 'Upstream replicas that can take new sessions (lowest over gateway replicas). 0 means new sessions of that server fail.', 'short', [q(QUERIES.healthyReplicas, '{{server}}')], {
             kind: 'stat',
+            width: 6,
             redAtOrBelow: 0,
           }),
           ts('Breaker state', 'Per upstream replica: closed, half-open (back on trial) or open (ejected).', 'short', [q(QUERIES.breakerState, '{{server}} {{replica}}')], {
             kind: 'state-timeline',
-            width: 16,
+            width: 12,
             mappings: BREAKER,
           }),
         ],

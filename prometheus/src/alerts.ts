@@ -106,18 +106,20 @@ export const ALERTS: readonly AlertSpec[] = [
   },
   {
     alert: 'MCPGatewayNoHealthyUpstream',
-    expr: 'mcp_upstream_healthy_replicas == 0',
+    expr: 'mcp_server_up == 0',
     for: '1m',
     severity: 'critical',
-    summary: 'Server {{ $labels.server }} has no healthy upstream replica on {{ $labels.instance }}',
+    summary: 'Server {{ $labels.server }} cannot open new sessions on {{ $labels.instance }}',
     description:
-      'Every upstream replica of server {{ $labels.server }} is ejected (or, for stdio, maxProcesses children are running), so ' +
-      'new sessions get 502/503 and /readyz of this gateway replica fails. Check that the upstreams run and answer on their ' +
-      'URLs; the gateway log has an "upstream replica ejected" line with the reason. Ejected replicas are retried after failTimeout.',
+      'Every upstream replica of server {{ $labels.server }} is ejected, or (stdio) maxProcesses children are running, so its ' +
+      'new sessions get a fast 503. The gateway replica stays ready and serves its other servers; GET /readyz?verbose on it ' +
+      'says which (no_healthy_upstream or at_capacity), and its log has a "server down" line, after the "upstream replica ' +
+      'ejected" lines with their reasons. Check that the upstreams run and answer on their URLs (ejected replicas are tried ' +
+      'again after failTimeout), or raise maxProcesses.',
     example: {
       series: {
-        [`mcp_upstream_healthy_replicas{${JOB},server="api"}`]: '2 1 0 0 0 0',
-        [`mcp_upstream_healthy_replicas{${JOB},server="files"}`]: '1 1 1 1 1 1',
+        [`mcp_server_up{${JOB},server="api"}`]: '1 1 0 0 0 0',
+        [`mcp_server_up{${JOB},server="files"}`]: '1 1 1 1 1 1',
       },
       quietAt: ['2m'],
       firesAt: '4m',

@@ -30,6 +30,8 @@ export const QUERIES = {
   toolCallP95: `topk(10, ${quantile(0.95, 'mcp_tool_call_duration_seconds', 'le, server, tool')})`,
 
   // Upstreams
+  /** Lowest over gateway replicas: 0 when any of them cannot open a session of the server. */
+  serversUp: 'min by (server) (mcp_server_up)',
   healthyReplicas: 'min by (server) (mcp_upstream_healthy_replicas)',
   upstreamInflight: 'sum by (server, replica) (mcp_upstream_inflight)',
   upstreamStreams: 'sum by (server, replica) (mcp_upstream_streams)',

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { STATUS_CODES, type ServerOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -7,6 +7,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
+import { serverStatus } from '../ops/health.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
@@ -46,6 +47,12 @@ export function serverLimits(listen: GatewayConfig['listen']): Pick<ServerOption
   };
 }
 
+/** `?verbose`, `?verbose=1` or `?verbose=true` (not `0` or `false`). */
+function isVerbose(query: unknown): boolean {
+  const v = (query as Record<string, unknown> | undefined)?.verbose;
+  return typeof v === 'string' && v !== '0' && v !== 'false';
+}
+
 export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   const { tls } = gw.config.listen;
   const limits = serverLimits(gw.config.listen);
@@ -70,7 +77,9 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     childLoggerFactory: (parent) => parent,
     trustProxy: gw.config.listen.trustProxy,
     bodyLimit: gw.config.listen.bodyLimit,
-    return503OnClosing: true,
+    // Draining is Gateway.shutdown's: what arrives on a connection still open is served (with
+    // `Connection: close`), never given Fastify's own 503 body, which is not JSON-RPC.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Fastify sets these on the server after creating it: they must say the same as `limits`.
     requestTimeout: limits.requestTimeout,
@@ -119,12 +128,16 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   app.get('/healthz', (_request, reply) => {
     reply.header('content-type', 'application/json').send('{"status":"ok"}');
   });
-  const ready = (_request: unknown, reply: FastifyReply) => {
+  // Readiness of this replica (GatewayContext.notReady); `?verbose` adds each server's health,
+  // which never changes the status code.
+  const ready = (request: FastifyRequest, reply: FastifyReply) => {
     const reasons = gw.notReady();
+    const body: Record<string, unknown> = reasons.length ? { status: 'unavailable', reasons } : { status: 'ready' };
+    if (isVerbose(request.query)) body.servers = Object.fromEntries([...gw.servers].map(([name, upstream]) => [name, serverStatus(upstream)]));
     reply
       .code(reasons.length ? 503 : 200)
       .header('content-type', 'application/json')
-      .send(JSON.stringify(reasons.length ? { status: 'unavailable', reasons } : { status: 'ready' }));
+      .send(JSON.stringify(body));
   };
   app.get('/readyz', ready);
   app.get('/health', ready);
@@ -133,6 +146,8 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
   // challenge, a log, audit or metric field): an unknown name, whatever it holds, is refused
   // here, before its body is read. Every route with a `:server` passes this hook.
   app.addHook('onRequest', (request, reply, done) => {
+    // Draining (Gateway.shutdown): this connection ends with this response, whichever route answers it.
+    if (gw.shuttingDown) reply.raw.setHeader('connection', 'close');
     const { server } = request.params as { server?: string };
     if (server === undefined || gw.servers.has(server)) return done();
     // Counted as handle() counts a request it refuses, under no label the caller chose.

@@ -37,6 +37,8 @@ export interface GatewayContext {
    * replica ends at once (the client resumes elsewhere) instead of waiting for it.
    */
   track(res: ServerResponse, kind: 'request' | 'stream'): void;
-  /** Readiness: empty when ready, else the reasons. */
+  /** Readiness of this replica: empty when ready, else the reasons (never one server's health). */
   notReady(): string[];
+  /** SIGTERM received: the replica drains (Gateway.shutdown). */
+  readonly shuttingDown: boolean;
 }

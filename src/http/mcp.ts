@@ -83,7 +83,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
   const started = performance.now();
   const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, holder: `addr:${request.ip}`, tool: undefined, principal: undefined };
   // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
-  gw.track(reply.raw, request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request');
+  const kind = request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request';
+  gw.track(reply.raw, kind);
   reply.raw.once('close', () => {
     // An event handler: a throw here would end the process, so whatever goes wrong is logged.
     try {
@@ -93,6 +94,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     }
   });
   try {
+    // A draining replica ends its streams: a new one would be cut at once, so it is opened elsewhere.
+    if (kind === 'stream' && gw.shuttingDown) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN', 'streams are opened on another replica');
     if (!gw.origins.allows(request.headers.origin)) throw new GatewayError('MCPGW_ERR_FORBIDDEN_ORIGIN', request.headers.origin);
     // auth: who is calling, and may they use this server (src/auth/authenticator.ts).
     if (gw.auth) {
@@ -188,6 +191,9 @@ const onPost: Step = async (gw, request, call) => {
       const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
       return { res: translated.res, session: gw.sealer.seal(translated.claims) };
     }
+    // A session that lives in this process only (a stdio child, a 2024-11-05 upstream connection)
+    // would end with a draining replica: it is opened on another one.
+    if (gw.shuttingDown && (upstream.kind === 'stdio' || upstream.kind === 'sse')) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN', 'its session would live on this replica');
     const { response, placement } = await upstream.initialize(req, sessionId, call.holder);
     // Refused upstream: its answer goes back as it is, and there is no session to name.
     if (response.status >= 300) return { res: response };
@@ -349,6 +355,8 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
     return;
   }
   reply.code(err.status).header('content-type', 'application/json');
+  // The draining replica's answer: the client retries at once, on another replica.
+  if (err.code === 'MCPGW_ERR_SHUTTING_DOWN') reply.header('retry-after', '1');
   if (headers) reply.headers(headers);
   if (err.headers) reply.headers(err.headers);
   reply.send(errorBody(err, id));

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Upstream } from '../upstream/types.ts';
+import { serverStatus } from './health.ts';
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway instance. Every label is bounded:
@@ -130,10 +131,17 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const [server, upstream] of upstreams()) {
-          const usable = upstream.healthy() ? upstream.replicaStates().filter((r) => !r.ejected).length : 0;
-          this.set({ server }, usable);
-        }
+        for (const [server, upstream] of upstreams()) this.set({ server }, serverStatus(upstream).healthyReplicas);
+      },
+    });
+    new Gauge({
+      name: 'mcp_server_up',
+      help: '1 when the server can open a new session now, else 0 (no healthy upstream replica, or a stdio server at maxProcesses)',
+      labelNames: ['server'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [server, upstream] of upstreams()) this.set({ server }, upstream.health() === 'up' ? 1 : 0);
       },
     });
 

@@ -152,7 +152,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
     }
     // Every replica's breaker open: fail fast, naming the server (a stdio server's children are
     // per session and need no spare replica, so this is for HTTP pools).
-    if (upstream.kind === 'http' && !upstream.healthy()) {
+    if (upstream.kind === 'http' && upstream.health() !== 'up') {
       settle?.(undefined);
       throw new GatewayError('MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${server.name}": the circuit breaker of every replica is open`);
     }

@@ -7,7 +7,7 @@ import { SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
-import { ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 
 interface Member extends MemberNames {
@@ -152,8 +152,15 @@ export class ComposedUpstream implements Upstream {
     }
   }
 
-  healthy(): boolean {
-    return this.#members.every((m) => m.upstream.healthy());
+  /** A new session needs every member: the worst member's health, a member without replicas first. */
+  health(): UpstreamHealth {
+    let worst: UpstreamHealth = 'up';
+    for (const m of this.#members) {
+      const h = m.upstream.health();
+      if (h === 'no_healthy_upstream') return h;
+      if (h === 'at_capacity') worst = h;
+    }
+    return worst;
   }
 
   /** The members report their replicas under their own names. */

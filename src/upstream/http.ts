@@ -11,7 +11,7 @@ import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
-import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamResponse } from './types.ts';
+import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 import { RequestGate } from './gate.ts';
 
@@ -179,8 +179,8 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  healthy(): boolean {
-    return anyAvailable(this.#replicas);
+  health(): UpstreamHealth {
+    return anyAvailable(this.#replicas) ? 'up' : 'no_healthy_upstream';
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {

@@ -9,7 +9,7 @@ import { headerValue } from '../protocol/headers.ts';
 import { HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
-import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
+import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 
 /** One gateway session's connection to a 2024-11-05 server: its SSE stream and where to POST. */
@@ -147,8 +147,8 @@ export class SseUpstream implements Upstream {
     if (session) this.#close(session, 'session ended');
   }
 
-  healthy(): boolean {
-    return anyAvailable(this.#replicas);
+  health(): UpstreamHealth {
+    return anyAvailable(this.#replicas) ? 'up' : 'no_healthy_upstream';
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {

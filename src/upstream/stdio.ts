@@ -4,8 +4,8 @@ import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
-import { pickLeastLoaded, ReplicaState } from './replica.ts';
-import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamResponse } from './types.ts';
+import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
+import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from './types.ts';
 
 /** Environment a child inherits from the gateway; everything else (secrets!) stays out. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'SYSTEMROOT'];
@@ -148,8 +148,10 @@ export class StdioUpstream implements Upstream {
     if (session) this.#kill(session, reason);
   }
 
-  healthy(): boolean {
-    return !this.#closing && this.#live < this.#server.maxProcesses;
+  health(): UpstreamHealth {
+    if (this.#closing || !anyAvailable(this.#replicas)) return 'no_healthy_upstream';
+    // Children being ended (within KILL_GRACE_MS) no longer count.
+    return this.#live < this.#server.maxProcesses ? 'up' : 'at_capacity';
   }
 
   replicaStates(): readonly ReplicaSnapshot[] {

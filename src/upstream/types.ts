@@ -47,7 +47,15 @@ export interface SessionPlacement {
   readonly node: string;
 }
 
-/** One upstream replica as readiness and metrics see it. */
+/**
+ * Whether a server can open a new session now: `up`; `no_healthy_upstream` (every replica is
+ * ejected, or the pool is closing); `at_capacity` (a stdio server runs `maxProcesses` children).
+ * A server's health never decides the gateway replica's readiness: it goes to the per-server
+ * view, metrics and logs (src/ops/health.ts).
+ */
+export type UpstreamHealth = 'up' | 'no_healthy_upstream' | 'at_capacity';
+
+/** One upstream replica as the health view and metrics see it. */
 export interface ReplicaSnapshot {
   /** Its public name (ReplicaState.key): never a URL's userinfo or query. */
   readonly key: string;
@@ -79,9 +87,9 @@ export interface Upstream {
    * revision). Only HTTP upstreams have it.
    */
   exchange?(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse>;
-  /** True when at least one replica can take new sessions. */
-  healthy(): boolean;
-  /** Per-replica state for readiness and metrics. */
+  /** Whether a new session can be opened now (see UpstreamHealth). */
+  health(): UpstreamHealth;
+  /** Per-replica state for the health view and metrics. */
   replicaStates(): readonly ReplicaSnapshot[];
   close(): Promise<void>;
 }

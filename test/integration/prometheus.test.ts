@@ -158,6 +158,7 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
       };
       await has(QUERIES.p95Latency, (d) => d!.result.some((r) => r.metric.method === 'tools/call'));
       await has(QUERIES.healthyReplicas, (d) => d!.result.length === 2 && d!.result.every((r) => Number(r.value[1]) === 1));
+      await has(QUERIES.serversUp, (d) => d!.result.length === 2 && d!.result.every((r) => r.value[1] === '1'));
       await has(QUERIES.upstreamInflight, (d) => d!.result.some((r) => r.metric.replica === upstream.url));
       await has(QUERIES.breakerState, (d) => d!.result.some((r) => r.metric.server === 'demo' && r.value[1] === '0'));
       await has(QUERIES.redisUp, (d) => d!.result.length === 1 && d!.result[0]!.value[1] === '1');

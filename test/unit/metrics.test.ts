@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AUTH_FAILURE_REASONS, CACHEABLE_METHODS, Metrics, OTHER_TOOL, RESUME_OUTCOMES } from '../../src/ops/metrics.ts';
-import type { ReplicaSnapshot, Upstream } from '../../src/upstream/types.ts';
+import type { ReplicaSnapshot, Upstream, UpstreamHealth } from '../../src/upstream/types.ts';
 
 /** The value of one sample in the Prometheus text, or undefined when the series is absent. */
 async function sample(m: Metrics, series: string): Promise<number | undefined> {
@@ -10,9 +10,9 @@ async function sample(m: Metrics, series: string): Promise<number | undefined> {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-function fakeUpstream(replicas: Partial<ReplicaSnapshot>[], healthy = true): Upstream {
+function fakeUpstream(replicas: Partial<ReplicaSnapshot>[], health: UpstreamHealth = 'up'): Upstream {
   const states = replicas.map((r, i) => ({ key: `r${i}`, inflight: 0, streams: 0, load: 0, ejected: false, breaker: 'closed' as const, ...r }));
-  return { replicaStates: () => states, healthy: () => healthy } as unknown as Upstream;
+  return { replicaStates: () => states, health: () => health } as unknown as Upstream;
 }
 
 describe('metrics', () => {
@@ -77,7 +77,8 @@ describe('metrics', () => {
     const m = new Metrics({ defaultMetrics: false });
     const servers = new Map<string, Upstream>([
       ['api', fakeUpstream([{ key: 'http://10.0.0.1/mcp', inflight: 3, streams: 2 }, { key: 'http://10.0.0.2/mcp', ejected: true, breaker: 'open' }])],
-      ['files', fakeUpstream([{ key: 'stdio:0', streams: 5, breaker: 'half-open' }], false)],
+      ['files', fakeUpstream([{ key: 'stdio:0', streams: 5, breaker: 'half-open' }], 'at_capacity')],
+      ['down', fakeUpstream([{ key: 'http://10.0.0.3/mcp', ejected: true, breaker: 'open' }], 'no_healthy_upstream')],
     ]);
     m.watchUpstreams(servers);
     assert.equal(await sample(m, 'mcp_upstream_inflight{server="api",replica="http://10.0.0.1/mcp"}'), 3);
@@ -87,6 +88,10 @@ describe('metrics', () => {
     assert.equal(await sample(m, 'mcp_upstream_healthy_replicas{server="api"}'), 1);
     // A server that cannot take a new session (here: stdio at maxProcesses) has none.
     assert.equal(await sample(m, 'mcp_upstream_healthy_replicas{server="files"}'), 0);
+    // Per-server health: 1 up, 0 at its cap or without a healthy replica.
+    assert.equal(await sample(m, 'mcp_server_up{server="api"}'), 1);
+    assert.equal(await sample(m, 'mcp_server_up{server="files"}'), 0);
+    assert.equal(await sample(m, 'mcp_server_up{server="down"}'), 0);
   });
 
   it('reports Redis up only when Redis is configured', async () => {
