@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { initializeLegacy, LegacyStream, postMessage, type LegacyEvent } from '../helpers/legacy.ts';
 import { startPollingUpstream, type PollingUpstream } from '../helpers/polling-upstream.ts';
 import { openSession, post, rpcOf, sessionHeaders, type RawResponse } from '../helpers/raw.ts';
 import { until } from '../helpers/streams.ts';
@@ -19,6 +20,7 @@ const EARLY_MS = 20;
 
 const call = (id: number | string, closes: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'poll', arguments: { closes } } });
 const errorCode = (m: { error?: { data?: { code?: string } } } | undefined) => m?.error?.data?.code;
+const answerTo = (id: unknown) => (events: readonly LegacyEvent[]) => events.some((e) => e.message?.id === id && e.message?.method === undefined);
 
 /** Resolves with `p`, or fails once `ms` passed: a hang is a failure, not a stuck test. */
 async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
@@ -101,6 +103,46 @@ describe('SEP-1699: an upstream that ends a request stream before its answer', (
       const started = Date.now();
       const res = await callOnce('refuse', 4, 1);
       assert.equal(errorCode(rpcOf(res)), 'MCPGW_ERR_STREAM_LOST', res.text);
+      assert.ok(Date.now() - started < 3_000);
+    });
+  });
+
+  describe('a 2024-11-05 client', () => {
+    const session = async (server: string) => {
+      const url = `${gw.url}/mcp/${server}/sse`;
+      const stream = await LegacyStream.open(url);
+      await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+      const endpoint = stream.endpoint(url);
+      await initializeLegacy(stream, endpoint);
+      return { stream, endpoint };
+    };
+
+    it('gets the answer on its session stream, the upstream resumed after its retry:', async (t) => {
+      const { stream, endpoint } = await session('poll');
+      t.after(() => stream.drop());
+      const from = upstream.resumes.length;
+      assert.equal((await postMessage(endpoint, call('l1', 3))).status, 202);
+      const events = await stream.until(answerTo('l1'), 10_000);
+      assert.deepEqual(events.find((e) => e.message?.id === 'l1')!.message!.result, { content: [{ type: 'text', text: 'polled 3 times' }] });
+      for (const r of resumesSince(upstream, from)) assert.ok(r.afterEndMs >= RETRY_MS - EARLY_MS, `a resumption ${r.afterEndMs} ms after the end`);
+      await until(() => upstream.openStreams === 0, 'the upstream stream is let go after the answer');
+    });
+
+    it('a resumption the upstream refuses: MCPGW_ERR_STREAM_LOST on the session stream', async (t) => {
+      const { stream, endpoint } = await session('refuse');
+      t.after(() => stream.drop());
+      await postMessage(endpoint, call('l2', 1));
+      const events = await stream.until(answerTo('l2'), 5_000);
+      assert.equal(errorCode(events.find((e) => e.message?.id === 'l2')!.message), 'MCPGW_ERR_STREAM_LOST');
+    });
+
+    it('a call the upstream never answers: MCPGW_ERR_STREAM_LOST within the time limit', async (t) => {
+      const { stream, endpoint } = await session('short');
+      t.after(() => stream.drop());
+      const started = Date.now();
+      await postMessage(endpoint, call('l3', -1));
+      const events = await stream.until(answerTo('l3'), 5_000);
+      assert.equal(errorCode(events.find((e) => e.message?.id === 'l3')!.message), 'MCPGW_ERR_STREAM_LOST');
       assert.ok(Date.now() - started < 3_000);
     });
   });
