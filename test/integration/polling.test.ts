@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
+import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { initializeLegacy, LegacyStream, postMessage, type LegacyEvent } from '../helpers/legacy.ts';
 import { startPollingUpstream, type PollingUpstream } from '../helpers/polling-upstream.ts';
@@ -144,6 +145,33 @@ describe('SEP-1699: an upstream that ends a request stream before its answer', (
       const events = await stream.until(answerTo('l3'), 5_000);
       assert.equal(errorCode(events.find((e) => e.message?.id === 'l3')!.message), 'MCPGW_ERR_STREAM_LOST');
       assert.ok(Date.now() - started < 3_000);
+    });
+  });
+
+  describe('a 2026-07-28 client, translated onto the session upstream', () => {
+    const callOnce = (server: string, id: number, closes: number) => within(15_000, statelessPost(`${gw.url}/mcp/${server}`, 'tools/call', { name: 'poll', arguments: { closes } }, { id }), `tools/call on ${server}`);
+
+    it('gets the answer; the upstream is resumed after its retry:', async () => {
+      const from = upstream.resumes.length;
+      const res = await callOnce('poll', 5, 3);
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual((rpcOf(res).result as { content?: unknown }).content, [{ type: 'text', text: 'polled 3 times' }]);
+      const resumes = resumesSince(upstream, from);
+      assert.equal(resumes.length, 3);
+      for (const r of resumes) assert.ok(r.afterEndMs >= RETRY_MS - EARLY_MS, `a resumption ${r.afterEndMs} ms after the end`);
+      await until(() => upstream.openStreams === 0, 'the upstream stream is let go after the answer');
+    });
+
+    it('a call the upstream never answers: MCPGW_ERR_STREAM_LOST within the time limit', async () => {
+      const started = Date.now();
+      const res = await callOnce('short', 6, -1);
+      assert.equal(errorCode(rpcOf(res)), 'MCPGW_ERR_STREAM_LOST', res.text);
+      assert.ok(Date.now() - started < 3_000);
+    });
+
+    it('a resumption the upstream refuses: MCPGW_ERR_STREAM_LOST', async () => {
+      const res = await callOnce('refuse', 7, 1);
+      assert.equal(errorCode(rpcOf(res)), 'MCPGW_ERR_STREAM_LOST', res.text);
     });
   });
 });
