@@ -162,9 +162,11 @@ export class MessageReader {
       if (done || this.#body !== body) return;
       done = true;
       if (this.#ended) return;
-      // A stream that ends before its answer is resumed at the upstream's last event id.
-      const wait = this.#resume && this.#lastEventId ? this.#polls.next() : undefined;
-      if (wait === undefined) return this.#end(broken || this.#lastEventId ? lost() : undefined);
+      // A stream that ends before its answer is resumed at the upstream's last event id; one
+      // that could be, but not any more (the time limit), is lost like a broken one.
+      const resumable = this.#resume !== undefined && this.#lastEventId !== '';
+      const wait = resumable ? this.#polls.next() : undefined;
+      if (wait === undefined) return this.#end(broken || resumable ? lost() : undefined);
       this.#pollTimer = setTimeout(() => void this.#poll(), wait);
       this.#pollTimer.unref();
     };
@@ -175,4 +177,3 @@ export class MessageReader {
 }
 
 const lost = () => new GatewayError('MCPGW_ERR_STREAM_LOST');
-
