@@ -43,10 +43,10 @@ export class PollSchedule {
     this.#openedAt = now;
   }
 
-  /** A message came: the quiet time starts over. */
-  message(now = Date.now()): void {
-    this.#quietSince = now;
+  /** A message came: the quiet time starts over. (Called for every message: no clock read when nothing is bounded.) */
+  message(now?: number): void {
     this.#quickEnds = 0;
+    if (this.#limitMs !== Infinity) this.#quietSince = now ?? Date.now();
   }
 
   /** The stream ended (or broke) before its answer: how long to wait before the next poll, or undefined to give up. */
