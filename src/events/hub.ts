@@ -9,6 +9,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
+import { PollSchedule } from '../upstream/polling.ts';
 
 export interface HubOptions {
   /** This gateway process; producers are named by it. */
@@ -43,8 +44,9 @@ export interface StreamObserver {
 }
 
 /**
- * Opens the upstream side of a stream again after it broke or its producer died: for HTTP, a
- * GET with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
+ * Opens the upstream side of a stream again after it broke, ended before its answer (the
+ * upstream has its clients poll, src/upstream/polling.ts) or its producer died: for HTTP, a GET
+ * with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
  */
 export type Reopen = (upstreamEventId: string, info: StreamInfo) => Promise<Readable | undefined>;
 
@@ -63,10 +65,6 @@ const FOLLOW_BLOCK_MS = 1_000;
 const REPLAY_PAGE = 500;
 /** Events waiting for the log past which the upstream is paused. */
 const PENDING_HIGH_WATER = 512;
-/** Reconnections to the upstream in a row that bring no message before a stream is given up. */
-const MAX_EMPTY_REOPENS = 3;
-/** The most an upstream's `retry:` may make the gateway wait before reconnecting for a client. */
-const MAX_UPSTREAM_RETRY_MS = 5_000;
 /** How long a new stream waits for its first upstream event before its priming event goes out alone. */
 const PRIMING_WAIT_MS = 5;
 
@@ -317,8 +315,14 @@ class Producer {
   #primed = new Set<ClientWriter>();
   /** POST streams: ids (JSON) of the requests not answered yet; undefined for GET streams. */
   readonly #unanswered: Set<string> | undefined;
-  #retryMs = 0;
-  #reopens = 0;
+  /**
+   * When the upstream is asked again for the rest of its stream. Not bounded here: a request's
+   * time limit ends a stream that gets no answer (src/resilience/calls.ts, via interrupt).
+   */
+  readonly #polls = new PollSchedule();
+  #pollTimer: NodeJS.Timeout | undefined;
+  /** The body being read came from a reopen (a GET), which the upstream may hold open after the answer. */
+  #reopened = false;
   #startTimer: NodeJS.Timeout | undefined;
   /** Until the first flush: a quick single answer may still go out as JSON (see relay). */
   #jsonIfQuick = false;
@@ -391,6 +395,7 @@ class Producer {
 
   feed(body: Readable): void {
     this.#body = body;
+    this.#polls.opened();
     const parser = createParser({
       onEvent: (event) => {
         if (this.#body !== body) return;
@@ -402,21 +407,21 @@ class Producer {
           return;
         }
         const data = event.data.replace(/\n/g, '');
-        this.#reopens = 0;
+        this.#polls.message();
         const answered = this.#unanswered !== undefined && this.#noteAnswer(data) && this.#unanswered.size === 0;
         this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
         if (answered) {
           // Every request is answered: the stream ends now, in the same batch as the answer
-          // (one append, one write), without waiting for the upstream to close its side.
+          // (one append, one write), without waiting for the upstream to close its side. A
+          // resumed stream may be held open after it (the SDK does): that one is let go.
           this.#body = undefined;
-          drain(body);
+          if (this.#reopened) discard(body);
+          else drain(body);
           this.finish();
         }
       },
-      onRetry: (ms) => {
-        this.#retryMs = Math.min(ms, MAX_UPSTREAM_RETRY_MS);
-      },
+      onRetry: (ms) => this.#polls.retry(ms),
     });
     // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
     const decoder = new StringDecoder('utf8');
@@ -425,7 +430,9 @@ class Producer {
       if (this.#body === body) this.#upstreamEnded();
     });
     body.on('error', () => {
-      if (this.#body === body && !this.#ended) void this.continueUpstream();
+      if (this.#body !== body || this.#ended) return;
+      this.#body = undefined;
+      this.#poll();
     });
   }
 
@@ -438,8 +445,15 @@ class Producer {
   #upstreamEnded(): void {
     if (this.info.kind === 'post' && this.#unanswered?.size === 0) return this.finish();
     this.#body = undefined;
-    const timer = setTimeout(() => void this.continueUpstream(), this.#retryMs);
-    timer.unref();
+    this.#poll();
+  }
+
+  /** Asks the upstream for the rest of its stream when the schedule says (src/upstream/polling.ts). */
+  #poll(): void {
+    const wait = this.#polls.next();
+    if (wait === undefined) return this.#fail();
+    this.#pollTimer = setTimeout(() => void this.continueUpstream(), wait);
+    this.#pollTimer.unref();
   }
 
   /** Marks a request answered when `data` is its response (parsed only when it can be one); true if it was. */
@@ -453,24 +467,29 @@ class Producer {
     }
   }
 
-  /** The upstream stream broke, ended early, or its producer died: resume the upstream, or end (with an error for what is unanswered). */
+  /**
+   * The upstream stream broke, ended early, or its producer died: resume the upstream, or end
+   * (with an error for what is unanswered) when it cannot be — no event id to resume at, or the
+   * upstream refused.
+   */
   async continueUpstream(): Promise<void> {
     if (this.#ended) return;
-    // Each reopen that brings no new message counts; a few in a row mean the upstream cannot go on.
-    const canResume = (this.info.kind === 'get' || this.#lastUpstreamId !== '') && ++this.#reopens <= MAX_EMPTY_REOPENS;
+    const canResume = this.info.kind === 'get' || this.#lastUpstreamId !== '';
     const body = canResume ? await this.#reopen(this.#lastUpstreamId, this.info).catch(() => undefined) : undefined;
     if (this.#ended) {
       if (body) discard(body);
       return;
     }
-    if (body) return this.feed(body);
-    this.#fail();
+    if (!body) return this.#fail();
+    this.#reopened = true;
+    this.feed(body);
   }
 
   finish(): void {
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#graceTimer);
+    clearTimeout(this.#pollTimer);
     this.#enqueue({ seq: ++this.#seq, data: '', upstreamId: this.#lastUpstreamId, hidden: true, end: true });
   }
 
@@ -488,6 +507,7 @@ class Producer {
   /** Gateway shutdown: stop reading the upstream; clients resume on another replica. */
   stop(): void {
     this.#ended = true;
+    clearTimeout(this.#pollTimer);
     if (this.#body) discard(this.#body);
     this.hub.release(this.key, this);
   }

@@ -2,11 +2,11 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
-import { errorBody, GatewayError } from '../errors.ts';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -14,7 +14,8 @@ import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } f
 import { clientRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
-import { discard } from '../upstream/body.ts';
+import { discard, drain } from '../upstream/body.ts';
+import { PollSchedule } from '../upstream/polling.ts';
 
 /**
  * The 2024-11-05 HTTP+SSE transport, for old clients: `GET /mcp/<server>/sse` opens the session's
@@ -225,7 +226,10 @@ class LegacySessions {
     if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
     const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
     if (isSse(res)) {
-      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '', guard);
+      const unanswered = new Map(messages.filter((m) => m.kind === 'request').map((m) => [idKey(m.id), m.id]));
+      // The server's time limit bounds how long its silence is polled (SEP-1699).
+      const polls = new PollSchedule(this.#gw.config.servers[routed.server]!.timeout.idleMs);
+      this.#pumpAnswer(upstream, routed, req, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false });
       return { res: ACCEPTED };
     }
     const text = await readText(res.body);
@@ -241,31 +245,48 @@ class LegacySessions {
   }
 
   /**
-   * Streams one SSE answer into the session stream; a broken one is resumed upstream once it can
-   * be, and what the upstream sends again is filtered for the caller like the first part (auth).
+   * Streams one SSE answer into the session stream. One that ends before every request of it is
+   * answered — broken, or ended by an upstream that has its clients poll (SEP-1699) — is asked
+   * for again at the upstream's last event id, when src/upstream/polling.ts says, and what the
+   * upstream sends again is filtered for the caller like the first part (auth). When it cannot
+   * be, each request still unanswered gets MCPGW_ERR_STREAM_LOST: the client never waits for nothing.
    */
-  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string, guard: GuardPlan | undefined): void {
-    let upstreamId = lastId;
+  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): void {
+    answer.polls.opened();
+    let done = false;
     readSseEvents(
       body,
       (e) => {
-        if (e.id) upstreamId = e.id;
-        if (e.data) feed.push(e.data.replace(/\n/g, ''));
+        if (done) return;
+        if (e.id) answer.upstreamId = e.id;
+        if (!e.data) return;
+        const data = e.data.replace(/\n/g, '');
+        feed.push(data);
+        answer.polls.message();
+        if (!noteAnswer(answer.unanswered, data) || answer.unanswered.size > 0) return;
+        // Every request is answered. A resumed stream may be held open after that (the SDK does).
+        done = true;
+        if (answer.reopened) discard(body);
+        else drain(body);
       },
-      (err) => {
-        if (!err) return;
-        void (async () => {
-          const again = upstreamId ? await upstream.get(routed, req, upstreamId).catch(() => undefined) : undefined;
-          if (again && again.status === 200 && isSse(again)) {
-            const rest = guard ? await guardStream(again.body, guard).catch(() => undefined) : again.body;
-            if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, messages, upstreamId, guard);
-          }
-          if (again?.body && typeof again.body !== 'string') discard(again.body);
-          const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
-          for (const m of messages) if (m.kind === 'request') feed.push(errorBody(lost, m.id));
-        })();
+      () => {
+        if (answer.unanswered.size === 0) return;
+        const wait = answer.upstreamId ? answer.polls.next() : undefined;
+        if (wait === undefined) return lostAnswers(feed, answer.unanswered);
+        setTimeout(() => void this.#pollAnswer(upstream, routed, req, feed, guard, answer), wait).unref();
       },
+      (ms) => answer.polls.retry(ms),
     );
+  }
+
+  async #pollAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): Promise<void> {
+    const again = await upstream.get(routed, req, answer.upstreamId).catch(() => undefined);
+    if (again && again.status === 200 && isSse(again)) {
+      const rest = guard ? await guardStream(again.body, guard).catch(() => undefined) : again.body;
+      if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, guard, { ...answer, reopened: true });
+    }
+    if (again?.body && typeof again.body !== 'string') discard(again.body);
+    lostAnswers(feed, answer.unanswered);
   }
 
   #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, holder: string): void {
@@ -427,6 +448,33 @@ class LegacySessions {
 }
 
 const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+/** One POST's SSE answer while it is read, over every stream the upstream sends it on. */
+interface AnswerStream {
+  /** The requests not answered yet, by idKey. */
+  readonly unanswered: Map<string, JsonRpcId>;
+  readonly polls: PollSchedule;
+  /** The upstream's last event id: where the rest is asked for. */
+  upstreamId: string;
+  /** The stream read now is a resumption (a GET, which the upstream may hold open after the answer). */
+  readonly reopened: boolean;
+}
+
+/** Marks a request answered when `data` is its response (parsed only when it can be one); true if it was. */
+function noteAnswer(unanswered: Map<string, JsonRpcId>, data: string): boolean {
+  if (!data.includes('"result"') && !data.includes('"error"')) return false;
+  try {
+    const m = JSON.parse(data) as { id?: unknown; method?: unknown };
+    return m.method === undefined && m.id !== undefined && unanswered.delete(idKey(m.id));
+  } catch {
+    return false; // not JSON: not an answer
+  }
+}
+
+function lostAnswers(feed: SessionFeed, unanswered: ReadonlyMap<string, JsonRpcId>): void {
+  const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
+  for (const id of unanswered.values()) feed.push(errorBody(lost, id));
+}
 
 /** The log stream of a legacy session (one per session). */
 function legacyKey(session: string): string {

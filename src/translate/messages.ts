@@ -4,6 +4,7 @@ import { createParser } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import { discard } from '../upstream/body.ts';
+import { PollSchedule } from '../upstream/polling.ts';
 
 /** One JSON-RPC message as the translator handles it: parsed, rewritten, serialized again. */
 export type Message = Record<string, unknown> & { id?: string | number | null; method?: string; params?: Record<string, unknown>; result?: Record<string, unknown>; error?: { code: number; message: string; data?: unknown } };
@@ -30,7 +31,10 @@ const TIMEOUT = Symbol('timeout');
 /**
  * The JSON-RPC messages of an upstream answer, one at a time, whether it came as one JSON body or
  * as an SSE stream. Messages are queued as they arrive, so a reader may stop asking for a while
- * (a call parked until the client answers an input request) and pick up where it left.
+ * (a call parked until the client answers an input request) and pick up where it left. An SSE
+ * stream that ends or breaks before the reader is closed is asked for again at the upstream's
+ * last event id (an upstream may have its clients poll, SEP-1699), when src/upstream/polling.ts
+ * says; when that cannot be done the answer ends with MCPGW_ERR_STREAM_LOST.
  */
 export class MessageReader {
   readonly #queue: Message[] = [];
@@ -39,13 +43,17 @@ export class MessageReader {
   #body: Readable | undefined;
   #lastEventId = '';
   readonly #resume: Resume | undefined;
+  readonly #polls: PollSchedule;
+  #pollTimer: NodeJS.Timeout | undefined;
   /** Set when the stream ended on an error (after any resumption failed). */
   failure: GatewayError | undefined;
 
   static readonly TIMEOUT: typeof TIMEOUT = TIMEOUT;
 
-  constructor(res: UpstreamResponse, resume?: Resume) {
+  /** `pollLimitMs`: how long the upstream may be polled without a message (the request's time limit). */
+  constructor(res: UpstreamResponse, resume?: Resume, pollLimitMs?: number) {
     this.#resume = resume;
+    this.#polls = new PollSchedule(pollLimitMs);
     const contentType = res.headers['content-type'] ?? '';
     if (res.body === null) this.#end();
     else if (typeof res.body === 'string') this.#json(res.body);
@@ -77,6 +85,7 @@ export class MessageReader {
   /** Stops reading: the upstream response is closed (for 2026-07-28 upstreams, that cancels). */
   close(): void {
     this.#ended = true;
+    clearTimeout(this.#pollTimer);
     if (this.#body) discard(this.#body);
     this.#waiter?.(undefined);
   }
@@ -119,12 +128,24 @@ export class MessageReader {
     this.#json(Buffer.concat(chunks).toString('utf8'));
   }
 
+  async #poll(): Promise<void> {
+    const next = await this.#resume!(this.#lastEventId).catch(() => undefined);
+    if (this.#ended) {
+      if (next) discard(next);
+      return;
+    }
+    if (next) this.#sse(next);
+    else this.#end(lost());
+  }
+
   #sse(body: Readable): void {
     this.#body = body;
+    this.#polls.opened();
     const parser = createParser({
       onEvent: (event) => {
         if (event.id) this.#lastEventId = event.id;
         if (!event.data.trim()) return;
+        this.#polls.message();
         try {
           const m = JSON.parse(event.data) as unknown;
           if (m && typeof m === 'object' && !Array.isArray(m)) this.#push(m as Message);
@@ -132,6 +153,7 @@ export class MessageReader {
           // Not JSON-RPC: nothing a client could use.
         }
       },
+      onRetry: (ms) => this.#polls.retry(ms),
     });
     const decoder = new StringDecoder('utf8');
     body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
@@ -140,16 +162,13 @@ export class MessageReader {
       if (done || this.#body !== body) return;
       done = true;
       if (this.#ended) return;
-      // A stream that ends before its answer is resumed at the upstream's last event id.
-      if (this.#resume && this.#lastEventId) {
-        const at = this.#lastEventId;
-        void this.#resume(at).then(
-          (next) => (next && !this.#ended ? this.#sse(next) : this.#end(broken ? lost() : undefined)),
-          () => this.#end(lost()),
-        );
-        return;
-      }
-      this.#end(broken ? lost() : undefined);
+      // A stream that ends before its answer is resumed at the upstream's last event id; one
+      // that could be, but not any more (the time limit), is lost like a broken one.
+      const resumable = this.#resume !== undefined && this.#lastEventId !== '';
+      const wait = resumable ? this.#polls.next() : undefined;
+      if (wait === undefined) return this.#end(broken || resumable ? lost() : undefined);
+      this.#pollTimer = setTimeout(() => void this.#poll(), wait);
+      this.#pollTimer.unref();
     };
     body.once('end', () => finish(false));
     body.once('error', () => finish(true));

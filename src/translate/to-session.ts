@@ -132,7 +132,8 @@ class UpstreamCall implements Parked {
       const rest = await resumeStream(session, lastEventId);
       return rest && guard ? guardStream(rest, guard) : rest;
     };
-    this.reader = new MessageReader(res, resume);
+    // SEP-1699: an upstream that has the call polled is polled within the server's time limit.
+    this.reader = new MessageReader(res, resume, call.gw.config.servers[call.server]!.timeout.idleMs);
   }
 
   /** Reads the upstream until the final answer or a round of input requests; writes what the client should see. */

@@ -129,9 +129,16 @@ export class ComposedUpstream implements Upstream {
       for (const s of streams) discard(s.body);
     });
     for (const s of streams) {
-      this.#relay(s.member, s.body, merged, undefined, () => {
-        if (--open === 0) merged.end();
-      });
+      this.#relay(
+        s.member,
+        s.body,
+        merged,
+        undefined,
+        () => {
+          if (--open === 0) merged.end();
+        },
+        tag !== null,
+      );
     }
     return { status: 200, headers: { ...SSE_HEADERS }, body: merged };
   }
@@ -301,7 +308,7 @@ export class ComposedUpstream implements Upstream {
     if (isSse(res)) {
       const out = new PassThrough();
       out.once('close', () => discard(res.body));
-      this.#relay(i, res.body, out, readId, () => out.end());
+      this.#relay(i, res.body, out, readId, () => out.end(), true);
       return { ...res, body: out };
     }
     if (readId === undefined || res.body === null) return res;
@@ -309,14 +316,24 @@ export class ComposedUpstream implements Upstream {
     return { status: res.status, headers: { 'content-type': 'application/json' }, body: texts.length === 1 ? this.#rewrite(i, texts[0]!, readId) : `[${texts.map((t) => this.#rewrite(i, t, readId)).join(',')}]` };
   }
 
-  #relay(i: number, body: Readable, out: PassThrough, readId: JsonRpcId | undefined, done: () => void): void {
+  /**
+   * One member's stream into `out`, its event ids tagged with the member. With `positions` (the
+   * stream answers a request: one member's only), an id without data (a priming event) and the
+   * `retry:` go through too: a member that has its clients poll (SEP-1699) is polled at that id,
+   * through get().
+   */
+  #relay(i: number, body: Readable, out: PassThrough, readId: JsonRpcId | undefined, done: () => void, positions = false): void {
     readSseEvents(
       body,
       (e) => {
-        if (!e.data) return;
+        if (!e.data) {
+          if (e.id && positions) out.write(`id: ${i}~${e.id}\ndata: \n\n`);
+          return;
+        }
         out.write(`${e.id ? `id: ${i}~${e.id}\n` : ''}event: message\ndata: ${this.#rewrite(i, e.data, readId)}\n\n`);
       },
       () => done(),
+      positions ? (ms) => out.write(`retry: ${ms}\n\n`) : undefined,
     );
   }
 

@@ -15,11 +15,11 @@ import { discard } from './body.ts';
 const MAX_BUFFERED = 16 * 1024 * 1024;
 
 /**
- * Calls `onEvent` for each SSE event of `body` as it arrives, then `onClose` once: without an
- * argument when the stream ended, with the error when it broke.
+ * Calls `onEvent` for each SSE event of `body` as it arrives (and `onRetry` for each `retry:`
+ * field), then `onClose` once: without an argument when the stream ended, with the error when it broke.
  */
-export function readSseEvents(body: Readable, onEvent: (e: EventSourceMessage) => void, onClose: (err?: Error) => void): void {
-  const parser = createParser({ onEvent });
+export function readSseEvents(body: Readable, onEvent: (e: EventSourceMessage) => void, onClose: (err?: Error) => void, onRetry?: (ms: number) => void): void {
+  const parser = createParser({ onEvent, onRetry });
   // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
   const decoder = new StringDecoder('utf8');
   let closed = false;

@@ -186,10 +186,11 @@ const TOOLS: readonly Tool[] = [
     call: async (args) => text(`Received ${JSON.stringify(args)}`),
   },
 
+  // As the suite's own reference server does: the stream is closed at once, the result follows
+  // 100 ms later, and the priming event asked the client to wait 5 s (retryInterval below).
   tool('test_reconnection', 'Closes its SSE stream mid-call; the result arrives after the client resumes (SEP-1699)', NO_ARGS, async (_a, ctx) => {
-    await sleep(50);
     ctx.extra.closeSSEStream?.();
-    await sleep(200);
+    await sleep(100);
     return text('Reconnection test finished: the result was delivered after the stream was closed');
   }),
 ];
@@ -388,7 +389,8 @@ async function serve(): Promise<void> {
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       eventStore: new MemoryEventStore<JSONRPCMessage>(),
-      retryInterval: 200,
+      // The reference server's value (SEP-1699 polling: clients reconnect after it).
+      retryInterval: 5000,
       onsessioninitialized: (id) => void sessions.set(id, transport),
       onsessionclosed: (id) => void sessions.delete(id),
     });

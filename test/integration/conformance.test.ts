@@ -65,4 +65,11 @@ describe(`official MCP conformance suite (${CONFORMANCE_REVISION}), server mode`
     );
     assert.deepEqual([...viaGateway.keys()].sort(), [...direct.keys()].sort(), 'both runs should cover the same scenarios');
   });
+
+  it('server-sse-polling (SEP-1699, pending in the requirement set): passes through the gateway as directly', async () => {
+    const direct = (await runConformance(upstream.url, { scenario: 'server-sse-polling' })).get('server-sse-polling');
+    const viaGateway = (await runConformance(`${gw.url}/mcp/ref`, { scenario: 'server-sse-polling' })).get('server-sse-polling');
+    assert.ok(direct?.pass && direct.warnings.length === 0, `directly: ${JSON.stringify(direct)}`);
+    assert.ok(viaGateway?.pass && viaGateway.warnings.length === 0, `through the gateway: ${JSON.stringify(viaGateway)}`);
+  });
 });
