@@ -6,6 +6,7 @@ import { errorBody, GatewayError } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
+import { textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -148,7 +149,7 @@ class LegacySessions {
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call.holder);
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call);
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
@@ -166,7 +167,7 @@ class LegacySessions {
       throw err;
     }
     if (guard) res = await guardResponse(res, guard);
-    return this.#deliver(upstream, routed, req, res, messages, guard);
+    return this.#deliver(upstream, routed, req, res, messages, guard, call);
   }
 
   /** Sessions a holder has here: attached, or being opened. */
@@ -188,7 +189,7 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, holder: string): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
     const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
     // The session's one initialize is taken before anything is awaited: concurrent ones (on this
@@ -201,7 +202,7 @@ class LegacySessions {
     let answer: string[];
     let result: { protocolVersion?: unknown } | undefined;
     try {
-      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, holder);
+      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, call.holder);
       answer = await collectMessages(response, (m) => answers(m, init.id));
       result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
       if (result) {
@@ -216,16 +217,21 @@ class LegacySessions {
     // The answer goes out after the route is known, so whoever reads it can reach the upstream.
     const feed = new SessionFeed(this.#gw.hub, legacyKey(claims.id));
     for (const m of answer) feed.push(m);
+    // accounting: the POST was answered 202; what the client gets is what went into its stream.
+    if (!result) noteFailures(answer, call);
     await feed.flushed();
     return { res: ACCEPTED };
   }
 
-  /** Sends an upstream answer down the session stream; the POST itself is answered 202 at once. */
-  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined): ReturnType<Step> {
+  /**
+   * Sends an upstream answer down the session stream; the POST itself is answered 202 at once,
+   * and accounted by the answer it fed into the stream (an SSE answer once it has passed).
+   */
+  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined, call: Call): ReturnType<Step> {
     if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
     const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
     if (isSse(res)) {
-      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '', guard);
+      this.#pumpAnswer(upstream, routed, req, res.body, feed, messages, '', guard, call.awaitAnswer());
       return { res: ACCEPTED };
     }
     const text = await readText(res.body);
@@ -237,6 +243,7 @@ class LegacySessions {
       return { res: { ...res, body: text } };
     }
     for (const m of parts) feed.push(m);
+    noteFailures(parts, call);
     return { res: ACCEPTED };
   }
 
@@ -244,26 +251,31 @@ class LegacySessions {
    * Streams one SSE answer into the session stream; a broken one is resumed upstream once it can
    * be, and what the upstream sends again is filtered for the caller like the first part (auth).
    */
-  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string, guard: GuardPlan | undefined): void {
+  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, messages: readonly Envelope[], lastId: string, guard: GuardPlan | undefined, sink: AnswerSink): void {
     let upstreamId = lastId;
     readSseEvents(
       body,
       (e) => {
         if (e.id) upstreamId = e.id;
-        if (e.data) feed.push(e.data.replace(/\n/g, ''));
+        if (!e.data) return;
+        const data = e.data.replace(/\n/g, '');
+        feed.push(data);
+        const failure = textFailure(data);
+        if (failure !== undefined) sink.failed(failure);
       },
       (err) => {
-        if (!err) return;
+        if (!err) return sink.settled();
         void (async () => {
           const again = upstreamId ? await upstream.get(routed, req, upstreamId).catch(() => undefined) : undefined;
           if (again && again.status === 200 && isSse(again)) {
             const rest = guard ? await guardStream(again.body, guard).catch(() => undefined) : again.body;
-            if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, messages, upstreamId, guard);
+            if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, messages, upstreamId, guard, sink);
           }
           if (again?.body && typeof again.body !== 'string') discard(again.body);
           const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
           for (const m of messages) if (m.kind === 'request') feed.push(errorBody(lost, m.id));
-        })();
+          sink.settled(lost.code);
+        })().catch(() => sink.settled('MCPGW_ERR_STREAM_LOST'));
       },
     );
   }
@@ -427,6 +439,14 @@ class LegacySessions {
 }
 
 const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+/** accounting: the first failed answer among messages the client gets on its session stream. */
+function noteFailures(texts: readonly string[], sink: AnswerSink): void {
+  for (const text of texts) {
+    const failure = textFailure(text);
+    if (failure !== undefined) return sink.failed(failure);
+  }
+}
 
 /** The log stream of a legacy session (one per session). */
 function legacyKey(session: string): string {
