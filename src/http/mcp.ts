@@ -5,7 +5,7 @@ import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard 
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
-import { tapJsonAnswer, textFailure } from '../protocol/answers.ts';
+import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -108,17 +108,18 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       res.onStream?.(key);
       return reply;
     }
-    if (session) reply.header('mcp-session-id', session);
-    reply.code(res.status).headers(res.headers);
-    const body = res.body;
-    if (body === null) return reply.send();
-    // accounting: what the answer says, read from the text at hand or as the body passes.
+    // accounting: what the answer says, read from the text at hand, or from a JSON body as it
+    // passes (a small one read whole first, and sent as the bytes that came).
+    let body: UpstreamResponse['body'] | Buffer = res.body;
     if (typeof body === 'string') {
       const failure = textFailure(body);
       if (failure !== undefined) call.failed(failure);
-      return reply.send(body);
+    } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
+      body = await readJsonAnswer(body, call);
     }
-    return reply.send(res.headers['content-type']?.startsWith('application/json') ? tapJsonAnswer(body, call) : body);
+    if (session) reply.header('mcp-session-id', session);
+    reply.code(res.status).headers(res.headers);
+    return body === null ? reply.send() : reply.send(body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
     call.failed(e.code);

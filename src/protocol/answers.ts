@@ -1,5 +1,5 @@
 import { Transform, type Readable, type TransformCallback, pipeline } from 'node:stream';
-import { ERRORS } from '../errors.ts';
+import { ERRORS, GatewayError } from '../errors.ts';
 
 /**
  * What a client was answered, as accounting reads it: success, or an error of a bounded
@@ -83,70 +83,101 @@ export function textFailure(text: string): string | undefined {
   }
 }
 
-/** A JSON answer larger than this is not kept for parsing; it is judged by its `"isError":true` marker alone. */
+/** A JSON answer larger than this is not held for parsing; it is judged by its `"isError":true` marker alone. */
 export const ANSWER_KEEP_BYTES = 64 * 1024;
 const MARKER = Buffer.from('"isError":true');
 const MARKER_SPACED = Buffer.from('"isError": true');
 
 /**
- * Passes a JSON answer through to the client byte for byte and tells `sink` if it was an error
- * when it ends. Small answers (all JSON-RPC errors in practice) are kept as the chunks that
- * passed and parsed only when they hold a marker; a larger one is only scanned for
- * `"isError":true` as it passes.
+ * Reads a JSON answer that passes through to the client, and tells `sink` if it was an error.
+ * One that fits in ANSWER_KEEP_BYTES (every JSON-RPC error in practice) is read whole and
+ * resolves as its bytes, sent as they came: no stream to build, and the bytes are searched for
+ * `"error"` / `"isError"` and parsed only when one is there. A larger one resolves as a stream of
+ * the same bytes, judged by its `"isError":true` marker as it passes (tapJsonAnswer). An answer
+ * the upstream breaks off rejects with MCPGW_ERR_STREAM_LOST.
  */
-export function tapJsonAnswer(body: Readable, sink: AnswerSink): Readable {
-  const tap = new JsonAnswerTap(sink);
-  // pipeline, not pipe: a client that goes away releases the upstream answer too. An answer the
-  // upstream broke off is a lost stream; one the client left (a premature close) is not ours to call.
+export function readJsonAnswer(body: Readable, sink: AnswerSink): Promise<Buffer | Readable> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onBroken);
+      body.off('close', onBroken);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size <= ANSWER_KEEP_BYTES) return;
+      // Too large to hold: what came and what follows pass on as a stream.
+      stop();
+      body.pause();
+      resolve(tapJsonAnswer(body, sink, chunks));
+    };
+    const onEnd = () => {
+      stop();
+      const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      const failure = whole.includes('"error"') || whole.includes('"isError"') ? textFailure(whole.toString('utf8')) : undefined;
+      if (failure !== undefined) sink.failed(failure);
+      resolve(whole);
+    };
+    const onBroken = (err?: Error) => {
+      stop();
+      // Listened to first: a body destroyed early emits an error nobody else waits for.
+      body.on('error', ignore);
+      body.destroy();
+      reject(new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${err?.message ? `: ${err.message}` : ''}`, { cause: err }));
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onBroken);
+    body.once('close', onBroken);
+  });
+}
+
+/**
+ * Passes a JSON answer on byte for byte — `kept`, the chunks already read, first — and tells
+ * `sink` when it ends whether it held `"isError":true`; an answer the upstream broke off is a
+ * lost stream.
+ */
+export function tapJsonAnswer(body: Readable, sink: AnswerSink, kept: readonly Buffer[] = []): Readable {
+  const tap = new JsonAnswerTap(sink, kept);
+  // pipeline, not pipe: a client that goes away releases the upstream answer too. One the client
+  // left (a premature close) is not ours to call.
   pipeline(body, tap, (err) => {
     if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') sink.failed('MCPGW_ERR_STREAM_LOST');
   });
   return tap;
 }
 
+const ignore = (): void => {};
+
 /** Bytes of the previous chunk kept to find a marker cut in two. */
 const SEAM = MARKER_SPACED.length - 1;
 
 class JsonAnswerTap extends Transform {
   readonly #sink: AnswerSink;
-  #chunks: Buffer[] | undefined = [];
-  #size = 0;
-  /** Past ANSWER_KEEP_BYTES: the last bytes of the previous chunk. */
+  /** The last bytes of the previous chunk. */
   #tail: Buffer | undefined;
   #toolError = false;
 
-  constructor(sink: AnswerSink) {
+  constructor(sink: AnswerSink, kept: readonly Buffer[]) {
     super();
     this.#sink = sink;
+    for (const chunk of kept) {
+      this.#scan(chunk);
+      this.push(chunk);
+    }
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, next: TransformCallback): void {
-    if (this.#chunks) {
-      this.#size += chunk.length;
-      if (this.#size <= ANSWER_KEEP_BYTES) {
-        this.#chunks.push(chunk);
-        return next(null, chunk);
-      }
-      // Too large to keep: from here on, look for the marker only.
-      const kept = this.#chunks;
-      this.#chunks = undefined;
-      for (const c of kept) this.#scan(c);
-    }
     this.#scan(chunk);
     next(null, chunk);
   }
 
   override _flush(done: TransformCallback): void {
-    const chunks = this.#chunks;
-    this.#chunks = undefined;
-    let failure: string | undefined;
-    if (chunks) {
-      const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (whole.includes('"error"') || whole.includes('"isError"')) failure = textFailure(whole.toString('utf8'));
-    } else if (this.#toolError) {
-      failure = 'tool_error';
-    }
-    if (failure !== undefined) this.#sink.failed(failure);
+    if (this.#toolError) this.#sink.failed('tool_error');
     done();
   }
 

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
-import { ERRORS } from '../../src/errors.ts';
-import { ANSWER_ERROR_TYPES, ANSWER_KEEP_BYTES, responseFailure, rpcErrorType, tapJsonAnswer, textFailure, type AnswerSink } from '../../src/protocol/answers.ts';
+import { ERRORS, type GatewayError } from '../../src/errors.ts';
+import { ANSWER_ERROR_TYPES, ANSWER_KEEP_BYTES, readJsonAnswer, responseFailure, rpcErrorType, textFailure, type AnswerSink } from '../../src/protocol/answers.ts';
 
 const error = (code: unknown, data?: unknown) => JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code, message: 'm', ...(data === undefined ? {} : { data }) } });
 const result = (r: unknown) => JSON.stringify({ jsonrpc: '2.0', id: 1, result: r });
@@ -69,18 +69,20 @@ describe('what an answer says, as accounting reads it', () => {
   });
 });
 
-describe('tapJsonAnswer: a JSON answer passes byte for byte and is judged when it ends', () => {
+describe('readJsonAnswer: a JSON answer passes byte for byte and is judged when it ends', () => {
+  /** Reads `chunks` as an upstream body: what the client would be sent, and what the sink was told. */
   const run = async (chunks: (string | Buffer)[]) => {
     const sink = recorder();
-    const out = tapJsonAnswer(Readable.from(chunks.map((c) => Buffer.from(c))), sink);
-    const passed = await text(out);
-    return { passed, failures: sink.failures };
+    const answer = await readJsonAnswer(Readable.from(chunks.map((c) => Buffer.from(c))), sink);
+    const passed = Buffer.isBuffer(answer) ? answer.toString('utf8') : await text(answer);
+    return { passed, failures: sink.failures, whole: Buffer.isBuffer(answer) };
   };
 
-  it('a success: nothing said, every byte through', async () => {
-    const body = result({ content: [{ type: 'text', text: 'hello' }] });
-    const { passed, failures } = await run([body.slice(0, 10), body.slice(10)]);
+  it('a small success: read whole, nothing said, every byte through', async () => {
+    const body = result({ content: [{ type: 'text', text: 'hello "error"' }] });
+    const { passed, failures, whole } = await run([body.slice(0, 10), body.slice(10)]);
     assert.equal(passed, body);
+    assert.ok(whole, 'sent as bytes, no stream built');
     assert.deepEqual(failures, []);
   });
 
@@ -96,35 +98,52 @@ describe('tapJsonAnswer: a JSON answer passes byte for byte and is judged when i
     assert.deepEqual((await run([result({ content: [], isError: true })])).failures, ['tool_error']);
   });
 
-  it(`larger than ${ANSWER_KEEP_BYTES} bytes: judged by the isError marker, even cut in two`, async () => {
+  it(`larger than ${ANSWER_KEEP_BYTES} bytes: streamed on, judged by the isError marker, even cut in two`, async () => {
     const big = 'x'.repeat(ANSWER_KEEP_BYTES);
     const body = result({ content: [{ type: 'text', text: big }], isError: true });
     const at = body.indexOf('"isError"') + 4;
-    const { passed, failures } = await run([body.slice(0, 1000), body.slice(1000, at), body.slice(at)]);
-    assert.equal(passed.length, body.length);
+    const { passed, failures, whole } = await run([body.slice(0, 1000), body.slice(1000, at), body.slice(at)]);
+    assert.equal(whole, false, 'not held whole');
+    assert.equal(passed, body);
     assert.deepEqual(failures, ['tool_error']);
     const fine = result({ content: [{ type: 'text', text: big }] });
-    assert.deepEqual((await run([fine.slice(0, 1000), fine.slice(1000)])).failures, []);
+    const ok = await run([fine.slice(0, 70_000), fine.slice(70_000)]);
+    assert.equal(ok.passed, fine);
+    assert.deepEqual(ok.failures, []);
   });
 
   it('an answer the upstream broke off is a lost stream', async () => {
+    const body = new Readable({ read() {} });
+    const reading = readJsonAnswer(body, recorder());
+    body.push('{"jsonrpc":"2.0","id":1,"res');
+    body.destroy(new Error('socket hang up'));
+    await assert.rejects(reading, (err: GatewayError) => err.code === 'MCPGW_ERR_STREAM_LOST');
+    const closed = new Readable({ read() {} });
+    const cut = readJsonAnswer(closed, recorder());
+    closed.destroy();
+    await assert.rejects(cut, (err: GatewayError) => err.code === 'MCPGW_ERR_STREAM_LOST');
+  });
+
+  it('a large answer the upstream breaks off while it streams is a lost stream', async () => {
     const sink = recorder();
     const body = new Readable({ read() {} });
-    const out = tapJsonAnswer(body, sink);
+    const reading = readJsonAnswer(body, sink);
+    body.push(Buffer.alloc(ANSWER_KEEP_BYTES + 1, 'x'));
+    const out = (await reading) as Readable;
     out.resume();
     out.on('error', () => {});
-    body.push('{"jsonrpc":"2.0","id":1,"res');
     body.destroy(new Error('socket hang up'));
     await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(sink.failures, ['MCPGW_ERR_STREAM_LOST']);
   });
 
-  it('an answer the client left says nothing (the response accounts for it)', async () => {
+  it('a large answer the client leaves says nothing (the response accounts for it) and releases the upstream', async () => {
     const sink = recorder();
     const body = new Readable({ read() {} });
-    const out = tapJsonAnswer(body, sink);
+    const reading = readJsonAnswer(body, sink);
+    body.push(Buffer.alloc(ANSWER_KEEP_BYTES + 1, 'x'));
+    const out = (await reading) as Readable;
     out.resume();
-    body.push('{"jsonrpc":"2.0","id":1,"res');
     out.destroy();
     await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(sink.failures, []);
