@@ -56,6 +56,16 @@ export class Call implements RequestInfo, AnswerSink {
   }
 
   /**
+   * The response is a stream relayed through the event log. With `answers` (a POST's answers),
+   * they are awaited and reported as they pass; without (a standalone GET stream, a 2026-07-28
+   * subscriptions/listen: they end when the client leaves), the stream is no answer to judge.
+   */
+  relayed(answers: boolean): AnswerSink | undefined {
+    this.#relayed = true;
+    return answers ? this.awaitAnswer() : undefined;
+  }
+
+  /**
    * The answer will be reported after the response was handed over (a relayed stream, a
    * 2024-11-05 answer on the session stream): accounting waits for its `settled`.
    */

@@ -102,7 +102,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
       // accounting: a POST stream's answers are read by the hub as it relays them.
-      const sink = stream.kind === 'post' ? call.awaitAnswer() : undefined;
+      const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
       const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink });
       // resilience: the request's time limit follows its stream from here.
       res.onStream?.(key);

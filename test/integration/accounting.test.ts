@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
-import { meta, startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
+import { meta, startEraServer, statelessHeaders, statelessPost, type EraServer } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
@@ -231,6 +231,29 @@ describe('accounting by what the client got', () => {
       { ...TOOL_CALLS(0, 1), 'mcp_errors_total{error_type="cancelled",method="tools/call"}': 1, 'mcp_http_responses_total{method="tools/call",code="200"}': 1 },
     );
     assert.equal((await auditOf('m-abandoned'))['m-abandoned']!.error, 'cancelled');
+  });
+
+  it('the 2026-07-28 door: a subscriptions/listen stream the client closes is no failure', async () => {
+    const params = { notifications: { toolsListChanged: true }, _meta: meta() };
+    await expectCounted(
+      gw,
+      async () => {
+        const abort = new AbortController();
+        const res = await fetch(`${gw.url}/mcp/modern`, {
+          method: 'POST',
+          signal: abort.signal,
+          headers: { ...statelessHeaders('subscriptions/listen', params), 'x-request-id': 'm-listen' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 'sub', method: 'subscriptions/listen', params }),
+        });
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+        await new Promise((r) => setTimeout(r, 200));
+        // The only way a listen ends: the client closes it.
+        abort.abort();
+      },
+      { 'mcp_requests_total{method="subscriptions/listen",status="success"}': 1, 'mcp_http_responses_total{method="subscriptions/listen",code="200"}': 1 },
+    );
+    assertAudit((await auditOf('m-listen'))['m-listen'], 'ok', null, 200);
   });
 
   for (const [what, server] of [
