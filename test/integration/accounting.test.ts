@@ -68,6 +68,7 @@ describe('accounting by what the client got', () => {
         json: { upstreams: [{ url: jsonUp.url }] },
         sse: { upstreams: [{ url: sseUp.url }], timeout: { idle: '600ms', max: '20s' } },
         modern: { upstreams: [{ url: era.url }] },
+        limited: { upstreams: [{ url: jsonUp.url }], rateLimit: { tools: { ok: { requests: 1, per: '1m' } } } },
       },
       audit: { enabled: true, destination: auditFile },
     });
@@ -151,6 +152,25 @@ describe('accounting by what the client got', () => {
       { ...TOOL_CALLS(0, 1), 'mcp_errors_total{error_type="MCPGW_ERR_UPSTREAM_TIMEOUT",method="tools/call"}': 1, 'mcp_http_responses_total{method="tools/call",code="200"}': 1 },
     );
     assertAudit((await auditOf('s-timeout'))['s-timeout'], 'error', 'MCPGW_ERR_UPSTREAM_TIMEOUT', 200);
+  });
+
+  it('the session door: a call refused by a rate limit is an error of the gateway code', async () => {
+    const url = `${gw.url}/mcp/limited`;
+    const sid = await openSession(url);
+    await expectCounted(
+      gw,
+      async () => {
+        assert.equal((await post(url, call(1, 'ok'), sessionHeaders(sid))).status, 200);
+        assert.equal((await post(url, call(2, 'ok'), { ...sessionHeaders(sid), 'x-request-id': 's-limited' })).status, 429);
+      },
+      {
+        ...TOOL_CALLS(1, 1),
+        'mcp_errors_total{error_type="MCPGW_ERR_RATE_LIMITED",method="tools/call"}': 1,
+        'mcp_http_responses_total{method="tools/call",code="200"}': 1,
+        'mcp_http_responses_total{method="tools/call",code="429"}': 1,
+      },
+    );
+    assertAudit((await auditOf('s-limited'))['s-limited'], 'error', 'MCPGW_ERR_RATE_LIMITED', 429);
   });
 
   it('the session door: a call the client cancels (notifications/cancelled) is an error; the notification a success', async () => {
