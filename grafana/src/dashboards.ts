@@ -64,7 +64,13 @@ export const DASHBOARDS: readonly DashboardSpec[] = [
         title: 'Traffic',
         panels: [
           ts('Request rate', 'Client requests per second by MCP method (mcp_requests_total).', 'reqps', [q(QUERIES.requestRate, '{{method}}')]),
-          ts('Requests by HTTP status', 'Client requests per second by HTTP status.', 'reqps', [q(QUERIES.requestRateByStatus, '{{status}}')]),
+          ts(
+            'Requests by outcome',
+            'Client requests per second that succeeded or failed as the client saw it: a JSON-RPC error or an isError result inside an HTTP 200 (or the 202 of the 2024-11-05 transport) is an error.',
+            'reqps',
+            [q(QUERIES.requestRateByStatus, '{{status}}')],
+          ),
+          ts('Responses by HTTP status', 'Client requests per second by the HTTP status code sent (mcp_http_responses_total).', 'reqps', [q(QUERIES.httpResponseRateByCode, '{{code}}')]),
           ts('Active connections', 'Open client HTTP requests and SSE streams, per gateway replica.', 'short', [q(QUERIES.activeConnections, '{{instance}}')]),
         ],
       },
@@ -86,10 +92,20 @@ export const DASHBOARDS: readonly DashboardSpec[] = [
       {
         title: 'Errors',
         panels: [
-          ts('Error rate by code', 'Errors answered per second, by gateway error code (see docs/errors.md) and method.', 'reqps', [q(QUERIES.errorRate, '{{error_type}} {{method}}')], {
-            width: 12,
-          }),
-          ts('5xx ratio', 'Share of requests answered with a 5xx status: our faults and the upstreams\'.', 'percentunit', [q(QUERIES.serverErrorRatio, '5xx / all')], { width: 12 }),
+          ts(
+            'Error rate by code',
+            'Failed requests per second, by error type and method: MCPGW_ERR_* the gateway\'s own code (see docs/errors.md), rpc_* an upstream\'s JSON-RPC error, tool_error a result with isError, cancelled a request the client gave up, http_4xx/http_5xx an HTTP error without a JSON-RPC one.',
+            'reqps',
+            [q(QUERIES.errorRate, '{{error_type}} {{method}}')],
+            { width: 12 },
+          ),
+          ts(
+            'Error ratio',
+            'Share of requests that failed as the client saw it; of tools/call, those that reached a tool and failed there (isError or an upstream JSON-RPC error, inside an HTTP 200); and of responses sent with a 5xx status.',
+            'percentunit',
+            [q(QUERIES.errorRatio, 'errors / all'), q(QUERIES.toolCallFailureRatio, 'tools/call failed in a 200'), q(QUERIES.serverErrorRatio, 'HTTP 5xx / all')],
+            { width: 12 },
+          ),
         ],
       },
       {
@@ -103,12 +119,11 @@ export const DASHBOARDS: readonly DashboardSpec[] = [
       {
         title: 'Tools (with metrics.toolLabels)',
         panels: [
-          ts('Top tools by call rate', 'tools/call per second for the ten busiest tools. Empty unless metrics.toolLabels is on.', 'reqps', [q(QUERIES.toolCallRate, '{{server}} {{tool}}')], {
-            width: 12,
-          }),
-          ts('Slowest tools (p95)', 'p95 tools/call duration of the ten slowest tools. Empty unless metrics.toolLabels is on.', 's', [q(QUERIES.toolCallP95, '{{server}} {{tool}}')], {
-            width: 12,
-          }),
+          ts('Top tools by call rate', 'tools/call per second for the ten busiest tools. Empty unless metrics.toolLabels is on.', 'reqps', [q(QUERIES.toolCallRate, '{{server}} {{tool}}')]),
+          ts('Top tools by error rate', 'Failed tools/call per second (isError, a JSON-RPC error, a gateway error) for the ten most failing tools. Empty unless metrics.toolLabels is on.', 'reqps', [
+            q(QUERIES.toolCallErrorRate, '{{server}} {{tool}}'),
+          ]),
+          ts('Slowest tools (p95)', 'p95 tools/call duration of the ten slowest tools. Empty unless metrics.toolLabels is on.', 's', [q(QUERIES.toolCallP95, '{{server}} {{tool}}')]),
         ],
       },
       {

@@ -36,23 +36,51 @@ const JOB = 'job="mcp-gateway",instance="gw1"';
 export const ALERTS: readonly AlertSpec[] = [
   {
     alert: 'MCPGatewayHighErrorRatio',
-    expr: `(${QUERIES.serverErrorRatio}) > 0.05`,
+    expr: `(${QUERIES.errorRatio}) > 0.05`,
     for: '5m',
     severity: 'critical',
-    summary: 'More than 5% of MCP requests fail with a 5xx status',
+    summary: 'More than 5% of MCP requests fail',
     description:
-      '{{ $value | humanizePercentage }} of requests in the last 5 minutes were answered 5xx. ' +
-      'Look at the "Error rate by code" panel: MCPGW_ERR_UPSTREAM_* and MCPGW_ERR_NO_HEALTHY_UPSTREAM point at the upstreams ' +
-      '(see the Upstreams dashboard), MCPGW_ERR_INTERNAL at the gateway itself (its error log lines carry reqId, server and method).',
+      '{{ $value | humanizePercentage }} of requests in the last 5 minutes failed as their clients saw it, whatever the HTTP status ' +
+      '(a JSON-RPC error or an isError result inside a 200 counts). Look at the "Error rate by code" panel: MCPGW_ERR_UPSTREAM_* and ' +
+      'MCPGW_ERR_NO_HEALTHY_UPSTREAM point at the upstreams (see the Upstreams dashboard), MCPGW_ERR_INTERNAL at the gateway itself ' +
+      '(its error log lines carry reqId, server and method), tool_error and rpc_* at what the upstream servers answer (see ' +
+      'MCPGatewayToolCallsFailing), cancelled at clients giving up (often after slow answers).',
     example: {
       series: {
-        [`mcp_requests_total{${JOB},method="tools/call",status="200"}`]: '0+90x30',
-        [`mcp_requests_total{${JOB},method="tools/call",status="502"}`]: '0x5 0+10x25',
+        [`mcp_requests_total{${JOB},method="tools/call",status="success"}`]: '0+90x30',
+        [`mcp_requests_total{${JOB},method="tools/call",status="error"}`]: '0x5 0+10x25',
       },
       quietAt: ['4m', '8m'],
       firesAt: '15m',
       labels: {},
       value: '10%',
+    },
+  },
+  {
+    alert: 'MCPGatewayToolCallsFailing',
+    expr: `(${QUERIES.toolCallFailureRatio}) > 0.1`,
+    for: '10m',
+    severity: 'warning',
+    summary: 'More than 10% of tool calls fail inside HTTP 200s',
+    description:
+      '{{ $value | humanizePercentage }} of tools/call in the last 5 minutes reached an upstream and came back failed, in an ' +
+      'HTTP 200: a result with isError (mcp_errors_total{error_type="tool_error"}) or a JSON-RPC error (error_type rpc_*; ' +
+      'rpc_invalid_params is often an unknown tool or bad arguments). No 5xx shows it. Enable metrics.toolLabels to see which ' +
+      'tool fails (the "Top tools by error rate" panel), then read the failing answers in the audit log (outcome "error").',
+    example: {
+      series: {
+        [`mcp_requests_total{${JOB},method="tools/call",status="success"}`]: '0+80x40',
+        [`mcp_requests_total{${JOB},method="tools/call",status="error"}`]: '0+1x10 10+20x30',
+        // A failure of the gateway's own does not count here.
+        [`mcp_errors_total{${JOB},method="tools/call",error_type="MCPGW_ERR_UPSTREAM_TIMEOUT"}`]: '0+1x40',
+        [`mcp_errors_total{${JOB},method="tools/call",error_type="tool_error"}`]: '0x10 0+15x30',
+        [`mcp_errors_total{${JOB},method="tools/call",error_type="rpc_invalid_params"}`]: '0x10 0+4x30',
+      },
+      quietAt: ['9m', '18m'],
+      firesAt: '30m',
+      labels: {},
+      value: '19%',
     },
   },
   {

@@ -13,7 +13,9 @@ const GATEWAY_ONLY = 'and on (instance, job) mcp_active_connections';
 export const QUERIES = {
   // Traffic
   requestRate: `sum by (method) (${rate('mcp_requests_total')})`,
+  /** `status`: success or error, as the client saw it (a JSON-RPC error or an isError result in a 200 is an error). */
   requestRateByStatus: `sum by (status) (${rate('mcp_requests_total')})`,
+  httpResponseRateByCode: `sum by (code) (${rate('mcp_http_responses_total')})`,
   p50Latency: quantile(0.5, 'mcp_request_duration_seconds', 'le, method'),
   p95Latency: quantile(0.95, 'mcp_request_duration_seconds', 'le, method'),
   p99Latency: quantile(0.99, 'mcp_request_duration_seconds', 'le, method'),
@@ -21,12 +23,17 @@ export const QUERIES = {
   p95LatencyRequests: quantile(0.95, 'mcp_request_duration_seconds', 'le, method', '{method!~"GET|tools/call"}'),
   p95LatencyToolCalls: quantile(0.95, 'mcp_request_duration_seconds', 'le', '{method="tools/call"}'),
   errorRate: `sum by (error_type, method) (${rate('mcp_errors_total')})`,
-  serverErrorRatio: `sum(${rate('mcp_requests_total{status=~"5.."}')}) / sum(${rate('mcp_requests_total')})`,
+  errorRatio: `sum(${rate('mcp_requests_total{status="error"}')}) / sum(${rate('mcp_requests_total')})`,
+  serverErrorRatio: `sum(${rate('mcp_http_responses_total{code=~"5.."}')}) / sum(${rate('mcp_http_responses_total')})`,
+  /** tools/call that reached a tool and failed there: an isError result or an upstream JSON-RPC error, inside an HTTP 200. */
+  toolCallFailureRatio:
+    `sum(${rate('mcp_errors_total{method="tools/call",error_type=~"tool_error|rpc_.+"}')}) / ` + `sum(${rate('mcp_requests_total{method="tools/call"}')})`,
   activeConnections: 'sum by (instance) (mcp_active_connections)',
   cacheHitRatio:
     `sum by (method) (${rate('mcp_cache_hits_total')}) / ` +
     `(sum by (method) (${rate('mcp_cache_hits_total')}) + sum by (method) (${rate('mcp_cache_misses_total')}))`,
   toolCallRate: `topk(10, sum by (server, tool) (${rate('mcp_tool_calls_total')}))`,
+  toolCallErrorRate: `topk(10, sum by (server, tool) (${rate('mcp_tool_calls_total{status="error"}')}))`,
   toolCallP95: `topk(10, ${quantile(0.95, 'mcp_tool_call_duration_seconds', 'le, server, tool')})`,
 
   // Upstreams

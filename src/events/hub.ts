@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { createParser } from 'eventsource-parser';
-import { errorBody, GatewayError } from '../errors.ts';
+import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { responseFailure, type AnswerSink } from '../protocol/answers.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -124,12 +125,14 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * With `json`, a POST answered at once — the answer is the first event and closes the stream
    * before the priming wait is over — goes out as plain JSON instead (the client accepts both):
    * nothing to resume, nothing to log. Returns the stream's key (as the observer sees it).
+   * accounting: `sink` (a POST stream) is told each failed answer as it goes into the stream, and
+   * when the stream is over, whether or not its client is still there to read it.
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string }): string {
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string; sink?: AnswerSink | undefined }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests, ...(opts.guard ? { guard: opts.guard } : {}) };
-    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true);
+    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true, opts.sink);
     this.#live.set(key, producer);
     if (opts.kind === 'get') this.#liveGet.set(opts.session, producer);
     const writer = this.#writer(opts.res, streamId, -1);
@@ -142,13 +145,14 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   }
 
   /**
-   * resilience: ends a stream produced here, dropping the upstream side, with a last message of
-   * the gateway's own if given (a request timed out). False when the stream is not produced here.
+   * resilience: ends a stream produced here, dropping the upstream side, with the gateway's own
+   * error as the answer to request `id` if given (a request timed out); without one, the request
+   * was cancelled. False when the stream is not produced here.
    */
-  interrupt(key: string, data?: string): boolean {
+  interrupt(key: string, error?: GatewayError, id: JsonRpcId = null): boolean {
     const producer = this.#live.get(key);
     if (!producer) return false;
-    producer.interrupt(data);
+    producer.interrupt(error, id);
     return true;
   }
 
@@ -326,8 +330,14 @@ class Producer {
   #startTimer: NodeJS.Timeout | undefined;
   /** Until the first flush: a quick single answer may still go out as JSON (see relay). */
   #jsonIfQuick = false;
+  /** accounting: told what the client gets (see relay); cleared once told the stream is over. */
+  #sink: AnswerSink | undefined;
+  /** A response passed (streams whose request ids are not tracked: 2026-07-28). */
+  #answered = false;
+  /** Why the stream ended before its requests were answered, when the gateway ended it. */
+  #endedBy: string | undefined;
 
-  constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean) {
+  constructor(hub: StreamHub, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink) {
     this.hub = hub;
     this.key = key;
     this.streamId = streamId;
@@ -336,6 +346,7 @@ class Producer {
     this.#lastUpstreamId = lastUpstreamId;
     this.#reopen = reopen;
     this.#infoPending = infoPending;
+    this.#sink = sink;
     this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
   }
 
@@ -408,7 +419,7 @@ class Producer {
         }
         const data = event.data.replace(/\n/g, '');
         this.#polls.message();
-        const answered = this.#unanswered !== undefined && this.#noteAnswer(data) && this.#unanswered.size === 0;
+        const answered = (this.#unanswered !== undefined || this.#sink !== undefined) && this.#noteAnswer(data) && this.#unanswered?.size === 0;
         this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
         if (answered) {
@@ -456,15 +467,27 @@ class Producer {
     this.#pollTimer.unref();
   }
 
-  /** Marks a request answered when `data` is its response (parsed only when it can be one); true if it was. */
+  /**
+   * Marks a request answered when `data` is its response (parsed only when it can be one; the
+   * stream ends on its last answer, so this is the parse of the final event(s)), and tells the
+   * sink when it failed; true if it was an answer.
+   */
   #noteAnswer(data: string): boolean {
     if (!data.includes('"result"') && !data.includes('"error"')) return false;
+    let m: { id?: unknown; method?: unknown } | null;
     try {
-      const m = JSON.parse(data) as { id?: unknown; method?: unknown };
-      return m.method === undefined && m.id !== undefined && this.#unanswered!.delete(JSON.stringify(m.id));
+      m = JSON.parse(data) as typeof m;
     } catch {
       return false; // not JSON: not an answer
     }
+    if (m === null || typeof m !== 'object' || m.method !== undefined || m.id === undefined) return false;
+    if (this.#unanswered !== undefined && !this.#unanswered.delete(JSON.stringify(m.id))) return false;
+    this.#answered = true;
+    if (this.#sink) {
+      const failure = responseFailure(m);
+      if (failure !== undefined) this.#sink.failed(failure);
+    }
+    return true;
   }
 
   /**
@@ -493,14 +516,18 @@ class Producer {
     this.#enqueue({ seq: ++this.#seq, data: '', upstreamId: this.#lastUpstreamId, hidden: true, end: true });
   }
 
-  /** See StreamHub.interrupt: the upstream stream is dropped, `data` is the last event. */
-  interrupt(data: string | undefined): void {
+  /** See StreamHub.interrupt: the upstream stream is dropped, `error` is the last event. */
+  interrupt(error: GatewayError | undefined, id: JsonRpcId): void {
     if (this.#ended) return;
     const body = this.#body;
     // Cleared first: the dropped body must not look like a broken stream to resume.
     this.#body = undefined;
     if (body) discard(body);
-    if (data) this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+    if (error) {
+      this.#sink?.failed(error.code);
+      this.#enqueue({ seq: ++this.#seq, data: errorBody(error, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+    }
+    this.#endedBy = error?.code ?? 'cancelled';
     this.finish();
   }
 
@@ -509,12 +536,27 @@ class Producer {
     this.#ended = true;
     clearTimeout(this.#pollTimer);
     if (this.#body) discard(this.#body);
+    this.#endedBy = 'MCPGW_ERR_SHUTTING_DOWN';
+    this.#settle();
     this.hub.release(this.key, this);
+  }
+
+  /**
+   * accounting: the stream is over here. Its requests unanswered mean it ended early: cut off
+   * by the gateway (`#endedBy`), or a stream lost.
+   */
+  #settle(): void {
+    const sink = this.#sink;
+    if (!sink) return;
+    this.#sink = undefined;
+    const answered = this.#unanswered ? this.#unanswered.size === 0 : this.#answered;
+    sink.settled(answered ? undefined : (this.#endedBy ?? 'MCPGW_ERR_STREAM_LOST'));
   }
 
   #fail(): void {
     if (this.#unanswered) {
       const err = new GatewayError('MCPGW_ERR_STREAM_LOST');
+      if (this.#unanswered.size > 0) this.#sink?.failed(err.code);
       for (const id of [...this.#unanswered].map((k) => JSON.parse(k) as string | number)) {
         this.#enqueue({ seq: ++this.#seq, data: errorBody(err, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
       }
@@ -581,6 +623,7 @@ class Producer {
     this.#flushing = false;
     this.#body?.resume();
     if (this.#ended) {
+      this.#settle();
       this.hub.release(this.key, this);
       for (const w of this.#subscribers) w.end();
     }

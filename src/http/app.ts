@@ -8,7 +8,6 @@ import type { GatewayContext } from './context.ts';
 import { registerLegacyRoutes } from './legacy-sse.ts';
 import { registerMcpRoutes, sendError } from './mcp.ts';
 import { serverStatus } from '../ops/health.ts';
-import { methodLabel } from '../ops/metrics.ts';
 import { registerMetadataRoutes } from './oauth-metadata.ts';
 
 /** Fastify error codes the framework raises before our handlers run, mapped onto our table. */
@@ -151,10 +150,10 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     const { server } = request.params as { server?: string };
     if (server === undefined || gw.servers.has(server)) return done();
     // Counted as handle() counts a request it refuses, under no label the caller chose.
-    const method = request.method === 'POST' ? 'response' : request.method;
-    gw.metrics.errors.inc({ error_type: 'MCPGW_ERR_UNKNOWN_SERVER', method: methodLabel(method === 'response' ? undefined : method) });
-    sendError(reply, new GatewayError('MCPGW_ERR_UNKNOWN_SERVER'), null);
-    gw.metrics.observe(method, 404, reply.elapsedTime / 1000);
+    const method = request.method === 'POST' ? 'response' : request.method === 'GET' || request.method === 'DELETE' ? request.method : 'other';
+    const err = new GatewayError('MCPGW_ERR_UNKNOWN_SERVER');
+    sendError(reply, err, null);
+    gw.metrics.request(method, err.code, err.status, reply.elapsedTime / 1000);
   });
 
   registerMetadataRoutes(app, gw);

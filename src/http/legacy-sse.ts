@@ -6,6 +6,7 @@ import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
+import { textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -149,7 +150,7 @@ class LegacySessions {
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call.holder);
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call);
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
@@ -167,7 +168,7 @@ class LegacySessions {
       throw err;
     }
     if (guard) res = await guardResponse(res, guard);
-    return this.#deliver(upstream, routed, req, res, messages, guard);
+    return this.#deliver(upstream, routed, req, res, messages, guard, call);
   }
 
   /** Sessions a holder has here: attached, or being opened. */
@@ -189,7 +190,7 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, holder: string): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
     const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
     // The session's one initialize is taken before anything is awaited: concurrent ones (on this
@@ -202,7 +203,7 @@ class LegacySessions {
     let answer: string[];
     let result: { protocolVersion?: unknown } | undefined;
     try {
-      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, holder);
+      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, call.holder);
       answer = await collectMessages(response, (m) => answers(m, init.id));
       result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
       if (result) {
@@ -217,19 +218,24 @@ class LegacySessions {
     // The answer goes out after the route is known, so whoever reads it can reach the upstream.
     const feed = new SessionFeed(this.#gw.hub, legacyKey(claims.id));
     for (const m of answer) feed.push(m);
+    // accounting: the POST was answered 202; what the client gets is what went into its stream.
+    if (!result) noteFailures(answer, call);
     await feed.flushed();
     return { res: ACCEPTED };
   }
 
-  /** Sends an upstream answer down the session stream; the POST itself is answered 202 at once. */
-  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined): ReturnType<Step> {
+  /**
+   * Sends an upstream answer down the session stream; the POST itself is answered 202 at once,
+   * and accounted by the answer it fed into the stream (an SSE answer once it has passed).
+   */
+  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined, call: Call): ReturnType<Step> {
     if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
     const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
     if (isSse(res)) {
       const unanswered = new Map(messages.filter((m) => m.kind === 'request').map((m) => [idKey(m.id), m.id]));
       // The server's time limit bounds how long its silence is polled (SEP-1699).
       const polls = new PollSchedule(this.#gw.config.servers[routed.server]!.timeout.idleMs);
-      this.#pumpAnswer(upstream, routed, req, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false });
+      this.#pumpAnswer(upstream, routed, req, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false, sink: call.awaitAnswer() });
       return { res: ACCEPTED };
     }
     const text = await readText(res.body);
@@ -241,6 +247,7 @@ class LegacySessions {
       return { res: { ...res, body: text } };
     }
     for (const m of parts) feed.push(m);
+    noteFailures(parts, call);
     return { res: ACCEPTED };
   }
 
@@ -263,17 +270,25 @@ class LegacySessions {
         const data = e.data.replace(/\n/g, '');
         feed.push(data);
         answer.polls.message();
+        // accounting: what the client gets is what went into its stream.
+        const failure = textFailure(data);
+        if (failure !== undefined) answer.sink.failed(failure);
         if (!noteAnswer(answer.unanswered, data) || answer.unanswered.size > 0) return;
         // Every request is answered. A resumed stream may be held open after that (the SDK does).
         done = true;
+        answer.sink.settled();
         if (answer.reopened) discard(body);
         else drain(body);
       },
       () => {
-        if (answer.unanswered.size === 0) return;
+        if (answer.unanswered.size === 0) {
+          // Nothing to answer (or answered above): the answer is over.
+          if (!done) answer.sink.settled();
+          return;
+        }
         const wait = answer.upstreamId ? answer.polls.next() : undefined;
-        if (wait === undefined) return lostAnswers(feed, answer.unanswered);
-        setTimeout(() => void this.#pollAnswer(upstream, routed, req, feed, guard, answer), wait).unref();
+        if (wait === undefined) return lostAnswers(feed, answer);
+        setTimeout(() => void this.#pollAnswer(upstream, routed, req, feed, guard, answer).catch(() => lostAnswers(feed, answer)), wait).unref();
       },
       (ms) => answer.polls.retry(ms),
     );
@@ -286,7 +301,7 @@ class LegacySessions {
       if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, guard, { ...answer, reopened: true });
     }
     if (again?.body && typeof again.body !== 'string') discard(again.body);
-    lostAnswers(feed, answer.unanswered);
+    lostAnswers(feed, answer);
   }
 
   #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, holder: string): void {
@@ -456,6 +471,8 @@ interface AnswerStream {
   readonly polls: PollSchedule;
   /** The upstream's last event id: where the rest is asked for. */
   upstreamId: string;
+  /** accounting: told each failed answer, and when the answer is over. */
+  readonly sink: AnswerSink;
   /** The stream read now is a resumption (a GET, which the upstream may hold open after the answer). */
   readonly reopened: boolean;
 }
@@ -471,9 +488,18 @@ function noteAnswer(unanswered: Map<string, JsonRpcId>, data: string): boolean {
   }
 }
 
-function lostAnswers(feed: SessionFeed, unanswered: ReadonlyMap<string, JsonRpcId>): void {
+function lostAnswers(feed: SessionFeed, answer: AnswerStream): void {
   const lost = new GatewayError('MCPGW_ERR_STREAM_LOST');
-  for (const id of unanswered.values()) feed.push(errorBody(lost, id));
+  for (const id of answer.unanswered.values()) feed.push(errorBody(lost, id));
+  answer.sink.settled(lost.code);
+}
+
+/** accounting: the first failed answer among messages the client gets on its session stream. */
+function noteFailures(texts: readonly string[], sink: AnswerSink): void {
+  for (const text of texts) {
+    const failure = textFailure(text);
+    if (failure !== undefined) return sink.failed(failure);
+  }
 }
 
 /** The log stream of a legacy session (one per session). */

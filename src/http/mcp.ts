@@ -2,10 +2,10 @@ import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
-import type { Principal } from '../auth/principal.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { recordRequest, requestLogFields, type RequestInfo } from '../ops/requests.ts';
+import { requestLogFields } from '../ops/requests.ts';
+import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -19,6 +19,9 @@ import { initializeTranslated, isTranslatedSession } from '../translate/to-state
 import { clientRequest as upstreamRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
+import { Call } from './accounting.ts';
+
+export type { Call };
 
 type Params = { server: string };
 // legacy: exported for the 2024-11-05 routes (src/http/legacy-sse.ts), which run through handle().
@@ -38,22 +41,6 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
     url: '/mcp/:server',
     handler: (_request, reply) => sendError(reply, new GatewayError('MCPGW_ERR_METHOD_NOT_ALLOWED'), null, { allow: 'GET, POST, DELETE' }),
   });
-}
-
-export interface Call extends RequestInfo {
-  id: JsonRpcId;
-  /**
-   * Whom per-caller caps count this request against: the principal, or the client's address
-   * when auth is off (see Upstream.initialize).
-   */
-  holder: string;
-  /** auth: the checked caller (undefined when auth is off); `principal` holds its id for logs. */
-  caller?: Principal;
-  /** audit: what the request asked for and how it ended. */
-  messages?: readonly Envelope[];
-  session?: string;
-  hidden?: readonly string[];
-  error?: string;
 }
 
 /** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
@@ -80,19 +67,12 @@ export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: 
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 export async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
-  const started = performance.now();
-  const call: Call = { method: request.method === 'POST' ? 'response' : request.method, id: null, holder: `addr:${request.ip}`, tool: undefined, principal: undefined };
+  const call = new Call(gw, request, performance.now());
   // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
   const kind = request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request';
   gw.track(reply.raw, kind);
-  reply.raw.once('close', () => {
-    // An event handler: a throw here would end the process, so whatever goes wrong is logged.
-    try {
-      account(gw, request, call, reply.raw.statusCode, started);
-    } catch (err) {
-      gw.log.error({ reqId: request.id, err }, 'the request could not be accounted for');
-    }
-  });
+  // accounting: once the response closed and its answer is over (src/http/accounting.ts).
+  reply.raw.once('close', () => call.closed(reply.raw.statusCode, reply.raw.writableFinished));
   try {
     // A draining replica ends its streams: a new one would be cut at once, so it is opened elsewhere.
     if (kind === 'stream' && gw.shuttingDown) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN', 'streams are opened on another replica');
@@ -124,42 +104,34 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
-      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard });
+      // accounting: a POST stream's answers are read by the hub as it relays them.
+      const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
+      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink });
       // resilience: the request's time limit follows its stream from here.
       res.onStream?.(key);
       return reply;
     }
+    // accounting: what the answer says, read from the text at hand, or from a JSON body as it
+    // passes (a small one read whole first, and sent as the bytes that came).
+    let body: UpstreamResponse['body'] | Buffer = res.body;
+    if (typeof body === 'string') {
+      const failure = textFailure(body);
+      if (failure !== undefined) call.failed(failure);
+    } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
+      body = await readJsonAnswer(body, call);
+    }
     if (session) reply.header('mcp-session-id', session);
     reply.code(res.status).headers(res.headers);
-    return res.body === null ? reply.send() : reply.send(res.body);
+    return body === null ? reply.send() : reply.send(body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
-    call.error = e.code;
+    call.failed(e.code);
     if (e.code === 'MCPGW_ERR_INTERNAL') gw.log.error({ ...requestLogFields(request.id, request.params.server, call), err }, 'request failed');
     else if (e.status >= 500) gw.log.warn({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'upstream failure');
     else if (e.status === 401 || e.status === 403) gw.log.debug({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'caller refused');
-    gw.metrics.errors.inc({ error_type: e.code, method: methodLabel(call.method === 'response' ? undefined : call.method) });
     sendError(reply, e, call.id);
     return reply;
   }
-}
-
-/** Metrics, the request's log line and its audit line, once its response closed. */
-function account(gw: GatewayContext, request: McpRequest, call: Call, status: number, started: number): void {
-  recordRequest(gw.metrics, gw.log, request.id, request.params.server, call, status, started);
-  // audit: one line per MCP request, after its response ended (src/ops/audit.ts).
-  gw.audit?.record({
-    requestId: request.id,
-    principal: call.caller,
-    server: request.params.server,
-    httpMethod: request.method,
-    messages: call.messages,
-    session: call.session,
-    status,
-    error: call.error,
-    hidden: call.hidden,
-    latencyMs: performance.now() - started,
-  });
 }
 
 const onPost: Step = async (gw, request, call) => {

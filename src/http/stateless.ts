@@ -71,8 +71,11 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   }
   const streamed = res.body;
   if (streamed !== null && typeof streamed !== 'string') {
-    // A stream the client left is ended here, so the event log's producer ends too.
-    cancel.signal.addEventListener('abort', () => streamed.destroy(new Error('the client closed the response')), { once: true });
+    // A stream the client left is ended here, so the event log's producer ends too: once relayed,
+    // by the hub, which then accounts the request as cancelled unless its answer had passed.
+    let relayed: string | undefined;
+    cancel.signal.addEventListener('abort', () => (relayed === undefined ? streamed.destroy(new Error('the client closed the response')) : gw.hub.interrupt(relayed)), { once: true });
+    res = { ...res, onStream: (key) => void (relayed = key) };
   }
   return { res, stream: { sessionId: `stateless.${randomBytes(9).toString('base64url')}`, kind: 'post', requests: '', priming: false, reopen: noReopen } };
 };

@@ -14,7 +14,12 @@ export interface AuditRecord {
   readonly messages: readonly Envelope[] | undefined;
   /** Gateway session id (not the token the client holds). */
   readonly session: string | undefined;
+  /** The HTTP status sent. */
   readonly status: number;
+  /**
+   * What went wrong as the client saw it, when it did: an error_type of mcp_errors_total (a
+   * gateway code, `rpc_<name>`, `tool_error`, `cancelled`, `http_4xx`/`http_5xx`).
+   */
   readonly error: string | undefined;
   /** Names the caller asked for but may not use. */
   readonly hidden: readonly string[] | undefined;
@@ -50,7 +55,8 @@ export class AuditLog {
       server: r.server,
       session: r.session ?? null,
     };
-    const outcome = r.status === 401 || r.status === 403 || (r.hidden && r.hidden.length > 0) ? 'denied' : r.status < 400 ? 'ok' : 'error';
+    // As the client saw it: a 200 carrying a JSON-RPC error or a failed tool is an error too.
+    const outcome = r.status === 401 || r.status === 403 || (r.hidden && r.hidden.length > 0) ? 'denied' : r.error === undefined && r.status < 400 ? 'ok' : 'error';
     const tail = { outcome, status: r.status, error: r.error ?? null, latencyMs: Math.round(r.latencyMs * 1000) / 1000 };
     const messages = r.messages && r.messages.length > 0 ? r.messages : undefined;
     if (!messages) {

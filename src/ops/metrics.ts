@@ -43,6 +43,9 @@ export const AUTH_FAILURE_REASONS = [
 ] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
+/** `status` of mcp_requests_total and mcp_tool_calls_total: what the client got. */
+export const REQUEST_STATUSES = ['success', 'error'] as const;
+
 /** Which limit refused a call. */
 export const RATE_LIMIT_SCOPES = ['principal', 'server', 'tool'] as const;
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
@@ -74,6 +77,7 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'method' | 'status'>;
+  readonly httpResponses: Counter<'method' | 'code'>;
   readonly duration: Histogram<'method'>;
   readonly activeConnections: Gauge;
   readonly errors: Counter<'error_type' | 'method'>;
@@ -92,14 +96,21 @@ export class Metrics {
   readonly #toolLabelLimit: number;
   readonly #toolKeys = new Set<string>();
   readonly #durationByMethod = new Map<string, Child<Histogram<'method'>>>();
-  readonly #requestsByLabels = new Map<string, Child<Counter<'method' | 'status'>>>();
+  readonly #successes = new Map<string, Child<Counter<'method' | 'status'>>>();
+  readonly #failures = new Map<string, Child<Counter<'method' | 'status'>>>();
+  /** HTTP status → method → child. */
+  readonly #httpByCode = new Map<number, Map<string, Child<Counter<'method' | 'code'>>>>();
+  readonly #errorsByLabels = new Map<string, Child<Counter<'error_type' | 'method'>>>();
   readonly #cacheHitsByMethod = new Map<string, Child<Counter<'method'>>>();
   readonly #cacheMissesByMethod = new Map<string, Child<Counter<'method'>>>();
   #upstreams: ReadonlyMap<string, Upstream> = new Map();
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'mcp_requests_total', help: 'MCP requests by method and HTTP status', labelNames: ['method', 'status'], registers });
+    this.requests = new Counter({ name: 'mcp_requests_total', help: 'MCP requests by method and outcome as the client saw it (success or error)', labelNames: ['method', 'status'], registers });
+    // From zero, so a rate (and the tool-error alert) sees the first failure.
+    for (const status of REQUEST_STATUSES) this.requests.inc({ method: 'tools/call', status }, 0);
+    this.httpResponses = new Counter({ name: 'mcp_http_responses_total', help: 'Client requests by method and the HTTP status code sent', labelNames: ['method', 'code'], registers });
     this.duration = new Histogram({
       name: 'mcp_request_duration_seconds',
       help: 'Time to the end of the response, by MCP method',
@@ -108,7 +119,7 @@ export class Metrics {
       registers,
     });
     this.activeConnections = new Gauge({ name: 'mcp_active_connections', help: 'Open client HTTP requests and streams', registers });
-    this.errors = new Counter({ name: 'mcp_errors_total', help: 'Errors answered, by gateway error code and MCP method', labelNames: ['error_type', 'method'], registers });
+    this.errors = new Counter({ name: 'mcp_errors_total', help: 'Requests that failed as the client saw it, by error type and MCP method', labelNames: ['error_type', 'method'], registers });
     this.cacheHits = new Counter({ name: 'mcp_cache_hits_total', help: 'Requests answered from the result cache, by MCP method', labelNames: ['method'], registers });
     this.cacheMisses = new Counter({ name: 'mcp_cache_misses_total', help: 'Cacheable requests the cache could not answer, by MCP method', labelNames: ['method'], registers });
     for (const method of CACHEABLE_METHODS) {
@@ -160,22 +171,42 @@ export class Metrics {
 
     this.#toolLabelLimit = opts.toolLabelLimit ?? 100;
     if (opts.toolLabels) {
-      this.toolCalls = new Counter({ name: 'mcp_tool_calls_total', help: 'tools/call requests by server, tool and HTTP status', labelNames: ['server', 'tool', 'status'], registers });
+      this.toolCalls = new Counter({ name: 'mcp_tool_calls_total', help: 'tools/call requests by server, tool and outcome (success or error)', labelNames: ['server', 'tool', 'status'], registers });
       this.toolDuration = new Histogram({ name: 'mcp_tool_call_duration_seconds', help: 'tools/call duration by server and tool', labelNames: ['server', 'tool'], buckets: DURATION_BUCKETS, registers });
     }
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** One finished client request (the hot path: label children are cached per method). */
-  observe(method: string, status: number, seconds: number): void {
+  /**
+   * One finished client request (the hot path: label children are cached). `error` is its
+   * error_type when the client got an error (see src/protocol/answers.ts), `code` the HTTP status sent.
+   */
+  request(method: string, error: string | undefined, code: number, seconds: number): void {
     // Labelled children are cached: prom-client would hash a label object on every call.
-    const key = `${method} ${status}`;
-    let counter = this.#requestsByLabels.get(key);
+    const byMethod = error === undefined ? this.#successes : this.#failures;
+    let counter = byMethod.get(method);
     if (!counter) {
-      counter = this.requests.labels(method, String(status));
-      this.#requestsByLabels.set(key, counter);
+      counter = this.requests.labels(method, error === undefined ? 'success' : 'error');
+      byMethod.set(method, counter);
     }
     counter.inc();
+    let codes = this.#httpByCode.get(code);
+    if (!codes) this.#httpByCode.set(code, (codes = new Map()));
+    let http = codes.get(method);
+    if (!http) {
+      http = this.httpResponses.labels(method, String(code));
+      codes.set(method, http);
+    }
+    http.inc();
+    if (error !== undefined) {
+      const key = `${error} ${method}`;
+      let failure = this.#errorsByLabels.get(key);
+      if (!failure) {
+        failure = this.errors.labels(error, method);
+        this.#errorsByLabels.set(key, failure);
+      }
+      failure.inc();
+    }
     let child = this.#durationByMethod.get(method);
     if (!child) {
       child = this.duration.labels(method);
@@ -185,7 +216,7 @@ export class Metrics {
   }
 
   /** A finished tools/call, counted per tool when `metrics.toolLabels` is on; else a no-op. */
-  observeTool(server: string, tool: string, status: number, seconds: number): void {
+  observeTool(server: string, tool: string, failed: boolean, seconds: number): void {
     if (!this.toolCalls || !this.toolDuration) return;
     if (tool.length > MAX_TOOL_LABEL) {
       tool = OTHER_TOOL;
@@ -196,7 +227,7 @@ export class Metrics {
         else this.#toolKeys.add(key);
       }
     }
-    this.toolCalls.inc({ server, tool, status: String(status) });
+    this.toolCalls.inc({ server, tool, status: failed ? 'error' : 'success' });
     this.toolDuration.observe({ server, tool }, seconds);
   }
 

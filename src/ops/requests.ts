@@ -28,10 +28,13 @@ export function requestLogFields(reqId: string, server: string, info: RequestInf
   return { reqId, principal: info.principal, server, method: info.method, tool: info.tool === undefined ? undefined : clip(info.tool) };
 }
 
-/** Counts a finished request (status as sent) and, at debug level only, logs it. */
-export function recordRequest(metrics: Metrics, log: Logger, reqId: string, server: string, info: RequestInfo, status: number, started: number): void {
+/**
+ * Counts a finished request — `error` its error_type when the client got an error, `status` the
+ * HTTP status sent — and, at debug level only, logs it.
+ */
+export function recordRequest(metrics: Metrics, log: Logger, reqId: string, server: string, info: RequestInfo, error: string | undefined, status: number, started: number): void {
   const seconds = (performance.now() - started) / 1000;
-  metrics.observe(info.method, status, seconds);
-  if (info.tool !== undefined) metrics.observeTool(server, info.tool, status, seconds);
-  if (log.isLevelEnabled('debug')) log.debug({ ...requestLogFields(reqId, server, info), status, ms: Math.round(seconds * 1e6) / 1e3 }, 'request');
+  metrics.request(info.method, error, status, seconds);
+  if (info.tool !== undefined) metrics.observeTool(server, info.tool, error !== undefined, seconds);
+  if (log.isLevelEnabled('debug')) log.debug({ ...requestLogFields(reqId, server, info), status, error, ms: Math.round(seconds * 1e6) / 1e3 }, 'request');
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { captureResult } from '../cache/capture.ts';
 import { ResultCache, usable, type Invalidation, type Lookup } from '../cache/result-cache.ts';
 import type { GatewayConfig, ServerConfig } from '../config/types.ts';
-import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { drain } from '../upstream/body.ts';
 import type { StreamHub, StreamObserver } from '../events/hub.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
@@ -276,7 +276,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
         if (call.done) return;
         call.streamKey = key;
         this.#byStream.set(key, call);
-        if (call.timedOut) this.#hub.interrupt(key, errorBody(call.timedOut, call.id));
+        if (call.timedOut) this.#hub.interrupt(key, call.timedOut, call.id);
       },
     };
   }
@@ -290,7 +290,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
     this.#cancelUpstream(call, reason);
     // Relayed: the error is the stream's last event (the stream's end finishes the call). Still
     // waiting for the upstream: the abort makes #send throw the error as the answer.
-    if (call.streamKey !== undefined) this.#hub.interrupt(call.streamKey, errorBody(call.timedOut, id));
+    if (call.streamKey !== undefined) this.#hub.interrupt(call.streamKey, call.timedOut, id);
     call.controller.abort(call.timedOut);
   }
 

@@ -122,6 +122,8 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
           const { client, close } = await connectClient(`${gw.url}/mcp/${server}`);
           await client.listTools();
           await client.callTool({ name: 'echo', arguments: { text: 'hi' } });
+          // A tool the server does not have: an isError result inside an HTTP 200, counted as an error.
+          await client.callTool({ name: 'no_such_tool', arguments: {} });
           await client.callTool({ name: 'slow_count', arguments: { count: 3, delayMs: 5 } }, undefined, { onprogress: () => {} });
           await close();
         }
@@ -163,6 +165,10 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
       await has(QUERIES.breakerState, (d) => d!.result.some((r) => r.metric.server === 'demo' && r.value[1] === '0'));
       await has(QUERIES.redisUp, (d) => d!.result.length === 1 && d!.result[0]!.value[1] === '1');
       await has(QUERIES.errorRate, (d) => d!.result.some((r) => r.metric.error_type === 'MCPGW_ERR_UNKNOWN_SERVER'));
+      await has(QUERIES.errorRate, (d) => d!.result.some((r) => r.metric.error_type === 'tool_error' && r.metric.method === 'tools/call'));
+      await has(QUERIES.requestRateByStatus, (d) => ['success', 'error'].every((s) => d!.result.some((r) => r.metric.status === s && Number(r.value[1]) > 0)));
+      await has(QUERIES.httpResponseRateByCode, (d) => d!.result.some((r) => r.metric.code === '200') && d!.result.some((r) => r.metric.code === '404'));
+      await has(QUERIES.toolCallFailureRatio, (d) => d!.result.length === 1 && Number(d!.result[0]!.value[1]) > 0);
       await has(QUERIES.toolCallRate, (d) => d!.result.some((r) => r.metric.tool === 'echo'));
       await has(QUERIES.rss, (d) => d!.result.length === 1);
       await has('mcp_resume_total', (d) => d!.result.length === 4);

@@ -46,31 +46,56 @@ describe('metrics', () => {
     assert.equal(await sample(m, 'mcp_redis_errors_total{connection="subscriber"}'), 1);
   });
 
+  it('counts each request by what the client got, its HTTP status apart, and every failure by type', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    // The tool-error alert reads these from zero.
+    assert.equal(await sample(m, 'mcp_requests_total{method="tools/call",status="success"}'), 0);
+    assert.equal(await sample(m, 'mcp_requests_total{method="tools/call",status="error"}'), 0);
+    m.request('tools/call', undefined, 200, 0.01);
+    m.request('tools/call', 'tool_error', 200, 0.01);
+    m.request('tools/call', 'rpc_invalid_params', 200, 0.01);
+    m.request('tools/call', 'tool_error', 200, 0.01);
+    m.request('response', undefined, 202, 0.001);
+    m.request('initialize', 'MCPGW_ERR_UPSTREAM_UNAVAILABLE', 502, 0.2);
+    assert.equal(await sample(m, 'mcp_requests_total{method="tools/call",status="success"}'), 1);
+    assert.equal(await sample(m, 'mcp_requests_total{method="tools/call",status="error"}'), 3);
+    assert.equal(await sample(m, 'mcp_requests_total{method="initialize",status="error"}'), 1);
+    assert.equal(await sample(m, 'mcp_http_responses_total{method="tools/call",code="200"}'), 4);
+    assert.equal(await sample(m, 'mcp_http_responses_total{method="response",code="202"}'), 1);
+    assert.equal(await sample(m, 'mcp_http_responses_total{method="initialize",code="502"}'), 1);
+    assert.equal(await sample(m, 'mcp_errors_total{error_type="tool_error",method="tools/call"}'), 2);
+    assert.equal(await sample(m, 'mcp_errors_total{error_type="rpc_invalid_params",method="tools/call"}'), 1);
+    assert.equal(await sample(m, 'mcp_errors_total{error_type="MCPGW_ERR_UPSTREAM_UNAVAILABLE",method="initialize"}'), 1);
+    assert.equal(await sample(m, 'mcp_request_duration_seconds_count{method="tools/call"}'), 4);
+  });
+
   it('counts tool calls per tool only when enabled, capped at the limit', async () => {
     const off = new Metrics({ defaultMetrics: false });
-    off.observeTool('demo', 'echo', 200, 0.01);
+    off.observeTool('demo', 'echo', false, 0.01);
     assert.doesNotMatch(await off.registry.metrics(), /mcp_tool_calls_total/);
 
     const on = new Metrics({ defaultMetrics: false, toolLabels: true, toolLabelLimit: 2 });
-    for (const tool of ['echo', 'add', 'echo', 'junk-1', 'junk-2', 'add']) on.observeTool('demo', tool, 200, 0.01);
-    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="200"}'), 2);
-    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="add",status="200"}'), 2);
-    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="200"}`), 2);
+    for (const tool of ['echo', 'add', 'echo', 'junk-1', 'junk-2', 'add']) on.observeTool('demo', tool, false, 0.01);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="success"}'), 2);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="add",status="success"}'), 2);
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="success"}`), 2);
     assert.equal(await sample(on, 'mcp_tool_call_duration_seconds_count{server="demo",tool="echo"}'), 2);
+    on.observeTool('demo', 'echo', true, 0.01);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="error"}'), 1);
   });
 
   it('a tool name longer than MCP allows (128) is no label of its own, and takes no place under the cap', async () => {
     const on = new Metrics({ defaultMetrics: false, toolLabels: true, toolLabelLimit: 2 });
     const long = 'x'.repeat(100_000);
-    on.observeTool('demo', long, 200, 0.01);
-    on.observeTool('demo', `${'y'.repeat(128)}z`, 200, 0.01);
-    on.observeTool('demo', 'echo', 200, 0.01);
-    on.observeTool('demo', 'y'.repeat(128), 200, 0.01);
+    on.observeTool('demo', long, false, 0.01);
+    on.observeTool('demo', `${'y'.repeat(128)}z`, false, 0.01);
+    on.observeTool('demo', 'echo', false, 0.01);
+    on.observeTool('demo', 'y'.repeat(128), false, 0.01);
     const text = await on.registry.metrics();
     assert.ok(!text.includes('x'.repeat(129)) && !text.includes(`${'y'.repeat(128)}z`), 'a long name became a label');
-    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="200"}`), 2);
-    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="200"}'), 1);
-    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${'y'.repeat(128)}",status="200"}`), 1);
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${OTHER_TOOL}",status="success"}`), 2);
+    assert.equal(await sample(on, 'mcp_tool_calls_total{server="demo",tool="echo",status="success"}'), 1);
+    assert.equal(await sample(on, `mcp_tool_calls_total{server="demo",tool="${'y'.repeat(128)}",status="success"}`), 1);
   });
 
   it('reads upstream replicas at scrape time', async () => {

@@ -3,7 +3,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { DASHBOARDS, dashboardExpressions, dashboardJson, renderDashboards } from '../../grafana/src/dashboards.ts';
 import { ALERTS, renderAlerts, renderAlertTests } from '../../prometheus/src/alerts.ts';
-import { Metrics } from '../../src/ops/metrics.ts';
+import { ERRORS } from '../../src/errors.ts';
+import { Metrics, REQUEST_STATUSES } from '../../src/ops/metrics.ts';
+import { ANSWER_ERROR_TYPES } from '../../src/protocol/answers.ts';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
@@ -72,13 +74,38 @@ describe('dashboards and alert rules as code', () => {
     }
   });
 
+  it('panels and rules read status as what the client got (success|error), HTTP codes from mcp_http_responses_total', () => {
+    const exprs = [...dashboardExpressions().map((e) => e.expr), ...ALERTS.map((a) => a.expr)];
+    for (const expr of exprs) {
+      for (const [, name, selector] of expr.matchAll(/\b(mcp_requests_total|mcp_tool_calls_total)\{([^}]*)\}/g)) {
+        for (const [, op, value] of selector!.matchAll(/\bstatus(=~|!~|=|!=)"([^"]*)"/g)) {
+          const values = op!.includes('~') ? value!.split('|') : [value!];
+          for (const v of values) assert.ok((REQUEST_STATUSES as readonly string[]).includes(v), `${name}{status${op}"${value}"} reads an HTTP status: ${expr}`);
+        }
+      }
+    }
+    assert.ok(exprs.some((e) => e.includes('mcp_http_responses_total{code=~"5.."}')), 'a 5xx ratio from the HTTP series');
+  });
+
+  it('an alert fires on tool calls that fail inside HTTP 200s: every tool_error and rpc_* type, none of the gateway codes', () => {
+    const alert = ALERTS.find((a) => a.alert === 'MCPGatewayToolCallsFailing');
+    assert.ok(alert, 'MCPGatewayToolCallsFailing');
+    assert.match(alert.expr, /mcp_errors_total\{[^}]*method="tools\/call"/);
+    assert.match(alert.expr, /mcp_requests_total\{method="tools\/call"\}/);
+    const types = new RegExp(`^(?:${/error_type=~"([^"]+)"/.exec(alert.expr)![1]})$`);
+    for (const t of ANSWER_ERROR_TYPES) assert.equal(types.test(t), t === 'tool_error' || t.startsWith('rpc_'), t);
+    for (const code of Object.keys(ERRORS)) assert.equal(types.test(code), false, code);
+    // Its example history holds a gateway error that must not count (the rendered value says so).
+    assert.ok(Object.keys(alert.example.series).some((k) => k.includes('error_type="MCPGW_ERR_')));
+  });
+
   it('every alert has a severity, a summary, a runbook-style description and an example', () => {
     assert.equal(new Set(ALERTS.map((a) => a.alert)).size, ALERTS.length);
     for (const a of ALERTS) {
       assert.ok(a.description.length > 80, `${a.alert}: description too short to act on`);
       assert.ok(a.example.quietAt.length > 0, `${a.alert}: example shows no quiet time`);
     }
-    for (const name of ['MCPGatewayHighErrorRatio', 'MCPGatewayHighLatencyP95', 'MCPGatewayNoHealthyUpstream', 'MCPGatewayRedisDown', 'MCPGatewayResumeMissesRising']) {
+    for (const name of ['MCPGatewayHighErrorRatio', 'MCPGatewayToolCallsFailing', 'MCPGatewayHighLatencyP95', 'MCPGatewayNoHealthyUpstream', 'MCPGatewayRedisDown', 'MCPGatewayResumeMissesRising']) {
       assert.ok(ALERTS.some((a) => a.alert === name), name);
     }
   });
