@@ -273,12 +273,14 @@ export class Gateway implements GatewayContext {
     clearInterval(this.#healthTimer);
     const closing = this.app.close();
     this.app.server.closeAllConnections();
-    await Promise.allSettled([closing, this.#metricsApp?.close()]);
-    await this.hub.close();
+    // Each step is bounded: a close that waits on something that never settles (a command on a
+    // connection gone away) must not keep a stopping replica, or a test, from ending.
+    await bounded(Promise.allSettled([closing, this.#metricsApp?.close()]));
+    await bounded(this.hub.close());
     // stateless: end the upstream sessions held for 2026-07-28 clients while the pools still work.
-    await closeTranslator(this).catch(() => {});
-    await Promise.allSettled([...this.servers.values()].map((u) => u.close()));
-    await Promise.allSettled([this.sessions.close(), this.hub.log.close()]);
+    await bounded(closeTranslator(this).catch(() => {}));
+    await bounded(Promise.allSettled([...this.servers.values()].map((u) => u.close())));
+    await bounded(Promise.allSettled([this.sessions.close(), this.hub.log.close()]));
     for (const r of this.#redis) r.disconnect();
     this.audit?.close();
   }
@@ -337,6 +339,20 @@ export class Gateway implements GatewayContext {
       return this.metrics.registry.metrics();
     });
     return app;
+  }
+}
+
+/** The longest one step of close() may take. */
+const CLOSE_STEP_MS = 5_000;
+
+/** Waits for `p`, at most CLOSE_STEP_MS (then goes on without it). */
+async function bounded(p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_STEP_MS)));
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
