@@ -282,15 +282,20 @@ class SseListFilter extends Transform {
     const masks = this.#plan.masks.length > 0;
     if (this.#open === 0 && !masks) return done(null, this.#events.decode(chunk) || undefined);
     let out = '';
-    this.#events.push(chunk, (event, end) => {
-      let text = event;
-      if (this.#open > 0) {
-        const f = filterSseEvent(event, this.#plan);
-        this.#open -= f.answered;
-        text = f.text;
-      }
-      out += (masks ? unmask(text, this.#plan) : text) + end;
-    });
+    try {
+      this.#events.push(chunk, (event, end) => {
+        let text = event;
+        if (this.#open > 0) {
+          const f = filterSseEvent(event, this.#plan);
+          this.#open -= f.answered;
+          text = f.text;
+        }
+        out += (masks ? unmask(text, this.#plan) : text) + end;
+      });
+    } catch (err) {
+      // An event past MAX_EVENT_CHARS: the stream ends here (a throw would escape the stream).
+      return done(err as Error);
+    }
     if (this.#open === 0 && !masks) out += this.#events.take();
     done(null, out || undefined);
   }

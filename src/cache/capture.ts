@@ -57,13 +57,18 @@ class ResultCapture extends Transform {
     if (!this.#overflow && this.result === undefined) {
       this.#size += chunk.length;
       if (this.#sse) {
-        this.#events.push(chunk, (event) => {
-          if (this.result !== undefined) return;
-          // Only the response event is kept whole: its size counts, what came before does not.
-          const answer = resultFor(sseMessage(event)?.msg, this.#id);
-          if (answer) this.result = event.length <= this.#maxBytes ? answer : undefined;
-          this.#size = 0;
-        });
+        try {
+          this.#events.push(chunk, (event) => {
+            if (this.result !== undefined) return;
+            // Only the response event is kept whole: its size counts, what came before does not.
+            const answer = resultFor(sseMessage(event)?.msg, this.#id);
+            if (answer) this.result = event.length <= this.#maxBytes ? answer : undefined;
+            this.#size = 0;
+          });
+        } catch {
+          // An event too large to read is not cached; the bytes still pass.
+          this.#overflow = true;
+        }
         if (this.#size > this.#maxBytes) this.#overflow = true;
       } else if (this.#size > this.#maxBytes) {
         this.#overflow = true;

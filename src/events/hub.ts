@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { createParser } from 'eventsource-parser';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { responseFailure, type AnswerSink } from '../protocol/answers.ts';
+import { EventSize, tooLarge } from '../protocol/sse.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -324,6 +325,8 @@ class Producer {
    * time limit ends a stream that gets no answer (src/resilience/calls.ts, via interrupt).
    */
   readonly #polls = new PollSchedule();
+  /** The upstream sent an event past MAX_EVENT_CHARS: nothing more is read from it. */
+  #oversized = false;
   #pollTimer: NodeJS.Timeout | undefined;
   /** The body being read came from a reopen (a GET), which the upstream may hold open after the answer. */
   #reopened = false;
@@ -436,13 +439,21 @@ class Producer {
     });
     // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
     const decoder = new StringDecoder('utf8');
-    body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+    const size = new EventSize();
+    body.on('data', (chunk: Buffer | string) => {
+      const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
+      if (size.ok(text)) return parser.feed(text);
+      // An event that never ends is not held: the stream is given up, not polled again for it.
+      this.#oversized = true;
+      body.destroy(tooLarge());
+    });
     body.once('end', () => {
       if (this.#body === body) this.#upstreamEnded();
     });
     body.on('error', () => {
       if (this.#body !== body || this.#ended) return;
       this.#body = undefined;
+      if (this.#oversized) return this.#fail();
       this.#poll();
     });
   }

@@ -35,6 +35,8 @@ type Destination = { write(line: string): unknown; flushSync?(): void; end?(): v
  */
 export class AuditLog {
   readonly #dest: Destination;
+  /** Closed: a request that ends later is not written (its line would throw). */
+  #ended = false;
   readonly #redact: ReadonlySet<string>;
   readonly #maxParams: number;
 
@@ -45,6 +47,7 @@ export class AuditLog {
   }
 
   record(r: AuditRecord): void {
+    if (this.#ended) return;
     const time = new Date().toISOString();
     const base = {
       time,
@@ -77,8 +80,15 @@ export class AuditLog {
     this.#dest.flushSync?.();
   }
 
+  /** Lines of requests that end after this (cut at the end of a drain) are written before the file closes. */
   close(): void {
-    this.#dest.end?.();
+    // The responses cut last close on the next turns of the event loop: their lines come first.
+    setImmediate(() =>
+      setImmediate(() => {
+        this.#ended = true;
+        this.#dest.end?.();
+      }),
+    );
   }
 
   #params(params: Record<string, unknown> | undefined): unknown {

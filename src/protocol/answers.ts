@@ -127,7 +127,8 @@ export function readJsonAnswer(body: Readable, sink: AnswerSink): Promise<Buffer
       // Listened to first: a body destroyed early emits an error nobody else waits for.
       body.on('error', ignore);
       body.destroy();
-      reject(new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${err?.message ? `: ${err.message}` : ''}`, { cause: err }));
+      // A time limit (or another gateway error) that ended the answer says so itself.
+      reject(err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${err?.message ? `: ${err.message}` : ''}`, { cause: err }));
     };
     body.on('data', onData);
     body.once('end', onEnd);

@@ -1,4 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
+import { GatewayError } from '../errors.ts';
 
 /**
  * SSE as the gateway reads it where it must look inside an upstream answer (list filtering,
@@ -9,14 +10,49 @@ import { StringDecoder } from 'node:string_decoder';
 
 const EVENT_END = /\r?\n\r?\n/;
 
+/**
+ * The largest SSE event the gateway reads from an upstream, as for a JSON answer (16 MiB of
+ * characters): an event that never ends would otherwise be held in memory whole, by any parser.
+ */
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
+/** The characters of the SSE event under way, across chunks; `ok` is false once it passed MAX_EVENT_CHARS. */
+export class EventSize {
+  readonly #max: number;
+  #current = 0;
+  /** The end of the previous chunk, where a blank line may begin. */
+  #tail = '';
+
+  constructor(max = MAX_EVENT_CHARS) {
+    this.#max = max;
+  }
+
+  ok(chunk: string): boolean {
+    const text = this.#tail + chunk;
+    const end = Math.max(after(text, '\n\n'), after(text, '\r\r'), after(text, '\n\r\n'));
+    this.#current = end >= 0 ? text.length - end : this.#current + chunk.length;
+    this.#tail = text.slice(-2);
+    return this.#current <= this.#max;
+  }
+}
+
+function after(text: string, blank: string): number {
+  const i = text.lastIndexOf(blank);
+  return i < 0 ? -1 : i + blank.length;
+}
+
 /** Cuts a byte stream into SSE events; multi-byte characters split across chunks stay whole. */
 export class SseSplitter {
   readonly #decoder = new StringDecoder('utf8');
   #pending = '';
 
-  /** Calls `onEvent` for each complete event in what arrived so far (`end` is its blank-line terminator). */
+  /**
+   * Calls `onEvent` for each complete event in what arrived so far (`end` is its blank-line
+   * terminator). Throws MCPGW_ERR_UPSTREAM_PROTOCOL when an event grows past MAX_EVENT_CHARS.
+   */
   push(chunk: Buffer | string, onEvent: (event: string, end: string) => void): void {
     this.#pending += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
+    if (this.#pending.length > MAX_EVENT_CHARS && !EVENT_END.test(this.#pending)) throw tooLarge();
     for (let m = EVENT_END.exec(this.#pending); m; m = EVENT_END.exec(this.#pending)) {
       const event = this.#pending.slice(0, m.index);
       this.#pending = this.#pending.slice(m.index + m[0].length);
@@ -62,4 +98,8 @@ export function sseMessage(event: string): { msg: unknown; other: string[] } | u
   } catch {
     return undefined;
   }
+}
+
+export function tooLarge(): GatewayError {
+  return new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `an SSE event larger than ${MAX_EVENT_CHARS / 1024 / 1024} MiB`);
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { captureResult } from '../cache/capture.ts';
 import { ResultCache, usable, type Invalidation, type Lookup } from '../cache/result-cache.ts';
@@ -44,6 +45,8 @@ interface Pending {
   readonly invalidates: boolean;
   /** The gateway stream relaying the answer, once it is relayed. */
   streamKey: string | undefined;
+  /** A JSON answer still arriving: its time limit holds until it is whole. */
+  jsonBody: Readable | undefined;
   timedOut: GatewayError | undefined;
   done: boolean;
 }
@@ -220,6 +223,7 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
       deadline: new Deadline(server.timeout.idleMs, server.timeout.maxMs, (reason) => this.#expire(call, reason)),
       invalidates,
       streamKey: undefined,
+      jsonBody: undefined,
       timedOut: undefined,
       done: false,
     };
@@ -262,8 +266,14 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
   /** A JSON answer ends the call now; an SSE answer when its stream ends (or its answer passes). */
   #answered(call: Pending, res: UpstreamResponse): UpstreamResponse {
     const body = res.body;
-    if (body === null || typeof body === 'string' || !res.headers['content-type']?.startsWith('text/event-stream')) {
+    if (body === null || typeof body === 'string') {
       this.#finish(call);
+      return res;
+    }
+    if (!res.headers['content-type']?.startsWith('text/event-stream')) {
+      // The headers came, the body may drip: the call is over when the body is (see #expire).
+      call.jsonBody = body;
+      body.once('close', () => this.#finish(call));
       return res;
     }
     // Not relayed after all (the front door answered otherwise): the body's end is the call's.
@@ -292,6 +302,8 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
     // waiting for the upstream: the abort makes #send throw the error as the answer.
     if (call.streamKey !== undefined) this.#hub.interrupt(call.streamKey, call.timedOut, id);
     call.controller.abort(call.timedOut);
+    // A JSON answer that stopped arriving: whoever reads it gets the time limit's error.
+    call.jsonBody?.destroy(call.timedOut);
   }
 
   /** Tells the upstream to stop working on a request nobody waits for any more. */

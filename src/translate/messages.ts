@@ -2,6 +2,8 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable, Writable } from 'node:stream';
 import { createParser } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
+import { EventSize, tooLarge } from '../protocol/sse.ts';
+import { readText } from '../upstream/messages.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import { discard } from '../upstream/body.ts';
 import { PollSchedule } from '../upstream/polling.ts';
@@ -119,13 +121,14 @@ export class MessageReader {
 
   async #readJson(body: Readable): Promise<void> {
     this.#body = body;
-    const chunks: Buffer[] = [];
+    let text: string;
     try {
-      for await (const chunk of body) chunks.push(chunk as Buffer);
-    } catch {
-      return this.#end(new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', 'the answer broke off'));
+      // At most 16 MiB, as every JSON answer the gateway reads.
+      text = await readText(body);
+    } catch (err) {
+      return this.#end(err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', 'the answer broke off'));
     }
-    this.#json(Buffer.concat(chunks).toString('utf8'));
+    this.#json(text);
   }
 
   async #poll(): Promise<void> {
@@ -156,7 +159,12 @@ export class MessageReader {
       onRetry: (ms) => this.#polls.retry(ms),
     });
     const decoder = new StringDecoder('utf8');
-    body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+    const size = new EventSize();
+    body.on('data', (chunk: Buffer | string) => {
+      const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
+      if (size.ok(text)) parser.feed(text);
+      else body.destroy(tooLarge());
+    });
     let done = false;
     const finish = (broken: boolean) => {
       if (done || this.#body !== body) return;

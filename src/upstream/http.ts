@@ -265,6 +265,9 @@ export class HttpUpstream implements Upstream {
       discard(body);
       throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `content-type "${contentType}" is neither application/json nor text/event-stream`);
     }
+    // A JSON answer not whole within requestTimeout of its headers is ended (SSE streams may idle
+    // for long: their limits are the event log's and the request's).
+    if (!isSse) bodyTimeLimit(body, this.#server.requestTimeoutMs, this.#server.name);
     const headers: Record<string, string> = isSse ? { ...SSE_HEADERS } : {};
     if (contentType) headers['content-type'] = contentType;
     const length = headerValue(res.headers['content-length']);
@@ -314,6 +317,16 @@ export class HttpUpstream implements Upstream {
     timer.unref();
     return timer;
   }
+}
+
+/**
+ * Destroys `body` with MCPGW_ERR_UPSTREAM_TIMEOUT when it is not whole within `ms`. (No 'data'
+ * listener: that would start the body flowing before its reader is there.)
+ */
+function bodyTimeLimit(body: Readable, ms: number, server: string): void {
+  const timer = setTimeout(() => body.destroy(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": the answer was not whole within requestTimeout`)), ms);
+  timer.unref();
+  body.once('close', () => clearTimeout(timer));
 }
 
 function method0(res: Dispatcher.ResponseData): boolean {

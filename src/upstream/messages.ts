@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
+import { EventSize, tooLarge } from '../protocol/sse.ts';
 import type { UpstreamResponse } from './types.ts';
 import { discard } from './body.ts';
 
@@ -28,7 +29,12 @@ export function readSseEvents(body: Readable, onEvent: (e: EventSourceMessage) =
     closed = true;
     onClose(err);
   };
-  body.on('data', (chunk: Buffer | string) => parser.feed(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
+  const size = new EventSize();
+  body.on('data', (chunk: Buffer | string) => {
+    const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
+    if (size.ok(text)) parser.feed(text);
+    else body.destroy(tooLarge());
+  });
   body.once('end', () => close());
   body.once('error', (err) => close(err));
   body.once('close', () => close(body.readableEnded ? undefined : new Error('the stream closed early')));

@@ -43,9 +43,12 @@ export class PollSchedule {
     this.#openedAt = now;
   }
 
-  /** A message came: the quiet time starts over. (Called for every message: no clock read when nothing is bounded.) */
+  /**
+   * A message came: the quiet time starts over. (Called for every message: no clock read when
+   * nothing is bounded.) The quick-end backoff does not: an upstream that answers every poll
+   * with one message and ends it at once with `retry: 0` would otherwise be polled in a loop.
+   */
   message(now?: number): void {
-    this.#quickEnds = 0;
     if (this.#limitMs !== Infinity) this.#quietSince = now ?? Date.now();
   }
 

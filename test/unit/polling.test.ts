@@ -32,8 +32,13 @@ describe('polling an upstream that ends a stream before its answer (SEP-1699)', 
       waits: [0, 100, 0],
     },
     {
-      name: 'a message starts over',
-      steps: [[10, 'next'], [20, 'opened'], [30, 'next'], [40, 'opened'], [50, 'message'], [60, 'next']],
+      name: 'a message on streams ended at once does not stop the backoff (retry: 0 with one message per poll is no loop)',
+      steps: [[10, 'next'], [20, 'opened'], [25, 'message'], [30, 'next'], [130, 'opened'], [135, 'message'], [140, 'next'], [340, 'opened'], [345, 'message'], [350, 'next']],
+      waits: [0, 100, 200, 400],
+    },
+    {
+      name: 'a message on a stream that stayed open starts over',
+      steps: [[10, 'next'], [20, 'opened'], [30, 'next'], [40, 'opened'], [50, 'message'], [3_000, 'next']],
       waits: [0, 100, 0],
     },
     {
