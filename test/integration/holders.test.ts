@@ -165,6 +165,18 @@ describe('holders: per-caller caps', () => {
     }
   });
 
+  it('2026-07-28: ten concurrent requests of one caller with the same capabilities open one pooled upstream session', async () => {
+    const url = `${gw.url}/mcp/api`;
+    const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('carol-client')).length;
+    const headers = await bearer('carol', 'api');
+    const params = { name: 'echo', arguments: { text: 'c' }, _meta: meta({}, { 'io.modelcontextprotocol/clientInfo': { name: 'carol-client', version: '1' } }) };
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => request(url, 'POST', { ...headers, ...statelessHeaders('tools/call', params) }, JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params }))),
+    );
+    for (const r of results) assert.equal(r.status, 200, r.text);
+    assert.equal(initializes(), 1);
+  });
+
   it('2026-07-28: a caller declaring ever new capabilities replaces only its own pooled sessions', async () => {
     const url = `${gw.url}/mcp/api`;
     const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('bob-client')).length;
