@@ -28,11 +28,12 @@ export class Deadlines extends EventEmitter<DeadlineEventMap> {
 
   /**
    * Starts the time limit of a request with one JSON-RPC request in it; undefined for anything
-   * else (notifications and responses are not waited for; a batch's requests share no answer).
+   * else (notifications and responses are not waited for; a batch's requests share no answer;
+   * 2026-07-28 `subscriptions/listen` is a stream that lasts, not a call awaiting its answer).
    */
   start(req: PipelineRequest, cancelUpstream?: (reason: string) => void): TimedCall | undefined {
     const m = req.messages.length === 1 ? req.messages[0]! : undefined;
-    if (m?.kind !== 'request') return undefined;
+    if (m?.kind !== 'request' || m.method === 'subscriptions/listen') return undefined;
     const server = this.#config.servers[req.server]!;
     return new TimedCall(server.name, server.timeout, req.door, m.id, this, cancelUpstream);
   }
