@@ -16,6 +16,8 @@ import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
+import { Deadlines } from './pipeline/deadline.ts';
+import { Limit } from './pipeline/limit.ts';
 import { Resilience } from './resilience/calls.ts';
 import { MemoryRateLimiter, type RateLimiter } from './resilience/limiter.ts';
 import { RedisRateLimiter } from './resilience/redis-limiter.ts';
@@ -57,6 +59,8 @@ export class Gateway implements GatewayContext {
   readonly audit: AuditLog | undefined;
   readonly legacyRoutes: RouteStore;
   readonly resilience: Resilience;
+  readonly limit: Limit;
+  readonly deadlines: Deadlines;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -123,9 +127,9 @@ export class Gateway implements GatewayContext {
       metrics: this.metrics,
       hub: this.hub,
       cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
-      limiter,
-      prefix: config.redis?.keyPrefix ?? '',
     });
+    this.deadlines = new Deadlines(config);
+    this.limit = new Limit({ config, metrics: this.metrics, limiter, prefix: config.redis?.keyPrefix ?? '' });
     for (const [name, server] of Object.entries(config.servers)) {
       // compose: virtual servers are built below, once their members exist.
       if (server.compose) continue;
@@ -321,6 +325,7 @@ export class Gateway implements GatewayContext {
     this.hub.on('resumeFailed', (e) => log.warn(e, 'resumption failed'));
     this.resilience.on('retry', (e) => log.debug(e, 'upstream call retried'));
     this.resilience.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
+    this.deadlines.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
     let storeWarned = 0;
     this.resilience.on('storeError', (e) => {
       // Once per 10 s at most: during an outage every request would say it.

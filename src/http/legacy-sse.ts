@@ -7,7 +7,9 @@ import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { textFailure, type AnswerSink } from '../protocol/answers.ts';
-import { idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { envelope, idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { GATEWAY_ORIGINATED, type Admission, type Admitted } from '../pipeline/admission.ts';
+import type { PipelineRequest } from '../pipeline/request.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -145,12 +147,15 @@ class LegacySessions {
     const first = messages[0]!;
     Object.assign(call, { messages, id: incoming.batch ? null : first.id, method: methodLabel(first.method) });
     if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
+    const piped: PipelineRequest = { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'legacy' };
+    // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
+    const admitted = await this.#gw.limit.admit(piped);
     const token = (request.query as { sessionId?: unknown }).sessionId;
     if (typeof token !== 'string' || !token) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED', 'send the sessionId query parameter of the endpoint event');
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call);
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call, admitted);
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
@@ -159,16 +164,41 @@ class LegacySessions {
     const policy = call.caller && this.#gw.auth?.policy(request.params.server);
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
     if (guard) call.hidden = guard.hidden;
-    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, incoming.batch);
+    // pipeline: the time limit; on expiry the answer is the error, on the session stream, and the
+    // upstream is told notifications/cancelled.
+    const timed = this.#gw.deadlines.start(piped, (reason) => this.#cancelUpstream(upstream, routed, first.id, reason));
+    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, incoming.batch, admitted, timed?.signal);
     let res: UpstreamResponse;
     try {
-      res = await withSession(this.#gw, routed, () => upstream.post(routed, req));
+      const pending = withSession(this.#gw, routed, () => upstream.post(routed, req));
+      res = timed ? await timed.response(pending) : await pending;
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') void this.#end(claims, routed);
+      if (err instanceof GatewayError && timed?.signal.aborted) return this.#failAnswer(routed, err, first.id, call);
       throw err;
     }
     if (guard) res = await guardResponse(res, guard);
     return this.#deliver(upstream, routed, req, res, messages, guard, call);
+  }
+
+  /** A request that failed before its answer came (its time limit): the error is its answer, on the session stream. */
+  async #failAnswer(routed: SessionClaims, err: GatewayError, id: JsonRpcId, call: Call): ReturnType<Step> {
+    const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
+    feed.push(errorBody(err, id));
+    call.failed(err.code);
+    await feed.flushed();
+    return { res: ACCEPTED };
+  }
+
+  /** Tells the upstream to stop working on a request nobody waits for any more (the gateway's own message). */
+  #cancelUpstream(upstream: Upstream, routed: SessionClaims, id: JsonRpcId, reason: string): void {
+    const note = envelope({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } });
+    upstream.post(routed, legacyRequest(routed.protocolVersion, [note], false, GATEWAY_ORIGINATED)).then(
+      (res) => {
+        if (res.body && typeof res.body !== 'string') drain(res.body);
+      },
+      () => {},
+    );
   }
 
   /** Sessions a holder has here: attached, or being opened. */
@@ -190,7 +220,7 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call, admitted: Admitted): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
     const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
     // The session's one initialize is taken before anything is awaited: concurrent ones (on this
@@ -203,7 +233,7 @@ class LegacySessions {
     let answer: string[];
     let result: { protocolVersion?: unknown } | undefined;
     try {
-      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false), claims.id, call.holder);
+      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false, admitted), claims.id, call.holder);
       answer = await collectMessages(response, (m) => answers(m, init.id));
       result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
       if (result) {
@@ -238,7 +268,15 @@ class LegacySessions {
       this.#pumpAnswer(upstream, routed, req, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false, sink: call.awaitAnswer() });
       return { res: ACCEPTED };
     }
-    const text = await readText(res.body);
+    let text: string;
+    try {
+      text = await readText(res.body);
+    } catch (err) {
+      // pipeline: a JSON answer that stopped arriving within its time limit.
+      const single = messages.length === 1 && messages[0]!.kind === 'request';
+      if (single && err instanceof GatewayError && err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT') return this.#failAnswer(routed, err, messages[0]!.id, call);
+      throw err;
+    }
     let parts: string[];
     try {
       parts = splitJson(text);
@@ -359,7 +397,7 @@ class LegacySessions {
     const upstream = this.#gw.servers.get(routed.server)!;
     let res: UpstreamResponse;
     try {
-      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false), local.upstreamEventId || undefined);
+      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED), local.upstreamEventId || undefined);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') return this.#end(local.claims, routed);
       local.pump = undefined;
@@ -446,7 +484,7 @@ class LegacySessions {
     feed.end();
     await feed.flushed();
     const upstream = routed && this.#gw.servers.get(routed.server);
-    await upstream?.delete(routed!, legacyRequest(routed!.protocolVersion, [], false)).catch(() => undefined);
+    await upstream?.delete(routed!, legacyRequest(routed!.protocolVersion, [], false, GATEWAY_ORIGINATED)).catch(() => undefined);
     await this.#gw.endSession(routed ?? claims);
   }
 
@@ -508,8 +546,8 @@ function legacyKey(session: string): string {
 }
 
 /** What the upstream side needs of a legacy client's message; it sent no MCP headers of its own. */
-function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], batch: boolean): ClientRequest {
+function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], batch: boolean, admission: Admission, signal?: AbortSignal): ClientRequest {
   const headers: Record<string, string> = { accept: ACCEPT_BOTH, 'content-type': 'application/json' };
   if (protocolVersion) headers['mcp-protocol-version'] = protocolVersion;
-  return clientRequest(headers, messages, batch, protocolVersion ?? LEGACY_REVISION);
+  return clientRequest(headers, messages, batch, protocolVersion ?? LEGACY_REVISION, admission, signal);
 }

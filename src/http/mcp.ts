@@ -17,6 +17,8 @@ import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessi
 import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
 import { clientRequest as upstreamRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import type { Admitted } from '../pipeline/admission.ts';
+import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
 import { Call } from './accounting.ts';
@@ -146,8 +148,8 @@ const onPost: Step = async (gw, request, call) => {
   call.method = methodLabel(first.method);
   if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
   checkAccept(request, 'post');
-  // resilience: rate limits per principal, server and tool (src/resilience/calls.ts).
-  await gw.resilience.admit(request.params.server, call.caller?.id, messages);
+  // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
+  const admitted = await gw.limit.admit(pipelineRequest(request, call, messages));
   const sid = headerValue(request.headers['mcp-session-id']);
 
   if (!incoming.batch && first.method === 'initialize') {
@@ -156,7 +158,7 @@ const onPost: Step = async (gw, request, call) => {
     const asked = first.params?.protocolVersion;
     const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
     const sessionId = SessionSealer.newId();
-    const req = clientRequest(request, messages, false, protocolVersion);
+    const req = clientRequest(request, messages, false, protocolVersion, admitted);
     call.session = sessionId;
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
     if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
@@ -185,19 +187,19 @@ const onPost: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
-  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, incoming.batch, version);
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, incoming.batch, version, admitted);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (!guard) {
-    const req = clientRequest(request, messages, incoming.batch, version);
+    const req = clientRequest(request, messages, incoming.batch, version, admitted);
     // resilience: result cache, breaker fast-fail, retries and time limits (src/resilience/calls.ts).
     const res = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req));
     return { res, stream: postStream(gw, call, upstream, claims, req, messages, version) };
   }
   call.hidden = guard.hidden;
-  const req = clientRequest(request, guard.messages, incoming.batch, version);
+  const req = clientRequest(request, guard.messages, incoming.batch, version, admitted);
   // resilience: as above; a request with a hidden name swapped out is never answered from the cache.
   const sent = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req, guard.masks.length > 0));
   return { res: await guardResponse(sent, guard), stream: { ...postStream(gw, call, upstream, claims, req, messages, version), guard: serializeGuard(guard) } };
@@ -243,7 +245,7 @@ const onGet: Step = async (gw, request, call) => {
   checkAccept(request, 'get');
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
-  const req = clientRequest(request, [], false, version);
+  const req = clientRequest(request, [], false, version, await gw.limit.admit(pipelineRequest(request, call, [])));
   const lastEventId = headerValue(request.headers['last-event-id']);
   if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, req) };
   const standalone = gw.hub.standaloneState(claims.id);
@@ -265,7 +267,8 @@ const onDelete: Step = async (gw, request, call) => {
     await gw.endSession(claims);
     return { res: { status: 200, headers: {}, body: null } };
   }
-  const res = await withSession(gw, claims, () => upstream.delete(claims, clientRequest(request, [], false, version)));
+  const req = clientRequest(request, [], false, version, await gw.limit.admit(pipelineRequest(request, call, [])));
+  const res = await withSession(gw, claims, () => upstream.delete(claims, req));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);
   return { res };
@@ -317,8 +320,13 @@ export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
   if (!ok) throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
 }
 
-function clientRequest(request: McpRequest, messages: readonly Envelope[], batch: boolean, protocolVersion: string): ClientRequest {
-  return upstreamRequest(request.headers, messages, batch, protocolVersion);
+function clientRequest(request: McpRequest, messages: readonly Envelope[], batch: boolean, protocolVersion: string, admitted: Admitted): ClientRequest {
+  return upstreamRequest(request.headers, messages, batch, protocolVersion, admitted);
+}
+
+/** The pipeline's view of a request on /mcp/<server> (the session-era door). */
+function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[]): PipelineRequest {
+  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session' };
 }
 
 export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {

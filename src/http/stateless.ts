@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { guardRequest, guardResponse } from '../auth/guard.ts';
 import { GatewayError } from '../errors.ts';
 import type { Reopen } from '../events/hub.ts';
+import type { Admitted } from '../pipeline/admission.ts';
 import type { SessionClaims } from '../session/token.ts';
 import { listenTranslated, postTranslated } from '../translate/to-stateless.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
@@ -13,6 +14,7 @@ import { translatorOf } from '../translate/translator.ts';
 import { statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { clientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import type { Call, Outcome, Step } from './mcp.ts';
 
@@ -43,6 +45,9 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   call.method = methodLabel(message.method);
   const meta = checkRequest(request.headers, message);
   if (message.method === 'tools/call') call.tool = nameOf('tools/call', message.params);
+  const piped: PipelineRequest = { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages: [message], door: 'stateless' };
+  // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
+  const admitted = await gw.limit.admit(piped);
 
   // Closing the response before it is complete is this revision's cancellation.
   const cancel = new AbortController();
@@ -58,16 +63,23 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     const policy = call.caller && gw.auth?.policy(request.params.server);
     const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message]) : undefined;
     if (guard) call.hidden = guard.hidden;
-    const req = clientRequest(request.headers, guard?.messages ?? [message], false, STATELESS_REVISION);
-    res = await upstream.exchange!(req, cancel.signal);
+    const req = clientRequest(request.headers, guard?.messages ?? [message], false, STATELESS_REVISION, admitted);
+    // pipeline: the time limit; on expiry the exchange is aborted, which cancels it upstream.
+    const timed = gw.deadlines.start(piped);
+    res = timed ? await timed.response(upstream.exchange!(req, AbortSignal.any([cancel.signal, timed.signal]))) : await upstream.exchange!(req, cancel.signal);
     if (guard) res = await guardResponse(res, guard);
   } else {
     // A session-era upstream knows none of this revision's extensions.
     if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
     if (!CORE_METHODS.has(message.method!)) throw new GatewayError('MCPGW_ERR_METHOD_NOT_FOUND', `"${message.method}" is not served for a session-era upstream`);
-    const translated = await statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message, meta, signal: cancel.signal });
-    res = translated.res;
-    if (translated.hidden) call.hidden = translated.hidden;
+    // pipeline: the time limit; on expiry the signal aborts, which sends notifications/cancelled upstream.
+    const timed = gw.deadlines.start(piped);
+    const signal = timed ? AbortSignal.any([cancel.signal, timed.signal]) : cancel.signal;
+    const translated = statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message, meta, signal, admitted }).then((t) => {
+      if (t.hidden) call.hidden = t.hidden;
+      return t.res;
+    });
+    res = timed ? await timed.response(translated) : await translated;
   }
   const streamed = res.body;
   if (streamed !== null && typeof streamed !== 'string') {
@@ -98,12 +110,12 @@ function checkAccept(accept: string): void {
 // Session-era clients of a 2026-07-28 upstream: the gateway holds their sessions itself.
 
 /** A POST on a session the gateway holds for a 2026-07-28 upstream. */
-export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, version: string): Promise<Outcome> {
+export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, version: string, admitted: Admitted): Promise<Outcome> {
   // auth: hidden names are swapped before translation, lists filtered after it.
   const policy = call.caller && gw.auth?.policy(claims.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (guard) call.hidden = guard.hidden;
-  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch);
+  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch, admitted);
   const res = guard ? await guardResponse(raw, guard) : raw;
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
   return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };

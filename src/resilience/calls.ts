@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,9 +10,9 @@ import type { StreamHub, StreamObserver } from '../events/hub.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { SessionClaims } from '../session/token.ts';
+import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import { ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { Deadline } from './deadline.ts';
-import type { RateCheck, RateLimiter, RateVerdict } from './limiter.ts';
 import { backoffMs, isTransient, RETRY_STATUSES, RetryBudget } from './retry.ts';
 import { ToolHints } from './tool-hints.ts';
 
@@ -52,8 +51,8 @@ interface Pending {
 }
 
 /**
- * What stands between the front door and an upstream for every single JSON-RPC request of a
- * session: rate limits, the result cache (hits answer without the upstream; concurrent misses
+ * What stands between the session-era front door and an upstream for every single JSON-RPC
+ * request of a session, after the pipeline's limit stage (src/pipeline/limit.ts): the result cache (hits answer without the upstream; concurrent misses
  * share one fetch), the all-breakers-open fast failure, retries of safe calls, and the request's
  * time limit with cancellation upstream. It watches the hub's streams for the notifications
  * that invalidate the cache and the progress that extends a time limit. Batches, notifications
@@ -65,8 +64,6 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
   readonly #metrics: Metrics;
   readonly #hub: StreamHub;
   readonly #cache: ResultCache | undefined;
-  readonly #limiter: RateLimiter;
-  readonly #prefix: string;
   readonly hints = new ToolHints();
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #sessions = new Map<string, string>();
@@ -74,47 +71,18 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
   readonly #byRequest = new Map<string, Pending>();
   readonly #byProgress = new Map<string, Pending>();
 
-  constructor(opts: { config: GatewayConfig; metrics: Metrics; hub: StreamHub; cache: ResultCache | undefined; limiter: RateLimiter; prefix: string }) {
+  constructor(opts: { config: GatewayConfig; metrics: Metrics; hub: StreamHub; cache: ResultCache | undefined }) {
     super();
     this.#config = opts.config;
     this.#metrics = opts.metrics;
     this.#hub = opts.hub;
     this.#cache = opts.cache;
-    this.#limiter = opts.limiter;
-    this.#prefix = opts.prefix;
     opts.hub.observer = this;
   }
 
   /** Requests in flight with a time limit (tests, diagnostics). */
   get pending(): number {
     return this.#byRequest.size;
-  }
-
-  /**
-   * Charges the POST's requests to the server's rate limits: the caller's, the server's, and
-   * the called tool's. Throws MCPGW_ERR_RATE_LIMITED (429, Retry-After) when one is spent.
-   * Undefined when nothing is limited (no promise on the hot path).
-   */
-  admit(server: string, principal: string | undefined, messages: readonly Envelope[]): Promise<void> | undefined {
-    const limits = this.#config.servers[server]?.rateLimit;
-    if (!limits) return undefined;
-    let requests = 0;
-    let tools: Map<string, number> | undefined;
-    for (const m of messages) {
-      if (m.kind !== 'request') continue;
-      requests++;
-      const tool = toolName(m);
-      if (tool !== undefined && Object.hasOwn(limits.tools, tool)) (tools ??= new Map()).set(tool, (tools.get(tool) ?? 0) + 1);
-    }
-    if (requests === 0) return undefined;
-    const base = `${this.#prefix}rl:{${server}}:`;
-    const who = digest(principal ?? '');
-    const checks: RateCheck[] = [];
-    if (limits.principal) checks.push({ key: `${base}p:${who}`, rule: limits.principal, cost: requests, scope: 'principal' });
-    if (limits.server) checks.push({ key: `${base}s`, rule: limits.server, cost: requests, scope: 'server' });
-    for (const [tool, n] of tools ?? []) checks.push({ key: `${base}t:${digest(tool)}:${who}`, rule: limits.tools[tool]!, cost: n, scope: 'tool' });
-    if (checks.length === 0) return undefined;
-    return this.#limiter.take(checks).then((verdict) => this.#verdict(server, verdict));
   }
 
   /** Notes which server a session belongs to, so notifications on its streams can be placed. */
@@ -310,7 +278,8 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
   #cancelUpstream(call: Pending, reason: string): void {
     const params = { requestId: call.id, reason: `gateway timeout (${reason})` };
     const message = { jsonrpc: '2.0', method: 'notifications/cancelled', params };
-    const req = ownRequest(call.req.headers, message, call.req.protocolVersion);
+    // The gateway's own message: the request it cancels was admitted when it came.
+    const req = ownRequest(call.req.headers, message, call.req.protocolVersion, GATEWAY_ORIGINATED);
     call.upstream.post(call.claims, req).then(dropAnswer, () => {});
   }
 
@@ -383,14 +352,6 @@ export class Resilience extends EventEmitter<ResilienceEventMap> implements Stre
     return budget;
   }
 
-  #verdict(server: string, verdict: RateVerdict): void {
-    if (verdict.ok) return;
-    this.#metrics.rateLimit(server, verdict.scope);
-    const err = new GatewayError('MCPGW_ERR_RATE_LIMITED', `server "${server}": the ${verdict.scope} limit`);
-    err.headers = { 'retry-after': String(Math.max(1, Math.ceil(verdict.retryAfterMs / 1000))) };
-    throw err;
-  }
-
   #storeError(what: 'cache' | 'rateLimit', err: unknown): undefined {
     this.emit('storeError', { what, error: (err as Error)?.message ?? String(err) });
     return undefined;
@@ -426,10 +387,6 @@ function invalidationOf(method: unknown, uri: unknown): Invalidation | undefined
 function acceptsJson(req: ClientRequest): boolean {
   const accept = req.headers.accept;
   return accept === undefined || accept.includes('application/json') || accept.includes('*/*');
-}
-
-function digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }
 
 /** Drops an answer nobody will read, keeping its connection reusable. */

@@ -1,3 +1,4 @@
+import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -156,8 +157,8 @@ export function sessionHeaders(protocolVersion?: string, accept = 'application/j
 }
 
 /** A ClientRequest for the upstream side, built from a message the gateway wrote. */
-export function upstreamRequest(message: Message, protocolVersion: string, headers = sessionHeaders(protocolVersion)): ClientRequest {
-  return ownRequest(headers, message, protocolVersion);
+export function upstreamRequest(message: Message, protocolVersion: string, admission: Admission, headers = sessionHeaders(protocolVersion)): ClientRequest {
+  return ownRequest(headers, message, protocolVersion, admission);
 }
 
 async function open(key: string, server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
@@ -168,7 +169,7 @@ async function open(key: string, server: string, upstream: Upstream, principal: 
     params: { protocolVersion: UPSTREAM_REVISION, capabilities, clientInfo: clientInfo ?? GATEWAY_INFO },
   };
   const sessionId = SessionSealer.newId();
-  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, sessionHeaders()), sessionId, holder);
+  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, GATEWAY_ORIGINATED, sessionHeaders()), sessionId, holder);
   const answer = await firstResponse(response);
   if (!answer?.result) {
     throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `initialize was refused: ${answer?.error?.message ?? `HTTP ${response.status}`}`);
@@ -176,7 +177,7 @@ async function open(key: string, server: string, upstream: Upstream, principal: 
   const result = answer.result;
   const protocolVersion = typeof result.protocolVersion === 'string' ? result.protocolVersion : UPSTREAM_REVISION;
   const claims: SessionClaims = { id: sessionId, server, ...placement, principal, protocolVersion, issuedAt: Math.floor(Date.now() / 1000) };
-  const note = await upstream.post(claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/initialized' }, protocolVersion));
+  const note = await upstream.post(claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/initialized' }, protocolVersion, GATEWAY_ORIGINATED));
   if (note.body !== null && typeof note.body !== 'string') note.body.resume();
   return {
     key,
@@ -211,7 +212,7 @@ export async function firstResponse(res: UpstreamResponse): Promise<Message | un
 async function end(s: PooledSession): Promise<void> {
   s.dead = true;
   try {
-    const res = await s.upstream.delete(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/cancelled' }, s.protocolVersion, sessionHeaders(s.protocolVersion)));
+    const res = await s.upstream.delete(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/cancelled' }, s.protocolVersion, GATEWAY_ORIGINATED, sessionHeaders(s.protocolVersion)));
     if (res.body !== null && typeof res.body !== 'string') drain(res.body);
   } catch {
     // Already gone upstream: nothing to end.

@@ -8,6 +8,7 @@ import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
+import { GATEWAY_ORIGINATED, type Admitted } from '../pipeline/admission.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
@@ -33,6 +34,8 @@ export interface StatelessCall {
   readonly holder: string;
   readonly message: Envelope;
   readonly meta: RequestEnvelope;
+  /** pipeline: the request passed the limit stage. */
+  readonly admitted: Admitted;
   /** Aborted when the client's response closes before it was complete. */
   readonly signal: AbortSignal;
 }
@@ -83,10 +86,10 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
   const policy = call.caller && call.gw.auth?.policy(call.server);
   for (let attempt = 0; ; attempt++) {
     const session = await acquire(t, call);
-    const req = upstreamRequest(message, session.protocolVersion);
+    const req = upstreamRequest(message, session.protocolVersion, call.admitted);
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
     try {
-      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion) : req);
+      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admitted) : req);
       return { session, res: guard ? await guardResponse(res, guard) : res, guard };
     } catch (err) {
       if (attempt === 0 && err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') {
@@ -330,7 +333,7 @@ async function resume(t: Translator, call: StatelessCall): Promise<UpstreamRespo
 /** Posts one message the gateway writes (an answer, a cancellation) on the session; failures only end the call. */
 async function postUpstream(t: Translator, session: PooledSession, message: Message): Promise<void> {
   try {
-    const res = await session.upstream.post(session.claims, upstreamRequest(message, session.protocolVersion));
+    const res = await session.upstream.post(session.claims, upstreamRequest(message, session.protocolVersion, GATEWAY_ORIGINATED));
     if (res.body !== null && typeof res.body !== 'string') drain(res.body);
   } catch (err) {
     if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') t.pool.drop(session);
@@ -339,7 +342,7 @@ async function postUpstream(t: Translator, session: PooledSession, message: Mess
 
 /** A POST answer stream that ended before its answer: the upstream's own resumption, on its GET. */
 async function resumeStream(session: PooledSession, lastEventId: string) {
-  const res = await session.upstream.get(session.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/resume' }, session.protocolVersion, sessionHeaders(session.protocolVersion, 'text/event-stream')), lastEventId);
+  const res = await session.upstream.get(session.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/resume' }, session.protocolVersion, GATEWAY_ORIGINATED, sessionHeaders(session.protocolVersion, 'text/event-stream')), lastEventId);
   if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
   if (res.body !== null && typeof res.body !== 'string') discard(res.body);
   return undefined;
@@ -402,7 +405,7 @@ class Fanout {
   open(): Promise<boolean> {
     this.#opening ??= (async () => {
       const s = this.session;
-      const res = await s.upstream.get(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/listen' }, s.protocolVersion, sessionHeaders(s.protocolVersion, 'text/event-stream')));
+      const res = await s.upstream.get(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/listen' }, s.protocolVersion, GATEWAY_ORIGINATED, sessionHeaders(s.protocolVersion, 'text/event-stream')));
       if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
         if (res.body !== null && typeof res.body !== 'string') drain(res.body);
         return false;

@@ -1,3 +1,4 @@
+import { GATEWAY_ORIGINATED, type Admission, type Admitted } from '../pipeline/admission.ts';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
@@ -116,7 +117,7 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
 }
 
 /** A POST on a translated session. */
-export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean): Promise<UpstreamResponse> {
+export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admitted): Promise<UpstreamResponse> {
   if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
   const t = translatorOf(gw);
   const m = messages[0]!;
@@ -150,7 +151,7 @@ export async function postTranslated(gw: GatewayContext, upstream: Upstream, cla
       return result(m.id, {});
     }
   }
-  return call(t, upstream, claims, mine, m);
+  return call(t, upstream, claims, mine, m, admitted);
 }
 
 function accepted(): UpstreamResponse {
@@ -162,7 +163,7 @@ function result(id: JsonRpcId, r: Record<string, unknown>): UpstreamResponse {
 }
 
 /** A 2026-07-28 request for this method and params, carrying the session's envelope. */
-function statelessRequest(t: Translator, declared: Declared, mine: LocalSession, method: string, params: Record<string, unknown> | undefined, extra?: Record<string, unknown>): { id: string; req: ClientRequest } {
+function statelessRequest(t: Translator, declared: Declared, mine: LocalSession, admission: Admission, method: string, params: Record<string, unknown> | undefined, extra?: Record<string, unknown>): { id: string; req: ClientRequest } {
   const id = t.nextId();
   const meta: Record<string, unknown> = {
     ...(params?._meta as Record<string, unknown> | undefined),
@@ -175,18 +176,18 @@ function statelessRequest(t: Translator, declared: Declared, mine: LocalSession,
   const message: Message = { jsonrpc: '2.0', id, method, params: p };
   return {
     id,
-    req: ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION),
+    req: ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION, admission),
   };
 }
 
-async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope): Promise<UpstreamResponse> {
+async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admitted): Promise<UpstreamResponse> {
   const declared = declaredOf(claims);
   const abort = new AbortController();
   const key = idKey(m.id);
   mine.inflight.set(key, abort);
   const done = () => mine.inflight.get(key) === abort && mine.inflight.delete(key);
   try {
-    const first = statelessRequest(t, declared, mine, m.method!, m.params);
+    const first = statelessRequest(t, declared, mine, admitted, m.method!, m.params);
     const reader = new MessageReader(await upstream.exchange!(first.req, abort.signal));
     const head = await reader.next();
     if (head === undefined || head === MessageReader.TIMEOUT) throw reader.failure ?? new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'the answer carried no JSON-RPC response');
@@ -197,7 +198,7 @@ async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mi
     }
     reader.unshift(head);
     const out = new PassThrough();
-    void drive(t, upstream, declared, mine, m, first.id, reader, out, abort.signal).finally(done);
+    void drive(t, upstream, declared, mine, admitted, m, first.id, reader, out, abort.signal).finally(done);
     return { status: 200, headers: { ...SSE_HEADERS }, body: out };
   } catch (err) {
     done();
@@ -213,7 +214,7 @@ function toSessionAnswer(id: JsonRpcId, m: Message): Message {
 }
 
 /** Streams one call to the client, turning each input_required round into pushed requests and a retry. */
-async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
+async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, admitted: Admitted, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
   let current = reader;
   let currentId = upstreamId;
   try {
@@ -239,7 +240,7 @@ async function drive(t: Translator, upstream: Upstream, declared: Declared, mine
       if (signal.aborted) return;
       const extra: Record<string, unknown> = { inputResponses: responses };
       if (typeof r.requestState === 'string') extra.requestState = r.requestState;
-      const next = statelessRequest(t, declared, mine, m.method!, m.params, extra);
+      const next = statelessRequest(t, declared, mine, admitted, m.method!, m.params, extra);
       currentId = next.id;
       current = new MessageReader(await upstream.exchange!(next.req, signal));
     }
@@ -295,7 +296,7 @@ export function listenTranslated(gw: GatewayContext, upstream: Upstream, claims:
     let reader: MessageReader | undefined;
     const connect = async () => {
       reader?.close();
-      const { req } = statelessRequest(t, declared, mine, 'subscriptions/listen', {}, {
+      const { req } = statelessRequest(t, declared, mine, GATEWAY_ORIGINATED, 'subscriptions/listen', {}, {
         notifications: { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true, resourceSubscriptions: [...mine.subscriptions] },
       });
       const r = new MessageReader(await upstream.exchange!(req));

@@ -1,3 +1,4 @@
+import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
@@ -97,7 +98,7 @@ export class Translator {
     const versions = discovered?.result?.supportedVersions;
     if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
     const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
-    const res = await upstream.exchange!(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION));
+    const res = await upstream.exchange!(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED));
     const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
     return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
   }
@@ -107,7 +108,7 @@ export class Translator {
 export function discoverRequest(capabilities: Record<string, unknown>, clientInfo: Record<string, unknown>, id: string = 'mcpgw-discover'): ClientRequest {
   const params = { _meta: { [META_PROTOCOL_VERSION]: STATELESS_REVISION, [META_CLIENT_CAPABILITIES]: capabilities, [META_CLIENT_INFO]: clientInfo } };
   const message: Message = { jsonrpc: '2.0', id, method: 'server/discover', params };
-  return ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) }, message, STATELESS_REVISION);
+  return ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) }, message, STATELESS_REVISION, GATEWAY_ORIGINATED);
 }
 
 function release(res: { body: unknown }): void {

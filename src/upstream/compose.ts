@@ -1,3 +1,4 @@
+import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
@@ -186,7 +187,7 @@ export class ComposedUpstream implements Upstream {
   async probe(): Promise<{ items: number; shortened: number; collisions: number }> {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
-    const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION };
+    const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
     const { placement } = await this.initialize(memberRequest(base, init), id, GATEWAY_HOLDER);
     const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
@@ -392,7 +393,7 @@ function json(message: unknown): UpstreamResponse {
 
 /** A request to a member: the client's headers, a body of our own. */
 function memberRequest(req: ClientRequest, message: Json): ClientRequest {
-  return ownRequest(req.headers, message, req.protocolVersion);
+  return ownRequest(req.headers, message, req.protocolVersion, req.admission);
 }
 
 function firstAnswer(texts: readonly string[], id: unknown): Json | undefined {

@@ -3,6 +3,8 @@ import type { Readable } from 'node:stream';
 import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
 import { wireBody, type WireBody } from '../protocol/wire.ts';
 import type { SessionClaims } from '../session/token.ts';
+// The pipeline's token (src/pipeline/admission.ts): a type only, the contract between the stages and an upstream.
+import type { Admission } from '../pipeline/admission.ts';
 
 /** A client request as the upstream side needs it: headers, the checked messages, the body written from them. */
 export interface ClientRequest {
@@ -19,16 +21,24 @@ export interface ClientRequest {
   readonly protocolVersion: string;
   /** resilience: aborts a POST still waiting for its answer (the request timed out). */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * pipeline: why this may reach an upstream — a caller's messages passed the limit stage
+   * (`Admitted`, minted only there), or the gateway wrote them itself (`GATEWAY_ORIGINATED`).
+   */
+  readonly admission: Admission;
 }
 
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */
-export function clientRequest(headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, protocolVersion: string, signal?: AbortSignal): ClientRequest {
-  return { headers, body: messages.length > 0 ? wireBody(messages, batch) : undefined, messages, protocolVersion, signal };
+export function clientRequest(headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, protocolVersion: string, admission: Admission, signal?: AbortSignal): ClientRequest {
+  return { headers, body: messages.length > 0 ? wireBody(messages, batch) : undefined, messages, protocolVersion, signal, admission };
 }
 
-/** A request carrying one message the gateway wrote itself (checked like a caller's: it must be a JSON-RPC message). */
-export function ownRequest(headers: IncomingHttpHeaders, message: Readonly<Record<string, unknown>>, protocolVersion: string): ClientRequest {
-  return clientRequest(headers, [envelope(message)], false, protocolVersion);
+/**
+ * A request carrying one message the gateway wrote (checked like a caller's: it must be a
+ * JSON-RPC message): its own (`GATEWAY_ORIGINATED`), or a caller's translated (its `Admitted`).
+ */
+export function ownRequest(headers: IncomingHttpHeaders, message: Readonly<Record<string, unknown>>, protocolVersion: string, admission: Admission): ClientRequest {
+  return clientRequest(headers, [envelope(message)], false, protocolVersion, admission);
 }
 
 /** What the HTTP layer writes back. A Readable body is streamed as it arrives, never buffered. */
