@@ -149,7 +149,8 @@ const onPost: Step = async (gw, request, call) => {
   if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
   checkAccept(request, 'post');
   // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
-  const admitted = await gw.limit.admit(pipelineRequest(request, call, messages));
+  const piped = pipelineRequest(request, call, messages);
+  const admitted = await gw.limit.admit(piped);
   const sid = headerValue(request.headers['mcp-session-id']);
 
   if (!incoming.batch && first.method === 'initialize') {
@@ -187,7 +188,7 @@ const onPost: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
-  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, messages, incoming.batch, version, admitted);
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, piped, incoming.batch, version, admitted);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);

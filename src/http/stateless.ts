@@ -4,8 +4,7 @@ import { GatewayError } from '../errors.ts';
 import type { Reopen } from '../events/hub.ts';
 import type { Admitted } from '../pipeline/admission.ts';
 import type { SessionClaims } from '../session/token.ts';
-import { listenTranslated, postTranslated } from '../translate/to-stateless.ts';
-import type { Envelope } from '../protocol/jsonrpc.ts';
+import { cancelTranslated, listenTranslated, postTranslated } from '../translate/to-stateless.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { parseBody } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
@@ -110,12 +109,17 @@ function checkAccept(accept: string): void {
 // Session-era clients of a 2026-07-28 upstream: the gateway holds their sessions itself.
 
 /** A POST on a session the gateway holds for a 2026-07-28 upstream. */
-export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, version: string, admitted: Admitted): Promise<Outcome> {
+export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, piped: PipelineRequest, batch: boolean, version: string, admitted: Admitted): Promise<Outcome> {
+  const messages = piped.messages;
   // auth: hidden names are swapped before translation, lists filtered after it.
   const policy = call.caller && gw.auth?.policy(claims.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (guard) call.hidden = guard.hidden;
-  const raw = await postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch, admitted);
+  // pipeline: the request's time limit; on expiry the 2026-07-28 call upstream is closed (its cancellation).
+  const first = messages[0];
+  const timed = gw.deadlines.start(piped, () => first && cancelTranslated(gw, claims, first.id));
+  const sent = postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch, admitted);
+  const raw = timed ? await timed.response(sent) : await sent;
   const res = guard ? await guardResponse(raw, guard) : raw;
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
   return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };

@@ -116,6 +116,11 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
   return { res: { status: 200, headers: JSON_HEADERS, body: JSON.stringify({ jsonrpc: '2.0', id: first.id, result }) }, claims };
 }
 
+/** Closes a translated session's call upstream (2026-07-28's cancellation), as `notifications/cancelled` from its client would. */
+export function cancelTranslated(gw: GatewayContext, claims: SessionClaims, id: JsonRpcId): void {
+  local(translatorOf(gw), claims.id).inflight.get(idKey(id))?.abort();
+}
+
 /** A POST on a translated session. */
 export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admitted): Promise<UpstreamResponse> {
   if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);

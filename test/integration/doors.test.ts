@@ -57,6 +57,15 @@ const DOORS: readonly Door[] = [
     },
   },
   {
+    name: 'session era, for a 2026-07-28-only upstream (the gateway holds the session)',
+    upstream: 'stateless',
+    async open(gw, server) {
+      const url = `${gw.url}/mcp/${server}`;
+      const sid = await openSession(url);
+      return { call: async (id, name, args) => rpcOf(await post(url, toolCall(id, name, args), sessionHeaders(sid))) as Answer, close: () => {} };
+    },
+  },
+  {
     name: '2024-11-05 (HTTP+SSE)',
     upstream: 'demo',
     async open(gw, server) {
