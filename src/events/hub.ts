@@ -422,7 +422,10 @@ class Producer {
         }
         const data = event.data.replace(/\n/g, '');
         this.#polls.message();
-        const answered = (this.#unanswered !== undefined || this.#sink !== undefined) && this.#noteAnswer(data) && this.#unanswered?.size === 0;
+        const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
+        // A response to no request of this stream is not the client's (and must not end its call).
+        if (note === 'stray') return;
+        const answered = note === 'answer' && this.#unanswered?.size === 0;
         this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
         if (answered) {
@@ -481,24 +484,25 @@ class Producer {
   /**
    * Marks a request answered when `data` is its response (parsed only when it can be one; the
    * stream ends on its last answer, so this is the parse of the final event(s)), and tells the
-   * sink when it failed; true if it was an answer.
+   * sink when it failed: `answer`, `stray` (a response to no request of this stream) or `other`.
    */
-  #noteAnswer(data: string): boolean {
-    if (!data.includes('"result"') && !data.includes('"error"')) return false;
+  #noteAnswer(data: string): 'answer' | 'stray' | 'other' {
+    if (!data.includes('"result"') && !data.includes('"error"')) return 'other';
     let m: { id?: unknown; method?: unknown } | null;
     try {
       m = JSON.parse(data) as typeof m;
     } catch {
-      return false; // not JSON: not an answer
+      return 'other'; // not JSON: not an answer
     }
-    if (m === null || typeof m !== 'object' || m.method !== undefined || m.id === undefined) return false;
-    if (this.#unanswered !== undefined && !this.#unanswered.delete(JSON.stringify(m.id))) return false;
+    if (m === null || typeof m !== 'object' || m.method !== undefined || m.id === undefined) return 'other';
+    // An answer to an id this POST did not send, or sent already: the upstream's mistake (or worse).
+    if (this.#unanswered !== undefined && !this.#unanswered.delete(JSON.stringify(m.id))) return 'stray';
     this.#answered = true;
     if (this.#sink) {
       const failure = responseFailure(m);
       if (failure !== undefined) this.#sink.failed(failure);
     }
-    return true;
+    return 'answer';
   }
 
   /**

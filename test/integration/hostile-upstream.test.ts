@@ -30,6 +30,14 @@ describe('hostile upstream answers', () => {
         }
         open.add(res);
         res.once('close', () => open.delete(res));
+        if (m.params?.name === 'stray_answers') {
+          // Answers to ids nobody asked, then the real one.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id: 'never-asked', result: { content: [{ type: 'text', text: 'stray' }] } })}\n\n`);
+          res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id: 12345, error: { code: -32603, message: 'stray error' } })}\n\n`);
+          res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'the answer' }] } })}\n\n`);
+          return;
+        }
         if (m.params?.name === 'endless_event') {
           // One SSE line that never ends: 1 MiB at a time, no newline.
           res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -86,6 +94,13 @@ describe('hostile upstream answers', () => {
     assert.match(res.text, /MCPGW_ERR_(STREAM_LOST|UPSTREAM_PROTOCOL)/);
     // Well under what an unbounded reader would have taken by the time it was noticed.
     assert.ok(process.memoryUsage().rss - rss < 400 * 1024 * 1024, `RSS grew by ${Math.round((process.memoryUsage().rss - rss) / 1024 / 1024)} MiB`);
+  });
+
+  it('answers to ids the client never sent are not relayed; the real answer is', async () => {
+    const res = await call('stray_answers');
+    assert.equal(res.status, 200, res.text);
+    assert.doesNotMatch(res.text, /never-asked|stray error/, res.text);
+    assert.match(res.text, /the answer/);
   });
 
   it('a JSON answer that drips past the time limit gets the time-limit error, not an endless wait', async () => {
