@@ -6,7 +6,7 @@ import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { textFailure, type AnswerSink } from '../protocol/answers.ts';
+import { responseFailure, textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { envelope, idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { GATEWAY_ORIGINATED, type Admission, type Admitted } from '../pipeline/admission.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
@@ -14,6 +14,7 @@ import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } from '../upstream/messages.ts';
+import { HolderCounts } from '../upstream/holders.ts';
 import { clientRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
@@ -75,7 +76,7 @@ class LegacySessions {
   readonly #gw: GatewayContext;
   readonly #local = new Map<string, Local>();
   /** New sessions per holder between their check and their Local (see onSse). */
-  readonly #opening = new Map<string, number>();
+  readonly #opening = new HolderCounts();
 
   constructor(gw: GatewayContext) {
     this.#gw = gw;
@@ -116,12 +117,8 @@ class LegacySessions {
     if (this.#sessionsOf(call.holder) >= server.maxSessionsPerCaller) {
       throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${server.name}": ${server.maxSessionsPerCaller} open 2024-11-05 sessions (maxSessionsPerCaller)`);
     }
-    this.#opening.set(call.holder, (this.#opening.get(call.holder) ?? 0) + 1);
-    const opened = () => {
-      const n = this.#opening.get(call.holder)! - 1;
-      if (n > 0) this.#opening.set(call.holder, n);
-      else this.#opening.delete(call.holder);
-    };
+    this.#opening.add(call.holder);
+    const opened = () => this.#opening.remove(call.holder);
     let seq: number;
     try {
       seq = await SessionFeed.open(this.#gw.hub, legacyKey(claims.id), { producer: this.#gw.hub.opts.node, kind: 'get', requests: '' });
@@ -203,7 +200,7 @@ class LegacySessions {
 
   /** Sessions a holder has here: attached, or being opened. */
   #sessionsOf(holder: string): number {
-    let n = this.#opening.get(holder) ?? 0;
+    let n = this.#opening.of(holder);
     for (const local of this.#local.values()) if (local.holder === holder) n++;
     return n;
   }
@@ -308,10 +305,7 @@ class LegacySessions {
         const data = e.data.replace(/\n/g, '');
         feed.push(data);
         answer.polls.message();
-        // accounting: what the client gets is what went into its stream.
-        const failure = textFailure(data);
-        if (failure !== undefined) answer.sink.failed(failure);
-        if (!noteAnswer(answer.unanswered, data) || answer.unanswered.size > 0) return;
+        if (!noteAnswer(answer, data) || answer.unanswered.size > 0) return;
         // Every request is answered. A resumed stream may be held open after that (the SDK does).
         done = true;
         answer.sink.settled();
@@ -515,15 +509,19 @@ interface AnswerStream {
   readonly reopened: boolean;
 }
 
-/** Marks a request answered when `data` is its response (parsed only when it can be one); true if it was. */
-function noteAnswer(unanswered: Map<string, JsonRpcId>, data: string): boolean {
+/** Marks a request answered when `data` is its response, and tells the sink when it failed (one parse, only when it can be a response); true if it answered one. */
+function noteAnswer(answer: AnswerStream, data: string): boolean {
   if (!data.includes('"result"') && !data.includes('"error"')) return false;
+  let m: { id?: unknown; method?: unknown } | null;
   try {
-    const m = JSON.parse(data) as { id?: unknown; method?: unknown };
-    return m.method === undefined && m.id !== undefined && unanswered.delete(idKey(m.id));
+    m = JSON.parse(data) as typeof m;
   } catch {
     return false; // not JSON: not an answer
   }
+  // accounting: what the client gets is what went into its stream (the same parse says it).
+  const failure = responseFailure(m);
+  if (failure !== undefined) answer.sink.failed(failure);
+  return m !== null && typeof m === 'object' && m.method === undefined && m.id !== undefined && answer.unanswered.delete(idKey(m.id));
 }
 
 function lostAnswers(feed: SessionFeed, answer: AnswerStream): void {

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { wireLines } from '../protocol/wire.ts';
-import { idKey } from './messages.ts';
+import { idKey } from '../protocol/jsonrpc.ts';
 import { SSE_HEADERS, type ClientRequest, type UpstreamResponse } from './types.ts';
 
 interface Pending {

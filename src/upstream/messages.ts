@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
+import { idKey } from '../protocol/jsonrpc.ts';
 import { EventSize, tooLarge } from '../protocol/sse.ts';
 import type { UpstreamResponse } from './types.ts';
 import { discard } from './body.ts';
@@ -109,11 +110,6 @@ export async function collectMessages(res: UpstreamResponse, until: (message: Re
       },
     );
   });
-}
-
-/** JSON-RPC id as a map key: 1 and "1" are different ids. */
-export function idKey(id: unknown): string {
-  return typeof id === 'number' ? `n${id}` : `s${String(id)}`;
 }
 
 /** Answers a message with this id (a response, not a request)? */

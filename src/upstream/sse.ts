@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
+import { HolderCounts } from './holders.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
@@ -57,7 +58,7 @@ export class SseUpstream implements Upstream {
   /** Sessions being opened: their ids and their holders' slots are taken before the first await. */
   readonly #opening = new Set<string>();
   /** Connections per holder (opening or open), for `maxSessionsPerCaller`. */
-  readonly #held = new Map<string, number>();
+  readonly #held = new HolderCounts();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
@@ -72,23 +73,21 @@ export class SseUpstream implements Upstream {
 
   async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     if (this.#sessions.has(sessionId) || this.#opening.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its upstream connection');
-    if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
+    if (this.#held.of(holder) >= this.#server.maxSessionsPerCaller) {
       // As for stdio: the caller's own least recently used idle connection makes room.
       const idle = oldestIdle([...this.#sessions.values()].filter((s) => !s.closed), holder);
       if (!idle) throw new GatewayError('MCPGW_ERR_CALLER_CAPACITY', `server "${this.#server.name}": ${this.#server.maxSessionsPerCaller} busy connections (maxSessionsPerCaller)`);
       this.#close(idle, 'replaced by a newer session of the same caller (maxSessionsPerCaller)');
     }
     this.#opening.add(sessionId);
-    this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
+    this.#held.add(holder);
     let released = false;
     const slot: Slot = {
       owned: false,
       release: () => {
         if (released) return;
         released = true;
-        const n = (this.#held.get(holder) ?? 1) - 1;
-        if (n > 0) this.#held.set(holder, n);
-        else this.#held.delete(holder);
+        this.#held.remove(holder);
       },
     };
     try {

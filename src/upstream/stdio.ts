@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
+import { HolderCounts } from './holders.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from './types.ts';
 
@@ -62,7 +63,7 @@ export class StdioUpstream implements Upstream {
   readonly #node: string;
   readonly #sessions = new Map<string, StdioSession>();
   /** Children per holder, for `maxSessionsPerCaller`. */
-  readonly #held = new Map<string, number>();
+  readonly #held = new HolderCounts();
   /** Children not being ended: what `maxProcesses` counts. */
   #live = 0;
   readonly #sweeper: NodeJS.Timeout;
@@ -87,7 +88,7 @@ export class StdioUpstream implements Upstream {
     if (this.#closing) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN');
     // Every check and the spawn that takes the slot run without an await between them.
     if (this.#sessions.has(sessionId)) throw new GatewayError('MCPGW_ERR_ALREADY_INITIALIZED', 'this session already has its process');
-    if ((this.#held.get(holder) ?? 0) >= this.#server.maxSessionsPerCaller) {
+    if (this.#held.of(holder) >= this.#server.maxSessionsPerCaller) {
       // Clients often leave a session without DELETE (the SDK's close() sends none): the caller's
       // own least recently used idle child makes room. Busy ones are never ended for it.
       const idle = oldestIdle(this.#sessions.values(), holder);
@@ -189,7 +190,7 @@ export class StdioUpstream implements Upstream {
     const child = spawn(spec.command, [...spec.args], { cwd: spec.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const session = new StdioSession(sessionId, child, replica, holder);
     this.#sessions.set(sessionId, session);
-    this.#held.set(holder, (this.#held.get(holder) ?? 0) + 1);
+    this.#held.add(holder);
     this.#live++;
     replica.streams++;
     const where = { server: this.#server.name, replica: replica.key, pid: child.pid };
@@ -250,9 +251,7 @@ export class StdioUpstream implements Upstream {
     if (session.released) return;
     session.released = true;
     this.#live--;
-    const held = (this.#held.get(session.holder) ?? 1) - 1;
-    if (held > 0) this.#held.set(session.holder, held);
-    else this.#held.delete(session.holder);
+    this.#held.remove(session.holder);
   }
 
   #kill(session: StdioSession, reason: string): void {
