@@ -143,6 +143,8 @@ function checkParams(params: unknown): void {
 
 /** Does this (valid) JSON text nest arrays and objects deeper than MAX_DEPTH? One pass, strings skipped. */
 function tooDeep(text: string): boolean {
+  // Each level takes an opening and a closing bracket: a shorter text cannot be too deep (most are).
+  if (text.length <= 2 * MAX_DEPTH) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
