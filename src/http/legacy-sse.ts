@@ -281,8 +281,8 @@ class LegacySessions {
       // Not JSON-RPC: the upstream's HTTP error is the POST's answer.
       return { res: { ...res, body: text } };
     }
-    for (const m of parts) feed.push(m);
-    noteFailures(parts, call);
+    const pending = { unanswered: new Map(messages.filter((m) => m.kind === 'request').map((m) => [idKey(m.id), m.id])), sink: call };
+    for (const m of parts) if (noteAnswer(pending, m) !== 'stray') feed.push(m);
     return { res: ACCEPTED };
   }
 
@@ -303,9 +303,12 @@ class LegacySessions {
         if (e.id) answer.upstreamId = e.id;
         if (!e.data) return;
         const data = e.data.replace(/\n/g, '');
+        const note = noteAnswer(answer, data);
+        // A response to no request of this POST is not the client's (it may name another one's id).
+        if (note === 'stray') return;
         feed.push(data);
         answer.polls.message();
-        if (!noteAnswer(answer, data) || answer.unanswered.size > 0) return;
+        if (note !== 'answer' || answer.unanswered.size > 0) return;
         // Every request is answered. A resumed stream may be held open after that (the SDK does).
         done = true;
         answer.sink.settled();
@@ -509,19 +512,22 @@ interface AnswerStream {
   readonly reopened: boolean;
 }
 
-/** Marks a request answered when `data` is its response, and tells the sink when it failed (one parse, only when it can be a response); true if it answered one. */
-function noteAnswer(answer: AnswerStream, data: string): boolean {
-  if (!data.includes('"result"') && !data.includes('"error"')) return false;
+/** Marks a request answered when `data` is its response, and tells the sink when it failed (one parse, only when it can be a response): `answer`, `stray` (a response to no request of this POST) or `other`. */
+function noteAnswer(answer: Pick<AnswerStream, 'unanswered' | 'sink'>, data: string): 'answer' | 'stray' | 'other' {
+  if (!data.includes('"result"') && !data.includes('"error"')) return 'other';
   let m: { id?: unknown; method?: unknown } | null;
   try {
     m = JSON.parse(data) as typeof m;
   } catch {
-    return false; // not JSON: not an answer
+    return 'other'; // not JSON: not an answer
   }
+  const response = m !== null && typeof m === 'object' && !Array.isArray(m) && m.method === undefined && m.id !== undefined;
+  // An answer to an id this POST did not send, or sent already: not the client's.
+  if (response && !answer.unanswered.delete(idKey(m!.id))) return 'stray';
   // accounting: what the client gets is what went into its stream (the same parse says it).
   const failure = responseFailure(m);
   if (failure !== undefined) answer.sink.failed(failure);
-  return m !== null && typeof m === 'object' && m.method === undefined && m.id !== undefined && answer.unanswered.delete(idKey(m.id));
+  return response ? 'answer' : 'other';
 }
 
 function lostAnswers(feed: SessionFeed, answer: AnswerStream): void {

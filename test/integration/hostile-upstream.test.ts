@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.ts';
 import { JSON_AND_SSE, openSession } from '../helpers/raw.ts';
 
 /**
@@ -101,6 +102,23 @@ describe('hostile upstream answers', () => {
     assert.equal(res.status, 200, res.text);
     assert.doesNotMatch(res.text, /never-asked|stray error/, res.text);
     assert.match(res.text, /the answer/);
+  });
+
+  it('on the 2024-11-05 door too, answers to ids the client never sent stay out of its session stream', async () => {
+    const sseUrl = `${gw.url}/mcp/patient/sse`;
+    const stream = await LegacyStream.open(sseUrl);
+    try {
+      await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+      const endpoint = stream.endpoint(sseUrl);
+      await initializeLegacy(stream, endpoint);
+      const res = await postMessage(endpoint, { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'stray_answers', arguments: {} } });
+      assert.equal(res.status, 202, res.text);
+      await stream.until((events) => events.some((e) => e.message?.id === 7));
+      const ids = stream.events.filter((e) => e.message && e.message.method === undefined).map((e) => e.message!.id);
+      assert.ok(!ids.includes('never-asked') && !ids.includes(12345), `stray answers reached the client: ${JSON.stringify(ids)}`);
+    } finally {
+      stream.drop();
+    }
   });
 
   it('a JSON answer that drips past the time limit gets the time-limit error, not an endless wait', async () => {
