@@ -16,9 +16,8 @@ import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
-import { Deadlines } from './pipeline/deadline.ts';
-import { Limit } from './pipeline/limit.ts';
-import { Resilience } from './resilience/calls.ts';
+import { memberCalls } from './pipeline/members.ts';
+import { Pipeline } from './pipeline/pipeline.ts';
 import { MemoryRateLimiter, type RateLimiter } from './resilience/limiter.ts';
 import { RedisRateLimiter } from './resilience/redis-limiter.ts';
 import { RedisSessionStore } from './session/redis-store.ts';
@@ -58,9 +57,8 @@ export class Gateway implements GatewayContext {
   readonly auth: Authenticator | undefined;
   readonly audit: AuditLog | undefined;
   readonly legacyRoutes: RouteStore;
-  readonly resilience: Resilience;
-  readonly limit: Limit;
-  readonly deadlines: Deadlines;
+  /** The one way to an upstream for a caller's request (src/pipeline/pipeline.ts). */
+  readonly pipeline: Pipeline;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -105,7 +103,7 @@ export class Gateway implements GatewayContext {
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
       eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
       cacheStore = new RedisCacheStore(client);
-      limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.resilience.emit('storeError', { what: 'rateLimit', error: err.message }));
+      limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.pipeline.emit('storeError', { what: 'rateLimit', error: err.message }));
     } else {
       this.sessions = new MemorySessionStore();
       this.legacyRoutes = new MemoryRouteStore();
@@ -122,14 +120,14 @@ export class Gateway implements GatewayContext {
       endedTtlMs: config.events.endedTtlMs,
     });
     const caching = Object.values(config.servers).some((server) => server.cache);
-    this.resilience = new Resilience({
+    this.pipeline = new Pipeline({
       config,
       metrics: this.metrics,
-      hub: this.hub,
+      limiter,
+      prefix: config.redis?.keyPrefix ?? '',
       cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
+      interrupt: (key, error, id) => this.hub.interrupt(key, error, id),
     });
-    this.deadlines = new Deadlines(config);
-    this.limit = new Limit({ config, metrics: this.metrics, limiter, prefix: config.redis?.keyPrefix ?? '' });
     for (const [name, server] of Object.entries(config.servers)) {
       // compose: virtual servers are built below, once their members exist.
       if (server.compose) continue;
@@ -139,7 +137,7 @@ export class Gateway implements GatewayContext {
       this.servers.set(name, upstream);
     }
     for (const [name, server] of Object.entries(config.servers)) {
-      if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events));
+      if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events, memberCalls(this.pipeline)));
     }
     this.metrics.watchUpstreams(this.servers);
     this.#health = new HealthWatch(this.servers);
@@ -323,11 +321,10 @@ export class Gateway implements GatewayContext {
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
     this.hub.on('resumeFailed', (e) => log.warn(e, 'resumption failed'));
-    this.resilience.on('retry', (e) => log.debug(e, 'upstream call retried'));
-    this.resilience.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
-    this.deadlines.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
+    this.pipeline.on('retry', (e) => log.debug(e, 'upstream call retried'));
+    this.pipeline.on('timeout', (e) => log.info(e, 'upstream request timed out; cancelled upstream'));
     let storeWarned = 0;
-    this.resilience.on('storeError', (e) => {
+    this.pipeline.on('storeError', (e) => {
       // Once per 10 s at most: during an outage every request would say it.
       if (Date.now() - storeWarned < 10_000) return;
       storeWarned = Date.now();

@@ -34,18 +34,6 @@ export interface HubEventMap {
 }
 
 /**
- * resilience: sees every upstream message a stream relays (the cache invalidates on list_changed
- * and resources/updated, timeouts reset on progress) and every stream's end. Called on the hot
- * path: an observer returns at once for what it does not care about.
- */
-export interface StreamObserver {
-  /** One upstream message (a line of JSON) on stream `key` (`<session>:<stream>`), before it is logged. */
-  message(key: string, data: string): void;
-  /** The stream `key` ended here (answered, failed, or handed to no one at shutdown). */
-  end(key: string): void;
-}
-
-/**
  * Opens the upstream side of a stream again after it broke, ended before its answer (the
  * upstream has its clients poll, src/upstream/polling.ts) or its producer died: for HTTP, a GET
  * with the upstream's Last-Event-ID (its resumption); undefined when that cannot be done.
@@ -87,7 +75,6 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   readonly writers = new Set<ClientWriter>();
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
-  observer: StreamObserver | undefined;
   /** Stream ids: this process's random prefix and a counter (unique per session, no crypto per stream). */
   readonly #streamPrefix = randomBytes(6).toString('base64url');
   #streamCount = 0;
@@ -125,7 +112,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * been written yet; `priming` (2025-11-25 and later) sends the client an id before any event.
    * With `json`, a POST answered at once — the answer is the first event and closes the stream
    * before the priming wait is over — goes out as plain JSON instead (the client accepts both):
-   * nothing to resume, nothing to log. Returns the stream's key (as the observer sees it).
+   * nothing to resume, nothing to log. Returns the stream's key (the pipeline's time limit ends the stream by it, src/pipeline/deadline.ts).
    * accounting: `sink` (a POST stream) is told each failed answer as it goes into the stream, and
    * when the stream is over, whether or not its client is still there to read it.
    */
@@ -146,7 +133,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   }
 
   /**
-   * resilience: ends a stream produced here, dropping the upstream side, with the gateway's own
+   * pipeline: ends a stream produced here, dropping the upstream side, with the gateway's own
    * error as the answer to request `id` if given (a request timed out); without one, the request
    * was cancelled. False when the stream is not produced here.
    */
@@ -224,7 +211,6 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   release(key: string, producer: Producer): void {
     if (this.#live.get(key) === producer) {
       this.#live.delete(key);
-      this.observer?.end(key);
     }
     const session = key.slice(0, key.indexOf(':'));
     if (this.#liveGet.get(session) === producer) this.#liveGet.delete(session);
@@ -322,7 +308,7 @@ class Producer {
   readonly #unanswered: Set<string> | undefined;
   /**
    * When the upstream is asked again for the rest of its stream. Not bounded here: a request's
-   * time limit ends a stream that gets no answer (src/resilience/calls.ts, via interrupt).
+   * time limit ends a stream that gets no answer (src/pipeline/deadline.ts, via interrupt).
    */
   readonly #polls = new PollSchedule();
   /** The upstream sent an event past MAX_EVENT_CHARS: nothing more is read from it. */
@@ -426,7 +412,6 @@ class Producer {
         // A response to no request of this stream is not the client's (and must not end its call).
         if (note === 'stray') return;
         const answered = note === 'answer' && this.#unanswered?.size === 0;
-        this.hub.observer?.message(this.key, data);
         this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
         if (answered) {
           // Every request is answered: the stream ends now, in the same batch as the answer

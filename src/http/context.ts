@@ -6,9 +6,7 @@ import type { StreamHub } from '../events/hub.ts';
 import type { AuditLog } from '../ops/audit.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RouteStore } from '../session/routes.ts';
-import type { Deadlines } from '../pipeline/deadline.ts';
-import type { Limit } from '../pipeline/limit.ts';
-import type { Resilience } from '../resilience/calls.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
 import type { Upstream } from '../upstream/types.ts';
@@ -30,12 +28,11 @@ export interface GatewayContext {
   readonly audit: AuditLog | undefined;
   /** legacy: upstream placements of 2024-11-05 sessions (src/session/routes.ts). */
   readonly legacyRoutes: RouteStore;
-  /** pipeline: the limit stage every door passes before an upstream (src/pipeline/limit.ts). */
-  readonly limit: Limit;
-  /** pipeline: the time limits of the 2026-07-28 and 2024-11-05 doors (src/pipeline/deadline.ts). */
-  readonly deadlines: Deadlines;
-  /** Result cache, retries, breaker fast-fail and timeouts around the session door's upstream calls. */
-  readonly resilience: Resilience;
+  /**
+   * The chain every door's request runs to its upstream: rate limits, result cache, breaker
+   * fast-fail, time limit, retries (src/pipeline/pipeline.ts).
+   */
+  readonly pipeline: Pipeline;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

@@ -7,15 +7,16 @@ import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { responseFailure, textFailure, type AnswerSink } from '../protocol/answers.ts';
-import { envelope, idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
-import { GATEWAY_ORIGINATED, type Admission, type Admitted } from '../pipeline/admission.ts';
+import { idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { GATEWAY_ORIGINATED, type GatewayOriginated } from '../pipeline/admission.ts';
+import { sessionExchange } from '../pipeline/exchange.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
 import { allowsBatch, LEGACY_REVISION } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } from '../upstream/messages.ts';
 import { HolderCounts } from '../upstream/holders.ts';
-import { clientRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { clientRequest, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
 import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -144,15 +145,23 @@ class LegacySessions {
     const first = messages[0]!;
     Object.assign(call, { messages, id: incoming.batch ? null : first.id, method: methodLabel(first.method) });
     if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
-    const piped: PipelineRequest = { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'legacy' };
-    // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
-    const admitted = await this.#gw.limit.admit(piped);
     const token = (request.query as { sessionId?: unknown }).sessionId;
     if (typeof token !== 'string' || !token) throw new GatewayError('MCPGW_ERR_SESSION_REQUIRED', 'send the sessionId query parameter of the endpoint event');
     const claims = await openSession(this.#gw, request, token, call);
     // A Streamable HTTP session id is not a legacy one (and the other way round).
     if (claims.upstream !== '') throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call, admitted);
+    const piped = (sent: readonly Envelope[], protocolVersion: string | undefined): PipelineRequest => ({
+      server: request.params.server,
+      principal: call.caller?.id,
+      holder: call.holder,
+      messages: sent,
+      door: 'legacy',
+      headers: legacyHeaders(protocolVersion),
+      batch: incoming.batch,
+      protocolVersion: protocolVersion ?? LEGACY_REVISION,
+      session: claims.id,
+    });
+    if (!incoming.batch && first.method === 'initialize') return this.#initialize(upstream, claims, first, call, piped(messages, undefined));
     if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
     const routed = await this.#route(claims);
     if (!routed) throw new GatewayError('MCPGW_ERR_NOT_INITIALIZED');
@@ -161,21 +170,19 @@ class LegacySessions {
     const policy = call.caller && this.#gw.auth?.policy(request.params.server);
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
     if (guard) call.hidden = guard.hidden;
-    // pipeline: the time limit; on expiry the answer is the error, on the session stream, and the
-    // upstream is told notifications/cancelled.
-    const timed = this.#gw.deadlines.start(piped, (reason) => this.#cancelUpstream(upstream, routed, first.id, reason));
-    const req = legacyRequest(routed.protocolVersion, guard?.messages ?? messages, incoming.batch, admitted, timed?.signal);
+    // pipeline: the chain (src/pipeline/); on the time limit's expiry the answer is the error, on
+    // the session stream, and the upstream is told notifications/cancelled.
+    const req = { ...piped(guard?.messages ?? messages, routed.protocolVersion), replica: routed.upstream, masked: guard !== undefined && guard.masks.length > 0 };
     let res: UpstreamResponse;
     try {
-      const pending = withSession(this.#gw, routed, () => upstream.post(routed, req));
-      res = timed ? await timed.response(pending) : await pending;
+      res = await withSession(this.#gw, routed, () => this.#gw.pipeline.run(req, sessionExchange(upstream, routed, req.headers, req.protocolVersion)));
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') void this.#end(claims, routed);
-      if (err instanceof GatewayError && timed?.signal.aborted) return this.#failAnswer(routed, err, first.id, call);
+      if (err instanceof GatewayError && err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT' && !incoming.batch) return this.#failAnswer(routed, err, first.id, call);
       throw err;
     }
     if (guard) res = await guardResponse(res, guard);
-    return this.#deliver(upstream, routed, req, res, messages, guard, call);
+    return this.#deliver(upstream, routed, res, messages, guard, call);
   }
 
   /** A request that failed before its answer came (its time limit): the error is its answer, on the session stream. */
@@ -185,17 +192,6 @@ class LegacySessions {
     call.failed(err.code);
     await feed.flushed();
     return { res: ACCEPTED };
-  }
-
-  /** Tells the upstream to stop working on a request nobody waits for any more (the gateway's own message). */
-  #cancelUpstream(upstream: Upstream, routed: SessionClaims, id: JsonRpcId, reason: string): void {
-    const note = envelope({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } });
-    upstream.post(routed, legacyRequest(routed.protocolVersion, [note], false, GATEWAY_ORIGINATED)).then(
-      (res) => {
-        if (res.body && typeof res.body !== 'string') drain(res.body);
-      },
-      () => {},
-    );
   }
 
   /** Sessions a holder has here: attached, or being opened. */
@@ -217,7 +213,7 @@ class LegacySessions {
     await Promise.all(releases);
   }
 
-  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call, admitted: Admitted): ReturnType<Step> {
+  async #initialize(upstream: Upstream, claims: SessionClaims, init: Envelope, call: Call, piped: PipelineRequest): ReturnType<Step> {
     if (init.kind !== 'request') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must be a request with an id');
     const remaining = claims.issuedAt * 1000 + this.#gw.config.session.maxLifetimeMs - Date.now();
     // The session's one initialize is taken before anything is awaited: concurrent ones (on this
@@ -230,10 +226,18 @@ class LegacySessions {
     let answer: string[];
     let result: { protocolVersion?: unknown } | undefined;
     try {
-      const { response, placement } = await upstream.initialize(legacyRequest(undefined, [init], false, admitted), claims.id, call.holder);
+      let placement: SessionPlacement | undefined;
+      const response = await this.#gw.pipeline.run(piped, {
+        upstream,
+        send: async (req) => {
+          const opened = await upstream.initialize(req, claims.id, call.holder);
+          placement = opened.placement;
+          return opened.response;
+        },
+      });
       answer = await collectMessages(response, (m) => answers(m, init.id));
       result = answer.map((text) => JSON.parse(text) as { id?: unknown; result?: { protocolVersion?: unknown } }).find((m) => m.result && answers(m, init.id))?.result;
-      if (result) {
+      if (result && placement) {
         const routed: SessionClaims = { ...claims, ...placement, protocolVersion: typeof result.protocolVersion === 'string' ? result.protocolVersion : asked };
         await this.#gw.legacyRoutes.put(claims.id, this.#gw.sealer.seal(routed), remaining);
         const local = this.#local.get(claims.id);
@@ -255,14 +259,14 @@ class LegacySessions {
    * Sends an upstream answer down the session stream; the POST itself is answered 202 at once,
    * and accounted by the answer it fed into the stream (an SSE answer once it has passed).
    */
-  async #deliver(upstream: Upstream, routed: SessionClaims, req: ClientRequest, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined, call: Call): ReturnType<Step> {
+  async #deliver(upstream: Upstream, routed: SessionClaims, res: UpstreamResponse, messages: readonly Envelope[], guard: GuardPlan | undefined, call: Call): ReturnType<Step> {
     if (res.body === null) return { res: res.status >= 300 ? res : ACCEPTED };
     const feed = new SessionFeed(this.#gw.hub, legacyKey(routed.id));
     if (isSse(res)) {
       const unanswered = new Map(messages.filter((m) => m.kind === 'request').map((m) => [idKey(m.id), m.id]));
       // The server's time limit bounds how long its silence is polled (SEP-1699).
       const polls = new PollSchedule(this.#gw.config.servers[routed.server]!.timeout.idleMs);
-      this.#pumpAnswer(upstream, routed, req, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false, sink: call.awaitAnswer() });
+      this.#pumpAnswer(upstream, routed, res.body, feed, guard, { unanswered, polls, upstreamId: '', reopened: false, sink: call.awaitAnswer() });
       return { res: ACCEPTED };
     }
     let text: string;
@@ -293,7 +297,7 @@ class LegacySessions {
    * upstream sends again is filtered for the caller like the first part (auth). When it cannot
    * be, each request still unanswered gets MCPGW_ERR_STREAM_LOST: the client never waits for nothing.
    */
-  #pumpAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, body: Readable, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): void {
+  #pumpAnswer(upstream: Upstream, routed: SessionClaims, body: Readable, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): void {
     answer.polls.opened();
     let done = false;
     readSseEvents(
@@ -323,17 +327,18 @@ class LegacySessions {
         }
         const wait = answer.upstreamId ? answer.polls.next() : undefined;
         if (wait === undefined) return lostAnswers(feed, answer);
-        setTimeout(() => void this.#pollAnswer(upstream, routed, req, feed, guard, answer).catch(() => lostAnswers(feed, answer)), wait).unref();
+        setTimeout(() => void this.#pollAnswer(upstream, routed, feed, guard, answer).catch(() => lostAnswers(feed, answer)), wait).unref();
       },
       (ms) => answer.polls.retry(ms),
     );
   }
 
-  async #pollAnswer(upstream: Upstream, routed: SessionClaims, req: ClientRequest, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): Promise<void> {
-    const again = await upstream.get(routed, req, answer.upstreamId).catch(() => undefined);
+  async #pollAnswer(upstream: Upstream, routed: SessionClaims, feed: SessionFeed, guard: GuardPlan | undefined, answer: AnswerStream): Promise<void> {
+    // The gateway's own request: what it asks for again was admitted when it came.
+    const again = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED), answer.upstreamId).catch(() => undefined);
     if (again && again.status === 200 && isSse(again)) {
       const rest = guard ? await guardStream(again.body, guard).catch(() => undefined) : again.body;
-      if (rest) return this.#pumpAnswer(upstream, routed, req, rest, feed, guard, { ...answer, reopened: true });
+      if (rest) return this.#pumpAnswer(upstream, routed, rest, feed, guard, { ...answer, reopened: true });
     }
     if (again?.body && typeof again.body !== 'string') discard(again.body);
     lostAnswers(feed, answer);
@@ -394,7 +399,8 @@ class LegacySessions {
     const upstream = this.#gw.servers.get(routed.server)!;
     let res: UpstreamResponse;
     try {
-      res = await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED), local.upstreamEventId || undefined);
+      // pipeline: its notifications invalidate the server's cache (src/pipeline/cache.ts).
+      res = this.#gw.pipeline.watch(routed.server, await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED), local.upstreamEventId || undefined));
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') return this.#end(local.claims, routed);
       local.pump = undefined;
@@ -550,8 +556,13 @@ function legacyKey(session: string): string {
 }
 
 /** What the upstream side needs of a legacy client's message; it sent no MCP headers of its own. */
-function legacyRequest(protocolVersion: string | undefined, messages: readonly Envelope[], batch: boolean, admission: Admission, signal?: AbortSignal): ClientRequest {
+function legacyHeaders(protocolVersion: string | undefined): Record<string, string> {
   const headers: Record<string, string> = { accept: ACCEPT_BOTH, 'content-type': 'application/json' };
   if (protocolVersion) headers['mcp-protocol-version'] = protocolVersion;
-  return clientRequest(headers, messages, batch, protocolVersion ?? LEGACY_REVISION, admission, signal);
+  return headers;
+}
+
+/** A request the gateway writes itself on a legacy session (see legacyHeaders). */
+function legacyRequest(protocolVersion: string, messages: readonly Envelope[], batch: boolean, admission: GatewayOriginated): ClientRequest {
+  return clientRequest(legacyHeaders(protocolVersion), messages, batch, protocolVersion, admission);
 }

@@ -16,8 +16,9 @@ import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
 import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
-import { clientRequest as upstreamRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
-import type { Admitted } from '../pipeline/admission.ts';
+import { clientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
+import { sessionExchange } from '../pipeline/exchange.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
@@ -109,7 +110,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       // accounting: a POST stream's answers are read by the hub as it relays them.
       const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
       const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink });
-      // resilience: the request's time limit follows its stream from here.
+      // pipeline: the request's time limit follows its stream from here (src/pipeline/deadline.ts).
       res.onStream?.(key);
       return reply;
     }
@@ -148,9 +149,6 @@ const onPost: Step = async (gw, request, call) => {
   call.method = methodLabel(first.method);
   if (!incoming.batch && first.method === 'tools/call' && typeof first.params?.name === 'string') call.tool = first.params.name;
   checkAccept(request, 'post');
-  // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
-  const piped = pipelineRequest(request, call, messages);
-  const admitted = await gw.limit.admit(piped);
   const sid = headerValue(request.headers['mcp-session-id']);
 
   if (!incoming.batch && first.method === 'initialize') {
@@ -159,19 +157,35 @@ const onPost: Step = async (gw, request, call) => {
     const asked = first.params?.protocolVersion;
     const protocolVersion = typeof asked === 'string' ? asked : DEFAULT_SESSION_REVISION;
     const sessionId = SessionSealer.newId();
-    const req = clientRequest(request, messages, false, protocolVersion, admitted);
     call.session = sessionId;
+    const piped = pipelineRequest(request, call, messages, false, protocolVersion);
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
     if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
-      const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
-      return { res: translated.res, session: gw.sealer.seal(translated.claims) };
+      let claims: SessionClaims | undefined;
+      const res = await gw.pipeline.run(piped, {
+        upstream,
+        send: async (req) => {
+          const translated = await initializeTranslated(gw, request.params.server, upstream, req.messages[0]!, call.caller?.id ?? '', sessionId);
+          claims = translated.claims;
+          return translated.res;
+        },
+      });
+      return { res, session: claims && gw.sealer.seal(claims) };
     }
     // A session that lives in this process only (a stdio child, a 2024-11-05 upstream connection)
     // would end with a draining replica: it is opened on another one.
     if (gw.shuttingDown && (upstream.kind === 'stdio' || upstream.kind === 'sse')) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN', 'its session would live on this replica');
-    const { response, placement } = await upstream.initialize(req, sessionId, call.holder);
+    let placement: SessionPlacement | undefined;
+    const response = await gw.pipeline.run(piped, {
+      upstream,
+      send: async (req) => {
+        const opened = await upstream.initialize(req, sessionId, call.holder);
+        placement = opened.placement;
+        return opened.response;
+      },
+    });
     // Refused upstream: its answer goes back as it is, and there is no session to name.
-    if (response.status >= 300) return { res: response };
+    if (response.status >= 300 || !placement) return { res: response };
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,
@@ -180,7 +194,7 @@ const onPost: Step = async (gw, request, call) => {
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
-    return { res: response, session: gw.sealer.seal(claims), stream: postStream(gw, call, upstream, claims, req, messages, protocolVersion) };
+    return { res: response, session: gw.sealer.seal(claims), stream: postStream(gw, call, upstream, claims, request, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
   // stateless: a 2026-07-28 body sent without its headers.
@@ -188,29 +202,26 @@ const onPost: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, sid, call);
   const version = protocolVersionOf(request);
   // stateless: a session held here for a 2026-07-28 upstream (src/translate/to-stateless.ts).
-  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, piped, incoming.batch, version, admitted);
+  if (isTranslatedSession(claims)) return translatedSessionPost(gw, upstream, call, claims, request.headers, messages, incoming.batch, version);
   if (incoming.batch && !allowsBatch(version)) throw new GatewayError('MCPGW_ERR_BATCH_NOT_SUPPORTED', `protocol revision ${version}`);
   // auth: hide the tools, resources and prompts this caller may not use (src/auth/guard.ts).
   const policy = call.caller && gw.auth?.policy(request.params.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
-  if (!guard) {
-    const req = clientRequest(request, messages, incoming.batch, version, admitted);
-    // resilience: result cache, breaker fast-fail, retries and time limits (src/resilience/calls.ts).
-    const res = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req));
-    return { res, stream: postStream(gw, call, upstream, claims, req, messages, version) };
-  }
-  call.hidden = guard.hidden;
-  const req = clientRequest(request, guard.messages, incoming.batch, version, admitted);
-  // resilience: as above; a request with a hidden name swapped out is never answered from the cache.
-  const sent = await withSession(gw, claims, () => gw.resilience.post(upstream, claims, req, guard.masks.length > 0));
-  return { res: await guardResponse(sent, guard), stream: { ...postStream(gw, call, upstream, claims, req, messages, version), guard: serializeGuard(guard) } };
+  if (guard) call.hidden = guard.hidden;
+  // pipeline: rate limits, result cache, breaker fast-fail, time limit, retries (src/pipeline/);
+  // a request with a hidden name swapped out is never answered from the cache.
+  const piped = { ...pipelineRequest(request, call, guard?.messages ?? messages, incoming.batch, version), session: claims.id, replica: claims.upstream, masked: guard !== undefined && guard.masks.length > 0 };
+  const sent = await withSession(gw, claims, () => gw.pipeline.run(piped, sessionExchange(upstream, claims, request.headers, version)));
+  const stream = postStream(gw, call, upstream, claims, request, messages, version);
+  if (!guard) return { res: sent, stream };
+  return { res: await guardResponse(sent, guard), stream: { ...stream, guard: serializeGuard(guard) } };
 };
 
-function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, req: ClientRequest, messages: readonly Envelope[], version: string): StreamContext {
+function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, request: McpRequest, messages: readonly Envelope[], version: string): StreamContext {
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
-  const accept = headerValue(req.headers.accept);
+  const accept = headerValue(request.headers.accept);
   const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
-  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, req), json };
+  return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version), json };
 }
 
 /** 2025-11-25 added the priming event (an id and empty data before anything else). */
@@ -220,9 +231,10 @@ function primes(version: string): boolean {
 
 /**
  * How a broken stream of this session is picked up again: the upstream's own resumption (a GET
- * with its Last-Event-ID), filtered for the caller as the stream's first part was.
+ * with its Last-Event-ID), filtered for the caller as the stream's first part was. The gateway's
+ * own request: what it resumes was admitted when it came.
  */
-function reopener(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, req: ClientRequest): Reopen {
+function reopener(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, request: McpRequest, version: string): Reopen {
   // stateless: a session held here has no upstream stream to resume.
   if (isTranslatedSession(claims)) return translatedReopen(gw, upstream, claims);
   return async (upstreamEventId, info) => {
@@ -231,7 +243,7 @@ function reopener(gw: GatewayContext, call: Call, upstream: Upstream, claims: Se
     // auth: the plan of the request the stream answers, for the caller the session is bound to
     // (restored first: nothing is opened upstream if it cannot be).
     const guard = info.guard ? restoreGuard(info.guard, gw.auth?.policy(claims.server), call.caller) : undefined;
-    const res = await upstream.get(claims, req, upstreamEventId || undefined);
+    const res = await upstream.get(claims, clientRequest(request.headers, [], false, version, GATEWAY_ORIGINATED), upstreamEventId || undefined);
     if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
       if (res.body !== null && typeof res.body !== 'string') discard(res.body);
       return undefined;
@@ -246,16 +258,17 @@ const onGet: Step = async (gw, request, call) => {
   checkAccept(request, 'get');
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
-  const req = clientRequest(request, [], false, version, await gw.limit.admit(pipelineRequest(request, call, [])));
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, req) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, request, version) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
   // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
   if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, version);
-  const res = await withSession(gw, claims, () => upstream.get(claims, req));
-  return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(gw, call, upstream, claims, req) } };
+  // pipeline: the GET stream's notifications invalidate the cache (src/pipeline/cache.ts).
+  const piped = { ...pipelineRequest(request, call, [], false, version), session: claims.id };
+  const res = await withSession(gw, claims, () => gw.pipeline.run(piped, { upstream, send: (req) => upstream.get(claims, req) }));
+  return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version) } };
 };
 
 const onDelete: Step = async (gw, request, call) => {
@@ -268,8 +281,8 @@ const onDelete: Step = async (gw, request, call) => {
     await gw.endSession(claims);
     return { res: { status: 200, headers: {}, body: null } };
   }
-  const req = clientRequest(request, [], false, version, await gw.limit.admit(pipelineRequest(request, call, [])));
-  const res = await withSession(gw, claims, () => upstream.delete(claims, req));
+  const piped = { ...pipelineRequest(request, call, [], false, version), session: claims.id };
+  const res = await withSession(gw, claims, () => gw.pipeline.run(piped, { upstream, send: (req) => upstream.delete(claims, req) }));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);
   return { res };
@@ -291,8 +304,6 @@ export async function openSession(gw: GatewayContext, request: McpRequest, sid: 
   if ((claims.issuedAt * 1000 + gw.config.session.maxLifetimeMs) <= Date.now()) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'it expired');
   if (await gw.sessions.isEnded(claims.id)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
   call.principal = claims.principal || undefined;
-  // resilience: notifications on this session's streams invalidate its server's cache.
-  gw.resilience.remember(claims);
   return claims;
 }
 
@@ -321,13 +332,9 @@ export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
   if (!ok) throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
 }
 
-function clientRequest(request: McpRequest, messages: readonly Envelope[], batch: boolean, protocolVersion: string, admitted: Admitted): ClientRequest {
-  return upstreamRequest(request.headers, messages, batch, protocolVersion, admitted);
-}
-
 /** The pipeline's view of a request on /mcp/<server> (the session-era door). */
-function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[]): PipelineRequest {
-  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session' };
+function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[], batch: boolean, protocolVersion: string): PipelineRequest {
+  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session', headers: request.headers, batch, protocolVersion };
 }
 
 export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {

@@ -2,17 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { guardRequest, guardResponse } from '../auth/guard.ts';
 import { GatewayError } from '../errors.ts';
 import type { Reopen } from '../events/hub.ts';
-import type { Admitted } from '../pipeline/admission.ts';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { SessionClaims } from '../session/token.ts';
 import { cancelTranslated, listenTranslated, postTranslated } from '../translate/to-stateless.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { parseBody } from '../protocol/jsonrpc.ts';
+import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { translatorOf } from '../translate/translator.ts';
 import { statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
-import { clientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import type { Call, Outcome, Step } from './mcp.ts';
@@ -44,42 +44,47 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   call.method = methodLabel(message.method);
   const meta = checkRequest(request.headers, message);
   if (message.method === 'tools/call') call.tool = nameOf('tools/call', message.params);
-  const piped: PipelineRequest = { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages: [message], door: 'stateless' };
-  // pipeline: rate limits per principal, server and tool, before anything reaches an upstream.
-  const admitted = await gw.limit.admit(piped);
-
   // Closing the response before it is complete is this revision's cancellation.
   const cancel = new AbortController();
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) cancel.abort();
   });
+  const signalOf = (req: ClientRequest) => (req.signal ? AbortSignal.any([cancel.signal, req.signal]) : cancel.signal);
+  // auth: hidden names are swapped in the body; lists are filtered after the chain, so a cached
+  // answer is filtered too.
+  const policy = call.caller && gw.auth?.policy(request.params.server);
+  const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message]) : undefined;
+  if (guard) call.hidden = guard.hidden;
+  const piped: PipelineRequest = {
+    server: request.params.server,
+    principal: call.caller?.id,
+    holder: call.holder,
+    messages: guard?.messages ?? [message],
+    door: 'stateless',
+    headers: request.headers,
+    batch: false,
+    protocolVersion: STATELESS_REVISION,
+    masked: guard !== undefined && guard.masks.length > 0,
+  };
 
   const t = translatorOf(gw);
   let res: UpstreamResponse;
   if ((await t.era(request.params.server, upstream)) === 'stateless') {
-    // auth: hidden names are swapped in the body; the mirrored Mcp-Name follows the body
-    // (src/upstream/http.ts writes the mirrored headers from the message it sends).
-    const policy = call.caller && gw.auth?.policy(request.params.server);
-    const guard = message.kind === 'request' && policy?.filtersItems ? guardRequest(policy, call.caller!, [message]) : undefined;
-    if (guard) call.hidden = guard.hidden;
-    const req = clientRequest(request.headers, guard?.messages ?? [message], false, STATELESS_REVISION, admitted);
-    // pipeline: the time limit; on expiry the exchange is aborted, which cancels it upstream.
-    const timed = gw.deadlines.start(piped);
-    res = timed ? await timed.response(upstream.exchange!(req, AbortSignal.any([cancel.signal, timed.signal]))) : await upstream.exchange!(req, cancel.signal);
-    if (guard) res = await guardResponse(res, guard);
+    // pipeline: the chain (src/pipeline/); aborting the exchange cancels it upstream, and the
+    // mirrored Mcp-Name follows the body (src/upstream/http.ts writes the mirrored headers from
+    // the message it sends).
+    res = await gw.pipeline.run(piped, { upstream, send: (req) => upstream.exchange!(req, signalOf(req)) });
   } else {
     // A session-era upstream knows none of this revision's extensions.
     if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
     if (!CORE_METHODS.has(message.method!)) throw new GatewayError('MCPGW_ERR_METHOD_NOT_FOUND', `"${message.method}" is not served for a session-era upstream`);
-    // pipeline: the time limit; on expiry the signal aborts, which sends notifications/cancelled upstream.
-    const timed = gw.deadlines.start(piped);
-    const signal = timed ? AbortSignal.any([cancel.signal, timed.signal]) : cancel.signal;
-    const translated = statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message, meta, signal, admitted }).then((t) => {
-      if (t.hidden) call.hidden = t.hidden;
-      return t.res;
+    // pipeline: the chain; on expiry the signal aborts, which sends notifications/cancelled upstream.
+    res = await gw.pipeline.run(piped, {
+      upstream,
+      send: (req) => statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message: req.messages[0]!, meta, signal: signalOf(req), admission: req.admission }).then((t) => t.res),
     });
-    res = timed ? await timed.response(translated) : await translated;
   }
+  if (guard) res = await guardResponse(res, guard);
   const streamed = res.body;
   if (streamed !== null && typeof streamed !== 'string') {
     // A stream the client left is ended here, so the event log's producer ends too: once relayed,
@@ -109,17 +114,18 @@ function checkAccept(accept: string): void {
 // Session-era clients of a 2026-07-28 upstream: the gateway holds their sessions itself.
 
 /** A POST on a session the gateway holds for a 2026-07-28 upstream. */
-export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, piped: PipelineRequest, batch: boolean, version: string, admitted: Admitted): Promise<Outcome> {
-  const messages = piped.messages;
+export async function translatedSessionPost(gw: GatewayContext, upstream: Upstream, call: Call, claims: SessionClaims, headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, version: string): Promise<Outcome> {
   // auth: hidden names are swapped before translation, lists filtered after it.
   const policy = call.caller && gw.auth?.policy(claims.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (guard) call.hidden = guard.hidden;
-  // pipeline: the request's time limit; on expiry the 2026-07-28 call upstream is closed (its cancellation).
-  const first = messages[0];
-  const timed = gw.deadlines.start(piped, () => first && cancelTranslated(gw, claims, first.id));
-  const sent = postTranslated(gw, upstream, claims, guard?.messages ?? messages, batch, admitted);
-  const raw = timed ? await timed.response(sent) : await sent;
+  const piped: PipelineRequest = { server: claims.server, principal: call.caller?.id, holder: call.holder, messages: guard?.messages ?? messages, door: 'session', headers, batch, protocolVersion: version, session: claims.id, masked: guard !== undefined && guard.masks.length > 0 };
+  // pipeline: the chain; on the time limit's expiry the 2026-07-28 call upstream is closed (its cancellation).
+  const raw = await gw.pipeline.run(piped, {
+    upstream,
+    send: (req) => postTranslated(gw, upstream, claims, req.messages, batch, req.admission),
+    cancel: (id) => cancelTranslated(gw, claims, id),
+  });
   const res = guard ? await guardResponse(raw, guard) : raw;
   const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
   return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };

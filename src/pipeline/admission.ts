@@ -1,13 +1,16 @@
 /**
  * Why a request may reach an upstream: every `ClientRequest` (src/upstream/types.ts) carries an
- * `Admission`. A caller's messages carry `Admitted`, which only the limit stage mints
- * (src/pipeline/limit.ts): a door that skipped it has nothing to build its upstream request with.
- * What the gateway writes on its own — cancellations, discovery probes, the initialize of a pooled
- * session, a virtual server's fan-out — carries `GATEWAY_ORIGINATED`, named so a review sees it.
+ * `Admission`. A caller's messages carry `Admitted`, which only the pipeline's run mints
+ * (src/pipeline/pipeline.ts), after the limit stage and handed to the door's exchange only: a
+ * door that skipped the chain has nothing to build its upstream request with. What the gateway
+ * writes on its own — cancellations, discovery probes, the initialize of a pooled session, a
+ * virtual server's fan-out, the reopening of a stream — carries `GATEWAY_ORIGINATED`, named so a
+ * review sees it.
  */
-import type { Admitted } from './limit.ts';
+declare const admitted: unique symbol;
 
-export type { Admitted };
+/** Proof that a caller's request passed the pipeline; minted in src/pipeline/pipeline.ts and nowhere else. */
+export type Admitted = { readonly [admitted]: true };
 
 declare const originated: unique symbol;
 

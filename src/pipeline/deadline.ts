@@ -1,64 +1,126 @@
 /**
- * The deadline stage: a single request's time limit — the server's `timeout.idle` without
- * activity (any bytes of its answer: progress, other messages) and `timeout.max` in all — on the
- * doors whose calls do not go through src/resilience/calls.ts (2026-07-28, forwarded and
- * translated; 2024-11-05). On expiry the caller gets MCPGW_ERR_UPSTREAM_TIMEOUT as the JSON-RPC
- * answer to its request, and the upstream is told to stop: `signal` aborts (closing a 2026-07-28
- * request is its cancellation) and the door's `cancelUpstream` runs (notifications/cancelled).
+ * The deadline stage: a request's time limit on every door — the server's `timeout.idle` without
+ * activity and `timeout.max` in all. Activity is a real event of an SSE answer (progress, other
+ * messages; a comment, a keep-alive line or a priming event is not one); a JSON answer has none
+ * (one whose bytes drip is held to the idle limit too). A batch's requests share one limit. On expiry the caller gets
+ * MCPGW_ERR_UPSTREAM_TIMEOUT as the JSON-RPC answer to each request still unanswered, and the
+ * upstream is told to stop: the request's `signal` aborts (closing a 2026-07-28 request is its
+ * cancellation) and the door's `cancel` runs (notifications/cancelled).
  */
-import { EventEmitter } from 'node:events';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { GatewayConfig } from '../config/types.ts';
-import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
+import { idKey } from '../protocol/jsonrpc.ts';
+import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { Deadline } from '../resilience/deadline.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import type { Door, PipelineRequest } from './request.ts';
 
-export interface DeadlineEventMap {
-  timeout: [{ server: string; door: Door; id: JsonRpcId; reason: 'idle' | 'max' }];
+export interface TimeoutEvent {
+  readonly server: string;
+  readonly door: Door;
+  readonly id: JsonRpcId;
+  readonly reason: 'idle' | 'max';
 }
 
-export class Deadlines extends EventEmitter<DeadlineEventMap> {
-  readonly #config: GatewayConfig;
+/**
+ * Ends a gateway stream that relays an answer (src/events/hub.ts `interrupt`), with `error` as
+ * the answer to `id`, or, without one, as cancelled. False when the stream is not produced here.
+ */
+export type Interrupt = (streamKey: string, error?: GatewayError, id?: JsonRpcId) => boolean;
 
-  constructor(config: GatewayConfig) {
-    super();
-    this.#config = config;
+export class Deadlines {
+  readonly #config: GatewayConfig;
+  readonly #interrupt: Interrupt;
+  readonly #onTimeout: (e: TimeoutEvent) => void;
+  /** Calls of a session by request id, for the client's notifications/cancelled. */
+  readonly #bySession = new Map<string, TimedCall>();
+  readonly #live = new Set<TimedCall>();
+
+  constructor(opts: { config: GatewayConfig; interrupt: Interrupt; onTimeout: (e: TimeoutEvent) => void }) {
+    this.#config = opts.config;
+    this.#interrupt = opts.interrupt;
+    this.#onTimeout = opts.onTimeout;
+  }
+
+  /** Requests under a time limit now (tests, diagnostics). */
+  get pending(): number {
+    return this.#live.size;
   }
 
   /**
-   * Starts the time limit of a request with one JSON-RPC request in it; undefined for anything
-   * else (notifications and responses are not waited for; a batch's requests share no answer;
-   * 2026-07-28 `subscriptions/listen` is a stream that lasts, not a call awaiting its answer).
+   * Starts the time limit of a request with JSON-RPC requests in it; undefined for anything else
+   * (notifications and responses are not waited for; 2026-07-28 `subscriptions/listen` is a
+   * stream that lasts, not a call awaiting its answer).
    */
-  start(req: PipelineRequest, cancelUpstream?: (reason: string) => void): TimedCall | undefined {
-    const m = req.messages.length === 1 ? req.messages[0]! : undefined;
-    if (m?.kind !== 'request' || m.method === 'subscriptions/listen') return undefined;
+  start(req: PipelineRequest, cancel?: (id: JsonRpcId, reason: string) => void): TimedCall | undefined {
+    let ids: JsonRpcId[] | undefined;
+    for (const m of req.messages) {
+      if (m.kind !== 'request' || m.method === 'subscriptions/listen') continue;
+      (ids ??= []).push(m.id);
+    }
+    if (!ids) return undefined;
     const server = this.#config.servers[req.server]!;
-    return new TimedCall(server.name, server.timeout, req.door, m.id, this, cancelUpstream);
+    const call = new TimedCall(this, server.name, server.timeout, req, ids, cancel);
+    this.#live.add(call);
+    if (req.session !== undefined && !req.batch) this.#bySession.set(`${req.session} ${idKey(ids[0])}`, call);
+    return call;
+  }
+
+  /**
+   * The client gave up on a request of its session: a relayed stream of it is closed (the
+   * upstream sends no answer to a cancelled request, so it would stay open for good). A request
+   * still waiting for its answer keeps its time limit, which then frees what it holds.
+   */
+  cancelledByClient(session: string, requestId: unknown): void {
+    this.#bySession.get(`${session} ${idKey(requestId)}`)?.cancelledByClient();
+  }
+
+  /** @internal the call's end */
+  ended(call: TimedCall, req: PipelineRequest, id: JsonRpcId): void {
+    this.#live.delete(call);
+    if (req.session === undefined || req.batch) return;
+    const key = `${req.session} ${idKey(id)}`;
+    if (this.#bySession.get(key) === call) this.#bySession.delete(key);
+  }
+
+  /** @internal */
+  expired(e: TimeoutEvent): void {
+    this.#onTimeout(e);
+  }
+
+  /** @internal */
+  interrupt(key: string, error?: GatewayError, id?: JsonRpcId): boolean {
+    return this.#interrupt(key, error, id);
   }
 }
 
-/** One request under its time limit, from its start until its answer's body is over. */
+/** One request under its time limit, from its start until its answer is over. */
 export class TimedCall {
+  readonly #stage: Deadlines;
   readonly #server: string;
   readonly #timeout: { readonly idleMs: number; readonly maxMs: number };
-  readonly #door: Door;
-  readonly #id: JsonRpcId;
-  readonly #events: Deadlines;
-  readonly #cancelUpstream: ((reason: string) => void) | undefined;
+  readonly #req: PipelineRequest;
+  readonly #ids: readonly JsonRpcId[];
+  /** The requests not answered yet, by idKey. */
+  readonly #unanswered: Map<string, JsonRpcId>;
+  readonly #cancel: ((id: JsonRpcId, reason: string) => void) | undefined;
   readonly #controller = new AbortController();
   readonly #deadline: Deadline;
+  readonly #whenDone: (() => void)[] = [];
   #body: { readonly source: Readable; readonly activity: Activity } | undefined;
+  /** The gateway stream that relays the answer, once the hub took it. */
+  #streamKey: string | undefined;
   #done = false;
 
-  constructor(server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, door: Door, id: JsonRpcId, events: Deadlines, cancelUpstream: ((reason: string) => void) | undefined) {
+  constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined) {
+    this.#stage = stage;
     this.#server = server;
     this.#timeout = timeout;
-    this.#door = door;
-    this.#id = id;
-    this.#events = events;
-    this.#cancelUpstream = cancelUpstream;
+    this.#req = req;
+    this.#ids = ids;
+    this.#unanswered = new Map(ids.map((id) => [idKey(id), id]));
+    this.#cancel = cancel;
     this.#deadline = new Deadline(timeout.idleMs, timeout.maxMs, (reason) => this.#expire(reason));
   }
 
@@ -67,16 +129,27 @@ export class TimedCall {
     return this.#controller.signal;
   }
 
+  /** Runs `fn` once the call is over (answered, failed or timed out). */
+  whenDone(fn: () => void): void {
+    if (this.#done) fn();
+    else this.#whenDone.push(fn);
+  }
+
   /**
-   * The upstream's answer, within the limit: rejects with MCPGW_ERR_UPSTREAM_TIMEOUT when it does
-   * not come in time (an answer that still comes is dropped). A streamed body keeps the limit
-   * until it is over: every chunk is activity; on expiry an SSE body ends with the error as its
-   * last event, a JSON body fails with it.
+   * The upstream's answer, within the limit. When it does not come in time (an answer that still
+   * comes is dropped), a single request's promise rejects with MCPGW_ERR_UPSTREAM_TIMEOUT and a
+   * batch's resolves to a JSON array of that error for each of its requests. A streamed body
+   * keeps the limit until the answer is over: on expiry an SSE body ends with the error as the
+   * answer to each request still unanswered, a JSON body fails with it.
    */
   response(pending: Promise<UpstreamResponse>): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const signal = this.#controller.signal;
-      const onAbort = () => reject(signal.reason as Error);
+      const onAbort = () => {
+        const err = signal.reason as GatewayError;
+        if (!this.#req.batch) return reject(err);
+        resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(this.#ids.map((id) => errorResponse(err, id))) });
+      };
       signal.addEventListener('abort', onAbort, { once: true });
       pending.then(
         (res) => {
@@ -98,6 +171,26 @@ export class TimedCall {
     if (this.#done) return;
     this.#done = true;
     this.#deadline.clear();
+    this.#ended();
+  }
+
+  /** @internal an SSE event of the answer: activity, and maybe the answer to one of the requests. */
+  event(event: string): void {
+    if (this.#done) return;
+    this.#deadline.touch();
+    // Only an event that can be a response is parsed.
+    if (!event.includes('"result"') && !event.includes('"error"')) return;
+    const m = sseMessage(event)?.msg as { id?: unknown; method?: unknown } | null | undefined;
+    if (!m || typeof m !== 'object' || Array.isArray(m) || m.method !== undefined || m.id === undefined) return;
+    if (this.#unanswered.delete(idKey(m.id)) && this.#unanswered.size === 0) this.finish();
+  }
+
+  /** See Deadlines.cancelledByClient. */
+  cancelledByClient(): void {
+    const key = this.#streamKey;
+    if (key === undefined) return;
+    this.finish();
+    this.#stage.interrupt(key);
   }
 
   #follow(res: UpstreamResponse): UpstreamResponse {
@@ -107,18 +200,35 @@ export class TimedCall {
       return res;
     }
     const sse = res.headers['content-type']?.startsWith('text/event-stream') ?? false;
-    const activity = new Activity(this.#deadline, sse);
+    const activity = new Activity(this, sse);
     this.#body = { source: body, activity };
     // After expiry the source is cut on purpose: its errors (an aborted fetch) are not the answer's.
     body.on('error', (err) => {
       if (!this.#controller.signal.aborted) activity.destroy(err);
     });
     activity.once('close', () => {
-      this.finish();
+      this.#body = undefined;
       if (!body.destroyed) body.destroy();
+      // An SSE answer relayed by the hub that ended before its answer may be read on (the
+      // upstream has its clients poll, SEP-1699): the limit holds until the hub's stream ends it.
+      if (!sse || this.#streamKey === undefined || this.#unanswered.size === 0) this.finish();
     });
     body.pipe(activity);
-    return { ...res, body: activity };
+    const relayed = res.onStream;
+    return {
+      ...res,
+      body: activity,
+      onStream: (key) => {
+        this.#streamKey = key;
+        relayed?.(key);
+      },
+    };
+  }
+
+  #ended(): void {
+    const first = this.#ids[0]!;
+    this.#stage.ended(this, this.#req, first);
+    for (const fn of this.#whenDone.splice(0)) fn();
   }
 
   #expire(reason: 'idle' | 'max'): void {
@@ -126,41 +236,69 @@ export class TimedCall {
     this.#done = true;
     const limit = reason === 'idle' ? `no progress for ${this.#timeout.idleMs} ms` : `over the ${this.#timeout.maxMs} ms maximum`;
     const err = new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server}": ${limit}`);
-    this.#events.emit('timeout', { server: this.#server, door: this.#door, id: this.#id, reason });
+    const unanswered = [...this.#unanswered.values()];
+    this.#stage.expired({ server: this.#server, door: this.#req.door, id: unanswered[0] ?? null, reason });
     // The answer first, then the cancellations: whatever they end, the client's answer is on its way.
     if (this.#body) {
       const { source, activity } = this.#body;
       source.unpipe(activity);
-      activity.expire(err, this.#id);
+      activity.expire(err, unanswered);
       source.destroy();
+    } else if (this.#streamKey !== undefined) {
+      this.#stage.interrupt(this.#streamKey, err, unanswered[0] ?? null);
     }
     this.#controller.abort(err);
-    this.#cancelUpstream?.(`gateway timeout (${reason})`);
+    for (const id of unanswered) this.#cancel?.(id, `gateway timeout (${reason})`);
+    this.#ended();
   }
 }
 
-/** Passes an answer's body on; each chunk is activity. On expiry it ends with the error instead. */
+/**
+ * Passes an answer's body on and tells the call the events of an SSE body (activity, and maybe
+ * the answer). On expiry it ends with the error instead.
+ */
 class Activity extends Transform {
-  readonly #deadline: Deadline;
+  readonly #call: TimedCall;
   readonly #sse: boolean;
+  #events: SseSplitter | undefined;
 
-  constructor(deadline: Deadline, sse: boolean) {
+  constructor(call: TimedCall, sse: boolean) {
     super();
-    this.#deadline = deadline;
+    this.#call = call;
     this.#sse = sse;
+    this.#events = sse ? new SseSplitter() : undefined;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#deadline.touch();
+    // A JSON answer's bytes are no progress (one that drips is held to the idle limit too).
+    if (this.#events) {
+      try {
+        this.#events.push(chunk, (event) => {
+          if (isRealEvent(event)) this.#call.event(event);
+        });
+      } catch {
+        // An event too large to read: nothing more is looked at (the hub refuses it).
+        this.#events = undefined;
+      }
+    }
     callback(null, chunk);
   }
 
-  expire(err: GatewayError, id: JsonRpcId): void {
+  expire(err: GatewayError, ids: readonly JsonRpcId[]): void {
     if (this.destroyed || this.writableEnded) return;
     if (!this.#sse) return void this.destroy(err);
-    // The upstream's part is cut where it stands; the error is the stream's last message.
-    this.end(`event: message\ndata: ${errorBody(err, id)}\n\n`);
+    // The upstream's part is cut where it stands (a partial event is ended first); the error is
+    // the stream's last message, once for each request still waiting.
+    const cut = this.#events === undefined || this.#events.take().length > 0 ? '\n\n' : '';
+    this.end(cut + ids.map((id) => `event: message\ndata: ${errorBody(err, id)}\n\n`).join(''));
   }
+}
+
+const DATA_LINE = /(?:^|\n)data: ?\S/;
+
+/** An SSE event with data: not a comment, a keep-alive, a priming event or a bare id/retry line. */
+function isRealEvent(event: string): boolean {
+  return DATA_LINE.test(event);
 }
 
 function dropBody(res: UpstreamResponse): void {

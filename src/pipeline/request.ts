@@ -1,15 +1,20 @@
 /**
- * The request value every front door builds for the pipeline's stages: which server, on whose
- * behalf, which messages, through which door. It carries nothing of HTTP: a stage reads this and
- * the server's config, never a Fastify request.
+ * The request value every front door builds for the pipeline (src/pipeline/pipeline.ts): which
+ * server, on whose behalf, which messages, through which door, and what the upstream request is
+ * written from. It carries nothing of HTTP but the client's headers (an upstream transport copies
+ * only what it checks): a stage reads this and the server's config, never a Fastify request.
  */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { JsonRpcId } from '../errors.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
+import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 
 /**
  * The front doors: `session` (2025-03-26 … 2025-11-25 Streamable HTTP), `stateless` (2026-07-28,
- * forwarded or translated), `legacy` (2024-11-05 HTTP+SSE).
+ * forwarded or translated), `legacy` (2024-11-05 HTTP+SSE), `compose` (a virtual server's call
+ * of one of its members).
  */
-export type Door = 'session' | 'stateless' | 'legacy';
+export type Door = 'session' | 'stateless' | 'legacy' | 'compose';
 
 export interface PipelineRequest {
   readonly server: string;
@@ -17,7 +22,31 @@ export interface PipelineRequest {
   readonly principal: string | undefined;
   /** Whom per-caller caps count it against (the principal, or the address when auth is off). */
   readonly holder: string;
-  /** The checked messages of the body (none for GET and DELETE). */
+  /** The checked messages to send (none for GET and DELETE); a guard's masked copy when it swapped names. */
   readonly messages: readonly Envelope[];
   readonly door: Door;
+  /** The client's headers (or the door's own, for a door whose client sends no MCP headers). */
+  readonly headers: IncomingHttpHeaders;
+  /** The messages go as a JSON array. */
+  readonly batch: boolean;
+  readonly protocolVersion: string;
+  /** The gateway session it belongs to: a client's notifications/cancelled finds its call by it. */
+  readonly session?: string | undefined;
+  /** The upstream replica a session is pinned to: retry budgets are per replica. */
+  readonly replica?: string | undefined;
+  /**
+   * auth: the guard swapped a name the caller may not use for one that cannot exist, or filters
+   * the answer in a way the cache cannot see: never answered from the cache, invalidates nothing.
+   */
+  readonly masked?: boolean | undefined;
+}
+
+/** What a door supplies: how its upstream is reached. Nothing else of a request is the door's to decide. */
+export interface Exchange {
+  /** The server's upstream (the breaker stage reads its health). */
+  readonly upstream: Upstream;
+  /** Sends the request the chain built (its `signal` aborts when the time limit is up). */
+  send(req: ClientRequest): Promise<UpstreamResponse>;
+  /** Tells the upstream to stop working on request `id` (its time limit expired). */
+  cancel?(id: JsonRpcId, reason: string): void;
 }

@@ -44,26 +44,42 @@ function after(text: string, blank: string): number {
 /** Cuts a byte stream into SSE events; multi-byte characters split across chunks stay whole. */
 export class SseSplitter {
   readonly #decoder = new StringDecoder('utf8');
-  #pending = '';
+  /** The event under way, as it came (joined once it is complete: linear however it is chunked). */
+  #parts: string[] = [];
+  #size = 0;
+  /** Its last characters, where a terminator may have begun (one is at most 4 characters). */
+  #tail = '';
 
   /**
    * Calls `onEvent` for each complete event in what arrived so far (`end` is its blank-line
    * terminator). Throws MCPGW_ERR_UPSTREAM_PROTOCOL when an event grows past MAX_EVENT_CHARS.
    */
   push(chunk: Buffer | string, onEvent: (event: string, end: string) => void): void {
-    this.#pending += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
-    if (this.#pending.length > MAX_EVENT_CHARS && !EVENT_END.test(this.#pending)) throw tooLarge();
-    for (let m = EVENT_END.exec(this.#pending); m; m = EVENT_END.exec(this.#pending)) {
-      const event = this.#pending.slice(0, m.index);
-      this.#pending = this.#pending.slice(m.index + m[0].length);
-      onEvent(event, m[0]);
+    let text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
+    for (;;) {
+      const m = EVENT_END.exec(this.#tail + text);
+      if (!m) break;
+      const full = this.#parts.join('') + text;
+      const at = this.#size - this.#tail.length + m.index;
+      text = full.slice(at + m[0].length);
+      this.#parts = [];
+      this.#size = 0;
+      this.#tail = '';
+      onEvent(full.slice(0, at), m[0]);
     }
+    if (text.length === 0) return;
+    this.#parts.push(text);
+    this.#size += text.length;
+    this.#tail = (this.#tail + text).slice(-3);
+    if (this.#size > MAX_EVENT_CHARS) throw tooLarge();
   }
 
   /** Text after the last complete event, handed over (the splitter forgets it). */
   take(): string {
-    const rest = this.#pending;
-    this.#pending = '';
+    const rest = this.#parts.join('');
+    this.#parts = [];
+    this.#size = 0;
+    this.#tail = '';
     return rest;
   }
 

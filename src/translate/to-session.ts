@@ -8,7 +8,7 @@ import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
-import { GATEWAY_ORIGINATED, type Admitted } from '../pipeline/admission.ts';
+import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
@@ -34,8 +34,8 @@ export interface StatelessCall {
   readonly holder: string;
   readonly message: Envelope;
   readonly meta: RequestEnvelope;
-  /** pipeline: the request passed the limit stage. */
-  readonly admitted: Admitted;
+  /** pipeline: the request passed the chain (src/pipeline/pipeline.ts; the exchange's request carries it). */
+  readonly admission: Admission;
   /** Aborted when the client's response closes before it was complete. */
   readonly signal: AbortSignal;
 }
@@ -86,10 +86,10 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
   const policy = call.caller && call.gw.auth?.policy(call.server);
   for (let attempt = 0; ; attempt++) {
     const session = await acquire(t, call);
-    const req = upstreamRequest(message, session.protocolVersion, call.admitted);
+    const req = upstreamRequest(message, session.protocolVersion, call.admission);
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
     try {
-      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admitted) : req);
+      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admission) : req);
       return { session, res: guard ? await guardResponse(res, guard) : res, guard };
     } catch (err) {
       if (attempt === 0 && err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') {

@@ -1,4 +1,4 @@
-import { GATEWAY_ORIGINATED, type Admission, type Admitted } from '../pipeline/admission.ts';
+import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
@@ -122,7 +122,7 @@ export function cancelTranslated(gw: GatewayContext, claims: SessionClaims, id: 
 }
 
 /** A POST on a translated session. */
-export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admitted): Promise<UpstreamResponse> {
+export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admission): Promise<UpstreamResponse> {
   if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
   const t = translatorOf(gw);
   const m = messages[0]!;
@@ -185,7 +185,7 @@ function statelessRequest(t: Translator, declared: Declared, mine: LocalSession,
   };
 }
 
-async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admitted): Promise<UpstreamResponse> {
+async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admission): Promise<UpstreamResponse> {
   const declared = declaredOf(claims);
   const abort = new AbortController();
   const key = idKey(m.id);
@@ -219,7 +219,7 @@ function toSessionAnswer(id: JsonRpcId, m: Message): Message {
 }
 
 /** Streams one call to the client, turning each input_required round into pushed requests and a retry. */
-async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, admitted: Admitted, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
+async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, admitted: Admission, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
   let current = reader;
   let currentId = upstreamId;
   try {

@@ -18,6 +18,12 @@ interface Member extends MemberNames {
 
 type Json = Record<string, unknown>;
 
+/**
+ * How a member is called for a caller's request: the pipeline's chain again, as the member's
+ * own request (src/pipeline/members.ts), so its rate limits, cache and time limits hold.
+ */
+export type MemberCall = (upstream: Upstream, claims: SessionClaims, req: ClientRequest) => Promise<UpstreamResponse>;
+
 const LISTS: Readonly<Record<string, ItemKind>> = {
   'tools/list': 'tools',
   'prompts/list': 'prompts',
@@ -45,13 +51,15 @@ export class ComposedUpstream implements Upstream {
   readonly #name: string;
   readonly #members: readonly Member[];
   readonly #events: UpstreamEvents;
+  readonly #call: MemberCall;
   /** Per session and kind: virtual name → owner, for names only a list can resolve (shortened ones). */
   #tables = new Map<string, Map<string, { member: number; original: string }>>();
   readonly #reported = new Set<string>();
 
-  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents) {
+  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, call: MemberCall) {
     this.#name = name;
     this.#events = events;
+    this.#call = call;
     this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
   }
 
@@ -85,25 +93,25 @@ export class ComposedUpstream implements Upstream {
     const members = this.#claims(claims);
     if (m.kind === 'notification') {
       // cancelled, initialized, roots/list_changed…: every member hears it (one of them knows the request).
-      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message))));
+      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message))));
       return ACCEPTED;
     }
     if (m.kind === 'response') {
       const owner = untag(m.id);
       if (!owner || !members[owner.member]) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response to a request this session never sent');
-      return this.#members[owner.member]!.upstream.post(members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
+      return this.#call(this.#members[owner.member]!.upstream, members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
     }
     const method = m.method!;
     const params = (message.params ?? {}) as Json;
     if (method === 'ping') return json({ jsonrpc: '2.0', id: m.id, result: {} });
     if (LISTS[method]) return json({ jsonrpc: '2.0', id: m.id, result: { [LISTS[method]!]: (await this.#list(claims, members, req, LISTS[method]!)).items } });
     if (method === 'logging/setLevel') {
-      await Promise.all(members.map((c, i) => this.#members[i]!.upstream.post(c, memberRequest(req, message)).then(drainAnswer)));
+      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message)).then(drainAnswer)));
       return json({ jsonrpc: '2.0', id: m.id, result: {} });
     }
     const target = await this.#target(claims, members, req, method, params);
     if (!target) return json({ jsonrpc: '2.0', id: m.id, error: unknownTarget(method, params) });
-    const res = await this.#members[target.member]!.upstream.post(members[target.member]!, memberRequest(req, { ...message, params: target.params }));
+    const res = await this.#call(this.#members[target.member]!.upstream, members[target.member]!, memberRequest(req, { ...message, params: target.params }));
     return this.#fromMember(target.member, res, method === 'resources/read' ? m.id : undefined);
   }
 
@@ -259,7 +267,7 @@ export class ComposedUpstream implements Upstream {
     let cursor: unknown;
     for (let page = 0; page < MAX_PAGES; page++) {
       const id = `mcpgw-${randomBytes(6).toString('hex')}`;
-      const res = await this.#members[i]!.upstream.post(claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
+      const res = await this.#call(this.#members[i]!.upstream, claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
       const answer = firstAnswer(await collectMessages(res, (m) => answers(m, id)), id);
       if (!answer?.result) throw new Error(`${method} failed`);
       const result = answer.result as Json;

@@ -19,11 +19,11 @@ export interface ClientRequest {
   readonly messages: readonly Envelope[];
   /** Revision from MCP-Protocol-Version (or the session's, or the spec default). */
   readonly protocolVersion: string;
-  /** resilience: aborts a POST still waiting for its answer (the request timed out). */
+  /** pipeline: aborts a request still waiting for its answer (its time limit, src/pipeline/deadline.ts). */
   readonly signal?: AbortSignal | undefined;
   /**
-   * pipeline: why this may reach an upstream — a caller's messages passed the limit stage
-   * (`Admitted`, minted only there), or the gateway wrote them itself (`GATEWAY_ORIGINATED`).
+   * pipeline: why this may reach an upstream — a caller's messages passed the chain
+   * (`Admitted`, minted only by src/pipeline/pipeline.ts), or the gateway wrote them itself (`GATEWAY_ORIGINATED`).
    */
   readonly admission: Admission;
 }
@@ -46,7 +46,7 @@ export interface UpstreamResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
   readonly body: Readable | string | null;
-  /** resilience: told the key of the gateway stream when an SSE answer is relayed (src/resilience/calls.ts). */
+  /** pipeline: told the key of the gateway stream when an SSE answer is relayed (src/pipeline/deadline.ts). */
   readonly onStream?: ((streamKey: string) => void) | undefined;
 }
 

@@ -65,7 +65,7 @@ describe('request time limits (demo upstream, SSE answers)', () => {
     assert.match(msg.error!.message, /server "api": no progress for 1000 ms/);
     assert.ok(Date.now() - started < 3_000, 'cut at the idle limit, not after the 4 s the tool needs');
     await until(async () => (await stats(url)).cancelled > before, 'the upstream to see notifications/cancelled');
-    assert.equal(gw.resilience.pending, 0);
+    assert.equal(gw.pipeline.pending, 0);
   });
 
   it('the hard maximum ends a call even while it reports progress', async () => {
@@ -86,11 +86,11 @@ describe('request time limits (demo upstream, SSE answers)', () => {
     const url = `${gw.url}/mcp/api`;
     const before = (await stats(url)).cancelled;
     const pending = post(url, slowCount(7, { count: 40, delayMs: 50 }, { progressToken: 'p7' }), sessionHeaders(sid));
-    await until(() => gw.resilience.pending > 0, 'the call to be in flight');
+    await until(() => gw.pipeline.pending > 0, 'the call to be in flight');
     await new Promise((r) => setTimeout(r, 120));
     const cancel = await post(url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 7, reason: 'user' } }, sessionHeaders(sid));
     assert.equal(cancel.status, 202);
-    assert.equal(gw.resilience.pending, 0, 'no gateway time limit runs on for it');
+    assert.equal(gw.pipeline.pending, 0, 'no gateway time limit runs on for it');
     await until(async () => (await stats(url)).cancelled > before, 'the upstream to stop the tool');
     // The SDK upstream answers a cancelled request with nothing; its stream just ends.
     await pending.catch(() => undefined);

@@ -25,16 +25,32 @@ const config = loadConfig({
   env: {},
 }).config;
 
-const request = (server: string, messages: Record<string, unknown>[], door: PipelineRequest['door'] = 'stateless'): PipelineRequest => ({ server, principal: undefined, holder: 'addr:test', messages: messages.map(envelope), door });
+const request = (server: string, messages: Record<string, unknown>[], door: PipelineRequest['door'] = 'stateless'): PipelineRequest => ({
+  server,
+  principal: undefined,
+  holder: 'addr:test',
+  messages: messages.map(envelope),
+  door,
+  headers: {},
+  batch: messages.length > 1,
+  protocolVersion: '2025-11-25',
+});
 const echo = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: {} } });
 
 describe('limit stage', () => {
   const limit = new Limit({ config, metrics: new Metrics({ defaultMetrics: false, toolLabels: false, toolLabelLimit: 10 }), limiter: new MemoryRateLimiter(), prefix: '' });
 
   it('admits at once (no promise) what nothing limits', () => {
-    const admitted = limit.admit(request('timed', [echo(1)]));
-    assert.ok(!(admitted instanceof Promise));
-    assert.ok(!(limit.admit(request('limited', [{ jsonrpc: '2.0', method: 'notifications/initialized' }])) instanceof Promise), 'a notification is no request');
+    assert.equal(limit.admit(request('timed', [echo(1)])), undefined);
+    assert.equal(limit.admit(request('limited', [{ jsonrpc: '2.0', method: 'notifications/initialized' }])), undefined, 'a notification is no request');
+  });
+
+  it('charges a tools/call sent as a notification (no id) like a request', async () => {
+    const once = new Limit({ config, metrics: new Metrics({ defaultMetrics: false, toolLabels: false, toolLabelLimit: 10 }), limiter: new MemoryRateLimiter(), prefix: '' });
+    const { id: _id, ...note } = echo(0);
+    await once.admit(request('limited', [note]));
+    await once.admit(request('limited', [echo(1)]));
+    await assert.rejects(async () => once.admit(request('limited', [echo(2)])), (err: GatewayError) => err.code === 'MCPGW_ERR_RATE_LIMITED');
   });
 
   it('refuses a tool past its limit, with Retry-After', async () => {
@@ -48,17 +64,46 @@ describe('limit stage', () => {
 });
 
 describe('deadline stage', () => {
-  const deadlines = new Deadlines(config);
+  const deadlines = new Deadlines({ config, interrupt: () => false, onTimeout: () => {} });
 
-  it('times single requests only, and no subscriptions/listen stream', () => {
+  it('times requests and batches, and no subscriptions/listen stream', () => {
     assert.equal(deadlines.start(request('timed', [{ jsonrpc: '2.0', method: 'notifications/progress', params: {} }])), undefined);
-    assert.equal(deadlines.start(request('timed', [echo(1), echo(2)])), undefined);
     assert.equal(deadlines.start(request('timed', [{ jsonrpc: '2.0', id: 1, method: 'subscriptions/listen', params: {} }])), undefined);
+    const batch = deadlines.start(request('timed', [echo(1), echo(2)]));
+    assert.ok(batch, 'a batch is timed too');
+    batch.finish();
+  });
+
+  it('a batch whose answer does not come: an array of the error, one per request id', async () => {
+    const timed = deadlines.start(request('timed', [echo(11), { jsonrpc: '2.0', method: 'notifications/x' }, echo(12)]))!;
+    const res = await timed.response(new Promise<UpstreamResponse>(() => {}));
+    const answers = JSON.parse(res.body as string) as { id: number; error: { data: { code: string } } }[];
+    assert.deepEqual(answers.map((a) => [a.id, a.error.data.code]), [[11, 'MCPGW_ERR_UPSTREAM_TIMEOUT'], [12, 'MCPGW_ERR_UPSTREAM_TIMEOUT']]);
+  });
+
+  it('SSE comments and keep-alive lines are no activity; the answer event ends the limit', async () => {
+    const upstream = new PassThrough();
+    const timed = deadlines.start(request('timed', [echo(8)]))!;
+    const res = await timed.response(Promise.resolve({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: upstream }));
+    (res.body as PassThrough).resume();
+    for (let i = 0; i < 4; i++) {
+      upstream.write(i % 2 ? ': keep-alive\n\n' : 'id: 7\ndata: \n\n');
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    assert.equal(timed.signal.aborted, true, 'no real event for 160 ms: the 100 ms idle limit expired');
+    const source = new PassThrough();
+    const answered = deadlines.start(request('timed', [echo(9)]))!;
+    const res2 = await answered.response(Promise.resolve({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: source }));
+    (res2.body as PassThrough).resume();
+    source.write('event: message\ndata: {"jsonrpc":"2.0","id":9,"result":{}}\n\n');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(answered.signal.aborted, false, 'answered: the limit is lifted though the stream stays open');
+    source.destroy();
   });
 
   it('an answer that does not come: MCPGW_ERR_UPSTREAM_TIMEOUT, the signal aborts, the upstream is told', async () => {
     const cancelled: string[] = [];
-    const timed = deadlines.start(request('timed', [echo(5)]), (reason) => cancelled.push(reason))!;
+    const timed = deadlines.start(request('timed', [echo(5)]), (_id, reason) => cancelled.push(reason))!;
     await assert.rejects(timed.response(new Promise<UpstreamResponse>(() => {})), (err: GatewayError) => err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT' && /no progress for 100 ms/.test(err.message));
     assert.equal(timed.signal.aborted, true);
     assert.deepEqual(cancelled, ['gateway timeout (idle)']);
@@ -85,9 +130,9 @@ describe('deadline stage', () => {
 });
 
 describe('the Admitted token', () => {
-  it('is minted by the limit stage alone', () => {
+  it('is minted by the pipeline run alone', () => {
     const files = readdirSync('src', { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
     const minting = files.filter((f) => /as Admitted\b/.test(readFileSync(join('src', f), 'utf8')));
-    assert.deepEqual(minting, [join('pipeline', 'limit.ts')]);
+    assert.deepEqual(minting, [join('pipeline', 'pipeline.ts')]);
   });
 });
