@@ -240,6 +240,19 @@ describe('every policy on every front door', () => {
     return parseMetrics(await res.text());
   }
 
+  /** The counters once the previous cell's requests are all accounted (two scrapes 100 ms apart agree). */
+  async function settled(): Promise<Map<string, number>> {
+    const counts = (m: Map<string, number>) => JSON.stringify([...m].filter(([k]) => /^mcp_(requests|errors)_total\{/.test(k)));
+    let last = await scrape();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await scrape();
+      if (counts(now) === counts(last)) return now;
+      last = now;
+    }
+    return last;
+  }
+
   /** Waits until the series moved by `want` since `before` (accounting may end after the answer), then asserts it. */
   async function expectMoved(before: Map<string, number>, want: Record<string, number>): Promise<void> {
     const moved = async () => {
@@ -335,7 +348,7 @@ describe('every policy on every front door', () => {
       });
 
       it('retry: a safe call the upstream answers 503 once is tried again, and the client gets the answer', async () => {
-        const before = await scrape();
+        const before = await settled();
         up.fail('resources/read res://retry', 1, 503);
         const read = await caller.read(uri('res://retry'));
         assert.equal(read.error, undefined, show(read));
@@ -363,7 +376,7 @@ describe('every policy on every front door', () => {
 
       /** A success, a tool error (isError) and an unknown tool (a JSON-RPC error), all in HTTP 200s: the series move by `want`. */
       async function threeCallsMove(want: Record<string, number>): Promise<void> {
-        const before = await scrape();
+        const before = await settled();
         const ok = await caller.call(tool('lookup'));
         assert.equal(ok.error, undefined, show(ok));
         assert.equal(ok.result?.isError, undefined, show(ok));
