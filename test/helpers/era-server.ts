@@ -12,9 +12,6 @@
  * on 127.0.0.1 (`--port`, default random), `/mcp`, with Host/Origin checks against DNS rebinding.
  * Prints `{"listening":<port>}` once ready; SIGTERM closes everything and exits.
  */
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import {
   acceptedContent,
   CLIENT_CAPABILITIES_META_KEY,
@@ -27,14 +24,13 @@ import {
   ProtocolErrorCode,
   ResourceNotFoundError,
   Server,
-  WebStandardStreamableHTTPServerTransport,
   type CallToolResult,
   type GetPromptResult,
   type InputRequiredResult,
-  type JSONRPCMessage,
   type ServerContext,
 } from '@modelcontextprotocol/server';
-import { DEFAULTS_FORM, ENUMS_FORM, MemoryEventStore, onePixelPng, serveMcp, toneWav } from './reference-fixtures.ts';
+import { DEFAULTS_FORM, ENUMS_FORM, onePixelPng, serveMcp, toneWav } from './reference-fixtures.ts';
+import { fromWeb, readBody, sessionHandler, toWeb, type WebMcp } from './web-mcp.ts';
 
 type Era = 'stateless' | 'session';
 const era: Era = process.argv.includes('--era') && process.argv[process.argv.indexOf('--era') + 1] === 'session' ? 'session' : 'stateless';
@@ -405,62 +401,21 @@ function buildServer(notify: Notify): Server {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP (node:http ↔ web Request/Response).
-
-async function toWeb(req: IncomingMessage, res: ServerResponse): Promise<Request> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  const headers = new Headers();
-  for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers.set(k, v);
-  const ac = new AbortController();
-  // A response closed before it was complete: the client went away (for 2026-07-28, a cancellation).
-  res.once('close', () => {
-    if (!res.writableFinished) ac.abort();
-  });
-  return new Request(`http://127.0.0.1${req.url}`, { method: req.method, headers, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined, signal: ac.signal });
-}
-
-async function fromWeb(r: Response, res: ServerResponse): Promise<void> {
-  res.writeHead(r.status, Object.fromEntries(r.headers));
-  if (!r.body) return void res.end();
-  // An SSE stream may stay quiet for long: its headers go out now, not with the first event.
-  res.flushHeaders();
-  const body = Readable.fromWeb(r.body as import('node:stream/web').ReadableStream);
-  res.once('close', () => body.destroy());
-  body.on('error', () => res.destroy());
-  body.pipe(res);
-}
+// HTTP.
 
 async function serve(): Promise<void> {
-  let handle: (req: Request) => Promise<Response>;
-  let closeAll: () => Promise<void>;
+  let web: WebMcp;
   if (era === 'stateless') {
     const handler = createMcpHandler(() => buildServer((list) => (list === 'tools' ? handler.notify.toolsChanged() : handler.notify.promptsChanged())), { legacy: 'reject' });
-    handle = (req) => handler.fetch(req);
-    closeAll = () => handler.close();
+    web = { handle: (req) => handler.fetch(req), close: () => handler.close() };
   } else {
-    const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
-    handle = async (req) => {
-      const sid = req.headers.get('mcp-session-id');
-      if (sid) {
-        const t = sessions.get(sid);
-        return t ? t.handleRequest(req) : Response.json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }, { status: 404 });
-      }
-      const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        eventStore: new MemoryEventStore<JSONRPCMessage>(),
-        retryInterval: 200,
-        onsessioninitialized: (id) => void sessions.set(id, transport),
-        onsessionclosed: (id) => void sessions.delete(id),
-      });
+    web = sessionHandler(() => {
       const server: Server = buildServer((list) => void (list === 'tools' ? server.sendToolListChanged() : server.sendPromptListChanged()).catch(() => {}));
-      await server.connect(transport);
-      return transport.handleRequest(req);
-    };
-    closeAll = async () => void (await Promise.allSettled([...sessions.values()].map((t) => t.close())));
+      return server;
+    });
   }
 
-  await serveMcp(async (req, res) => fromWeb(await handle(await toWeb(req, res)), res), closeAll);
+  await serveMcp(async (req, res) => fromWeb(await web.handle(toWeb(req, res, await readBody(req))), res), () => web.close());
 }
 
 await serve();
