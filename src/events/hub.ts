@@ -480,6 +480,9 @@ class Producer {
       return 'other'; // not JSON: not an answer
     }
     if (m === null || typeof m !== 'object' || m.method !== undefined || m.id === undefined) return 'other';
+    // An error with id null (the upstream could not read a request's id) answers no request and
+    // cannot pose as one's answer: the client sees it, the requests stay unanswered.
+    if (m.id === null && 'error' in m && this.#unanswered !== undefined && !this.#unanswered.has('null')) return 'other';
     // An answer to an id this POST did not send, or sent already: the upstream's mistake (or worse).
     if (this.#unanswered !== undefined && !this.#unanswered.delete(JSON.stringify(m.id))) return 'stray';
     this.#answered = true;

@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.ts';
 /**
  * When a failed upstream call may be sent again. Only transient failures, where the upstream did
  * not answer: the connection was refused or reset before a response, or a proxy/upstream said
- * 502/503/504. And only calls that are safe to repeat — the caller (calls.ts) decides that.
+ * 502/503/504. And only calls that are safe to repeat — the retry stage (src/pipeline/retry.ts) decides that.
  */
 
 /** Failures before any response: the upstream never saw the request, or never answered it. */

@@ -9,6 +9,7 @@ import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
+import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
@@ -115,6 +116,8 @@ class UpstreamCall implements Parked {
   readonly pending = new Map<string, { readonly upstreamId: JsonRpcId; readonly method: string; readonly params: unknown }>();
   clientId: JsonRpcId;
   #done = false;
+  /** pipeline: how long the gateway's own cache keeps this server's results (0: no cache). */
+  readonly cacheTtlMs: number;
   #parkedAs: string | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #unbind: (() => void) | undefined;
@@ -128,6 +131,7 @@ class UpstreamCall implements Parked {
     this.principal = call.caller?.id ?? '';
     this.logLevel = call.meta.logLevel;
     this.clientId = call.message.id;
+    this.cacheTtlMs = call.gw.config.servers[call.server]!.cache?.ttlMs ?? 0;
     session.busy++;
     session.lastUsed = Date.now();
     // auth: what the upstream sends again is filtered for the caller like the first part.
@@ -183,7 +187,7 @@ class UpstreamCall implements Parked {
       const error = m.error.code === -32002 && this.method === 'resources/read' ? { ...m.error, code: -32602 } : m.error;
       return { jsonrpc: '2.0', id: this.clientId, error };
     }
-    return { jsonrpc: '2.0', id: this.clientId, result: completeResult(this.method, m.result ?? {}, this.session) };
+    return { jsonrpc: '2.0', id: this.clientId, result: completeResult(this.method, m.result ?? {}, this.session, this.cacheTtlMs) };
   }
 
   expire(reason: string): void {
@@ -277,6 +281,9 @@ async function start(t: Translator, call: StatelessCall): Promise<Translated> {
   const params = sessionParams(call.message.params);
   if (params) message.params = params;
   const { session, res, guard } = await send(t, call, message);
+  // Failed without an answer (a proxy's 502…): that HTTP error is the answer, and the
+  // pipeline's retry stage may send a safe call again (src/pipeline/retry.ts).
+  if (RETRY_STATUSES.has(res.status)) return { res };
   const uc = new UpstreamCall(t, session, upstreamId, res, call, guard);
   uc.bind(call.signal);
   return { res: await answer(uc, call.signal), hidden: guard?.hidden };
@@ -348,12 +355,14 @@ async function resumeStream(session: PooledSession, lastEventId: string) {
   return undefined;
 }
 
-export function completeResult(method: string, result: Record<string, unknown>, session: { readonly serverInfo: Record<string, unknown> | undefined }): Record<string, unknown> {
+export function completeResult(method: string, result: Record<string, unknown>, session: { readonly serverInfo: Record<string, unknown> | undefined }, cacheTtlMs = 0): Record<string, unknown> {
   const out: Record<string, unknown> = { ...result };
   out.resultType ??= 'complete';
   if (CACHEABLE_RESULTS.has(method)) {
-    // The session era has no caching hints: immediately stale, and never shared across callers.
-    out.ttlMs ??= 0;
+    // The session era has no caching hints: immediately stale, and never shared across callers —
+    // unless the server is configured with the gateway's cache (src/pipeline/cache.ts), which then
+    // keeps it for this caller as long as it says.
+    out.ttlMs ??= cacheTtlMs;
     out.cacheScope ??= 'private';
   }
   const meta = (out._meta as Record<string, unknown> | undefined) ?? {};

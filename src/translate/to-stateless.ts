@@ -1,4 +1,5 @@
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
+import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
@@ -193,7 +194,14 @@ async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mi
   const done = () => mine.inflight.get(key) === abort && mine.inflight.delete(key);
   try {
     const first = statelessRequest(t, declared, mine, admitted, m.method!, m.params);
-    const reader = new MessageReader(await upstream.exchange!(first.req, abort.signal));
+    const res = await upstream.exchange!(first.req, abort.signal);
+    // Failed without an answer (a proxy's 502…): that HTTP error is the answer, and the
+    // pipeline's retry stage may send a safe call again (src/pipeline/retry.ts).
+    if (RETRY_STATUSES.has(res.status)) {
+      done();
+      return res;
+    }
+    const reader = new MessageReader(res);
     const head = await reader.next();
     if (head === undefined || head === MessageReader.TIMEOUT) throw reader.failure ?? new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'the answer carried no JSON-RPC response');
     if (isResponse(head) && head.id === first.id && head.result?.resultType !== 'input_required') {

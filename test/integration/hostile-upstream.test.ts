@@ -39,6 +39,13 @@ describe('hostile upstream answers', () => {
           res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'the answer' }] } })}\n\n`);
           return;
         }
+        if (m.params?.name === 'null_error') {
+          // An error the upstream could not tie to a request (id null), then the real answer.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'null-id error' } })}\n\n`);
+          res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'the answer' }] } })}\n\n`);
+          return;
+        }
         if (m.params?.name === 'endless_event') {
           // One SSE line that never ends: 1 MiB at a time, no newline.
           res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -101,6 +108,13 @@ describe('hostile upstream answers', () => {
     const res = await call('stray_answers');
     assert.equal(res.status, 200, res.text);
     assert.doesNotMatch(res.text, /never-asked|stray error/, res.text);
+    assert.match(res.text, /the answer/);
+  });
+
+  it('an error with id null is relayed (it answers no request), and the real answer follows', async () => {
+    const res = await call('null_error');
+    assert.equal(res.status, 200, res.text);
+    assert.match(res.text, /null-id error/, res.text);
     assert.match(res.text, /the answer/);
   });
 
