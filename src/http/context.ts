@@ -11,6 +11,7 @@ import type { Limit } from '../pipeline/limit.ts';
 import type { Resilience } from '../resilience/calls.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
+import type { Translator } from '../translate/translator.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { OriginPolicy } from './origin.ts';
 
@@ -36,6 +37,8 @@ export interface GatewayContext {
   readonly deadlines: Deadlines;
   /** Result cache, retries, breaker fast-fail and timeouts around the session door's upstream calls. */
   readonly resilience: Resilience;
+  /** Translation between protocol eras: what it holds on this replica (src/translate/translator.ts). */
+  readonly translator: Translator;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

@@ -14,7 +14,6 @@ import type { Reopen, StreamHub } from '../events/hub.ts';
 // stateless: revision 2026-07-28 (src/http/stateless.ts).
 import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
-import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
 import { clientRequest as upstreamRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { Admitted } from '../pipeline/admission.ts';
@@ -162,7 +161,7 @@ const onPost: Step = async (gw, request, call) => {
     const req = clientRequest(request, messages, false, protocolVersion, admitted);
     call.session = sessionId;
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
-    if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
+    if (await gw.translator.translatesSessions(request.params.server, upstream)) {
       const translated = await initializeTranslated(gw, request.params.server, upstream, first, call.caller?.id ?? '', sessionId);
       return { res: translated.res, session: gw.sealer.seal(translated.claims) };
     }

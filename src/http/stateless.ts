@@ -9,7 +9,6 @@ import { methodLabel } from '../ops/metrics.ts';
 import { parseBody } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
-import { translatorOf } from '../translate/translator.ts';
 import { statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { clientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
@@ -54,7 +53,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     if (!reply.raw.writableFinished) cancel.abort();
   });
 
-  const t = translatorOf(gw);
+  const t = gw.translator;
   let res: UpstreamResponse;
   if ((await t.era(request.params.server, upstream)) === 'stateless') {
     // auth: hidden names are swapped in the body; the mirrored Mcp-Name follows the body
