@@ -14,7 +14,8 @@ import { headerValue } from '../protocol/headers.ts';
 import { clientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
-import type { Call, Outcome, Step } from './mcp.ts';
+import type { Call } from './accounting.ts';
+import type { Outcome, Step } from './step.ts';
 
 /**
  * Revision 2026-07-28 at /mcp/<server>: no session, no GET stream; each POST carries one request
