@@ -5,9 +5,10 @@
  * What the gateway writes on its own — cancellations, discovery probes, the initialize of a pooled
  * session, a virtual server's fan-out — carries `GATEWAY_ORIGINATED`, named so a review sees it.
  */
-import type { Admitted } from './limit.ts';
+declare const admitted: unique symbol;
 
-export type { Admitted };
+/** Proof that a caller's request passed the limit stage; minted there (src/pipeline/limit.ts) and nowhere else. */
+export type Admitted = { readonly [admitted]: true };
 
 declare const originated: unique symbol;
 

@@ -10,12 +10,8 @@ import { GatewayError } from '../errors.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { RateCheck, RateLimiter, RateVerdict } from '../resilience/limiter.ts';
+import type { Admitted } from './admission.ts';
 import type { PipelineRequest } from './request.ts';
-
-declare const admitted: unique symbol;
-
-/** Proof that a caller's request passed the limit stage; minted here and nowhere else. */
-export type Admitted = { readonly [admitted]: true };
 
 const ADMITTED: Admitted = Object.freeze({}) as Admitted;
 
