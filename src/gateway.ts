@@ -28,7 +28,7 @@ import { StreamHub } from './events/hub.ts';
 import { MemoryEventLog } from './events/memory-log.ts';
 import { RedisEventLog } from './events/redis-log.ts';
 import { UpstreamEvents } from './upstream/events.ts';
-import { closeTranslator } from './translate/translator.ts';
+import { Translator } from './translate/translator.ts';
 import { HttpUpstream } from './upstream/http.ts';
 import { ComposedUpstream } from './upstream/compose.ts';
 import { SseUpstream } from './upstream/sse.ts';
@@ -59,6 +59,7 @@ export class Gateway implements GatewayContext {
   readonly legacyRoutes: RouteStore;
   /** The one way to an upstream for a caller's request (src/pipeline/pipeline.ts). */
   readonly pipeline: Pipeline;
+  readonly translator: Translator;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -128,6 +129,7 @@ export class Gateway implements GatewayContext {
       cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
       interrupt: (key, error, id) => this.hub.interrupt(key, error, id),
     });
+    this.translator = new Translator(config);
     for (const [name, server] of Object.entries(config.servers)) {
       // compose: virtual servers are built below, once their members exist.
       if (server.compose) continue;
@@ -280,7 +282,7 @@ export class Gateway implements GatewayContext {
     await bounded(Promise.allSettled([closing, this.#metricsApp?.close()]));
     await bounded(this.hub.close());
     // stateless: end the upstream sessions held for 2026-07-28 clients while the pools still work.
-    await bounded(closeTranslator(this).catch(() => {}));
+    await bounded(this.translator.close().catch(() => {}));
     await bounded(Promise.allSettled([...this.servers.values()].map((u) => u.close())));
     await bounded(Promise.allSettled([this.sessions.close(), this.hub.log.close()]));
     for (const r of this.#redis) r.disconnect();

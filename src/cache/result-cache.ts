@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { MAX_CACHE_TTL_MS } from '../config/load.ts';
+import { MAX_CACHE_TTL_MS } from '../config/types.ts';
 import type { CacheStore } from './store.ts';
 
 /**

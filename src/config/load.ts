@@ -9,7 +9,7 @@ import { checkComposition } from './compose.ts';
 import { applyEnv } from './env.ts';
 import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
-import type { AuditConfig, AuthConfig, GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
+import { MAX_CACHE_TTL_MS, type AuditConfig, type AuthConfig, type GatewayConfig, type RedisConfig, type ServerConfig, type UpstreamConfig } from './types.ts';
 
 export interface LoadedConfig {
   /** As written (file + environment + defaults), for `--print-config`. */
@@ -113,8 +113,6 @@ function describeErrors(errors: ErrorObject[]): string {
   if (lines.size === 0) lines.add(`config is invalid: ${ajv.errorsText(errors)}`);
   return [...lines].join('\n');
 }
-
-export const MAX_CACHE_TTL_MS = 24 * 3_600_000;
 
 const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;

@@ -99,7 +99,11 @@ export interface ServerConfig {
   readonly rateLimit: RateLimitConfig | undefined;
 }
 
+/** The longest `servers.<name>.cache.ttl` (the result cache's versions outlive it, src/cache/result-cache.ts). */
+export const MAX_CACHE_TTL_MS = 24 * 3_600_000;
+
 export interface ServerCacheConfig {
+  /** At most MAX_CACHE_TTL_MS. */
   readonly ttlMs: number;
   /** Every result is the caller's own (keyed by principal), whatever its `cacheScope`. */
   readonly perUser: boolean;

@@ -5,7 +5,7 @@ import { recordRequest, type RequestInfo } from '../ops/requests.ts';
 import type { AnswerSink } from '../protocol/answers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { GatewayContext } from './context.ts';
-import type { McpRequest } from './mcp.ts';
+import type { McpRequest } from './request.ts';
 
 /**
  * One client request from its arrival to its accounting: what the steps learn about it (method,

@@ -9,6 +9,7 @@ import type { RouteStore } from '../session/routes.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { SessionStore } from '../session/store.ts';
 import type { SessionClaims, SessionSealer } from '../session/token.ts';
+import type { Translator } from '../translate/translator.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { OriginPolicy } from './origin.ts';
 
@@ -33,6 +34,8 @@ export interface GatewayContext {
    * fast-fail, time limit, retries (src/pipeline/pipeline.ts).
    */
   readonly pipeline: Pipeline;
+  /** Translation between protocol eras: what it holds on this replica (src/translate/translator.ts). */
+  readonly translator: Translator;
   /** Ends a session on every replica (deny-list) and releases what it holds here. */
   endSession(claims: SessionClaims): Promise<void>;
   /**

@@ -1,6 +1,5 @@
-import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
@@ -10,11 +9,10 @@ import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
-import type { Reopen, StreamHub } from '../events/hub.ts';
+import type { Reopen } from '../events/hub.ts';
 // stateless: revision 2026-07-28 (src/http/stateless.ts).
 import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
-import { translatorOf } from '../translate/translator.ts';
 import { initializeTranslated, isTranslatedSession } from '../translate/to-stateless.ts';
 import { clientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
@@ -23,12 +21,11 @@ import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
 import { Call } from './accounting.ts';
+import type { McpParams as Params, McpRequest } from './request.ts';
+import type { StreamContext, Step } from './step.ts';
 
-export type { Call };
-
-type Params = { server: string };
-// legacy: exported for the 2024-11-05 routes (src/http/legacy-sse.ts), which run through handle().
-export type McpRequest = FastifyRequest<{ Params: Params; Body: Buffer | undefined }>;
+// legacy: for the 2024-11-05 routes (src/http/legacy-sse.ts), which run through handle().
+export type { Call, McpRequest, Step };
 
 /**
  * MCP Streamable HTTP (2025-03-26 … 2025-11-25) at /mcp/<server>: check the envelope and the
@@ -45,28 +42,6 @@ export function registerMcpRoutes(app: FastifyInstance, gw: GatewayContext): voi
     handler: (_request, reply) => sendError(reply, new GatewayError('MCPGW_ERR_METHOD_NOT_ALLOWED'), null, { allow: 'GET, POST, DELETE' }),
   });
 }
-
-/** What a step produced: an upstream answer to send (SSE goes through the event log), or a resumption. */
-export type Outcome =
-  | { readonly res: UpstreamResponse; readonly session?: string; readonly stream?: StreamContext }
-  | { readonly resume: Awaited<ReturnType<StreamHub['prepareResume']>>; readonly reopen: Reopen }
-  | { readonly adopt: string; readonly priming: boolean }
-  // legacy: the step writes the response itself (the 2024-11-05 session stream).
-  | { readonly write: (res: ServerResponse) => void };
-
-export interface StreamContext {
-  readonly sessionId: string;
-  readonly kind: 'post' | 'get';
-  readonly requests: string;
-  readonly priming: boolean;
-  readonly reopen: Reopen;
-  /** A quick single answer may go out as JSON: the client accepts application/json. */
-  readonly json?: boolean;
-  /** auth: the answer's filter, kept with the stream for whoever reads its upstream again. */
-  readonly guard?: string;
-}
-
-export type Step = (gw: GatewayContext, request: McpRequest, call: Call, reply: FastifyReply) => Promise<Outcome>;
 
 /** Resolves to the reply: Fastify then knows a streamed body is on its way (see its async-handler rules). */
 export async function handle(gw: GatewayContext, request: McpRequest, reply: FastifyReply, step: Step): Promise<FastifyReply> {
@@ -160,7 +135,7 @@ const onPost: Step = async (gw, request, call) => {
     call.session = sessionId;
     const piped = pipelineRequest(request, call, messages, false, protocolVersion);
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
-    if (await translatorOf(gw).translatesSessions(request.params.server, upstream)) {
+    if (await gw.translator.translatesSessions(request.params.server, upstream)) {
       let claims: SessionClaims | undefined;
       const res = await gw.pipeline.run(piped, {
         upstream,

@@ -9,13 +9,13 @@ import { methodLabel } from '../ops/metrics.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
-import { translatorOf } from '../translate/translator.ts';
 import { statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
-import type { Call, Outcome, Step } from './mcp.ts';
+import type { Call } from './accounting.ts';
+import type { Outcome, Step } from './step.ts';
 
 /**
  * Revision 2026-07-28 at /mcp/<server>: no session, no GET stream; each POST carries one request
@@ -67,7 +67,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     masked: guard !== undefined && guard.masks.length > 0,
   };
 
-  const t = translatorOf(gw);
+  const t = gw.translator;
   let res: UpstreamResponse;
   if ((await t.era(request.params.server, upstream)) === 'stateless') {
     // pipeline: the chain (src/pipeline/); aborting the exchange cancels it upstream, and the

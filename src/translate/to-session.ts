@@ -13,7 +13,7 @@ import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
-import { requireObject, translatorOf, type Parked, type Translator } from './translator.ts';
+import { requireObject, type Parked, type Translator } from './translator.ts';
 import { discard, drain } from '../upstream/body.ts';
 
 /**
@@ -55,7 +55,7 @@ const COALESCE_MS = 25;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 export async function statelessToSession(call: StatelessCall): Promise<Translated> {
-  const t = translatorOf(call.gw);
+  const t = call.gw.translator;
   const params = call.message.params ?? {};
   if (params.requestState !== undefined) return { res: await resume(t, call) };
   if (call.message.method === 'server/discover') {
@@ -438,7 +438,7 @@ class Fanout {
     if (!this.listeners.delete(l)) return;
     this.session.busy--;
     if (this.listeners.size === 0) {
-      fanouts.delete(this.session);
+      this.#t.fanouts.delete(this.session);
       this.#reader?.close();
     }
   }
@@ -457,15 +457,13 @@ class Fanout {
       for (const l of this.listeners) if (wants(l.filter, m)) emit(l.out, tag(m, l.id));
     }
     // The upstream ended the stream: end each subscription gracefully (its listen request's answer).
-    fanouts.delete(this.session);
+    this.#t.fanouts.delete(this.session);
     for (const l of [...this.listeners]) {
       emit(l.out, { jsonrpc: '2.0', id: l.id, result: { resultType: 'complete', _meta: { [META_SUBSCRIPTION_ID]: l.id } } });
       l.out.end();
     }
   }
 }
-
-const fanouts = new WeakMap<PooledSession, Fanout>();
 
 function wants(f: Filter, m: Message): boolean {
   switch (m.method) {
@@ -504,10 +502,10 @@ function honored(f: Filter, caps: Record<string, unknown>, streaming: boolean): 
 async function listen(t: Translator, call: StatelessCall): Promise<UpstreamResponse> {
   const session = await acquire(t, call);
   const requested = (call.message.params?.notifications ?? {}) as Filter;
-  let fanout = fanouts.get(session);
+  let fanout = t.fanouts.get(session);
   if (!fanout) {
     fanout = new Fanout(t, session);
-    fanouts.set(session, fanout);
+    t.fanouts.set(session, fanout);
   }
   const streaming = await fanout.open();
   const filter = honored(requested, session.capabilities, streaming);

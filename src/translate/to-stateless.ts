@@ -11,7 +11,7 @@ import type { SessionClaims } from '../session/token.ts';
 import { ownRequest, SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isResponse, MessageReader, type Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO } from './session-pool.ts';
-import { discoverRequest, translatorOf, type Translator } from './translator.ts';
+import { discoverRequest, type LocalSession, type Translator } from './translator.ts';
 
 /**
  * A session-era client reaching a 2026-07-28 upstream. The gateway is the session-era server:
@@ -45,25 +45,10 @@ function declaredOf(claims: SessionClaims): Declared {
   }
 }
 
-/** What a translated session keeps on this replica (best effort: another replica starts empty). */
-interface LocalSession {
-  logLevel: string | undefined;
-  readonly subscriptions: Set<string>;
-  /** The client's requests in flight upstream, to cancel on notifications/cancelled. */
-  readonly inflight: Map<string, AbortController>;
-  /** Reopens the GET stream's upstream listen when the subscriptions change. */
-  relisten: (() => void) | undefined;
-  lastUsed: number;
-}
-
 const LOCAL_MAX = 10_000;
-const locals = new WeakMap<Translator, Map<string, LocalSession>>();
-/** Server→client requests pushed to a client, by the id the gateway gave them. */
-const waiting = new WeakMap<Translator, Map<string, (m: Message) => void>>();
 
 function local(t: Translator, id: string): LocalSession {
-  let map = locals.get(t);
-  if (!map) locals.set(t, (map = new Map()));
+  const map = t.locals;
   let s = map.get(id);
   if (s) {
     map.delete(id);
@@ -77,9 +62,7 @@ function local(t: Translator, id: string): LocalSession {
 }
 
 function waiters(t: Translator): Map<string, (m: Message) => void> {
-  let w = waiting.get(t);
-  if (!w) waiting.set(t, (w = new Map()));
-  return w;
+  return t.waiting;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -94,7 +77,7 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
   const asked = typeof params.protocolVersion === 'string' && isSessionRevision(params.protocolVersion) ? params.protocolVersion : SESSION_REVISIONS.at(-1)!;
   const capabilities = (params.capabilities as Record<string, unknown> | undefined) ?? {};
   const clientInfo = (params.clientInfo as Record<string, unknown> | undefined) ?? GATEWAY_INFO;
-  const answer = await firstResponse(await upstream.exchange!(discoverRequest(capabilities, clientInfo, translatorOf(gw).nextId())));
+  const answer = await firstResponse(await upstream.exchange!(discoverRequest(capabilities, clientInfo, gw.translator.nextId())));
   const d = answer?.result;
   if (!d) throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server/discover failed: ${answer?.error?.message ?? 'no answer'}`);
   const meta = (d._meta as Record<string, unknown> | undefined) ?? {};
@@ -119,13 +102,13 @@ export async function initializeTranslated(gw: GatewayContext, server: string, u
 
 /** Closes a translated session's call upstream (2026-07-28's cancellation), as `notifications/cancelled` from its client would. */
 export function cancelTranslated(gw: GatewayContext, claims: SessionClaims, id: JsonRpcId): void {
-  local(translatorOf(gw), claims.id).inflight.get(idKey(id))?.abort();
+  local(gw.translator, claims.id).inflight.get(idKey(id))?.abort();
 }
 
 /** A POST on a translated session. */
 export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admission): Promise<UpstreamResponse> {
   if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
-  const t = translatorOf(gw);
+  const t = gw.translator;
   const m = messages[0]!;
   const mine = local(t, claims.id);
   if (m.kind === 'response') {
@@ -301,7 +284,7 @@ async function ask(t: Translator, requests: Record<string, { method: string; par
  * subscriptions change; `reopen` gives the event log a way to pick a broken stream up again.
  */
 export function listenTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, lazy = false): { res: Promise<UpstreamResponse> | undefined; reopen: () => Promise<Readable | undefined> } {
-  const t = translatorOf(gw);
+  const t = gw.translator;
   const open = async (): Promise<Readable> => {
     const out = new PassThrough();
     const mine = local(t, claims.id);

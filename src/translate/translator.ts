@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
-import type { GatewayContext } from '../http/context.ts';
+import type { GatewayConfig } from '../config/types.ts';
 import { ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
 import type { Message } from './messages.ts';
-import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION } from './session-pool.ts';
+import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION, type PooledSession } from './session-pool.ts';
 import { StateSealer } from './state.ts';
 
 export type Era = 'session' | 'stateless';
@@ -23,10 +23,33 @@ export interface Parked {
   expire(reason: string): void;
 }
 
+/** What a translated session (a session-era client of a 2026-07-28 upstream) keeps on this replica (best effort: another replica starts empty). */
+export interface LocalSession {
+  logLevel: string | undefined;
+  readonly subscriptions: Set<string>;
+  /** The client's requests in flight upstream, to cancel on notifications/cancelled. */
+  readonly inflight: Map<string, AbortController>;
+  /** Reopens the GET stream's upstream listen when the subscriptions change. */
+  relisten: (() => void) | undefined;
+  lastUsed: number;
+}
+
+/**
+ * The `subscriptions/listen` streams of 2026-07-28 clients that ride one pooled session's GET
+ * stream (its class: Fanout in src/translate/to-session.ts; a listener is that file's business).
+ */
+export interface SessionFanout {
+  readonly listeners: Set<unknown>;
+  open(): Promise<boolean>;
+  subscribe(uris: readonly string[]): Promise<void>;
+  remove(listener: unknown): void;
+}
+
 /**
  * What translation between protocol eras keeps per gateway replica: the upstream sessions held
- * for 2026-07-28 clients, the calls parked until a client answers an input request, the sealing
- * key of `requestState`, and each server's era.
+ * for 2026-07-28 clients and the listen streams on them, the calls parked until a client answers
+ * an input request, the sealing key of `requestState`, each server's era, and what translated
+ * sessions keep here. Made by the Gateway; the doors reach it as `gw.translator`.
  */
 export class Translator {
   readonly node = randomBytes(6).toString('base64url');
@@ -35,17 +58,23 @@ export class Translator {
   /** Parked calls by id; each owns its expiry timer and its cleanup. */
   readonly parked = new Map<string, Parked>();
   readonly inputTimeoutMs: number;
-  readonly #gw: GatewayContext;
+  /** Translated sessions by id, least recently used first (src/translate/to-stateless.ts). */
+  readonly locals = new Map<string, LocalSession>();
+  /** Server→client requests pushed to a client of a translated session, by the id the gateway gave them. */
+  readonly waiting = new Map<string, (m: Message) => void>();
+  /** The listen fan-out of each pooled session (weak: it goes with its session). */
+  readonly fanouts = new WeakMap<PooledSession, SessionFanout>();
+  readonly #config: GatewayConfig;
   readonly #verdicts = new Map<string, Verdict>();
   readonly #probes = new Map<string, Promise<Verdict>>();
   #seq = 0;
 
-  constructor(gw: GatewayContext) {
-    this.#gw = gw;
-    const t = gw.config.translation;
+  constructor(config: GatewayConfig) {
+    this.#config = config;
+    const t = config.translation;
     this.pool = new SessionPool({ maxSessions: t.maxSessions, perCaller: t.sessionsPerCaller, idleMs: t.sessionIdleMs });
     // Without a shared secret, state sealed here opens only here, like the calls it names.
-    this.sealer = new StateSealer(gw.config.session.secret ?? randomBytes(32));
+    this.sealer = new StateSealer(config.session.secret ?? randomBytes(32));
     this.inputTimeoutMs = t.inputTimeoutMs;
   }
 
@@ -66,20 +95,21 @@ export class Translator {
     return v?.era === 'stateless' && !v.acceptsSessions;
   }
 
+  /** Ends what it holds: the parked calls, the upstream sessions. */
   async close(): Promise<void> {
     for (const p of [...this.parked.values()]) p.expire('the gateway is shutting down');
     await this.pool.close();
   }
 
   async #verdict(server: string, upstream: Upstream): Promise<Verdict> {
-    const configured = this.#gw.config.servers[server]?.era ?? 'auto';
+    const configured = this.#config.servers[server]?.era ?? 'auto';
     if (configured !== 'auto' || !upstream.exchange) return { era: configured === 'auto' ? 'session' : configured, until: Infinity, acceptsSessions: configured !== 'stateless' };
     const known = this.#verdicts.get(server);
     if (known && known.until > Date.now()) return known;
     let probe = this.#probes.get(server);
     if (!probe) {
       probe = this.#probe(upstream).then(({ era, acceptsSessions }) => {
-        const v: Verdict = { era, until: Date.now() + this.#gw.config.translation.eraProbeTtlMs, acceptsSessions };
+        const v: Verdict = { era, until: Date.now() + this.#config.translation.eraProbeTtlMs, acceptsSessions };
         this.#verdicts.set(server, v);
         return v;
       });
@@ -114,24 +144,6 @@ export function discoverRequest(capabilities: Record<string, unknown>, clientInf
 function release(res: { body: unknown }): void {
   const body = res.body as { resume?: () => void } | null;
   if (body && typeof body === 'object' && typeof body.resume === 'function') body.resume();
-}
-
-const translators = new WeakMap<GatewayContext, Translator>();
-
-/** The translator of a running gateway, made on first use. */
-export function translatorOf(gw: GatewayContext): Translator {
-  let t = translators.get(gw);
-  if (!t) {
-    t = new Translator(gw);
-    translators.set(gw, t);
-  }
-  return t;
-}
-
-/** Ends what a gateway's translator holds (upstream sessions, parked calls); a no-op when it never made one. */
-export async function closeTranslator(gw: GatewayContext): Promise<void> {
-  await translators.get(gw)?.close();
-  translators.delete(gw);
 }
 
 export function requireObject(v: unknown, what: string): Record<string, unknown> {

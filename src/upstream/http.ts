@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { UpstreamCredentials, upstreamTlsOptions } from '../auth/upstream-credentials.ts';
+import { UpstreamCredentials, upstreamTlsOptions } from './credentials.ts';
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -27,7 +27,7 @@ export class HttpReplica extends ReplicaState {
   readonly gate: RequestGate | undefined;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
-  /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
+  /** auth: the gateway's own credentials for this replica (see src/upstream/credentials.ts). */
   readonly credentials: UpstreamCredentials | undefined;
 
   constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
