@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { ServerPolicy } from '../config/types.ts';
-import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
-import { LISTS, namedItems, replaceAt, rewriteAnswer, rewriteStream, standIn, withParams, type AnswerPlan, type ListSpec } from '../upstream/rewrite.ts';
+import { LISTS, rewriteAnswer, rewriteRequest, rewriteStream, type AnswerPlan, type ListSpec } from '../upstream/rewrite.ts';
 import { mayUse } from './policy.ts';
 import type { Principal } from './principal.ts';
 
@@ -27,31 +27,8 @@ export interface GuardPlan extends AnswerPlan {
 
 /** undefined when the request needs no guarding: the hot path stays as it was. */
 export function guardRequest(policy: ServerPolicy, principal: Principal, messages: readonly Envelope[]): GuardPlan | undefined {
-  let lists: Map<string, ListSpec> | undefined;
-  let out: Envelope[] | undefined;
-  const masks: [string, string][] = [];
-  const hidden: string[] = [];
-  for (const [index, m] of messages.entries()) {
-    // Notifications too: `tools/call` without an id is no MCP notification, but an upstream
-    // that runs it anyway must not see a hidden name.
-    if (m.method === undefined) continue;
-    const list = LISTS[m.method];
-    if (list) {
-      if (m.kind === 'request') (lists ??= new Map()).set(idKey(m.id), list);
-      continue;
-    }
-    let params = m.params;
-    for (const d of namedItems(m)) {
-      if (mayUse(policy, d.kind, d.name, principal)) continue;
-      const fake = standIn(d.kind);
-      masks.push([fake, d.name]);
-      hidden.push(d.name);
-      params = replaceAt(params!, d.path, fake);
-    }
-    if (params !== m.params) (out ??= [...messages])[index] = withParams(m, params!);
-  }
-  if (!lists && !out) return undefined;
-  return plan(lists ?? new Map(), masks, policy, principal, out ?? messages, hidden);
+  const r = rewriteRequest(messages, (item) => (mayUse(policy, item.kind, item.name, principal) ? item.name : undefined));
+  return r && plan(r.lists, r.masks, policy, principal, r.messages, r.hidden);
 }
 
 function plan(lists: ReadonlyMap<string, ListSpec>, masks: readonly (readonly [string, string])[], policy: ServerPolicy, principal: Principal, messages: readonly Envelope[], hidden: readonly string[]): GuardPlan {

@@ -1,6 +1,6 @@
 import type { CurationConfig, ItemFilter, ToolEdit } from '../config/types.ts';
-import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
-import { canonicalUri, LISTS, namedItems, replaceAt, standIn, withParams, type AnswerPlan, type ItemKind, type ListSpec } from '../upstream/rewrite.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import { canonicalUri, rewriteRequest, type AnswerPlan, type ItemKind, type ListSpec } from '../upstream/rewrite.ts';
 
 /**
  * What one server publishes of its upstream's tools, prompts and resources: the same for every
@@ -58,33 +58,12 @@ export class Curation {
 
   /** The request in the upstream's terms and how to rewrite its answer; undefined when it needs neither. */
   plan(messages: readonly Envelope[]): CurationPlan | undefined {
-    let lists: Map<string, ListSpec> | undefined;
-    let out: Envelope[] | undefined;
-    const masks: [string, string][] = [];
-    for (const [index, m] of messages.entries()) {
-      if (m.method === undefined) continue;
-      const list = LISTS[m.method];
-      if (list) {
-        if (m.kind === 'request') (lists ??= new Map()).set(idKey(m.id), list);
-        continue;
-      }
-      let params = m.params;
-      for (const item of namedItems(m)) {
-        const upstream = item.kind === 'tools' ? this.upstreamTool(item.name) : this.shows(item.kind, item.name) ? item.name : undefined;
-        if (upstream === item.name) continue;
-        if (upstream === undefined) {
-          const fake = standIn(item.kind);
-          masks.push([fake, item.name]);
-          params = replaceAt(params!, item.path, fake);
-        } else {
-          params = replaceAt(params!, item.path, upstream);
-        }
-      }
-      if (m.method === 'tools/call' && typeof params?.name === 'string') params = this.#arguments(params, params.name);
-      if (params !== m.params) (out ??= [...messages])[index] = withParams(m, params!);
-    }
-    if (!lists && !out) return undefined;
-    return { messages: out ?? messages, lists: lists ?? NO_LISTS, masks, items: (spec, items) => this.items(spec, items) };
+    const r = rewriteRequest(
+      messages,
+      (item) => (item.kind === 'tools' ? this.upstreamTool(item.name) : this.shows(item.kind, item.name) ? item.name : undefined),
+      (m, params) => (m.method === 'tools/call' && typeof params?.name === 'string' ? this.#arguments(params, params.name) : params),
+    );
+    return r && { messages: r.messages, lists: r.lists, masks: r.masks, items: (spec, items) => this.items(spec, items) };
   }
 
   /**

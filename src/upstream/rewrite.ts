@@ -68,7 +68,7 @@ export interface Named {
 }
 
 /** The items one message names (a 2026-07-28 subscriptions/listen names each resource it subscribes to). */
-export function namedItems(m: Envelope): Named[] {
+function namedItems(m: Envelope): Named[] {
   if (m.method === undefined) return [];
   const named = NAMED[m.method];
   if (named) {
@@ -89,6 +89,58 @@ export function namedItems(m: Envelope): Named[] {
   return [];
 }
 
+/** A request as it goes upstream, and what its answer needs. */
+export interface RequestRewrite {
+  readonly messages: readonly Envelope[];
+  readonly lists: ReadonlyMap<string, ListSpec>;
+  readonly masks: readonly (readonly [string, string])[];
+  /** Names the caller asked for that are hidden (for the audit log). */
+  readonly hidden: readonly string[];
+}
+
+/**
+ * Rewrites the items a request names: `upstreamName` gives the name to send (undefined: hidden,
+ * swapped for a stand-in); `edit` may change a message's params further. Undefined when the
+ * request has neither a list to rewrite nor anything changed: the hot path stays as it was.
+ */
+export function rewriteRequest(
+  messages: readonly Envelope[],
+  upstreamName: (item: Named) => string | undefined,
+  edit?: (m: Envelope, params: Record<string, unknown> | undefined) => Record<string, unknown> | undefined,
+): RequestRewrite | undefined {
+  let lists: Map<string, ListSpec> | undefined;
+  let out: Envelope[] | undefined;
+  const masks: [string, string][] = [];
+  const hidden: string[] = [];
+  for (const [index, m] of messages.entries()) {
+    // Notifications too: `tools/call` without an id is no MCP notification, but an upstream
+    // that runs it anyway must not see a hidden name.
+    if (m.method === undefined) continue;
+    const list = LISTS[m.method];
+    if (list) {
+      if (m.kind === 'request') (lists ??= new Map()).set(idKey(m.id), list);
+      continue;
+    }
+    let params = m.params;
+    for (const item of namedItems(m)) {
+      const name = upstreamName(item);
+      if (name === item.name) continue;
+      const sent = name ?? standIn(item.kind);
+      if (name === undefined) {
+        masks.push([sent, item.name]);
+        hidden.push(item.name);
+      }
+      params = replaceAt(params!, item.path, sent);
+    }
+    if (edit) params = edit(m, params);
+    if (params !== m.params) (out ??= [...messages])[index] = withParams(m, params!);
+  }
+  if (!lists && !out) return undefined;
+  return { messages: out ?? messages, lists: lists ?? NO_LISTS, masks, hidden };
+}
+
+const NO_LISTS: ReadonlyMap<string, ListSpec> = new Map();
+
 /** A URI as a URL parser (an SDK server's lookup) reads it: `DEMO://x`, ` demo://x` and `file:///a/../b` are `demo://x` and `file:///b`. */
 export function canonicalUri(uri: string): string {
   try {
@@ -99,13 +151,13 @@ export function canonicalUri(uri: string): string {
 }
 
 /** A name that cannot exist upstream, for an item the caller may not know. */
-export function standIn(kind: ItemKind): string {
+function standIn(kind: ItemKind): string {
   const stand = `mcpgw-hidden-${randomBytes(9).toString('hex')}`;
   return kind === 'resources' ? `${stand}:unknown` : stand;
 }
 
 /** A copy of `node` with the value at `path` replaced; the caller's objects are left as they were. */
-export function replaceAt(node: Record<string, unknown>, path: readonly string[], value: unknown): Record<string, unknown> {
+function replaceAt(node: Record<string, unknown>, path: readonly string[], value: unknown): Record<string, unknown> {
   const [step, ...rest] = path as [string, ...string[]];
   const copy: Record<string, unknown> = Array.isArray(node) ? ([...node] as unknown as Record<string, unknown>) : { ...node };
   copy[step] = rest.length === 0 ? value : replaceAt(node[step] as Record<string, unknown>, rest, value);
@@ -113,7 +165,7 @@ export function replaceAt(node: Record<string, unknown>, path: readonly string[]
 }
 
 /** The message with other params (what goes upstream is written from the message, src/protocol/wire.ts). */
-export function withParams(m: Envelope, params: Record<string, unknown>): Envelope {
+function withParams(m: Envelope, params: Record<string, unknown>): Envelope {
   return { ...m, params, message: { ...m.message, params } };
 }
 
