@@ -4,10 +4,12 @@ import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { connectV2, startEraServer, type EraServer } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
-import { connectLegacyClient } from '../helpers/legacy.ts';
+import { connectLegacyClient, initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.ts';
+import { startListUpstream, type ListUpstream } from '../helpers/list-upstream.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
+import { postSse, readSse } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 /**
@@ -269,5 +271,47 @@ describe('curation steers the cache and retries: the tool hints are learnt from 
     const answer = await rpc('tools/call', { name: 'pay', arguments: {} });
     assert.ok(answer.result, JSON.stringify(answer));
     assert.equal(up.attempts('tools/call charge') - before, 2, 'one 503, then the retry');
+  });
+});
+
+describe('curation: a list answer read from the upstream again is curated like any other', () => {
+  let up: ListUpstream;
+  let gw: Gateway;
+  const names = (result: unknown) => (result as { tools: { name: string }[] }).tools.map((t) => t.name);
+
+  before(async () => {
+    // Its tools/list answer comes only on the GET that resumes its broken POST stream.
+    up = await startListUpstream('drop');
+    gw = await startGateway({ servers: { api: { upstreams: [{ url: up.url }], curation: { tools: { exclude: ['admin_*'], edit: { echo: { name: 'say' } } } } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it('session era', async () => {
+    const url = `${gw.url}/mcp/api`;
+    const sid = await openSession(url);
+    const resumedBefore = up.resumed;
+    const { res } = await postSse(url, { jsonrpc: '2.0', id: 7, method: 'tools/list' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    const events = await readSse(res, (e) => e.message?.id === 7);
+    assert.equal(up.resumed - resumedBefore, 1, 'the answer came on the upstream resumption');
+    assert.deepEqual(names(events.find((e) => e.message?.id === 7)!.message!.result), ['say']);
+  });
+
+  it('2024-11-05', async () => {
+    const stream = await LegacyStream.open(`${gw.url}/mcp/api/sse`);
+    try {
+      await stream.until((e) => e.some((x) => x.event === 'endpoint'));
+      const endpoint = stream.endpoint(`${gw.url}/mcp/api/sse`);
+      await initializeLegacy(stream, endpoint);
+      const resumedBefore = up.resumed;
+      assert.equal((await postMessage(endpoint, { jsonrpc: '2.0', id: 7, method: 'tools/list' })).status, 202);
+      const events = await stream.until((e) => e.some((x) => x.message?.id === 7));
+      assert.equal(up.resumed - resumedBefore, 1, 'the answer came on the upstream resumption');
+      assert.deepEqual(names(events.find((x) => x.message?.id === 7)!.message!.result), ['say']);
+    } finally {
+      stream.drop();
+    }
   });
 });
