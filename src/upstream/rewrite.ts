@@ -226,7 +226,8 @@ const BY_FIELD: ReadonlyMap<string, ListSpec> = new Map(Object.values(LISTS).map
 /** The list a response answers, by its id, or (byShape) by the list field its result holds. */
 function specOf(m: { id?: unknown; result: Record<string, unknown> }, plan: AnswerPlan): ListSpec | undefined {
   const spec = plan.lists.get(idKey(m.id));
-  if (spec || !plan.byShape) return spec;
+  // (A tool's result may hold anything: one with `content` is not taken for a list.)
+  if (spec || !plan.byShape || 'content' in m.result) return spec;
   for (const [field, s] of BY_FIELD) if (Array.isArray(m.result[field])) return s;
   return undefined;
 }

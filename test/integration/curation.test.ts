@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { connectV2, startEraServer, type EraServer } from '../helpers/era.ts';
@@ -8,6 +9,7 @@ import { connectLegacyClient, initializeLegacy, LegacyStream, postMessage } from
 import { startListUpstream, type ListUpstream } from '../helpers/list-upstream.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
+import { until } from '../helpers/streams.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
 import { postSse, readSse } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
@@ -312,6 +314,39 @@ describe('curation: a list answer read from the upstream again is curated like a
       assert.deepEqual(names(events.find((x) => x.message?.id === 7)!.message!.result), ['say']);
     } finally {
       stream.drop();
+    }
+  });
+});
+
+describe("curation: the upstream's list_changed still flows, and the next list is curated again", () => {
+  let demo: HttpUpstreamProcess;
+  let gw: Gateway;
+
+  before(async () => {
+    // DEMO_GROW: a tool `grow` that adds a tool, and the upstream says its list changed.
+    demo = await startDemoUpstream('a', 0, { env: { DEMO_GROW: '1' } });
+    gw = await startGateway({ servers: { demo: { upstreams: [{ url: demo.url }], cache: { ttl: '1m' }, curation: { tools: { exclude: ['secret_*'], edit: { grow: { name: 'add_tool' } } } } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await demo?.stop();
+  });
+
+  it('a cached curated list is dropped on list_changed; the new tool shows, an excluded one does not', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/demo`);
+    try {
+      let changed = 0;
+      client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed++);
+      const before = (await client.listTools()).tools.map((t) => t.name);
+      assert.ok(before.includes('add_tool') && !before.includes('grow'));
+      await client.callTool({ name: 'add_tool', arguments: { name: 'secret_keys' } });
+      await client.callTool({ name: 'add_tool', arguments: { name: 'fresh' } });
+      await until(() => changed >= 2, 'both list_changed notifications reached the client');
+      const after = (await client.listTools()).tools.map((t) => t.name);
+      assert.ok(after.includes('fresh'), 'the new tool is listed');
+      assert.ok(!after.includes('secret_keys'), 'a new tool curation excludes is not');
+    } finally {
+      await close();
     }
   });
 });
