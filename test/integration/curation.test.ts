@@ -115,6 +115,8 @@ describe('curation: the published view is the only view', () => {
           curation: { tools: { include: ['test_*'], exclude: ['test_*_content', 'test_sampling'], edit: { test_simple_text: { name: 'simple', description: 'Plain text' } } } },
         },
         all: { compose: ['demo'] },
+        // A virtual server's own curation speaks of its (prefixed) names.
+        picked: { compose: ['demo'], curation: { tools: { include: ['demo__say', 'demo__plus'], edit: { demo__plus: { name: 'sum' } } } } },
       },
     });
   });
@@ -143,6 +145,19 @@ describe('curation: the published view is the only view', () => {
     const { client, close } = await connectClient(`${gw.url}/mcp/all`);
     try {
       await assertPublishedView(client, (x) => `demo__${x}`, (u) => `demo+${u}`);
+    } finally {
+      await close();
+    }
+  });
+
+  it('compose: a virtual server curates its own names over its members\' curation', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/picked`);
+    try {
+      assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), ['demo__say', 'sum']);
+      assert.equal(textOf(await client.callTool({ name: 'sum', arguments: { a: 2 } })), '102');
+      const unknown = await outcome(() => client.callTool({ name: 'no_such_tool', arguments: {} }), 'no_such_tool');
+      assert.equal(await outcome(() => client.callTool({ name: 'demo__plus', arguments: { a: 2 } }), 'demo__plus'), unknown);
+      assert.equal(await outcome(() => client.callTool({ name: 'demo__whoami', arguments: {} }), 'demo__whoami'), unknown);
     } finally {
       await close();
     }
