@@ -29,6 +29,7 @@ import { MemoryEventLog } from './events/memory-log.ts';
 import { RedisEventLog } from './events/redis-log.ts';
 import { UpstreamEvents } from './upstream/events.ts';
 import { Translator } from './translate/translator.ts';
+import { bare, curated } from './curation/upstream.ts';
 import { HttpUpstream } from './upstream/http.ts';
 import { ComposedUpstream } from './upstream/compose.ts';
 import { SseUpstream } from './upstream/sse.ts';
@@ -136,10 +137,11 @@ export class Gateway implements GatewayContext {
       // legacy: `transport: sse` replicas (SseUpstream).
       const kind = server.upstreams[0]!.kind;
       const upstream = kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
-      this.servers.set(name, upstream);
+      this.servers.set(name, curated(server, upstream));
     }
     for (const [name, server] of Object.entries(config.servers)) {
-      if (server.compose) this.servers.set(name, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events, memberCalls(this.pipeline)));
+      // compose: members as curated, each by its own server's curation.
+      if (server.compose) this.servers.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events, memberCalls(this.pipeline))));
     }
     this.metrics.watchUpstreams(this.servers);
     this.#health = new HealthWatch(this.servers);
@@ -166,7 +168,8 @@ export class Gateway implements GatewayContext {
     // A server's health also changes with time alone (an ejection runs out): looked at every second.
     gw.#healthTimer = setInterval(() => gw.#logHealth(), 1_000).unref();
     // compose: what each virtual server publishes, collisions included, is reported at start.
-    for (const [server, upstream] of gw.servers) {
+    for (const [server, published] of gw.servers) {
+      const upstream = bare(published);
       if (!(upstream instanceof ComposedUpstream)) continue;
       upstream.probe().then(
         (r) => gw.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
@@ -191,7 +194,8 @@ export class Gateway implements GatewayContext {
   async endSession(claims: SessionClaims): Promise<void> {
     const remaining = claims.issuedAt * 1000 + this.config.session.maxLifetimeMs - Date.now();
     await this.sessions.end(claims.id, Math.max(1_000, remaining));
-    const upstream = this.servers.get(claims.server);
+    const published = this.servers.get(claims.server);
+    const upstream = published && bare(published);
     if (upstream instanceof StdioUpstream) upstream.end(claims.id, 'session ended');
     // legacy, compose: an SSE upstream connection, or a virtual session's members, held here.
     else if (upstream instanceof SseUpstream) upstream.end(claims.id);

@@ -1,4 +1,5 @@
 import type { AccessRule, ItemRules, ServerPolicy } from '../config/types.ts';
+import { canonicalUri } from '../upstream/rewrite.ts';
 import type { Principal } from './principal.ts';
 
 /** The scopes of `rule` the caller lacks, in the order configured. */
@@ -44,12 +45,4 @@ export function mayUse(policy: ServerPolicy, kind: ItemKind, name: string, princ
   if (kind !== 'resources') return true;
   const canonical = canonicalUri(name);
   return canonical === name || allowed(policy, kind, canonical, principal);
-}
-
-function canonicalUri(uri: string): string {
-  try {
-    return new URL(uri).href;
-  } catch {
-    return uri;
-  }
 }

@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
+import { globPattern } from './curation.ts';
 import { toMs, type Duration } from './duration.ts';
 import type {
   AccessRule,
@@ -161,8 +162,7 @@ function itemRules(raw: Record<string, RawRule> | undefined): ItemRules {
   const patterns: { pattern: RegExp; rule: AccessRule }[] = [];
   for (const [name, rule] of Object.entries(raw ?? {})) {
     if (name.includes('*')) {
-      const source = name.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-      patterns.push({ pattern: new RegExp(`^${source}$`, 's'), rule: resolveRule(rule) });
+      patterns.push({ pattern: globPattern(name), rule: resolveRule(rule) });
     } else {
       exact.set(name, resolveRule(rule));
     }

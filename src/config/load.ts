@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
 import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { checkComposition } from './compose.ts';
+import { resolveCuration, type RawCuration } from './curation.ts';
 import { applyEnv } from './env.ts';
 import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
@@ -252,6 +253,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     era: upstreams[0]?.kind === 'stdio' ? 'session' : era,
     policy: resolvePolicy(at, s.auth as RawServerAuth | undefined, auth, name),
     ...(s.compose ? { compose: s.compose as string[] } : {}),
+    ...(s.curation ? { curation: resolveCuration(`${at}.curation`, s.curation as RawCuration) } : {}),
     ...resolveResilience(at, s),
   };
 }

@@ -44,6 +44,42 @@ const rateRule = {
   properties: { requests: { type: 'integer', minimum: 1 }, per: duration('1m') },
 } as const;
 
+/** curation: names or `*` globs of the items a server publishes (include; default all) and hides (exclude). */
+const globList = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 1024 } } as const;
+const itemFilter = { type: 'object', additionalProperties: false, properties: { include: globList, exclude: globList } } as const;
+/** curation: how one tool is published; a published name keeps to MCP's tool-name characters and 64 characters. */
+const toolEdit = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+    title: { type: 'string' },
+    description: { type: 'string' },
+    annotations: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        title: { type: 'string' },
+        readOnlyHint: { type: 'boolean' },
+        destructiveHint: { type: 'boolean' },
+        idempotentHint: { type: 'boolean' },
+        openWorldHint: { type: 'boolean' },
+      },
+    },
+    fixed: { type: 'object', default: {} },
+    defaults: { type: 'object', default: {} },
+  },
+} as const;
+const curation = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    tools: { type: 'object', additionalProperties: false, properties: { ...itemFilter.properties, edit: { type: 'object', additionalProperties: toolEdit, default: {} } } },
+    prompts: itemFilter,
+    resources: itemFilter,
+  },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -350,6 +386,8 @@ export const CONFIG_SCHEMA = {
               tools: { type: 'object', additionalProperties: rateRule, default: {} },
             },
           },
+          // curation: what the server publishes of its upstream's tools, prompts and resources (src/curation/).
+          curation,
           auth: {
             type: 'object',
             additionalProperties: false,

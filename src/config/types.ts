@@ -97,6 +97,36 @@ export interface ServerConfig {
   readonly timeout: { readonly idleMs: number; readonly maxMs: number };
   /** undefined → no limits. */
   readonly rateLimit: RateLimitConfig | undefined;
+  /** curation: what is published of the upstream's tools, prompts and resources; undefined → all, as they are. */
+  readonly curation?: CurationConfig;
+}
+
+/** Names that pass: any `include` pattern (none configured: every name), and no `exclude` pattern. */
+export interface ItemFilter {
+  readonly include: readonly RegExp[] | undefined;
+  readonly exclude: readonly RegExp[];
+}
+
+/** How one upstream tool is published. */
+export interface ToolEdit {
+  /** The published name; undefined → the upstream's. */
+  readonly name: string | undefined;
+  readonly title: string | undefined;
+  readonly description: string | undefined;
+  /** Laid over the upstream's annotations. */
+  readonly annotations: Readonly<Record<string, unknown>> | undefined;
+  /** Arguments the gateway sets, whatever the caller sends; gone from the published inputSchema. */
+  readonly fixed: Readonly<Record<string, unknown>>;
+  /** Arguments the gateway sets when the caller does not. */
+  readonly defaults: Readonly<Record<string, unknown>>;
+}
+
+export interface CurationConfig {
+  /** By upstream name; `edits` keyed by upstream name. */
+  readonly tools: ItemFilter & { readonly edits: ReadonlyMap<string, ToolEdit> };
+  readonly prompts: ItemFilter;
+  /** By URI (resources/list) and URI template (resources/templates/list). */
+  readonly resources: ItemFilter;
 }
 
 /** The longest `servers.<name>.cache.ttl` (the result cache's versions outlive it, src/cache/result-cache.ts). */

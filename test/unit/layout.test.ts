@@ -11,11 +11,12 @@
  *   http/                the front doors: Fastify routes, HTTP in → request, outcome → HTTP out
  *   translate/           translation between protocol eras, run by the doors
  *   pipeline/            the stages between a door and an upstream (limit, deadline, …)
- *   resilience/          what the stages are built of: limiter, retry, deadline; calls.ts
+ *   resilience/          what the stages are built of: limiter, retry budget, deadline timer, tool hints
  *   cache/, ops/         the result cache; metrics, audit log, health, logger
- *   auth/, events/       who may call what; the event log and the hub that relays upstream
- *                        streams to clients through it (it reads upstream bodies, and reopens them
- *                        through a callback handed in: upstream/ never sees the log)
+ *   auth/, events/,      who may call what; the event log and the hub that relays upstream
+ *   curation/            streams to clients through it (it reads upstream bodies, and reopens them
+ *                        through a callback handed in: upstream/ never sees the log); a server's
+ *                        tools, prompts and resources as published (a wrapper of its upstream)
  *   upstream/            the transports to MCP servers, replicas, balancing, credentials
  *   session/             sealed session ids, the session stores, 2024-11-05 routes
  *   redis.ts             the Redis connection
@@ -42,7 +43,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['pipeline/'],
   ['resilience/'],
   ['cache/', 'ops/'],
-  ['auth/', 'events/'],
+  ['auth/', 'events/', 'curation/'],
   ['upstream/'],
   ['session/'],
   ['redis.ts'],
@@ -134,6 +135,8 @@ it('keeps no state at module level: no WeakMap side tables, no Map or Set made e
   for (const file of graph.keys()) {
     const text = readFileSync(join(SRC, file), 'utf8');
     for (const m of text.matchAll(/^(?:export\s+)?(?:const|let)\s+(\w+)[^=\n]*=\s*new\s+(WeakMap|WeakSet|WeakRef|Map|Set)\b(?:<[^\n]*?>)?\(\s*\)/gm)) {
+      // A constant typed ReadonlyMap/ReadonlySet is an empty value, not a table to fill.
+      if (/:\s*Readonly(Map|Set)</.test(m[0])) continue;
       singletons.push(`${file}: ${m[1]} (${m[2]})`);
     }
   }

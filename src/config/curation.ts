@@ -1,0 +1,59 @@
+import { ConfigError } from '../errors.ts';
+import type { CurationConfig, ItemFilter, ToolEdit } from './types.ts';
+
+/** curation keys of one server as the schema checked them (src/config/schema.ts). */
+export interface RawCuration {
+  tools?: RawFilter & { edit: Record<string, RawToolEdit> };
+  prompts?: RawFilter;
+  resources?: RawFilter;
+}
+
+interface RawFilter {
+  include?: string[];
+  exclude?: string[];
+}
+
+interface RawToolEdit {
+  name?: string;
+  title?: string;
+  description?: string;
+  annotations?: Record<string, unknown>;
+  fixed: Record<string, unknown>;
+  defaults: Record<string, unknown>;
+}
+
+/** A name, or a pattern where `*` stands for any characters (none included). */
+export function globPattern(glob: string): RegExp {
+  const source = glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${source}$`, 's');
+}
+
+/**
+ * A server's curation, checked: every tool has one published name and every published name one
+ * tool. Renames are checked against each other and against the other edited tools; an upstream
+ * tool nobody renamed whose name a renamed one takes is hidden at run time (src/curation/).
+ */
+export function resolveCuration(at: string, raw: RawCuration): CurationConfig {
+  const edits = new Map<string, ToolEdit>();
+  const publishedBy = new Map<string, string>();
+  for (const [upstream, e] of Object.entries(raw.tools?.edit ?? {})) {
+    const here = `${at}.tools.edit.${upstream}`;
+    if (upstream.length === 0) throw new ConfigError(`config key ${at}.tools.edit names a tool with an empty name`);
+    const both = Object.keys(e.fixed).find((k) => Object.hasOwn(e.defaults, k));
+    if (both !== undefined) throw new ConfigError(`config key ${here}: argument "${both}" is both fixed and a default; choose one`);
+    const published = e.name ?? upstream;
+    const other = publishedBy.get(published);
+    if (other !== undefined) throw new ConfigError(`config key ${here}: tools "${other}" and "${upstream}" would both be published as "${published}"`);
+    publishedBy.set(published, upstream);
+    edits.set(upstream, { name: e.name, title: e.title, description: e.description, annotations: e.annotations, fixed: e.fixed, defaults: e.defaults });
+  }
+  return {
+    tools: { ...filter(raw.tools), edits },
+    prompts: filter(raw.prompts),
+    resources: filter(raw.resources),
+  };
+}
+
+function filter(raw: RawFilter | undefined): ItemFilter {
+  return { include: raw?.include?.map(globPattern), exclude: (raw?.exclude ?? []).map(globPattern) };
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load.ts';
+import type { CurationConfig } from '../../src/config/types.ts';
+import { Curation } from '../../src/curation/curation.ts';
+import { ConfigError } from '../../src/errors.ts';
+import { envelope } from '../../src/protocol/jsonrpc.ts';
+import { LISTS } from '../../src/upstream/rewrite.ts';
+
+function curationOf(curation: Record<string, unknown>): CurationConfig {
+  const { config } = loadConfig({ document: { servers: { s: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], curation } } }, env: {} });
+  return config.servers.s!.curation!;
+}
+
+describe('curation config', () => {
+  const refused: [string, Record<string, unknown>, RegExp][] = [
+    ['two tools under one name', { tools: { edit: { a: { name: 'x' }, b: { name: 'x' } } } }, /servers\.s\.curation\.tools\.edit\.b: tools "a" and "b" would both be published as "x"/],
+    ['a rename onto an edited tool that keeps its name', { tools: { edit: { a: { name: 'b' }, b: { description: 'd' } } } }, /tools "a" and "b" would both be published as "b"/],
+    ['a name with a space', { tools: { edit: { a: { name: 'a b' } } } }, /servers\.s\.curation\.tools\.edit\.a\.name/],
+    ['a name past 64 characters', { tools: { edit: { a: { name: 'x'.repeat(65) } } } }, /servers\.s\.curation\.tools\.edit\.a\.name/],
+    ['an empty name', { tools: { edit: { a: { name: '' } } } }, /servers\.s\.curation\.tools\.edit\.a\.name/],
+    ['an argument both fixed and a default', { tools: { edit: { a: { fixed: { n: 1 }, defaults: { n: 2 } } } } }, /argument "n" is both fixed and a default/],
+    ['an unknown annotation', { tools: { edit: { a: { annotations: { sneakyHint: true } } } } }, /annotations/],
+    ['an unknown key', { tools: { hide: ['a'] } }, /servers\.s\.curation\.tools/],
+  ];
+  for (const [what, curation, message] of refused) {
+    it(`refuses ${what}`, () => {
+      assert.throws(() => curationOf(curation), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+    });
+  }
+
+  it('takes a swap of two names and 64-character names', () => {
+    const c = new Curation(curationOf({ tools: { edit: { a: { name: 'b' }, b: { name: 'a' }, c: { name: 'x'.repeat(64) } } } }));
+    assert.equal(c.upstreamTool('a'), 'b');
+    assert.equal(c.upstreamTool('b'), 'a');
+    assert.equal(c.upstreamTool('x'.repeat(64)), 'c');
+    assert.equal(c.upstreamTool('c'), undefined);
+  });
+});
+
+describe('Curation', () => {
+  const c = new Curation(
+    curationOf({
+      tools: { include: ['keep_*', 'old'], exclude: ['keep_secret*'], edit: { old: { name: 'keep_new', fixed: { tenant: 't1' }, defaults: { limit: 5 } } } },
+      resources: { exclude: ['file:///private/*'] },
+      prompts: { include: ['p*'] },
+    }),
+  );
+
+  it('maps each published tool to one upstream tool and back; the rest is hidden', () => {
+    assert.equal(c.publishedTool('old'), 'keep_new');
+    assert.equal(c.upstreamTool('keep_new'), 'old');
+    assert.equal(c.upstreamTool('old'), undefined, 'the upstream name of a renamed tool');
+    assert.equal(c.publishedTool('keep_new'), undefined, 'an upstream tool whose name a renamed one took');
+    assert.equal(c.upstreamTool('keep_a'), 'keep_a');
+    assert.equal(c.upstreamTool('keep_secret_x'), undefined, 'exclude wins');
+    assert.equal(c.upstreamTool('other'), undefined, 'not included');
+  });
+
+  it('hides resources as a URL parser reads them, and prompts by name', () => {
+    assert.equal(c.shows('resources', 'file:///private/a'), false);
+    assert.equal(c.shows('resources', 'FILE:///private/a'), false);
+    assert.equal(c.shows('resources', 'file:///public/../private/a'), false);
+    assert.equal(c.shows('resources', 'file:///public/a'), true);
+    assert.equal(c.shows('prompts', 'plan'), true);
+    assert.equal(c.shows('prompts', 'other'), false);
+  });
+
+  it('writes a call in the upstream terms: its name, the fixed arguments over the caller, the defaults under', () => {
+    const call = (args: unknown) => c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'keep_new', arguments: args } })])!.messages[0]!.params;
+    assert.deepEqual(call({ q: 'x' }), { name: 'old', arguments: { limit: 5, q: 'x', tenant: 't1' } });
+    assert.deepEqual(call({ tenant: 'evil', limit: 9 }), { name: 'old', arguments: { limit: 9, tenant: 't1' } });
+    assert.deepEqual(call('not an object'), { name: 'old', arguments: { limit: 5, tenant: 't1' } });
+  });
+
+  it('swaps a hidden name for a stand-in and puts it back (masks); leaves a published one alone', () => {
+    const plan = c.plan([
+      envelope({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'old', arguments: {} } }),
+      envelope({ jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'file:///private/a' } }),
+      envelope({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'keep_a', arguments: {} } }),
+    ])!;
+    assert.match(plan.messages[0]!.params!.name as string, /^mcpgw-hidden-[0-9a-f]{18}$/);
+    assert.match(plan.messages[1]!.params!.uri as string, /^mcpgw-hidden-[0-9a-f]{18}:unknown$/);
+    assert.equal(plan.messages[2]!.params!.name, 'keep_a');
+    assert.deepEqual(plan.masks.map(([, real]) => real), ['old', 'file:///private/a']);
+    assert.equal(c.plan([envelope({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'keep_a', arguments: {} } })]), undefined, 'nothing to do: no plan');
+  });
+
+  it('publishes a list page: hidden tools out, names, schema and annotations edited', () => {
+    const page = c.items(LISTS['tools/list']!, [
+      { name: 'old', inputSchema: { type: 'object', properties: { tenant: { type: 'string' }, limit: { type: 'number' }, q: { type: 'string' } }, required: ['tenant', 'limit', 'q'] } },
+      { name: 'keep_new', inputSchema: { type: 'object' } },
+      { name: 'keep_a', inputSchema: { type: 'object' } },
+      { name: 'other', inputSchema: { type: 'object' } },
+    ]);
+    assert.deepEqual(page, [
+      { name: 'keep_new', inputSchema: { type: 'object', properties: { limit: { type: 'number', default: 5 }, q: { type: 'string' } }, required: ['q'] } },
+      { name: 'keep_a', inputSchema: { type: 'object' } },
+    ]);
+    assert.equal(c.items(LISTS['tools/list']!, [{ name: 'keep_a' }]), undefined, 'a page published as it came');
+  });
+});
