@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { ConfigError } from '../errors.ts';
 import { redactConfig } from './redact.ts';
 import type { GatewayConfig, ServerConfig } from './types.ts';
 
 /**
  * What a configuration reload (SIGHUP) changes, worked out before anything is touched. Keys whose
  * objects are built once per process — the listeners, Redis, the session sealing key, the event
- * log, the translation pool, the auth mode — cannot change live: the running value is kept, and
- * the reload names each one that differed.
+ * log, the translation pool — cannot change live: the running value is kept, and the reload
+ * names each one that differed. A change of `auth.mode` is refused (see planReload).
  */
 export interface ReloadPlan {
   /** The configuration to run: the new one, with the running value of every key that cannot change. */
@@ -37,7 +38,11 @@ export function planReload(running: GatewayConfig, next: GatewayConfig): ReloadP
     kept.push(key);
     return now;
   };
-  const auth = running.auth.mode === next.auth.mode ? next.auth : (kept.push('auth.mode'), running.auth);
+  // Every server's policy is resolved against the auth mode: keeping the mode under policies
+  // written for another one could open a server. Such a file is refused as a whole.
+  if (running.auth.mode !== next.auth.mode) {
+    throw new ConfigError(`config key auth.mode cannot change without a restart (running: ${running.auth.mode}, file: ${next.auth.mode}); nothing of the file was applied`);
+  }
   const config: GatewayConfig = {
     ...next,
     listen: keep('listen', running.listen, next.listen),
@@ -47,7 +52,6 @@ export function planReload(running: GatewayConfig, next: GatewayConfig): ReloadP
     translation: keep('translation', running.translation, next.translation),
     session: { ...next.session, secret: keep('session.secret', running.session.secret, next.session.secret) },
     cache: { ...next.cache, maxEntries: keep('cache.maxEntries', running.cache.maxEntries, next.cache.maxEntries) },
-    auth,
   };
   const added = Object.keys(next.servers).filter((name) => !Object.hasOwn(running.servers, name));
   const removed = Object.keys(running.servers).filter((name) => !Object.hasOwn(next.servers, name));
