@@ -62,8 +62,9 @@ export class ConfigReloader {
   /**
    * Reloads when `file` changes. The folder is watched, not the file: editors and Kubernetes
    * (a ConfigMap volume swaps a symlink) replace the file rather than write into it. Only a change
-   * of the file's bytes reloads; a file caught half-written is refused like any bad file, and the
-   * next change is looked at again.
+   * of the file's bytes reloads, and a blank or unreadable file is passed over (a writer that
+   * truncates first); a file caught half-written is refused like any bad file, and the next change
+   * is looked at again.
    */
   watch(file: string): void {
     this.#seen = digest(file);
@@ -86,10 +87,13 @@ export class ConfigReloader {
   }
 }
 
+/** The file's fingerprint; undefined when it cannot be read or is blank (a writer that truncated first and has not written yet). */
 function digest(file: string): string | undefined {
+  let bytes: Buffer;
   try {
-    return createHash('sha256').update(readFileSync(file)).digest('hex');
+    bytes = readFileSync(file);
   } catch {
     return undefined;
   }
+  return bytes.toString('utf8').trim() === '' ? undefined : createHash('sha256').update(bytes).digest('hex');
 }

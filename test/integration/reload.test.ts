@@ -9,7 +9,8 @@ import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
-import { INIT, post } from '../helpers/raw.ts';
+import { INIT, openSession, post, sessionHeaders } from '../helpers/raw.ts';
+import { postSse, readSse, slowCount } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 const AUD = 'urn:mcpgw:reload';
@@ -132,6 +133,14 @@ describe('reload on SIGHUP, on a running gateway process', () => {
     assert.notEqual(await echo(side.client), 'hello', 'the policy applies to the next call of an open session');
     assert.equal(await echo(idle.client), 'hello', 'an unchanged server goes on');
 
+    // A stream on the server about to be removed.
+    const auth0 = { authorization: `Bearer ${await token(0)}` };
+    const doomed = await openSession(`${gw.url}/mcp/idle`, '2025-11-25', auth0);
+    const { res: doomedRes } = await postSse(`${gw.url}/mcp/idle`, slowCount(1, 1_000, 100), { ...auth0, ...sessionHeaders(doomed) });
+    let doomedSeen = 0;
+    const doomedEnd = readSse(doomedRes, () => (doomedSeen++, false));
+    while (doomedSeen < 2) await sleep(20);
+
     // 2. The static key rotated, the idle server removed, busy's replica list replaced.
     await writeKeys(1);
     writeConfig({
@@ -146,6 +155,10 @@ describe('reload on SIGHUP, on a running gateway process', () => {
     assert.equal((await post(`${gw.url}/mcp/fresh`, INIT, { authorization: `Bearer ${await token(1)}` })).status, 200, 'the new key is taken');
     const gone = await post(`${gw.url}/mcp/idle`, { jsonrpc: '2.0', id: 9, method: 'ping' }, { authorization: `Bearer ${await token(1)}`, 'mcp-session-id': idle.transport.sessionId!, 'mcp-protocol-version': '2025-11-25' });
     assert.equal(gone.status, 404, 'the removed server answers 404');
+    const ended = await Promise.race([doomedEnd, sleep(10_000).then(() => undefined)]);
+    assert.ok(ended, "the removed server's stream was closed");
+    assert.ok(ended.length >= 2 && ended.every((e) => e.id), 'what it carried went out with event ids (resumable from the log)');
+    assert.equal(ended.some((e) => e.message?.result), false, 'the call did not finish');
     const moved = await connect('busy', 1);
     assert.equal(textOf(await moved.client.callTool({ name: 'whoami', arguments: {} })), 'spare-b', 'new sessions go to the new replica list');
     const hash = hashOf(await metrics());
@@ -190,5 +203,39 @@ describe('reload on SIGHUP, on a running gateway process', () => {
     assert.match(String(kept.msg), /kept as running.*events, session\.secret/);
     const fresh = await connect('fresh', 1);
     assert.equal(await echo(fresh.client), 'hello');
+  });
+});
+
+describe('reload when the file changes (--watch-config)', () => {
+  let up: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    up = await startDemoUpstream('watched');
+    gw = await spawnGateway({ servers: { one: { upstreams: [{ url: up.url }] } } }, {}, ['--watch-config']);
+  });
+  after(async () => {
+    await gw?.stop();
+    await up?.stop();
+  });
+
+  const write = (servers: Record<string, unknown>) =>
+    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
+
+  it('a new file is applied without a signal; a broken one is refused', async () => {
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 404);
+    let from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] }, two: { upstreams: [{ url: up.url }] } });
+    const applied = await nextLog(gw, from, 'configuration reload');
+    assert.equal(applied.trigger, 'watch', JSON.stringify(applied));
+    assert.deepEqual(applied.added, ['two']);
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200);
+
+    from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] }, two: { upstreams: [{ url: up.url }], bogus: true } });
+    const refused = await nextLog(gw, from, 'configuration reload');
+    assert.equal(refused.msg, 'configuration reload refused; the running configuration stays');
+    assert.match(String(refused.error), /servers\.two\.bogus/);
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200);
   });
 });
