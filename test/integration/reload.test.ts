@@ -9,6 +9,7 @@ import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
+import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
 import { INIT, openSession, post, sessionHeaders } from '../helpers/raw.ts';
 import { postSse, readSse, slowCount } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
@@ -237,5 +238,22 @@ describe('reload when the file changes (--watch-config)', () => {
     assert.equal(refused.msg, 'configuration reload refused; the running configuration stays');
     assert.match(String(refused.error), /servers\.two\.bogus/);
     assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200);
+  });
+
+  it("a removed server's 2024-11-05 session stream ends, and its messages answer 404", async () => {
+    const stream = await LegacyStream.open(`${gw.url}/mcp/two/sse`);
+    assert.equal(stream.status, 200);
+    await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+    const endpoint = stream.endpoint(`${gw.url}/mcp/two/sse`);
+    await initializeLegacy(stream, endpoint);
+    const from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] } });
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).removed, ['two']);
+    const deadline = Date.now() + 10_000;
+    while (!stream.ended && Date.now() < deadline) await sleep(50);
+    assert.ok(stream.ended, 'the stream was closed');
+    const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) });
+    assert.equal(res.status, 404);
+    stream.drop();
   });
 });
