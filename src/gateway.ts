@@ -167,14 +167,7 @@ export class Gateway implements GatewayContext {
     gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
     // A server's health also changes with time alone (an ejection runs out): looked at every second.
     gw.#healthTimer = setInterval(() => gw.#logHealth(), 1_000).unref();
-    // compose: what each virtual server publishes, collisions included, is reported at start.
-    for (const [server, upstream] of gw.servers) {
-      if (!(upstream instanceof ComposedUpstream)) continue;
-      upstream.probe().then(
-        (r) => gw.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
-        (err: unknown) => gw.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed at start'),
-      );
-    }
+    gw.#reportComposed(gw.servers);
     return gw;
   }
 
@@ -261,7 +254,19 @@ export class Gateway implements GatewayContext {
     if (audit !== this.#audit) this.#audit?.close();
     this.#audit = audit;
     this.log.level = config.log.level;
+    this.#reportComposed(fresh);
     return plan;
+  }
+
+  /** compose: what each virtual server publishes, collisions included, is reported when it is built (at start, on a reload). */
+  #reportComposed(servers: ReadonlyMap<string, Upstream>): void {
+    for (const [server, upstream] of servers) {
+      if (!(upstream instanceof ComposedUpstream)) continue;
+      upstream.probe().then(
+        (r) => this.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
+        (err: unknown) => this.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed'),
+      );
+    }
   }
 
   /** The upstream pools of `names` as `config` describes them; compose members not among them are the running ones. */
