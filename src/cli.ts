@@ -7,21 +7,30 @@ import { redactConfig } from './config/redact.ts';
 import { ConfigError } from './errors.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger } from './ops/logger.ts';
+import { ConfigReloader } from './ops/reload.ts';
 
-const USAGE = `Usage: mcp-gateway [--config FILE] [--print-config]
+const USAGE = `Usage: mcp-gateway [--config FILE] [--watch-config] [--print-config]
 
   --config FILE    YAML configuration (or MCPGW_CONFIG=FILE); MCPGW_* variables override it.
                    Without one, the bundled demo server is published as "demo".
+                   SIGHUP re-reads it (docs/configuration.md#reload).
+  --watch-config   Also re-read it whenever the file changes.
   --print-config   Print the effective configuration, secrets redacted, and exit.
   --version        Print the version and exit.
   --help           This text.
 `;
 
 async function main(): Promise<number> {
-  let values: { config?: string; 'print-config'?: boolean; help?: boolean; version?: boolean };
+  let values: { config?: string; 'watch-config'?: boolean; 'print-config'?: boolean; help?: boolean; version?: boolean };
   try {
     ({ values } = parseArgs({
-      options: { config: { type: 'string', short: 'c' }, 'print-config': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        'watch-config': { type: 'boolean' },
+        'print-config': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
     }));
   } catch (err) {
     process.stderr.write(`mcp-gateway: ${(err as Error).message}\n\n${USAGE}`);
@@ -37,9 +46,10 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  const load = () => loadConfig({ file: values.config });
   let loaded;
   try {
-    loaded = loadConfig({ file: values.config });
+    loaded = load();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`mcp-gateway: invalid configuration:\n${err.message.replace(/^/gm, '  ')}\n`);
@@ -54,12 +64,25 @@ async function main(): Promise<number> {
 
   const logger = createLogger(loaded.config.log.level);
   if (loaded.embedded) logger.info('no config file given: publishing the bundled demo server as "demo" (in-memory store)');
+  // Before the gateway starts: Node's default for SIGHUP is to end the process.
+  let reloader: ConfigReloader | undefined;
+  const onHangUp = () => {
+    if (reloader) reloader.reload('SIGHUP');
+    else logger.warn('SIGHUP while starting or stopping: ignored');
+  };
+  process.on('SIGHUP', onHangUp);
   let gateway: Gateway;
   try {
     gateway = await Gateway.start(loaded.config, { logger });
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, 'cannot start');
     return 1;
+  }
+  reloader = new ConfigReloader(gateway, loaded, load, logger);
+  const file = values.config ?? process.env.MCPGW_CONFIG;
+  if (values['watch-config']) {
+    if (file) reloader.watch(file);
+    else logger.warn('--watch-config without a config file: nothing to watch');
   }
   if (loaded.embedded) {
     logger.info(`try it: npx @modelcontextprotocol/inspector --cli ${gateway.url}/mcp/demo --transport http --method tools/list`);
@@ -73,6 +96,8 @@ async function main(): Promise<number> {
         return;
       }
       stopping = true;
+      reloader?.close();
+      reloader = undefined;
       logger.info({ signal }, 'signal received');
       gateway.shutdown().then(
         () => resolve(0),

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { ServerResponse } from 'node:http';
 import { Server as NetServer, type AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
-import type { GatewayConfig } from './config/types.ts';
+import { liveConfig, planReload, type ReloadPlan } from './config/reload.ts';
+import type { GatewayConfig, ServerConfig } from './config/types.ts';
 import { buildApp, serverLimits } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
@@ -36,6 +38,9 @@ import { SseUpstream } from './upstream/sse.ts';
 import { StdioUpstream } from './upstream/stdio.ts';
 import type { Upstream } from './upstream/types.ts';
 
+/** A pool a reload replaced is closed once idle: looked at this often. */
+const RETIRE_POLL_MS = 1_000;
+
 /** How long a draining replica keeps its listener and idle connections (see Gateway.shutdown); at most half the grace. */
 const DRAIN_LINGER_MS = 1_000;
 
@@ -47,7 +52,8 @@ export interface GatewayOptions {
 
 /** A running gateway: the MCP listener, the metrics listener, the upstream pools and the stores. */
 export class Gateway implements GatewayContext {
-  readonly config: GatewayConfig;
+  /** The running configuration; a reload (Gateway.reconfigure) swaps it whole. */
+  #config: GatewayConfig;
   readonly servers = new Map<string, Upstream>();
   readonly sealer: SessionSealer;
   readonly sessions: SessionStore;
@@ -55,8 +61,8 @@ export class Gateway implements GatewayContext {
   readonly metrics: Metrics;
   readonly hub: StreamHub;
   readonly log: Logger;
-  readonly auth: Authenticator | undefined;
-  readonly audit: AuditLog | undefined;
+  #auth: Authenticator | undefined;
+  #audit: AuditLog | undefined;
   readonly legacyRoutes: RouteStore;
   /** The one way to an upstream for a caller's request (src/pipeline/pipeline.ts). */
   readonly pipeline: Pipeline;
@@ -73,14 +79,19 @@ export class Gateway implements GatewayContext {
   readonly #streams = new Set<ServerResponse>();
   readonly #health: HealthWatch;
   #healthTimer: NodeJS.Timeout | undefined;
+  /** The configuration as it is now, for what is built once and reads it per request. */
+  readonly #live: GatewayConfig;
+  /** Pools replaced by a reload, kept until what they still carry has ended (see #retire). */
+  readonly #retired = new Set<Upstream>();
 
   private constructor(config: GatewayConfig, opts: GatewayOptions) {
-    this.config = config;
+    this.#config = config;
+    this.#live = liveConfig(() => this.#config);
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
-    this.auth = config.auth.mode === 'none' ? undefined : new Authenticator(config);
-    this.audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
+    this.#auth = config.auth.mode === 'none' ? undefined : new Authenticator(config);
+    this.#audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
     let cacheStore: CacheStore;
@@ -121,28 +132,18 @@ export class Gateway implements GatewayContext {
       detachedGraceMs: config.events.detachedGraceMs,
       endedTtlMs: config.events.endedTtlMs,
     });
-    const caching = Object.values(config.servers).some((server) => server.cache);
+    // These read the configuration per request: given the live view, they follow a reload.
+    // (The result cache is always there: a reload may turn caching on for a server.)
     this.pipeline = new Pipeline({
-      config,
+      config: this.#live,
       metrics: this.metrics,
       limiter,
       prefix: config.redis?.keyPrefix ?? '',
-      cache: caching ? new ResultCache(cacheStore, config.redis?.keyPrefix ?? '') : undefined,
+      cache: new ResultCache(cacheStore, config.redis?.keyPrefix ?? ''),
       interrupt: (key, error, id) => this.hub.interrupt(key, error, id),
     });
-    this.translator = new Translator(config);
-    for (const [name, server] of Object.entries(config.servers)) {
-      // compose: virtual servers are built below, once their members exist.
-      if (server.compose) continue;
-      // legacy: `transport: sse` replicas (SseUpstream).
-      const kind = server.upstreams[0]!.kind;
-      const upstream = kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
-      this.servers.set(name, curated(server, upstream));
-    }
-    for (const [name, server] of Object.entries(config.servers)) {
-      // compose: members as curated, each by its own server's curation.
-      if (server.compose) this.servers.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: this.servers.get(m)! })), this.events, memberCalls(this.pipeline))));
-    }
+    this.translator = new Translator(this.#live);
+    for (const [name, upstream] of this.#buildUpstreams(config, Object.keys(config.servers))) this.servers.set(name, upstream);
     this.metrics.watchUpstreams(this.servers);
     this.#health = new HealthWatch(this.servers);
     this.#wireEvents();
@@ -167,16 +168,20 @@ export class Gateway implements GatewayContext {
     gw.log.info({ url: gw.url, metrics: gw.metricsUrl, servers: [...gw.servers.keys()] }, 'gateway listening');
     // A server's health also changes with time alone (an ejection runs out): looked at every second.
     gw.#healthTimer = setInterval(() => gw.#logHealth(), 1_000).unref();
-    // compose: what each virtual server publishes, collisions included, is reported at start.
-    for (const [server, published] of gw.servers) {
-      const upstream = bare(published);
-      if (!(upstream instanceof ComposedUpstream)) continue;
-      upstream.probe().then(
-        (r) => gw.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
-        (err: unknown) => gw.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed at start'),
-      );
-    }
+    gw.#reportComposed(gw.servers);
     return gw;
+  }
+
+  get config(): GatewayConfig {
+    return this.#config;
+  }
+
+  get auth(): Authenticator | undefined {
+    return this.#auth;
+  }
+
+  get audit(): AuditLog | undefined {
+    return this.#audit;
   }
 
   get url(): string {
@@ -200,6 +205,112 @@ export class Gateway implements GatewayContext {
     // legacy, compose: an SSE upstream connection, or a virtual session's members, held here.
     else if (upstream instanceof SseUpstream) upstream.end(claims.id);
     else if (upstream instanceof ComposedUpstream) upstream.end(claims);
+  }
+
+  /**
+   * Runs `next` from now on (SIGHUP, src/ops/reload.ts), without a restart. Everything new is built
+   * first — a pool or an audit destination that cannot be built throws, and nothing has changed —
+   * then swapped in at once, between two requests:
+   * - requests read the configuration, the servers, the authenticator and the audit log as they
+   *   come, so the next one sees the new; what is in flight finishes as it began;
+   * - a removed server's pool is closed: its streams end (the event log keeps what they carried)
+   *   and its sessions answer 404, as the server does;
+   * - a server whose upstream side changed gets a new pool, so new sessions go to the new replicas;
+   *   an HTTP pool's sessions on a replica still listed go on in the new one, and the old pool is
+   *   closed once what it carries has ended (at most the server's timeout.max: a standalone GET
+   *   stream lasts as long as its client likes, a call not). A stdio or `transport: sse`
+   *   pool holds its sessions' processes and connections itself: it is closed at once, and those
+   *   sessions end as on DELETE;
+   * - servers whose other keys changed (policy, cache, retries, time limits, rate limits) keep
+   *   their pools: those keys are read per request.
+   * Keys that cannot change live keep their running value; the plan names them (`kept`).
+   */
+  reconfigure(next: GatewayConfig): ReloadPlan {
+    const running = this.#config;
+    const plan = planReload(running, next);
+    if (!plan.differs) return plan;
+    const config = plan.config;
+    const fresh = this.#buildUpstreams(config, [...plan.added, ...plan.rebuilt]);
+    let auth = this.#auth;
+    let audit = this.#audit;
+    try {
+      // The authenticator holds the auth section and the servers' policies as they were built.
+      if (config.auth.mode !== 'none' && !isDeepStrictEqual(authInputs(running), authInputs(config))) auth = new Authenticator(config);
+      if (!isDeepStrictEqual(running.audit, config.audit)) audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
+    } catch (err) {
+      for (const u of fresh.values()) void u.close();
+      throw err;
+    }
+    for (const name of plan.removed) {
+      this.#retire(this.servers.get(name)!, 0);
+      this.servers.delete(name);
+    }
+    for (const [name, upstream] of fresh) {
+      const old = this.servers.get(name);
+      // An HTTP pool's calls in flight end within their server's time limit (timeout.max).
+      if (old) this.#retire(old, old.kind === 'http' ? running.servers[name]!.timeout.maxMs : 0);
+      this.servers.set(name, upstream);
+    }
+    this.#config = config;
+    this.#auth = auth;
+    if (audit !== this.#audit) this.#audit?.close();
+    this.#audit = audit;
+    this.log.level = config.log.level;
+    this.#reportComposed(fresh);
+    return plan;
+  }
+
+  /** compose: what each virtual server publishes, collisions included, is reported when it is built (at start, on a reload). */
+  #reportComposed(servers: ReadonlyMap<string, Upstream>): void {
+    for (const [server, published] of servers) {
+      const upstream = bare(published);
+      if (!(upstream instanceof ComposedUpstream)) continue;
+      upstream.probe().then(
+        (r) => this.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
+        (err: unknown) => this.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed'),
+      );
+    }
+  }
+
+  /** The upstream pools of `names` as `config` describes them; compose members not among them are the running ones. */
+  #buildUpstreams(config: GatewayConfig, names: readonly string[]): Map<string, Upstream> {
+    const built = new Map<string, Upstream>();
+    const servers = names.map((name) => [name, config.servers[name]!] as const);
+    try {
+      for (const [name, server] of servers) if (!server.compose) built.set(name, curated(server, this.#pool(server)));
+      // compose: virtual servers once their members exist; members as curated, each by its own server's curation.
+      for (const [name, server] of servers) {
+        if (server.compose) built.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: built.get(m) ?? this.servers.get(m)! })), this.events, memberCalls(this.pipeline))));
+      }
+    } catch (err) {
+      for (const u of built.values()) void u.close();
+      throw err;
+    }
+    return built;
+  }
+
+  #pool(server: ServerConfig): Upstream {
+    // legacy: `transport: sse` replicas (SseUpstream).
+    const kind = server.upstreams[0]!.kind;
+    return kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
+  }
+
+  /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
+  #retire(upstream: Upstream, withinMs: number): void {
+    const idle = () => upstream.replicaStates().every((r) => r.inflight === 0 && r.streams === 0);
+    if (withinMs === 0 || idle()) {
+      void upstream.close().catch(() => {});
+      return;
+    }
+    this.#retired.add(upstream);
+    const close = () => {
+      clearInterval(poll);
+      clearTimeout(cap);
+      this.#retired.delete(upstream);
+      void upstream.close().catch(() => {});
+    };
+    const poll = setInterval(() => idle() && close(), RETIRE_POLL_MS).unref();
+    const cap = setTimeout(close, withinMs).unref();
   }
 
   track(res: ServerResponse, kind: 'request' | 'stream'): void {
@@ -287,7 +398,7 @@ export class Gateway implements GatewayContext {
     await bounded(this.hub.close());
     // stateless: end the upstream sessions held for 2026-07-28 clients while the pools still work.
     await bounded(this.translator.close().catch(() => {}));
-    await bounded(Promise.allSettled([...this.servers.values()].map((u) => u.close())));
+    await bounded(Promise.allSettled([...this.servers.values(), ...this.#retired].map((u) => u.close())));
     await bounded(Promise.allSettled([this.sessions.close(), this.hub.log.close()]));
     for (const r of this.#redis) r.disconnect();
     this.audit?.close();
@@ -362,6 +473,11 @@ async function bounded(p: Promise<unknown>): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What an Authenticator is built from (src/auth/authenticator.ts): the auth section and each server's policy. */
+function authInputs(config: GatewayConfig): unknown {
+  return [config.auth, Object.entries(config.servers).map(([name, s]) => [name, s.policy])];
 }
 
 function addressUrl(app: FastifyInstance, scheme = 'http'): string {

@@ -368,6 +368,8 @@ class LegacySessions {
   /** Looks after the session while a client reads it here: ownership, the standalone stream, the log's lifetime. */
   async #tick(local: Local, events: readonly LoggedEvent[], res: ServerResponse): Promise<void> {
     if (res.destroyed || res.writableEnded) return;
+    // A reload removed the server (Gateway.reconfigure): its sessions end with it, their next message is 404.
+    if (!this.#gw.servers.has(local.claims.server)) return void res.end();
     for (const e of events) {
       if (e.end) return;
       if (e.upstreamId) local.upstreamEventId = e.upstreamId;

@@ -11,9 +11,10 @@ import { sendError } from './mcp.ts';
  * `X-Forwarded-Prefix`), so the route accepts any prefix and answers for the server named last.
  */
 export function registerMetadataRoutes(app: FastifyInstance, gw: GatewayContext): void {
-  const auth = gw.config.auth;
-  if (auth.mode !== 'jwt') return;
+  // The mode cannot change on a reload; the rest of auth can, so it is read per request.
+  if (gw.config.auth.mode !== 'jwt') return;
   app.get(`${METADATA_PATH}/*`, (request: FastifyRequest<{ Params: { '*': string } }>, reply) => {
+    const auth = gw.config.auth;
     const match = /(?:^|\/)mcp\/([^/]+)$/.exec(request.params['*']);
     if (!match) return sendError(reply, new GatewayError('MCPGW_ERR_NOT_FOUND', `${METADATA_PATH}/${request.params['*']}`), null);
     // Looked up before anything is built from it, as on the /mcp/<server> routes (see app.ts).

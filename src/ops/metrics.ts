@@ -46,6 +46,13 @@ export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 /** `status` of mcp_requests_total and mcp_tool_calls_total: what the client got. */
 export const REQUEST_STATUSES = ['success', 'error'] as const;
 
+/**
+ * How a configuration reload (SIGHUP) ended: `applied` (something changed), `unchanged` (the file
+ * says what runs), `refused` (the file is bad: the running configuration stays).
+ */
+export const RELOAD_OUTCOMES = ['applied', 'unchanged', 'refused'] as const;
+export type ReloadOutcome = (typeof RELOAD_OUTCOMES)[number];
+
 /** Which limit refused a call. */
 export const RATE_LIMIT_SCOPES = ['principal', 'server', 'tool'] as const;
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
@@ -90,6 +97,8 @@ export class Metrics {
   readonly redisErrors: Counter<'connection'>;
   readonly authFailures: Counter<'reason'>;
   readonly rateLimited: Counter<'server' | 'scope'>;
+  readonly configReloads: Counter<'outcome'>;
+  readonly #configInfo: Gauge<'hash'>;
   /** Present only with `toolLabels`. */
   readonly toolCalls: Counter<'server' | 'tool' | 'status'> | undefined;
   readonly toolDuration: Histogram<'server' | 'tool'> | undefined;
@@ -168,6 +177,10 @@ export class Metrics {
     this.authFailures = new Counter({ name: 'mcp_auth_failures_total', help: 'Callers turned away by authentication or authorization, by reason', labelNames: ['reason'], registers });
     for (const reason of AUTH_FAILURE_REASONS) this.authFailures.inc({ reason }, 0);
     this.rateLimited = new Counter({ name: 'mcp_rate_limited_total', help: 'Calls refused by a rate limit, by server and limit scope', labelNames: ['server', 'scope'], registers });
+
+    this.configReloads = new Counter({ name: 'mcp_config_reloads_total', help: 'Configuration reloads (SIGHUP, or a watched file changing) by outcome', labelNames: ['outcome'], registers });
+    for (const outcome of RELOAD_OUTCOMES) this.configReloads.inc({ outcome }, 0);
+    this.#configInfo = new Gauge({ name: 'mcp_config_info', help: 'Always 1; the hash label fingerprints the configuration this replica runs (secrets redacted)', labelNames: ['hash'], registers });
 
     this.#toolLabelLimit = opts.toolLabelLimit ?? 100;
     if (opts.toolLabels) {
@@ -268,6 +281,12 @@ export class Metrics {
   /** Per-replica gauges and healthy-replica counts are read from these upstreams at scrape time. */
   watchUpstreams(servers: ReadonlyMap<string, Upstream>): void {
     this.#upstreams = servers;
+  }
+
+  /** The configuration now running is the one `hash` names (src/config/reload.ts configHash). */
+  configLoaded(hash: string): void {
+    this.#configInfo.reset();
+    this.#configInfo.set({ hash }, 1);
   }
 
   /** With Redis configured: `mcp_redis_up` (read at scrape time) and error series from zero. */

@@ -112,6 +112,17 @@ describe('Helm chart and k8s/ manifests', { skip }, () => {
     assert.deepEqual(Object.keys(config.servers), ['demo']);
   });
 
+  it('a changed config rolls the pods by default; gateway.configReload: watch reloads them in place instead', async () => {
+    const byDefault = find(template([]), 'Deployment', 'mcpgw-mcp-gateway').spec.template;
+    assert.match(byDefault.metadata.annotations['checksum/config'], /^[0-9a-f]{64}$/);
+    assert.equal(byDefault.spec.containers[0].args, undefined);
+    const objects = template(['--set', 'gateway.configReload=watch']);
+    assert.deepEqual(await validateObjects(objects), []);
+    const watching = find(objects, 'Deployment', 'mcpgw-mcp-gateway').spec.template;
+    assert.equal(watching.metadata.annotations['checksum/config'], undefined, 'no rollout on a ConfigMap change');
+    assert.deepEqual(watching.spec.containers[0].args, ['--watch-config']);
+  });
+
   it('production-like values (external Redis, auth on, ServiceMonitor, PrometheusRule, NetworkPolicy): every object is valid', async () => {
     const objects = template(['-f', PRODUCTION]);
     assert.deepEqual(await validateObjects(objects), []);

@@ -38,12 +38,12 @@ export interface GatewayProcess {
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
-/** A gateway in its own process (for SIGKILL/SIGTERM tests), running the CLI from source. */
-export async function spawnGateway(doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
+/** A gateway in its own process (for SIGKILL/SIGTERM/SIGHUP tests), running the CLI from source; `args` are more CLI options. */
+export async function spawnGateway(doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, args: readonly string[] = []): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-test-'));
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringify(withDefaults({ log: { level: 'info' }, ...doc })));
-  const child = spawnChild(process.execPath, [CLI, '--config', configFile], { env: { PATH: process.env.PATH, ...env } });
+  const child = spawnChild(process.execPath, [CLI, '--config', configFile, ...args], { env: { PATH: process.env.PATH, ...env } });
   const { url, metrics } = await waitForLine(child, (l) => {
     try {
       const v = JSON.parse(l) as { msg?: string; url?: string; metrics?: string };

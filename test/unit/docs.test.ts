@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { it } from 'node:test';
 import { CONFIG_SCHEMA } from '../../src/config/schema.ts';
-import { AUTH_FAILURE_REASONS, Metrics, RATE_LIMIT_SCOPES, REQUEST_STATUSES, RESUME_OUTCOMES } from '../../src/ops/metrics.ts';
+import { AUTH_FAILURE_REASONS, Metrics, RATE_LIMIT_SCOPES, RELOAD_OUTCOMES, REQUEST_STATUSES, RESUME_OUTCOMES } from '../../src/ops/metrics.ts';
 import { ANSWER_ERROR_TYPES } from '../../src/protocol/answers.ts';
 
 const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
@@ -46,6 +46,6 @@ it('documents every metric, and every value of its closed labels, in docs/observ
   assert.ok(names.length > 15);
   const missing = names.filter((n) => !observability.includes(`| \`${n}\` |`));
   assert.deepEqual(missing, [], 'undocumented metrics');
-  const values = [...AUTH_FAILURE_REASONS, ...RESUME_OUTCOMES, ...RATE_LIMIT_SCOPES, ...REQUEST_STATUSES, ...ANSWER_ERROR_TYPES].filter((v) => !observability.includes(`\`${v}\``));
+  const values = [...AUTH_FAILURE_REASONS, ...RESUME_OUTCOMES, ...RATE_LIMIT_SCOPES, ...REQUEST_STATUSES, ...RELOAD_OUTCOMES, ...ANSWER_ERROR_TYPES].filter((v) => !observability.includes(`\`${v}\``));
   assert.deepEqual(values, [], 'undocumented label values');
 });

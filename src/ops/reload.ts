@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from '../config/load.ts';
+import { configHash } from '../config/reload.ts';
+import type { Gateway } from '../gateway.ts';
+import type { ReloadOutcome } from './metrics.ts';
+
+/** Events of a watched directory come in bursts (a ConfigMap update renames a symlink, and more): one look after the last. */
+const WATCH_SETTLE_MS = 250;
+
+export type ReloadTrigger = 'SIGHUP' | 'watch';
+
+/**
+ * Re-reads the configuration on SIGHUP (and, with `--watch-config`, when the file changes) and
+ * hands it to the running gateway. A file that does not load — YAML error, unknown key, failed
+ * validation, unreadable secret file — is refused with a log line naming the key, and the running
+ * configuration stays. Counted in `mcp_config_reloads_total{outcome}`; `mcp_config_info{hash}`
+ * names the configuration that runs.
+ */
+export class ConfigReloader {
+  readonly #gw: Gateway;
+  readonly #load: () => LoadedConfig;
+  readonly #log: Logger;
+  #hash: string;
+  #watcher: FSWatcher | undefined;
+  #settle: NodeJS.Timeout | undefined;
+  #seen: string | undefined;
+
+  constructor(gw: Gateway, loaded: LoadedConfig, load: () => LoadedConfig, log: Logger) {
+    this.#gw = gw;
+    this.#load = load;
+    this.#log = log;
+    this.#hash = configHash(loaded.effective);
+    gw.metrics.configLoaded(this.#hash);
+  }
+
+  reload(trigger: ReloadTrigger): ReloadOutcome {
+    let loaded: LoadedConfig;
+    let plan: ReturnType<Gateway['reconfigure']>;
+    try {
+      loaded = this.#load();
+      plan = this.#gw.reconfigure(loaded.config);
+    } catch (err) {
+      this.#gw.metrics.configReloads.inc({ outcome: 'refused' });
+      // A ConfigError's message names the key (one line per problem).
+      this.#log.error({ trigger, hash: this.#hash, error: (err as Error).message }, 'configuration reload refused; the running configuration stays');
+      return 'refused';
+    }
+    this.#hash = configHash(loaded.effective);
+    this.#gw.metrics.configLoaded(this.#hash);
+    const outcome: ReloadOutcome = plan.differs ? 'applied' : 'unchanged';
+    this.#gw.metrics.configReloads.inc({ outcome });
+    const { added, removed, rebuilt, changed, kept } = plan;
+    const fields = { trigger, outcome, hash: this.#hash, added, removed, rebuilt, changed, kept };
+    if (kept.length > 0) this.#log.warn(fields, `configuration reloaded; kept as running (a restart changes them): ${kept.join(', ')}`);
+    else this.#log.info(fields, 'configuration reloaded');
+    return outcome;
+  }
+
+  /**
+   * Reloads when `file` changes. The folder is watched, not the file: editors and Kubernetes
+   * (a ConfigMap volume swaps a symlink) replace the file rather than write into it. Only a change
+   * of the file's bytes reloads, and a blank or unreadable file is passed over (a writer that
+   * truncates first); a file caught half-written is refused like any bad file, and the next change
+   * is looked at again.
+   */
+  watch(file: string): void {
+    this.#seen = digest(file);
+    this.#watcher = watch(dirname(file), () => {
+      clearTimeout(this.#settle);
+      this.#settle = setTimeout(() => {
+        const now = digest(file);
+        if (now === undefined || now === this.#seen) return;
+        this.#seen = now;
+        this.reload('watch');
+      }, WATCH_SETTLE_MS);
+    });
+    this.#watcher.on('error', (err) => this.#log.warn({ err: err.message }, 'config file watch failed; SIGHUP still reloads'));
+    this.#watcher.unref();
+  }
+
+  close(): void {
+    clearTimeout(this.#settle);
+    this.#watcher?.close();
+  }
+}
+
+/** The file's fingerprint; undefined when it cannot be read or is blank (a writer that truncated first and has not written yet). */
+function digest(file: string): string | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    return undefined;
+  }
+  return bytes.toString('utf8').trim() === '' ? undefined : createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, SignJWT } from 'jose';
+import { stringify } from 'yaml';
+import { connectClient, textOf } from '../helpers/client.ts';
+import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
+import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
+import { INIT, openSession, post, sessionHeaders } from '../helpers/raw.ts';
+import { postSse, readSse, slowCount } from '../helpers/sse.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+
+const AUD = 'urn:mcpgw:reload';
+const ISSUER = 'https://static.test/';
+const STEPS = 100;
+
+/** The log lines after `from` whose msg starts with `msg`; waits for the first one. */
+async function nextLog(gw: GatewayProcess, from: number, msg: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    for (const l of gw.child.output.slice(from)) {
+      try {
+        const v = JSON.parse(l) as Record<string, unknown>;
+        if (typeof v.msg === 'string' && v.msg.startsWith(msg)) return v;
+      } catch {
+        // not a log line
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`no "${msg}" log line; output:\n${gw.child.output.slice(from).join('\n')}`);
+    await sleep(20);
+  }
+}
+
+describe('reload on SIGHUP, on a running gateway process', () => {
+  let busy: HttpUpstreamProcess;
+  let spare: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+  let keysFile: string;
+  const keys: { privateKey: KeyObject; publicKey: KeyObject }[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
+
+  const token = (key: number) =>
+    new SignJWT({ sub: 'alice', aud: AUD })
+      .setProtectedHeader({ alg: 'ES256', kid: `k${key}` })
+      .setIssuer(ISSUER)
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(keys[key]!.privateKey);
+  const writeKeys = async (key: number) => writeFileSync(keysFile, JSON.stringify({ keys: [{ ...(await exportJWK(keys[key]!.publicKey)), kid: `k${key}`, alg: 'ES256', use: 'sig' }] }));
+  /** What the config file says, written in full each time (spawnGateway's defaults included). */
+  const writeConfig = (servers: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    writeFileSync(
+      gw.configFile,
+      stringify({
+        listen: { host: '127.0.0.1', port: 0 },
+        metrics: { host: '127.0.0.1', port: 0 },
+        session: { secret: TEST_SECRET },
+        log: { level: 'info' },
+        auth: { mode: 'jwt', issuers: [{ issuer: ISSUER, keysFile }], audience: AUD },
+        servers,
+        ...extra,
+      }),
+    );
+  /** Sends SIGHUP and waits for the reload's log line. */
+  const hangUp = async (msg = 'configuration reload') => {
+    const from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    return nextLog(gw, from, msg);
+  };
+  const connect = async (server: string, key: number) => {
+    const c = await connectClient(`${gw.url}/mcp/${server}`, { headers: { authorization: `Bearer ${await token(key)}` } });
+    closers.push(() => c.close().catch(() => {}));
+    return c;
+  };
+  /** What echo answers on this client's session: its text, or the error it got. */
+  const echo = async (client: Awaited<ReturnType<typeof connect>>['client']) => {
+    try {
+      return textOf(await client.callTool({ name: 'echo', arguments: { text: 'hello' } }));
+    } catch (err) {
+      return `error: ${(err as Error).message}`;
+    }
+  };
+  const metrics = async () => (await fetch(`${gw.metricsUrl}/metrics`)).text();
+
+  before(async () => {
+    keys.push(generateKeyPairSync('ec', { namedCurve: 'P-256' }), generateKeyPairSync('ec', { namedCurve: 'P-256' }));
+    [busy, spare] = await Promise.all([startDemoUpstream('busy-a'), startDemoUpstream('spare-b')]);
+    keysFile = join(mkdtempSync(join(tmpdir(), 'mcpgw-reload-')), 'jwks.json');
+    await writeKeys(0);
+    gw = await spawnGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: ISSUER, keysFile }], audience: AUD },
+      servers: { busy: { upstreams: [{ url: busy.url, name: 'a' }] }, idle: { upstreams: [{ url: spare.url }] } },
+    });
+  });
+  after(async () => {
+    for (const close of closers) await close();
+    await gw?.stop();
+    await Promise.all([busy?.stop(), spare?.stop()]);
+  });
+
+  it('applies servers, policies, keys and upstream lists live; refuses bad files; the stream loses nothing', async () => {
+    const hashOf = (text: string) => /^mcp_config_info\{hash="([0-9a-f]+)"\} 1$/m.exec(text)?.[1];
+    const firstHash = hashOf(await metrics());
+    assert.ok(firstHash, 'the loaded configuration is fingerprinted');
+
+    // A session streaming progress on `busy`, and a second server's session, idle.
+    const streaming = await connect('busy', 0);
+    const progress: number[] = [];
+    const call = streaming.client.callTool({ name: 'slow_count', arguments: { count: STEPS, delayMs: 100 } }, undefined, { onprogress: (p) => progress.push(p.progress), timeout: 120_000 });
+    // (Awaited at the end; a failure before that must not leave it unhandled.)
+    call.catch(() => {});
+    const idle = await connect('idle', 0);
+    assert.equal(await echo(idle.client), 'hello');
+    const side = await connect('busy', 0);
+    assert.equal(await echo(side.client), 'hello', 'before the policy change echo is open to everyone');
+    while (progress.length < 3) await sleep(20);
+
+    // 1. A new server, and a policy that closes echo on `busy` to callers without scope admin.
+    writeConfig({
+      busy: { upstreams: [{ url: busy.url, name: 'a' }], auth: { tools: { echo: { scopes: ['admin'] } } } },
+      idle: { upstreams: [{ url: spare.url }] },
+      fresh: { upstreams: [{ url: spare.url }] },
+    });
+    const first = await hangUp();
+    assert.equal(first.msg, 'configuration reloaded', JSON.stringify(first));
+    assert.deepEqual(first.added, ['fresh']);
+    assert.deepEqual(first.changed, ['busy'], 'a policy change keeps the pool');
+    const fresh = await connect('fresh', 0);
+    assert.equal(await echo(fresh.client), 'hello', 'the new server serves');
+    assert.notEqual(await echo(side.client), 'hello', 'the policy applies to the next call of an open session');
+    assert.equal(await echo(idle.client), 'hello', 'an unchanged server goes on');
+
+    // A stream on the server about to be removed.
+    const auth0 = { authorization: `Bearer ${await token(0)}` };
+    const doomed = await openSession(`${gw.url}/mcp/idle`, '2025-11-25', auth0);
+    const { res: doomedRes } = await postSse(`${gw.url}/mcp/idle`, slowCount(1, 1_000, 100), { ...auth0, ...sessionHeaders(doomed) });
+    let doomedSeen = 0;
+    const doomedEnd = readSse(doomedRes, () => (doomedSeen++, false));
+    while (doomedSeen < 2) await sleep(20);
+
+    // 2. The static key rotated, the idle server removed, busy's replica list replaced.
+    await writeKeys(1);
+    writeConfig({
+      busy: { upstreams: [{ url: spare.url, name: 'b' }], auth: { tools: { echo: { scopes: ['admin'] } } } },
+      fresh: { upstreams: [{ url: spare.url }] },
+    });
+    const second = await hangUp();
+    assert.equal(second.msg, 'configuration reloaded', JSON.stringify(second));
+    assert.deepEqual(second.removed, ['idle']);
+    assert.deepEqual(second.rebuilt, ['busy']);
+    assert.equal((await post(`${gw.url}/mcp/fresh`, INIT, { authorization: `Bearer ${await token(0)}` })).status, 401, 'the old key is refused');
+    assert.equal((await post(`${gw.url}/mcp/fresh`, INIT, { authorization: `Bearer ${await token(1)}` })).status, 200, 'the new key is taken');
+    const gone = await post(`${gw.url}/mcp/idle`, { jsonrpc: '2.0', id: 9, method: 'ping' }, { authorization: `Bearer ${await token(1)}`, 'mcp-session-id': idle.transport.sessionId!, 'mcp-protocol-version': '2025-11-25' });
+    assert.equal(gone.status, 404, 'the removed server answers 404');
+    const ended = await Promise.race([doomedEnd, sleep(10_000).then(() => undefined)]);
+    assert.ok(ended, "the removed server's stream was closed");
+    assert.ok(ended.length >= 2 && ended.every((e) => e.id), 'what it carried went out with event ids (resumable from the log)');
+    assert.equal(ended.some((e) => e.message?.result), false, 'the call did not finish');
+    const moved = await connect('busy', 1);
+    assert.equal(textOf(await moved.client.callTool({ name: 'whoami', arguments: {} })), 'spare-b', 'new sessions go to the new replica list');
+    const hash = hashOf(await metrics());
+    assert.ok(hash && hash !== firstHash, 'the hash follows the configuration');
+
+    // 3. Bad files: an unknown key, a YAML error, an unreadable key file. Nothing changes.
+    const broken: [() => void, RegExp][] = [
+      [() => writeConfig({ fresh: { upstreams: [{ url: spare.url }], bogus: 1 } }), /servers\.fresh\.bogus/],
+      [() => writeFileSync(gw.configFile, 'servers: [unclosed\n'), /not valid YAML/],
+      [() => writeConfig({ fresh: { upstreams: [{ url: spare.url }] } }, { auth: { mode: 'jwt', issuers: [{ issuer: ISSUER, keysFile: `${keysFile}.missing` }], audience: AUD } }), /keysFile/],
+    ];
+    for (const [write, names] of broken) {
+      write();
+      const refused = await hangUp();
+      assert.equal(refused.msg, 'configuration reload refused; the running configuration stays', JSON.stringify(refused));
+      assert.match(String(refused.error), names);
+    }
+    assert.equal(await echo((await connect('fresh', 1)).client), 'hello', 'the running configuration stays');
+    assert.equal((await post(`${gw.url}/mcp/busy`, INIT, { authorization: `Bearer ${await token(1)}` })).status, 200, 'busy still published');
+    const text = await metrics();
+    assert.equal(hashOf(text), hash, 'a refused file leaves the hash');
+    assert.match(text, /^mcp_config_reloads_total\{outcome="applied"\} 2$/m);
+    assert.match(text, /^mcp_config_reloads_total\{outcome="refused"\} 3$/m);
+
+    // The stream that ran through all of it: every event, in order, on the drained pool.
+    assert.ok(progress.length < STEPS, 'the call was still streaming after the last reload');
+    assert.equal(textOf(await call), `counted to ${STEPS}`);
+    assert.deepEqual(progress, Array.from({ length: STEPS }, (_, i) => i + 1));
+  });
+
+  it('a file that says what runs is an unchanged reload', async () => {
+    writeConfig({
+      busy: { upstreams: [{ url: spare.url, name: 'b' }], auth: { tools: { echo: { scopes: ['admin'] } } } },
+      fresh: { upstreams: [{ url: spare.url }] },
+    });
+    const line = await hangUp();
+    assert.equal(line.outcome, 'unchanged', JSON.stringify(line));
+    // Keys that need a restart are named, and kept.
+    writeConfig({ busy: { upstreams: [{ url: spare.url, name: 'b' }], auth: { tools: { echo: { scopes: ['admin'] } } } }, fresh: { upstreams: [{ url: spare.url }] } }, { session: { secret: `${TEST_SECRET}-other` }, events: { ttl: '5m' } });
+    const kept = await hangUp();
+    assert.deepEqual(kept.kept, ['events', 'session.secret'], JSON.stringify(kept));
+    assert.match(String(kept.msg), /kept as running.*events, session\.secret/);
+    const fresh = await connect('fresh', 1);
+    assert.equal(await echo(fresh.client), 'hello');
+  });
+});
+
+describe('reload when the file changes (--watch-config)', () => {
+  let up: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    up = await startDemoUpstream('watched');
+    gw = await spawnGateway({ servers: { one: { upstreams: [{ url: up.url }] } } }, {}, ['--watch-config']);
+  });
+  after(async () => {
+    await gw?.stop();
+    await up?.stop();
+  });
+
+  const write = (servers: Record<string, unknown>) =>
+    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
+
+  it('a new file is applied without a signal; a broken one is refused', async () => {
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 404);
+    let from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] }, two: { upstreams: [{ url: up.url }] } });
+    const applied = await nextLog(gw, from, 'configuration reload');
+    assert.equal(applied.trigger, 'watch', JSON.stringify(applied));
+    assert.deepEqual(applied.added, ['two']);
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200);
+
+    from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] }, two: { upstreams: [{ url: up.url }], bogus: true } });
+    const refused = await nextLog(gw, from, 'configuration reload');
+    assert.equal(refused.msg, 'configuration reload refused; the running configuration stays');
+    assert.match(String(refused.error), /servers\.two\.bogus/);
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200);
+  });
+
+  it("a removed server's 2024-11-05 session stream ends, and its messages answer 404", async () => {
+    const stream = await LegacyStream.open(`${gw.url}/mcp/two/sse`);
+    assert.equal(stream.status, 200);
+    await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+    const endpoint = stream.endpoint(`${gw.url}/mcp/two/sse`);
+    await initializeLegacy(stream, endpoint);
+    const from = gw.child.output.length;
+    write({ one: { upstreams: [{ url: up.url }] } });
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).removed, ['two']);
+    const deadline = Date.now() + 10_000;
+    while (!stream.ended && Date.now() < deadline) await sleep(50);
+    assert.ok(stream.ended, 'the stream was closed');
+    const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) });
+    assert.equal(res.status, 404);
+    stream.drop();
+  });
+});
