@@ -7,7 +7,7 @@ import { redactConfig } from './config/redact.ts';
 import { ConfigError } from './errors.ts';
 import { Gateway } from './gateway.ts';
 import { createLogger } from './ops/logger.ts';
-import { ConfigReloader } from './ops/reload.ts';
+import { ConfigReloader } from './reload.ts';
 
 const USAGE = `Usage: mcp-gateway [--config FILE] [--watch-config] [--print-config]
 

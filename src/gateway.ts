@@ -208,7 +208,7 @@ export class Gateway implements GatewayContext {
   }
 
   /**
-   * Runs `next` from now on (SIGHUP, src/ops/reload.ts), without a restart. Everything new is built
+   * Runs `next` from now on (SIGHUP, src/reload.ts), without a restart. Everything new is built
    * first — a pool or an audit destination that cannot be built throws, and nothing has changed —
    * then swapped in at once, between two requests:
    * - requests read the configuration, the servers, the authenticator and the audit log as they

@@ -6,6 +6,7 @@
  * are knowledge of the other module all the same.
  *
  *   cli.ts, demo/        entry points (demo/ is a standalone MCP server, importing nothing here)
+ *   reload.ts            SIGHUP and --watch-config: loads the file again, hands it to the gateway
  *   gateway.ts           builds every part below and hands each its dependencies;
  *   config/load.ts       the config loader (YAML, env, schema) makes what cli.ts hands it
  *   http/                the front doors: Fastify routes, HTTP in → request, outcome → HTTP out
@@ -37,6 +38,7 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 /** Entries are folders (ending in `/`) or files, relative to src/; the most specific one places a file. */
 const LAYERS: readonly (readonly string[])[] = [
   ['cli.ts', 'demo/'],
+  ['reload.ts'],
   ['gateway.ts', 'config/load.ts'],
   ['http/'],
   ['translate/'],

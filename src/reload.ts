@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { LoadedConfig } from '../config/load.ts';
-import { configHash } from '../config/reload.ts';
-import type { Gateway } from '../gateway.ts';
-import type { ReloadOutcome } from './metrics.ts';
+import type { LoadedConfig } from './config/load.ts';
+import { configHash } from './config/reload.ts';
+import type { Gateway } from './gateway.ts';
+import type { ReloadOutcome } from './ops/metrics.ts';
 
 /** Events of a watched directory come in bursts (a ConfigMap update renames a symlink, and more): one look after the last. */
 const WATCH_SETTLE_MS = 250;
