@@ -15,6 +15,7 @@ import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
 import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
+import { startTracing, type Tracing } from './ops/telemetry.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
 import { Deadlines } from './pipeline/deadline.ts';
 import { Limit } from './pipeline/limit.ts';
@@ -61,6 +62,8 @@ export class Gateway implements GatewayContext {
   readonly resilience: Resilience;
   readonly limit: Limit;
   readonly deadlines: Deadlines;
+  /** traces: OpenTelemetry, when configured (src/ops/telemetry.ts); undefined → off. */
+  readonly tracing: Tracing | undefined;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -74,8 +77,9 @@ export class Gateway implements GatewayContext {
   readonly #health: HealthWatch;
   #healthTimer: NodeJS.Timeout | undefined;
 
-  private constructor(config: GatewayConfig, opts: GatewayOptions) {
+  private constructor(config: GatewayConfig, opts: GatewayOptions, tracing: Tracing | undefined) {
     this.config = config;
+    this.tracing = tracing;
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
@@ -135,7 +139,7 @@ export class Gateway implements GatewayContext {
       if (server.compose) continue;
       // legacy: `transport: sse` replicas (SseUpstream).
       const kind = server.upstreams[0]!.kind;
-      const upstream = kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
+      const upstream = kind === 'http' ? new HttpUpstream(server, this.events, tracing) : kind === 'sse' ? new SseUpstream(server, this.events, this.node, tracing) : new StdioUpstream(server, this.events, this.node, tracing);
       this.servers.set(name, upstream);
     }
     for (const [name, server] of Object.entries(config.servers)) {
@@ -149,7 +153,7 @@ export class Gateway implements GatewayContext {
   }
 
   static async start(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, opts);
+    const gw = new Gateway(config, opts, await startTracing(config.telemetry));
     if (!config.session.secret) {
       gw.log.warn('session.secret is not set: session ids are sealed with a random per-process key, so sessions cannot move between replicas');
     }
@@ -287,6 +291,8 @@ export class Gateway implements GatewayContext {
     await bounded(Promise.allSettled([this.sessions.close(), this.hub.log.close()]));
     for (const r of this.#redis) r.disconnect();
     this.audit?.close();
+    // traces: what is still queued is exported before the process goes.
+    if (this.tracing) await bounded(this.tracing.shutdown().catch(() => {}));
   }
 
   /** One line per server whose health changed: `server down` (with its state) or `server up`. */

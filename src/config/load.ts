@@ -9,6 +9,7 @@ import { checkComposition } from './compose.ts';
 import { applyEnv } from './env.ts';
 import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
+import { resolveTelemetry, type RawTelemetry } from './telemetry.ts';
 import type { AuditConfig, AuthConfig, GatewayConfig, RedisConfig, ServerConfig, UpstreamConfig } from './types.ts';
 
 export interface LoadedConfig {
@@ -141,6 +142,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     shutdown: { grace: Duration };
     translation: { maxSessions: number; sessionsPerCaller: number; sessionIdle: Duration; inputTimeout: Duration; eraProbeTtl: Duration };
     servers: Record<string, Record<string, unknown>>;
+    telemetry: RawTelemetry;
   };
   if (r.session.secret && r.session.secretFile) {
     throw new ConfigError('config keys session.secret and session.secretFile are exclusive; set one');
@@ -198,6 +200,8 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
       eraProbeTtlMs: toMs(r.translation.eraProbeTtl, 'translation.eraProbeTtl'),
     },
     servers,
+    // traces: the `telemetry` section under the OTEL_* environment; undefined when off.
+    telemetry: resolveTelemetry(r.telemetry, env),
   };
 }
 
