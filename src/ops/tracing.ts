@@ -37,6 +37,7 @@ const SERVER = 'mcpgw.server';
 const REPLICA = 'mcpgw.replica';
 const PRINCIPAL = 'mcpgw.principal.hash';
 const OUTCOME = 'mcpgw.outcome';
+const RESUMED = 'mcpgw.resumed';
 
 /** The request an async context serves: set around a door's steps (RequestTrace.run). */
 const REQUEST = createContextKey('mcp-gateway request');
@@ -146,8 +147,10 @@ export class Tracing implements ExchangeTracer {
  */
 export class RequestTrace {
   readonly #tracing: Tracing;
-  readonly #call: TracedCall;
-  readonly #headers: IncomingHttpHeaders;
+  // Let go once the span ended: a context outlives its request in whatever async work the request
+  // started (a stdio child's handlers, a timer), and must not keep its messages alive.
+  #call: TracedCall | undefined;
+  #headers: IncomingHttpHeaders | undefined;
   readonly #server: string;
   readonly #client: string;
   readonly #started: number;
@@ -184,11 +187,13 @@ export class RequestTrace {
     if (this.#ended) return;
     this.#ended = true;
     const span = trace.getSpan(this.context())!;
+    const call = this.#call!;
+    this.#call = undefined;
+    this.#headers = undefined;
     if (!span.isRecording()) return span.end();
-    const call = this.#call;
     const attributes: Attributes = { [OUTCOME]: error === undefined ? 'success' : 'error', [ATTR_HTTP_RESPONSE_STATUS_CODE]: status };
     // The method and target are known only now for a request whose span started early.
-    span.updateName(this.#name(attributes));
+    span.updateName(this.#name(call, attributes));
     if (call.session !== undefined) attributes[MCP_SESSION] = pseudonym(call.session);
     if (call.principal !== undefined) attributes[PRINCIPAL] = pseudonym(call.principal);
     if (error !== undefined) {
@@ -200,15 +205,18 @@ export class RequestTrace {
   }
 
   #start(): Context {
+    const call = this.#call!;
+    const headers = this.#headers!;
     const attributes: Attributes = { [SERVER]: this.#server, [ATTR_NETWORK_TRANSPORT]: 'tcp', [ATTR_NETWORK_PROTOCOL_NAME]: 'http', [ATTR_CLIENT_ADDRESS]: this.#client };
-    const version = headerValue(this.#headers['mcp-protocol-version']);
+    const version = headerValue(headers['mcp-protocol-version']);
     if (isSessionRevision(version) || version === STATELESS_REVISION) attributes[MCP_PROTOCOL_VERSION] = version;
-    return this.#tracing.startServerSpan(this.#name(attributes), this.#headers, this.#call.messages, attributes, performance.timeOrigin + this.#started);
+    // resumption: a GET that picks a stream up again (Last-Event-ID).
+    if (headers['last-event-id'] !== undefined) attributes[RESUMED] = true;
+    return this.#tracing.startServerSpan(this.#name(call, attributes), headers, call.messages, attributes, performance.timeOrigin + this.#started);
   }
 
   /** `{mcp.method.name} {target}` (the conventions' span name), filling in the method's attributes. */
-  #name(attributes: Attributes): string {
-    const call = this.#call;
+  #name(call: TracedCall, attributes: Attributes): string {
     const messages = call.messages;
     if (messages?.length === 1 && messages[0]!.method !== undefined) return messageAttributes(messages[0]!, attributes, call.tool);
     return describeMessages(messages ?? [], attributes) || call.method;
