@@ -13,6 +13,7 @@ import { headerValue } from '../protocol/headers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
 import type { ExchangeSpan, ExchangeTracer } from '../upstream/tracing.ts';
+import { methodLabel } from './metrics.ts';
 import { clip } from './requests.ts';
 
 /**
@@ -247,7 +248,8 @@ class Exchange implements ExchangeSpan {
 
 /** One message's attributes (method, tool or prompt, id) into `attributes`; returns the span name. */
 function messageAttributes(m: Envelope, attributes: Attributes, tool?: string): string {
-  const method = clip(m.method!, 128);
+  // As the metrics label it: a method name no revision has is a caller's choice, `other` here.
+  const method = methodLabel(m.method);
   attributes[MCP_METHOD] = method;
   if (m.id !== null) attributes[JSONRPC_ID] = clip(String(m.id), 128);
   const name = typeof m.params?.name === 'string' ? clip(m.params.name) : undefined;

@@ -10,6 +10,7 @@ import { connectLegacyClient } from '../helpers/legacy.ts';
 import { META_UPSTREAM } from '../helpers/meta-upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
 import { rpcOf } from '../helpers/raw.ts';
+import { startRecordingSseUpstream } from '../helpers/recording-sse-upstream.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { until } from '../helpers/streams.ts';
 
@@ -119,6 +120,23 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
     } finally {
       await client.close();
       await gw.close();
+    }
+  });
+
+  it('session era, 2024-11-05 SSE upstream: the message POSTed upstream carries the exchange span in params._meta', async () => {
+    const old = await startRecordingSseUpstream();
+    const gw = await startGateway({ servers: { old: { upstreams: [{ url: old.url, transport: 'sse' }] } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    const caller = clientSpan();
+    const client = await connectClient(`${gw.url}/mcp/old`, { headers: { traceparent: caller.traceparent } });
+    try {
+      assert.match(textOf(await client.client.callTool({ name: 'echo', arguments: { text: 'sse' } })), /sse/);
+      const { exchange } = await requestSpans(receiver, caller.traceId, 'tools/call echo');
+      const posted = old.bodies.map((b) => JSON.parse(b) as { method?: string; params?: { _meta?: Record<string, unknown> } }).find((m) => m.method === 'tools/call');
+      assert.equal(posted?.params?._meta?.traceparent, `00-${caller.traceId}-${exchange.spanId}-01`);
+    } finally {
+      await client.close();
+      await gw.close();
+      await old.close();
     }
   });
 
