@@ -21,6 +21,8 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[];
   /** Export requests received, whatever they held. */
   readonly exports: number;
+  /** The content type of each export (protobuf exports are counted, not decoded). */
+  readonly contentTypes: string[];
   close(): Promise<void>;
 }
 
@@ -40,15 +42,21 @@ function flatten(list: KeyValue[] | undefined): Record<string, unknown> {
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   let exports = 0;
+  const contentTypes: string[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces' || !req.headers['content-type']?.startsWith('application/json')) {
+      if (req.method !== 'POST' || req.url !== '/v1/traces') {
         res.writeHead(404).end();
         return;
       }
       exports++;
+      contentTypes.push(req.headers['content-type'] ?? '');
+      if (!req.headers['content-type']?.startsWith('application/json')) {
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+        return;
+      }
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: (Omit<ReceivedSpan, 'attributes' | 'resource' | 'links'> & { attributes?: KeyValue[]; links?: { traceId: string; spanId: string }[] })[] }[] }[];
       };
@@ -64,6 +72,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   return {
     url: `http://127.0.0.1:${port}`,
     spans,
+    contentTypes,
     get exports() {
       return exports;
     },

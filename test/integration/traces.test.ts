@@ -176,6 +176,21 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
     }
   });
 
+  it('the default protocol (http/protobuf) exports too', async () => {
+    const proto = await startOtlpReceiver();
+    const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } }, telemetry: { endpoint: proto.url, exportDelay: 0 } });
+    const client = await connectClient(`${gw.url}/mcp/rec`);
+    try {
+      await client.client.callTool({ name: 'echo', arguments: { text: 'protobuf' } });
+      await until(() => proto.contentTypes.length > 0, 'a protobuf export');
+      assert.equal(proto.contentTypes[0], 'application/x-protobuf');
+    } finally {
+      await client.close();
+      await gw.close();
+      await proto.close();
+    }
+  });
+
   it('sampler always_off: a sampled caller traceparent exports nothing', async () => {
     const quiet = await startOtlpReceiver();
     const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } } }, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: quiet.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_TRACES_SAMPLER: 'always_off', OTEL_BSP_SCHEDULE_DELAY: '10' } });
