@@ -93,6 +93,8 @@ export class Gateway implements GatewayContext {
       // A Redis that stops answering (paused, overloaded) fails commands after this, so the
       // features it serves degrade rather than stall requests; above the WAIT for replica acks.
       const client = connectRedis(config.redis, { commandTimeout: Math.max(2_000, config.events.replicaAckTimeoutMs + 1_000) });
+      // traces: its round trips within a request become spans of that request.
+      tracing?.instrumentRedis(client);
       const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
       const connections = [['command', client], ['subscriber', subscriber]] as const;
       for (const [connection, c] of connections) {

@@ -6,8 +6,9 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type Sampler, type SpanExporter } from '@opentelemetry/sdk-trace';
-import { ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TelemetryConfig } from '../config/types.ts';
+import type { RedisClient } from '../redis.ts';
 import type { JsonRpcId } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
@@ -112,6 +113,30 @@ export class Tracing implements ExchangeTracer {
     const carrier: Record<string, string> = {};
     this.#propagator.inject(trace.setSpan(parent, span), carrier, defaultTextMapSetter);
     return new Exchange(span, carrier);
+  }
+
+  /**
+   * Redis round trips made while serving a request (its session check, rate limits, the result
+   * cache) become CLIENT children of its span, named by the command alone: keys hold session ids
+   * and principals, so no argument is recorded. Commands outside a request (the event log's
+   * relays, sweeps) are not traced.
+   */
+  instrumentRedis(client: RedisClient): void {
+    const redis = client as unknown as { sendCommand(command: { name: string; promise: Promise<unknown> }, ...rest: unknown[]): unknown };
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = (command, ...rest) => {
+      const request = this.#contexts.active().getValue(REQUEST) as RequestTrace | undefined;
+      if (request) {
+        const operation = clip(command.name, 32).toUpperCase();
+        const span = this.#tracer.startSpan(operation, { kind: SpanKind.CLIENT, attributes: { [ATTR_DB_SYSTEM_NAME]: 'redis', [ATTR_DB_OPERATION_NAME]: operation } }, request.context());
+        const exchange = new Exchange(span, {});
+        command.promise.then(
+          () => exchange.end(),
+          () => exchange.end('redis_error'),
+        );
+      }
+      return send(command, ...rest);
+    };
   }
 
   /** Exports what is pending and stops; spans ended later are dropped. */

@@ -10,6 +10,7 @@ import { connectLegacyClient } from '../helpers/legacy.ts';
 import { META_UPSTREAM } from '../helpers/meta-upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
 import { rpcOf } from '../helpers/raw.ts';
+import { startRedis } from '../helpers/redis.ts';
 import { startRecordingSseUpstream } from '../helpers/recording-sse-upstream.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { until } from '../helpers/streams.ts';
@@ -173,6 +174,34 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
     } finally {
       await legacy.close();
       await gw.close();
+    }
+  });
+
+  it('Redis round trips while serving a request (here: its rate limit) are its children, named by the command alone', async () => {
+    const redis = await startRedis();
+    const gw = await startGateway({
+      redis: { url: redis.url },
+      servers: { rec: { upstreams: [{ url: upstream.url }], rateLimit: { principal: { requests: 1000 } } } },
+      telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 },
+    });
+    const caller = clientSpan();
+    const client = await connectClient(`${gw.url}/mcp/rec`, { headers: { traceparent: caller.traceparent } });
+    try {
+      await client.client.callTool({ name: 'echo', arguments: { text: 'redis' } });
+      const { server } = await requestSpans(receiver, caller.traceId, 'tools/call echo');
+      const children = () => receiver.spans.filter((s) => s.parentSpanId === server.spanId && s.attributes['db.system.name'] === 'redis');
+      await until(() => children().some((c) => c.name === 'EVALSHA' || c.name === 'EVAL'), 'the rate limit round trip');
+      for (const span of children()) {
+        assert.equal(span.kind, CLIENT_KIND);
+        assert.equal(span.name, span.attributes['db.operation.name']);
+        assert.match(span.name, /^[A-Z]+$/);
+      }
+      // No key reaches a span: they hold session ids and principals.
+      assert.ok(!JSON.stringify(children()).includes('mcpgw:'));
+    } finally {
+      await client.close();
+      await gw.close();
+      await redis.stop();
     }
   });
 
