@@ -155,7 +155,8 @@ export class Gateway implements GatewayContext {
   }
 
   static async start(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, opts, await startTracing(config.telemetry));
+    const log = opts.logger ?? createLogger(config.log.level);
+    const gw = new Gateway(config, { ...opts, logger: log }, await startTracing(config.telemetry, log));
     if (!config.session.secret) {
       gw.log.warn('session.secret is not set: session ids are sealed with a random per-process key, so sessions cannot move between replicas');
     }

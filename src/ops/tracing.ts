@@ -3,9 +3,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { createContextKey, defaultTextMapSetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type Sampler, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TelemetryConfig } from '../config/types.ts';
 import type { RedisClient } from '../redis.ts';
@@ -92,8 +92,9 @@ export class Tracing implements ExchangeTracer {
     this.#contexts.enable();
   }
 
-  static async start(config: TelemetryConfig): Promise<Tracing> {
-    return new Tracing(config, await exporterOf(config));
+  /** `onExportError` is told when spans could not be exported (at most once a minute). */
+  static async start(config: TelemetryConfig, onExportError: (error: string) => void): Promise<Tracing> {
+    return new Tracing(config, new ReportingExporter(await exporterOf(config), onExportError));
   }
 
   /** The trace of one MCP request (its span starts once something needs it, or when it ends). */
@@ -270,6 +271,38 @@ class Exchange implements ExchangeSpan {
     this.#span.end();
   }
 }
+
+/** Tells of failed exports (a collector down, a refused API key), at most once a minute: nothing else would. */
+class ReportingExporter implements SpanExporter {
+  readonly #inner: SpanExporter;
+  readonly #report: (error: string) => void;
+  #lastReport = -Infinity;
+
+  constructor(inner: SpanExporter, report: (error: string) => void) {
+    this.#inner = inner;
+    this.#report = report;
+  }
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.#inner.export(spans, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS && performance.now() - this.#lastReport >= REPORT_EVERY_MS) {
+        this.#lastReport = performance.now();
+        this.#report(result.error?.message ?? 'export failed');
+      }
+      done(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.#inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.#inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
+const REPORT_EVERY_MS = 60_000;
 
 /** One message's attributes (method, tool or prompt, id) into `attributes`; returns the span name. */
 function messageAttributes(m: Envelope, attributes: Attributes, tool?: string): string {

@@ -9,6 +9,7 @@ import { startGateway } from '../helpers/gateway.ts';
 import { connectLegacyClient } from '../helpers/legacy.ts';
 import { META_UPSTREAM } from '../helpers/meta-upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
+import { freePort } from '../helpers/ports.ts';
 import { rpcOf } from '../helpers/raw.ts';
 import { startRedis } from '../helpers/redis.ts';
 import { startRecordingSseUpstream } from '../helpers/recording-sse-upstream.ts';
@@ -46,6 +47,18 @@ function upstreamTraceparent(upstream: RecordingUpstream, traceId: string): stri
   return r?.headers.traceparent as string | undefined;
 }
 
+/** The gateway's log lines, parsed, as it writes them. */
+function logLines(): { lines: Record<string, unknown>[]; stream: Writable } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
 describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP', () => {
   let receiver: OtlpReceiver;
   let upstream: RecordingUpstream;
@@ -60,13 +73,7 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
   });
 
   it('session era (OTEL_* environment, batched export): the server span continues the client traceparent, the upstream exchange is its child and the upstream gets its traceparent; log lines carry the ids', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-        done();
-      },
-    });
+    const { lines, stream } = logLines();
     const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_SERVICE_NAME: 'gateway-under-test', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=test' };
     const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } } }, { env, logger: createLogger('debug', stream) });
     const caller = clientSpan();
@@ -217,6 +224,20 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
       await client.close();
       await gw.close();
       await proto.close();
+    }
+  });
+
+  it('a collector that cannot be reached is logged (spans dropped), and requests go on', async () => {
+    const { lines, stream } = logLines();
+    const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } }, telemetry: { endpoint: `http://127.0.0.1:${await freePort()}`, protocol: 'http/json', exportDelay: '10ms' } }, { logger: createLogger('info', stream) });
+    const client = await connectClient(`${gw.url}/mcp/rec`);
+    try {
+      assert.ok(lines.some((l) => l.msg === 'traces on' && l.exporter === 'otlp'));
+      assert.equal(textOf(await client.client.callTool({ name: 'echo', arguments: { text: 'still served' } })), 'still served');
+      await until(() => lines.some((l) => l.msg === 'traces could not be exported (spans dropped)' && l.level === 40), 'the export failure line', 30_000);
+    } finally {
+      await client.close();
+      await gw.close();
     }
   });
 

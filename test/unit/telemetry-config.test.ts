@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import { redactConfig } from '../../src/config/redact.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { createLogger } from '../../src/ops/logger.ts';
 import { startTracing } from '../../src/ops/telemetry.ts';
 
 const servers = { api: { upstreams: [{ url: 'http://127.0.0.1:3001/mcp' }] } };
@@ -13,7 +14,7 @@ describe('telemetry configuration: the OTEL_* environment over the telemetry sec
     assert.equal(telemetryOf({}), undefined);
     assert.equal(telemetryOf({ telemetry: { serviceName: 'x', sampler: 'always_on' } }), undefined);
     assert.equal(telemetryOf({}, { OTEL_SERVICE_NAME: 'x', OTEL_TRACES_SAMPLER: 'always_on' }), undefined);
-    assert.equal(await startTracing(undefined), undefined);
+    assert.equal(await startTracing(undefined, createLogger('silent')), undefined);
   });
 
   it('an endpoint turns OTLP on: protobuf, parent-based sampling, the signal path appended to the base endpoint only', () => {
