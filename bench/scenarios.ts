@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +26,7 @@ export interface Scenario {
 
 export type UpstreamKind = 'demo' | 'raw';
 /** `gateway-redis-pair`: two gateway replicas sharing one Redis and one session secret. */
-export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache' | 'gateway-redis-pair';
+export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache' | 'gateway-redis-pair' | 'gateway-traces';
 /** What a workload does (bench/workloads.ts), so a scenario can say which ones it serves. */
 export type WorkloadKind = 'call' | 'read' | 'sse' | 'churn' | 'resume' | 'idle';
 
@@ -34,6 +36,9 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'gateway', title: 'demo upstream via gateway', upstream: 'demo', hop: 'gateway', baseline: 'direct' },
   { id: 'gateway-redis', title: 'demo upstream via gateway + Redis', upstream: 'demo', hop: 'gateway-redis', baseline: 'direct' },
   { id: 'gateway-cache', title: 'demo upstream via gateway, result cache on', upstream: 'demo', hop: 'gateway-cache', baseline: 'direct' },
+  // Issue J: what traces cost when on (every call sampled, exported over OTLP/HTTP); the
+  // `gateway` row is the same gateway with traces off.
+  { id: 'gateway-traces', title: 'demo upstream via gateway, traces on', upstream: 'demo', hop: 'gateway-traces', baseline: 'direct', kinds: ['call', 'read'] },
   { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
   { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
   { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct' },
@@ -142,8 +147,9 @@ async function startHop(kind: Exclude<HopKind, 'none' | 'gateway-redis-pair'>, u
 }
 
 /** One gateway process; `redisUrl` sets `redis.url` (the event log, sessions and cache go there). */
-async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache', upstreamUrl: string, opts: StartOptions, redisUrl?: string): Promise<Proc> {
+async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache' | 'gateway-traces', upstreamUrl: string, opts: StartOptions, redisUrl?: string): Promise<Proc> {
   const upstream = { url: upstreamUrl, ...(opts.upstreamConnections ? { connections: opts.upstreamConnections } : {}) };
+  const sink = kind === 'gateway-traces' ? await startOtlpSink() : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-bench-'));
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(
@@ -156,12 +162,14 @@ async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache',
       log: { level: 'info' },
       ...(redisUrl ? { redis: { url: redisUrl } } : {}),
       servers: { bench: { upstreams: [upstream], ...(kind === 'gateway-cache' ? { cache: { ttl: '1m' } } : {}) } },
+      ...(sink ? { telemetry: { endpoint: sink.url, sampler: 'always_on' } } : {}),
     }),
   );
   // Only PATH: MCPGW_* variables from the caller's shell must not change what is measured.
   const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, GATEWAY_CLI, '--config', configFile], { env: { PATH: process.env.PATH } });
   const stop = async () => {
     await stopChild(child, 10_000);
+    await sink?.close();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -171,4 +179,20 @@ async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache',
     await stop();
     throw err;
   }
+}
+
+/** A collector that takes OTLP/HTTP exports and drops them (in the load generator's process: its CPU is not the hop's). */
+async function startOtlpSink(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -17,6 +17,7 @@ import { MemoryCacheStore, type CacheStore } from './cache/store.ts';
 import { HealthWatch } from './ops/health.ts';
 import { createLogger } from './ops/logger.ts';
 import { Metrics } from './ops/metrics.ts';
+import { startTracing, type Tracing } from './ops/telemetry.ts';
 import { connectRedis, type RedisClient } from './redis.ts';
 import { memberCalls } from './pipeline/members.ts';
 import { Pipeline } from './pipeline/pipeline.ts';
@@ -67,6 +68,8 @@ export class Gateway implements GatewayContext {
   /** The one way to an upstream for a caller's request (src/pipeline/pipeline.ts). */
   readonly pipeline: Pipeline;
   readonly translator: Translator;
+  /** traces: OpenTelemetry, when configured (src/ops/telemetry.ts); undefined → off. */
+  readonly tracing: Tracing | undefined;
   /** This process's id; sealed into stdio sessions, which live here only. */
   readonly node = randomBytes(6).toString('base64url');
   readonly events = new UpstreamEvents();
@@ -84,9 +87,10 @@ export class Gateway implements GatewayContext {
   /** Pools replaced by a reload, kept until what they still carry has ended (see #retire). */
   readonly #retired = new Set<Upstream>();
 
-  private constructor(config: GatewayConfig, opts: GatewayOptions) {
+  private constructor(config: GatewayConfig, opts: GatewayOptions, tracing: Tracing | undefined) {
     this.#config = config;
     this.#live = liveConfig(() => this.#config);
+    this.tracing = tracing;
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
@@ -100,6 +104,8 @@ export class Gateway implements GatewayContext {
       // A Redis that stops answering (paused, overloaded) fails commands after this, so the
       // features it serves degrade rather than stall requests; above the WAIT for replica acks.
       const client = connectRedis(config.redis, { commandTimeout: Math.max(2_000, config.events.replicaAckTimeoutMs + 1_000) });
+      // traces: its round trips within a request become spans of that request.
+      tracing?.instrumentRedis(client);
       const subscriber = connectRedis(config.redis, { enableOfflineQueue: true });
       const connections = [['command', client], ['subscriber', subscriber]] as const;
       for (const [connection, c] of connections) {
@@ -152,7 +158,8 @@ export class Gateway implements GatewayContext {
   }
 
   static async start(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, opts);
+    const log = opts.logger ?? createLogger(config.log.level);
+    const gw = new Gateway(config, { ...opts, logger: log }, await startTracing(config.telemetry, log));
     if (!config.session.secret) {
       gw.log.warn('session.secret is not set: session ids are sealed with a random per-process key, so sessions cannot move between replicas');
     }
@@ -292,7 +299,7 @@ export class Gateway implements GatewayContext {
   #pool(server: ServerConfig): Upstream {
     // legacy: `transport: sse` replicas (SseUpstream).
     const kind = server.upstreams[0]!.kind;
-    return kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
+    return kind === 'http' ? new HttpUpstream(server, this.events, this.tracing) : kind === 'sse' ? new SseUpstream(server, this.events, this.node, this.tracing) : new StdioUpstream(server, this.events, this.node, this.tracing);
   }
 
   /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
@@ -402,6 +409,8 @@ export class Gateway implements GatewayContext {
     await bounded(Promise.allSettled([this.sessions.close(), this.hub.log.close()]));
     for (const r of this.#redis) r.disconnect();
     this.audit?.close();
+    // traces: what is still queued is exported before the process goes.
+    if (this.tracing) await bounded(this.tracing.shutdown().catch(() => {}));
   }
 
   /** One line per server whose health changed: `server down` (with its state) or `server up`. */

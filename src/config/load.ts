@@ -11,6 +11,7 @@ import { applyEnv } from './env.ts';
 import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
 import { MAX_CACHE_TTL_MS, type AuditConfig, type AuthConfig, type GatewayConfig, type RedisConfig, type ServerConfig, type UpstreamConfig } from './types.ts';
+import { resolveTelemetry, type RawTelemetry } from './telemetry.ts';
 
 export interface LoadedConfig {
   /** As written (file + environment + defaults), for `--print-config`. */
@@ -140,6 +141,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
     shutdown: { grace: Duration };
     translation: { maxSessions: number; sessionsPerCaller: number; sessionIdle: Duration; inputTimeout: Duration; eraProbeTtl: Duration };
     servers: Record<string, Record<string, unknown>>;
+    telemetry: RawTelemetry;
   };
   if (r.session.secret && r.session.secretFile) {
     throw new ConfigError('config keys session.secret and session.secretFile are exclusive; set one');
@@ -197,6 +199,8 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
       eraProbeTtlMs: toMs(r.translation.eraProbeTtl, 'translation.eraProbeTtl'),
     },
     servers,
+    // traces: the `telemetry` section under the OTEL_* environment; undefined when off.
+    telemetry: resolveTelemetry(r.telemetry, env),
   };
 }
 

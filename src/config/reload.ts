@@ -50,6 +50,7 @@ export function planReload(running: GatewayConfig, next: GatewayConfig): ReloadP
     redis: keep('redis', running.redis, next.redis),
     events: keep('events', running.events, next.events),
     translation: keep('translation', running.translation, next.translation),
+    telemetry: keep('telemetry', running.telemetry, next.telemetry),
     session: { ...next.session, secret: keep('session.secret', running.session.secret, next.session.secret) },
     cache: { ...next.cache, maxEntries: keep('cache.maxEntries', running.cache.maxEntries, next.cache.maxEntries) },
   };

@@ -36,6 +36,9 @@ const itemRules = {
   additionalProperties: { type: 'object', additionalProperties: false, properties: { scopes: scopeList, claims } },
 } as const;
 
+/** OTEL_TRACES_SAMPLER's values (the OpenTelemetry SDK configuration spec). */
+export const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+
 /** A rate limit: `requests` per `per`, as GCRA (a full window's worth may come at once). */
 const rateRule = {
   type: 'object',
@@ -314,6 +317,25 @@ export const CONFIG_SCHEMA = {
         sessionIdle: duration('5m'),
         inputTimeout: duration('5m'),
         eraProbeTtl: duration('5m'),
+      },
+    },
+    // traces: OpenTelemetry (src/ops/telemetry.ts); the OTEL_* environment overlays it (src/config/telemetry.ts).
+    telemetry: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        exporter: { enum: ['otlp', 'console', 'none'] },
+        endpoint: { type: 'string', pattern: '^https?://' },
+        tracesEndpoint: { type: 'string', pattern: '^https?://' },
+        protocol: { enum: ['http/protobuf', 'http/json'], default: 'http/protobuf' },
+        headers: { type: 'object', additionalProperties: { type: 'string' }, default: {} },
+        serviceName: { type: 'string', minLength: 1, default: 'mcp-gateway' },
+        resourceAttributes: { type: 'object', additionalProperties: { type: 'string' }, default: {} },
+        sampler: { enum: SAMPLERS, default: 'parentbased_always_on' },
+        samplerArg: { type: 'number', minimum: 0, maximum: 1, default: 1 },
+        exportDelay: duration('5s'),
+        maxQueueSize: { type: 'integer', minimum: 1, default: 2048 },
       },
     },
     servers: {

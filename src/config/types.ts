@@ -49,6 +49,29 @@ export interface GatewayConfig {
   /** stateless: how the gateway bridges 2026-07-28 clients and session-era upstreams, and back. */
   readonly translation: TranslationConfig;
   readonly servers: Readonly<Record<string, ServerConfig>>;
+  /** traces: OpenTelemetry, from `telemetry` and the OTEL_* environment; undefined → off (src/config/telemetry.ts). */
+  readonly telemetry?: TelemetryConfig | undefined;
+}
+
+/** OTEL_TRACES_SAMPLER's values. */
+export type SamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+
+export interface TelemetryConfig {
+  readonly exporter: 'otlp' | 'console';
+  /** Where OTLP spans go: the traces endpoint itself (`…/v1/traces`). */
+  readonly url: string;
+  readonly protocol: 'http/protobuf' | 'http/json';
+  /** Sent with every export (a collector's API key): secrets. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly serviceName: string;
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  readonly sampler: SamplerName;
+  /** The ratio of the `traceidratio` samplers, 0…1. */
+  readonly samplerArg: number;
+  /** Spans are exported in batches this often (0: each as it ends). */
+  readonly exportDelayMs: number;
+  /** Spans waiting for export past this are dropped (a collector that is down costs no memory). */
+  readonly maxQueueSize: number;
 }
 
 export interface TranslationConfig {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Principal } from '../auth/principal.ts';
 import type { JsonRpcId } from '../errors.ts';
 import { recordRequest, type RequestInfo } from '../ops/requests.ts';
+import type { RequestTrace } from '../ops/telemetry.ts';
 import type { AnswerSink } from '../protocol/answers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { GatewayContext } from './context.ts';
@@ -34,6 +35,8 @@ export class Call implements RequestInfo, AnswerSink {
   hidden?: readonly string[];
   /** The first failure the client got, as an error_type (src/protocol/answers.ts); undefined while all went well. */
   error: string | undefined = undefined;
+  /** traces: the request's server span (src/ops/tracing.ts), ended with its accounting; undefined when tracing is off. */
+  readonly trace: RequestTrace | undefined;
   readonly #gw: GatewayContext;
   readonly #request: McpRequest;
   readonly #started: number;
@@ -49,6 +52,7 @@ export class Call implements RequestInfo, AnswerSink {
     this.#started = started;
     this.method = request.method === 'POST' ? 'response' : request.method;
     this.holder = `addr:${request.ip}`;
+    this.trace = gw.tracing?.request(this, request.headers, request.params.server, request.ip, started);
   }
 
   failed(type: string): void {
@@ -121,5 +125,6 @@ export class Call implements RequestInfo, AnswerSink {
       hidden: this.hidden,
       latencyMs: performance.now() - this.#started,
     });
+    this.trace?.end(status, error);
   }
 }

@@ -12,6 +12,7 @@ import type { SessionClaims, SessionSealer } from '../session/token.ts';
 import type { Translator } from '../translate/translator.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { OriginPolicy } from './origin.ts';
+import type { Tracing } from '../ops/telemetry.ts';
 
 /** What the HTTP layer needs of the running gateway. */
 export interface GatewayContext {
@@ -45,6 +46,8 @@ export interface GatewayContext {
   track(res: ServerResponse, kind: 'request' | 'stream'): void;
   /** Readiness of this replica: empty when ready, else the reasons (never one server's health). */
   notReady(): string[];
+  /** traces: OpenTelemetry (src/ops/telemetry.ts); undefined when off. */
+  readonly tracing?: Tracing | undefined;
   /** SIGTERM received: the replica drains (Gateway.shutdown). */
   readonly shuttingDown: boolean;
 }

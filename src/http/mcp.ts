@@ -61,7 +61,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       call.principal = call.caller.id;
       call.holder = call.caller.id;
     }
-    const outcome = await step(gw, request, call, reply);
+    // traces: the steps run in the request's trace context (src/ops/tracing.ts).
+    const outcome = await (call.trace?.run(step, gw, request, call, reply) ?? step(gw, request, call, reply));
     if ('resume' in outcome) {
       reply.hijack();
       gw.hub.resume(outcome.resume, reply.raw, outcome.reopen);

@@ -10,6 +10,8 @@ export interface RequestInfo {
   tool: string | undefined;
   /** Who called, once a session or a credential names them. */
   principal: string | undefined;
+  /** traces: the request's span, whose ids its log lines carry; undefined when tracing is off. */
+  readonly trace?: { logFields(): { trace_id: string; span_id: string } } | undefined;
 }
 
 /** Longest name a caller chose (a tool, a method) that a log or audit line carries whole. */
@@ -25,7 +27,7 @@ export function clip(value: string, max = MAX_LOGGED_NAME): string {
  * logger per request would cost an allocation and a serialization on every call.
  */
 export function requestLogFields(reqId: string, server: string, info: RequestInfo): Record<string, unknown> {
-  return { reqId, principal: info.principal, server, method: info.method, tool: info.tool === undefined ? undefined : clip(info.tool) };
+  return { reqId, principal: info.principal, server, method: info.method, tool: info.tool === undefined ? undefined : clip(info.tool), ...info.trace?.logFields() };
 }
 
 /**

@@ -1,7 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
-import { wireLines } from '../protocol/wire.ts';
+import { wireLines, wireText } from '../protocol/wire.ts';
+import { withTraceMeta } from './tracing.ts';
 import { idKey } from '../protocol/jsonrpc.ts';
 import { SSE_HEADERS, type ClientRequest, type UpstreamResponse } from './types.ts';
 
@@ -25,7 +26,9 @@ const GET_QUEUE_MAX = 1_000;
  * drops a batch array). Written by the gateway from the checked messages (src/protocol/wire.ts),
  * so no line break of the caller's can cut a message in two or make two of one.
  */
-export function singleMessages(req: ClientRequest): string[] {
+export function singleMessages(req: ClientRequest, traceMeta?: Readonly<Record<string, string>>): string[] {
+  // traces: the exchange's trace context goes in each message's _meta, the only channel there is.
+  if (traceMeta) return withTraceMeta(req.messages, traceMeta).map((m) => wireText(m));
   // The body of one message is that message's line already.
   if (req.body !== undefined && req.messages.length === 1 && req.body[0] !== BATCH_OPEN) return [req.body.toString('utf8')];
   return wireLines(req.messages);

@@ -14,6 +14,8 @@ import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 import { RequestGate } from './gate.ts';
+import type { Envelope } from '../protocol/jsonrpc.ts';
+import { endWithBody, errorType, type ExchangeTracer } from './tracing.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -90,10 +92,13 @@ export class HttpUpstream implements Upstream {
   readonly #byKey = new Map<string, HttpReplica>();
   readonly #events: UpstreamEvents;
   readonly #probes: NodeJS.Timeout[] = [];
+  /** traces: undefined when tracing is off. */
+  readonly #tracer: ExchangeTracer | undefined;
 
-  constructor(server: ServerConfig, events: UpstreamEvents) {
+  constructor(server: ServerConfig, events: UpstreamEvents, tracer?: ExchangeTracer) {
     this.#server = server;
     this.#events = events;
+    this.#tracer = tracer;
     this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server));
     for (const r of this.#replicas) this.#byKey.set(r.key, r);
     // Session ids sealed before replicas were keyed by name hold the URL; they still route.
@@ -104,7 +109,7 @@ export class HttpUpstream implements Upstream {
   async initialize(req: ClientRequest): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     // Nothing exists upstream before initialize answers, so a replica that cannot be reached (or
     // is overloaded) is skipped and the next least-loaded one tried.
-    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded);
+    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, undefined, req.messages);
     const upstreamSession = headerValue(res.headers['mcp-session-id']);
     return {
       response: this.#relay(replica, res, 'POST'),
@@ -114,7 +119,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, req.signal);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, req.signal, req.messages);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -149,13 +154,13 @@ export class HttpUpstream implements Upstream {
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
     const params = paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
-    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal);
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal, req.messages);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
-  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, signal?: AbortSignal): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
+  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
     const tried = new Set<string>();
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
@@ -165,7 +170,7 @@ export class HttpUpstream implements Upstream {
       tried.add(replica.key);
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.#send(replica, 'POST', headersFor(replica), body, signal);
+        res = await this.#send(replica, 'POST', headersFor(replica), body, signal, messages);
       } catch (err) {
         if (isUnreachable(err)) continue;
         throw upstreamError(err, this.#server.name);
@@ -200,10 +205,10 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal, messages: readonly Envelope[] = []): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#send(replica, method, headers, body, signal);
+      res = await this.#send(replica, method, headers, body, signal, messages);
     } catch (err) {
       if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
       throw upstreamError(err, this.#server.name);
@@ -216,8 +221,12 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
+    // traces: a client span per request to a replica (each try of a retry its own), its trace
+    // context in the W3C headers; it ends with the response body.
+    const span = this.#tracer?.exchange(this.#server.name, replica.key, 'http', method, messages);
+    if (span) Object.assign(headers, span.context);
     replica.inflight++;
     try {
       // auth: the gateway's own credentials, never the caller's.
@@ -230,8 +239,10 @@ export class HttpUpstream implements Upstream {
         replica.credentials.invalidate();
         throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
       }
+      if (span) endWithBody(span, res.body, res.statusCode);
       return res;
     } catch (err) {
+      span?.end(errorCode(err) ?? errorType(err));
       replica.inflight--;
       if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
       throw err;

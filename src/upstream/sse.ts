@@ -12,6 +12,7 @@ import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
+import { traced, type ExchangeTracer } from './tracing.ts';
 
 /** One gateway session's connection to a 2024-11-05 server: its SSE stream and where to POST. */
 class SseSession {
@@ -61,10 +62,14 @@ export class SseUpstream implements Upstream {
   readonly #held = new HolderCounts();
   readonly #sweeper: NodeJS.Timeout;
 
-  constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
+  /** traces: undefined when tracing is off. */
+  readonly #tracer: ExchangeTracer | undefined;
+
+  constructor(server: ServerConfig, events: UpstreamEvents, node: string, tracer?: ExchangeTracer) {
     this.#server = server;
     this.#events = events;
     this.#node = node;
+    this.#tracer = tracer;
     this.#replicas = (server.upstreams as SseUpstreamConfig[]).map((u) => new HttpReplica({ ...u, kind: 'http' } as HttpUpstreamConfig, server));
     const every = Math.max(250, Math.min(30_000, Math.floor(server.idleTimeoutMs / 4)));
     this.#sweeper = setInterval(() => this.#reapIdle(), every);
@@ -125,8 +130,9 @@ export class SseUpstream implements Upstream {
     const session = this.#session(claims);
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
     session.framer.lastActivity = Date.now();
-    await this.#send(session, req);
-    return { status: 202, headers: {}, body: null };
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages);
+    const sent = this.#send(session, req, span?.context).then((): UpstreamResponse => ({ status: 202, headers: {}, body: null }));
+    return span ? traced(span, sent) : sent;
   }
 
   async get(claims: SessionClaims, _req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
@@ -207,16 +213,19 @@ export class SseUpstream implements Upstream {
   }
 
   #request(session: SseSession, req: ClientRequest): Promise<UpstreamResponse> {
-    return session.framer.request(req, () => this.#send(session, req), (err) => upstreamError(err, this.#server.name));
+    // traces: the exchange's context goes in each message's _meta and on its POST (the answer comes on the stream).
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages);
+    const answer = session.framer.request(req, () => this.#send(session, req, span?.context), (err) => upstreamError(err, this.#server.name));
+    return span ? traced(span, answer) : answer;
   }
 
   /** POSTs the messages of `req` one at a time, in order (a 2024-11-05 server takes no batches). */
-  async #send(session: SseSession, req: ClientRequest): Promise<void> {
-    for (const message of singleMessages(req)) await this.#sendOne(session, Buffer.from(message));
+  async #send(session: SseSession, req: ClientRequest, trace?: Readonly<Record<string, string>>): Promise<void> {
+    for (const message of singleMessages(req, trace)) await this.#sendOne(session, Buffer.from(message), trace);
   }
 
-  async #sendOne(session: SseSession, body: Buffer): Promise<void> {
-    const res = await this.#http(session.replica, 'POST', { 'content-type': 'application/json' }, body, session.endpoint);
+  async #sendOne(session: SseSession, body: Buffer, trace: Readonly<Record<string, string>> | undefined): Promise<void> {
+    const res = await this.#http(session.replica, 'POST', { 'content-type': 'application/json', ...trace }, body, session.endpoint);
     drain(res.body);
     if (res.statusCode === 404) {
       this.#close(session, 'the upstream forgot the session');

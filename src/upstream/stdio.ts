@@ -7,6 +7,7 @@ import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
 import { HolderCounts } from './holders.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from './types.ts';
+import { traced, type ExchangeTracer } from './tracing.ts';
 
 /** Environment a child inherits from the gateway; everything else (secrets!) stays out. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'SYSTEMROOT'];
@@ -68,11 +69,14 @@ export class StdioUpstream implements Upstream {
   #live = 0;
   readonly #sweeper: NodeJS.Timeout;
   #closing = false;
+  /** traces: undefined when tracing is off. */
+  readonly #tracer: ExchangeTracer | undefined;
 
-  constructor(server: ServerConfig, events: UpstreamEvents, node: string) {
+  constructor(server: ServerConfig, events: UpstreamEvents, node: string, tracer?: ExchangeTracer) {
     this.#server = server;
     this.#events = events;
     this.#node = node;
+    this.#tracer = tracer;
     this.#specs = server.upstreams as StdioUpstreamConfig[];
     this.#replicas = this.#specs.map((spec) => new ReplicaState(spec.name, server.maxFails, server.failTimeoutMs));
     const every = Math.max(250, Math.min(30_000, Math.floor(server.idleTimeoutMs / 4)));
@@ -123,7 +127,9 @@ export class StdioUpstream implements Upstream {
     const session = this.#session(claims);
     session.framer.lastActivity = Date.now();
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
-    for (const line of singleMessages(req)) session.write(line);
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages);
+    for (const line of singleMessages(req, span?.context)) session.write(line);
+    span?.end();
     return { status: 202, headers: {}, body: null };
   }
 
@@ -227,13 +233,16 @@ export class StdioUpstream implements Upstream {
   }
 
   #request(session: StdioSession, req: ClientRequest): Promise<UpstreamResponse> {
-    return session.framer.request(
+    // traces: a child has no headers; the exchange's context goes in each message's _meta.
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages);
+    const answer = session.framer.request(
       req,
       async () => {
-        for (const line of singleMessages(req)) session.write(line);
+        for (const line of singleMessages(req, span?.context)) session.write(line);
       },
       (err) => new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${this.#server.name}": ${(err as Error).message}`),
     );
+    return span ? traced(span, answer) : answer;
   }
 
   #fromChild(session: StdioSession, line: string): void {
