@@ -91,7 +91,15 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     // by the hub, which then accounts the request as cancelled unless its answer had passed.
     let relayed: string | undefined;
     cancel.signal.addEventListener('abort', () => (relayed === undefined ? streamed.destroy(new Error('the client closed the response')) : gw.hub.interrupt(relayed)), { once: true });
-    res = { ...res, onStream: (key) => void (relayed = key) };
+    // (the pipeline's time limit is told the key too: src/pipeline/deadline.ts)
+    const timed = res.onStream;
+    res = {
+      ...res,
+      onStream: (key) => {
+        relayed = key;
+        timed?.(key);
+      },
+    };
   }
   return { res, stream: { sessionId: `stateless.${randomBytes(9).toString('base64url')}`, kind: 'post', requests: '', priming: false, reopen: noReopen } };
 };

@@ -51,12 +51,13 @@ export class Deadlines {
   /**
    * Starts the time limit of a request with JSON-RPC requests in it; undefined for anything else
    * (notifications and responses are not waited for; 2026-07-28 `subscriptions/listen` is a
-   * stream that lasts, not a call awaiting its answer).
+   * stream that lasts, not a call awaiting its answer; `initialize` may start a process, and is
+   * bounded by the transport's own limits: the spawn, `requestTimeout`).
    */
   start(req: PipelineRequest, cancel?: (id: JsonRpcId, reason: string) => void): TimedCall | undefined {
     let ids: JsonRpcId[] | undefined;
     for (const m of req.messages) {
-      if (m.kind !== 'request' || m.method === 'subscriptions/listen') continue;
+      if (m.kind !== 'request' || m.method === 'subscriptions/listen' || m.method === 'initialize') continue;
       (ids ??= []).push(m.id);
     }
     if (!ids) return undefined;

@@ -6,7 +6,7 @@ import { startGateway } from '../helpers/gateway.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
 import { until } from '../helpers/streams.ts';
-import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
+import { DEMO_SERVER, startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 const slowCount = (id: number, args: Record<string, unknown>, meta?: Record<string, unknown>) => ({
   jsonrpc: '2.0',
@@ -119,5 +119,30 @@ describe('request time limits (JSON answers)', () => {
     assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
     assert.ok(Date.now() - started < 1_200);
     await until(() => up.attempts('notifications/cancelled') === 1, 'notifications/cancelled upstream');
+  });
+});
+
+describe('request time limits: batches (2025-03-26, stdio upstream)', () => {
+  let gw: Gateway;
+  before(async () => {
+    gw = await startGateway({ servers: { local: { upstreams: [{ command: process.execPath, args: [DEMO_SERVER] }], timeout: { idle: '1s', max: '20s' } } } });
+  });
+  after(async () => {
+    await gw?.close();
+  });
+
+  it('a batch gets the time limit too: an array with the error for each of its requests, under their ids', async () => {
+    const url = `${gw.url}/mcp/local`;
+    const sid = await openSession(url);
+    const started = Date.now();
+    const res = await post(url, [slowCount(5, { count: 60, delayMs: 100 })], { ...sessionHeaders(sid), 'mcp-protocol-version': '2025-03-26' });
+    assert.equal(res.status, 200, res.text);
+    const answers = JSON.parse(res.text) as { id: unknown; error?: { data?: { code?: string } } }[];
+    assert.ok(Array.isArray(answers), res.text);
+    assert.deepEqual(
+      answers.map((a) => [a.id, a.error?.data?.code]),
+      [[5, 'MCPGW_ERR_UPSTREAM_TIMEOUT']],
+    );
+    assert.ok(Date.now() - started < 4_000, `answered after ${Date.now() - started} ms, not at the 1 s idle limit`);
   });
 });
