@@ -4,6 +4,7 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
+import { CALLER_TOKENS_MAX, CallerTokens } from './auth/token-exchange.ts';
 import type { GatewayConfig } from './config/types.ts';
 import { buildApp, serverLimits } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
@@ -79,7 +80,10 @@ export class Gateway implements GatewayContext {
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
-    this.auth = config.auth.mode === 'none' ? undefined : new Authenticator(config);
+    // auth: each principal's latest validated token, kept only when an upstream exchanges it (RFC 8693).
+    const exchanging = Object.values(config.servers).some((s) => s.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange));
+    const callers = exchanging ? new CallerTokens(CALLER_TOKENS_MAX) : undefined;
+    this.auth = config.auth.mode === 'none' ? undefined : new Authenticator(config, callers);
     this.audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
@@ -135,7 +139,7 @@ export class Gateway implements GatewayContext {
       if (server.compose) continue;
       // legacy: `transport: sse` replicas (SseUpstream).
       const kind = server.upstreams[0]!.kind;
-      const upstream = kind === 'http' ? new HttpUpstream(server, this.events) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
+      const upstream = kind === 'http' ? new HttpUpstream(server, this.events, callers) : kind === 'sse' ? new SseUpstream(server, this.events, this.node) : new StdioUpstream(server, this.events, this.node);
       this.servers.set(name, upstream);
     }
     for (const [name, server] of Object.entries(config.servers)) {

@@ -210,6 +210,8 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     if (typeof u.url === 'string') {
       const stray = STDIO_ONLY.find((k) => k in u);
       if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a url (HTTP) upstream`);
+      // legacy: a 2024-11-05 SSE replica's one stream is opened before, and outlives, any caller's token.
+      if (u.transport === 'sse' && (u.credentials as RawCredentials | undefined)?.tokenExchange) throw new ConfigError(`config key ${here}.credentials.tokenExchange is not allowed with transport sse (Streamable HTTP upstreams only)`);
       return {
         // legacy: `transport: sse` is a 2024-11-05 HTTP+SSE replica.
         kind: u.transport === 'sse' ? 'sse' : 'http',
@@ -218,7 +220,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
         headers: (u.headers as Record<string, string> | undefined) ?? {},
         connections: u.connections as number | undefined,
         // Present only when configured, so a plain upstream's config stays as small as before.
-        ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env) } : {}),
+        ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env, u.url, auth.mode) } : {}),
         ...(u.tls ? { tls: resolveUpstreamTls(`${here}.tls`, u.tls as Parameters<typeof resolveUpstreamTls>[1]) } : {}),
       };
     }

@@ -83,6 +83,25 @@ const upstream = {
             audience: { type: 'string' },
           },
         },
+        // auth: RFC 8693 — the caller's validated access token exchanged for one for this upstream.
+        tokenExchange: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['tokenUrl', 'clientId'],
+          properties: {
+            tokenUrl: { type: 'string', pattern: '^https?://' },
+            clientId: { type: 'string', minLength: 1 },
+            clientSecret: { type: 'string', minLength: 1 },
+            clientSecretFile: { type: 'string', minLength: 1 },
+            clientSecretEnv: { type: 'string', minLength: 1 },
+            clientAuth: { enum: ['client_secret_basic', 'client_secret_post'], default: 'client_secret_basic' },
+            scope: { type: 'string' },
+            resource: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9+.-]*:' },
+            audience: { type: 'string', minLength: 1 },
+            timeout: duration('10s'),
+            cacheSize: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000 },
+          },
+        },
       },
     },
     tls: {

@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { UpstreamCredentials, upstreamTlsOptions } from '../auth/upstream-credentials.ts';
+import type { CallerTokens } from '../auth/token-exchange.ts';
+import { UpstreamCredentials, upstreamTlsOptions, type OnBehalfOf } from '../auth/upstream-credentials.ts';
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -30,7 +31,7 @@ export class HttpReplica extends ReplicaState {
   /** auth: the gateway's own credentials for this replica (see src/auth/upstream-credentials.ts). */
   readonly credentials: UpstreamCredentials | undefined;
 
-  constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
+  constructor(cfg: HttpUpstreamConfig, server: ServerConfig, callers?: CallerTokens) {
     // The key is the replica's public name (config/load.ts), not its URL: it is shown in metrics
     // and logs, and a query or userinfo may carry a secret.
     super(cfg.name, server.maxFails, server.failTimeoutMs);
@@ -38,7 +39,7 @@ export class HttpReplica extends ReplicaState {
     const url = new URL(cfg.url);
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
-    this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials) : undefined;
+    this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials, callers) : undefined;
     this.pool = new Pool(url.origin, {
       connect: upstreamTlsOptions(cfg.tls),
       // Uncapped: GET streams hold a connection for as long as a client listens, and must never
@@ -91,20 +92,21 @@ export class HttpUpstream implements Upstream {
   readonly #events: UpstreamEvents;
   readonly #probes: NodeJS.Timeout[] = [];
 
-  constructor(server: ServerConfig, events: UpstreamEvents) {
+  /** `callers`: each principal's latest validated token, for upstreams that exchange it (src/auth/token-exchange.ts). */
+  constructor(server: ServerConfig, events: UpstreamEvents, callers?: CallerTokens) {
     this.#server = server;
     this.#events = events;
-    this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server));
+    this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server, callers));
     for (const r of this.#replicas) this.#byKey.set(r.key, r);
     // Session ids sealed before replicas were keyed by name hold the URL; they still route.
     for (const r of this.#replicas) if (!this.#byKey.has(r.url)) this.#byKey.set(r.url, r);
     if (server.probe) for (const r of this.#replicas) this.#probes.push(this.#startProbe(r, server.probe));
   }
 
-  async initialize(req: ClientRequest): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async initialize(req: ClientRequest, _sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     // Nothing exists upstream before initialize answers, so a replica that cannot be reached (or
     // is overloaded) is skipped and the next least-loaded one tried.
-    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded);
+    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, { headers: req.headers, principal: holder });
     const upstreamSession = headerValue(res.headers['mcp-session-id']);
     return {
       response: this.#relay(replica, res, 'POST'),
@@ -114,7 +116,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, req.signal);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.signal);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -125,7 +127,7 @@ export class HttpUpstream implements Upstream {
     delete headers['content-type'];
     // The client's own Last-Event-ID names a gateway event; the upstream's comes from the event log.
     if (lastEventId) headers['last-event-id'] = lastEventId;
-    const res = await this.#sessionSend(replica, 'GET', headers, undefined);
+    const res = await this.#sessionSend(replica, 'GET', headers, undefined, { headers: req.headers, principal: claims.principal });
     return this.#relay(replica, res, 'GET');
   }
 
@@ -134,7 +136,7 @@ export class HttpUpstream implements Upstream {
     if (!replica) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
     const headers = this.#headers(replica, req, claims.upstreamSession);
     delete headers['content-type'];
-    const res = await this.#sessionSend(replica, 'DELETE', headers, undefined);
+    const res = await this.#sessionSend(replica, 'DELETE', headers, undefined, { headers: req.headers, principal: claims.principal });
     return this.#relay(replica, res, 'DELETE');
   }
 
@@ -149,13 +151,13 @@ export class HttpUpstream implements Upstream {
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
     const params = paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
-    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal);
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: '' }, signal);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
-  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, signal?: AbortSignal): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
+  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, onBehalfOf: OnBehalfOf, signal?: AbortSignal): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
     const tried = new Set<string>();
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
@@ -165,7 +167,7 @@ export class HttpUpstream implements Upstream {
       tried.add(replica.key);
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.#send(replica, 'POST', headersFor(replica), body, signal);
+        res = await this.#send(replica, 'POST', headersFor(replica), body, onBehalfOf, signal);
       } catch (err) {
         if (isUnreachable(err)) continue;
         throw upstreamError(err, this.#server.name);
@@ -200,10 +202,10 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#send(replica, method, headers, body, signal);
+      res = await this.#send(replica, method, headers, body, onBehalfOf, signal);
     } catch (err) {
       if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
       throw upstreamError(err, this.#server.name);
@@ -216,18 +218,18 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     replica.inflight++;
     try {
-      // auth: the gateway's own credentials, never the caller's.
-      if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
+      // auth: the gateway's own credentials, or a token exchanged for this request's caller; never the caller's own.
+      if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value(onBehalfOf);
       const res = await replica.request({ path: replica.path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs, signal }, this.#server.requestTimeoutMs, this.#server.name);
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
         drain(res.body);
-        replica.credentials.invalidate();
+        replica.credentials.invalidate(onBehalfOf);
         throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
       }
       return res;
