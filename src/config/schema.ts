@@ -44,6 +44,15 @@ const rateRule = {
   properties: { requests: { type: 'integer', minimum: 1 }, per: duration('1m') },
 } as const;
 
+/** The gateway as a client of an OAuth token endpoint: where, who, and its secret (exactly one source; load.ts checks). */
+const tokenEndpointClient = {
+  tokenUrl: { type: 'string', pattern: '^https?://' },
+  clientId: { type: 'string', minLength: 1 },
+  clientSecret: { type: 'string', minLength: 1 },
+  clientSecretFile: { type: 'string', minLength: 1 },
+  clientSecretEnv: { type: 'string', minLength: 1 },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -73,11 +82,7 @@ const upstream = {
           additionalProperties: false,
           required: ['tokenUrl', 'clientId'],
           properties: {
-            tokenUrl: { type: 'string', pattern: '^https?://' },
-            clientId: { type: 'string', minLength: 1 },
-            clientSecret: { type: 'string', minLength: 1 },
-            clientSecretFile: { type: 'string', minLength: 1 },
-            clientSecretEnv: { type: 'string', minLength: 1 },
+            ...tokenEndpointClient,
             scope: { type: 'string' },
             resource: { type: 'string' },
             audience: { type: 'string' },
@@ -89,11 +94,7 @@ const upstream = {
           additionalProperties: false,
           required: ['tokenUrl', 'clientId'],
           properties: {
-            tokenUrl: { type: 'string', pattern: '^https?://' },
-            clientId: { type: 'string', minLength: 1 },
-            clientSecret: { type: 'string', minLength: 1 },
-            clientSecretFile: { type: 'string', minLength: 1 },
-            clientSecretEnv: { type: 'string', minLength: 1 },
+            ...tokenEndpointClient,
             clientAuth: { enum: ['client_secret_basic', 'client_secret_post'], default: 'client_secret_basic' },
             scope: { type: 'string' },
             resource: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9+.-]*:' },
