@@ -11,6 +11,7 @@ import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startOidcProvider, type OidcProvider } from '../helpers/oauth.ts';
 import { statelessPost } from '../helpers/era.ts';
+import { connectLegacyClient } from '../helpers/legacy.ts';
 import { INIT, openSession, post, rpcOf } from '../helpers/raw.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 
@@ -190,5 +191,23 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
     assert.equal(decodeJwt(seen[0]!.slice(7)).sub, 'admin');
     assert.equal(exchanges() - before, 1);
     assert.equal(oidc.exchange.requests.at(-1)!.client, 'gateway');
+  });
+
+  it("a 2024-11-05 client's messages, which the gateway writes upstream itself, go out on the session principal's exchanged token", async () => {
+    const caller = await callerToken('reader');
+    const before = exchanges();
+    const from = up.requests.length;
+    const { client, close } = await connectLegacyClient(`${gw.url}/mcp/obo/sse`, { headers: bearer(caller) });
+    try {
+      const result = await client.callTool({ name: 'echo', arguments: { text: 'old' } });
+      assert.deepEqual(result.content, [{ type: 'text', text: 'old' }]);
+    } finally {
+      await close();
+    }
+    const seen = seenSince(from);
+    assert.ok(seen.length >= 3, 'initialize, initialized, tools/call');
+    assert.equal(new Set(seen).size, 1);
+    assert.equal(decodeJwt(seen[0]!.slice(7)).sub, 'reader');
+    assert.equal(exchanges() - before, 1);
   });
 });
