@@ -116,6 +116,19 @@ function describeErrors(errors: ErrorObject[]): string {
 
 export const MAX_CACHE_TTL_MS = 24 * 3_600_000;
 
+/**
+ * auth: an upstream that gets a token for the caller (credentials.tokenExchange) may answer each
+ * caller differently, so what the cache keeps of it — directly or through a virtual server — is
+ * each caller's own, as with `cache.perUser`.
+ */
+function cachePerCallerWhereTokensAreExchanged(servers: Record<string, ServerConfig>): void {
+  const exchanges = (s: ServerConfig | undefined) => s?.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange) === true;
+  for (const [name, server] of Object.entries(servers)) {
+    if (!server.cache || server.cache.perUser) continue;
+    if (exchanges(server) || server.compose?.some((m) => exchanges(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
+  }
+}
+
 const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
@@ -159,6 +172,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
   for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s, auth, env);
   // compose: members must exist and be plain servers; their prefixes must not be ambiguous.
   checkComposition(servers);
+  cachePerCallerWhereTokensAreExchanged(servers);
   return {
     listen: resolveListen(r.listen, auth.mode),
     metrics: r.metrics,

@@ -196,7 +196,10 @@ describe('config', () => {
               { url: 'https://up.example/mcp', credentials: { tokenExchange: { tokenUrl: 'https://idp/token', clientId: 'gw', clientSecretEnv: 'GW_SECRET', scope: 'files' } } },
               { url: 'https://other.example/mcp', credentials: { tokenExchange: { tokenUrl: 'https://idp/token', clientId: 'gw', clientSecret: 'literal-secret-0123456789', clientAuth: 'client_secret_post', audience: 'other', timeout: '2s', cacheSize: 5 } } },
             ],
+            cache: { ttl: '1m' },
           },
+          plain: { upstreams: [{ url: 'https://plain.example/mcp' }], cache: { ttl: '1m' } },
+          both: { compose: ['api', 'plain'], cache: { ttl: '1m' } },
         },
       },
       env: { GW_SECRET: 'env-secret-0123456789\n' },
@@ -210,6 +213,10 @@ describe('config', () => {
     assert.deepEqual(b!.credentials!.tokenExchange, {
       tokenUrl: 'https://idp/token', clientId: 'gw', clientSecret: 'literal-secret-0123456789', clientAuth: 'client_secret_post', scope: undefined, resource: undefined, audience: 'other', timeoutMs: 2_000, cacheSize: 5,
     });
+    // Answers made for one caller's token are cached for that caller only, also through a virtual server.
+    assert.equal(config.servers.api!.cache!.perUser, true);
+    assert.equal(config.servers.both!.cache!.perUser, true);
+    assert.equal(config.servers.plain!.cache!.perUser, false);
     const printed = JSON.stringify(redactConfig(effective));
     assert.ok(!printed.includes('literal-secret') && !printed.includes('env-secret'), printed);
   });
