@@ -48,7 +48,8 @@ export function callerTokenOf(headers: IncomingHttpHeaders): CallerToken | undef
  * caller, its cancellations and stream reopenings, the 2024-11-05 door's messages. Kept only when
  * an upstream exchanges tokens; at most `max` principals, the least recently seen going first.
  */
-export const CALLER_TOKENS_MAX = 100_000;
+/** A token is a kilobyte or two: this bounds the registry to some tens of megabytes. */
+export const CALLER_TOKENS_MAX = 10_000;
 
 export class CallerTokens {
   readonly #max: number;
@@ -151,7 +152,8 @@ export class TokenExchanger {
       const why = signal.aborted ? `did not answer within ${cfg.timeoutMs} ms` : 'unreachable';
       throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', `${where} ${why}`, { cause: err });
     }
-    if (status === 200 && typeof body.access_token === 'string' && body.access_token && !/[\r\n]/.test(body.access_token)) {
+    // Visible ASCII only (RFC 6750 b64token is narrower still): it becomes a header value.
+    if (status === 200 && typeof body.access_token === 'string' && /^[\x21-\x7e]{1,16384}$/.test(body.access_token)) {
       const value = this.#prefix + body.access_token;
       const lifetime = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 300;
       // Renewed a little early (a fifth of the lifetime, at most a minute), and never kept past the caller's own token.
