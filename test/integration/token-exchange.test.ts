@@ -5,9 +5,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/ops/logger.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startOidcProvider, type OidcProvider } from '../helpers/oauth.ts';
 import { statelessPost } from '../helpers/era.ts';
@@ -26,6 +28,8 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
   let hanging: Server;
   let gw: Gateway;
   let dir: string;
+  /** Every log line the gateway wrote, at the most talkative level. */
+  const logged: string[] = [];
 
   before(async () => {
     oidc = await startOidcProvider();
@@ -54,7 +58,7 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
         posted: { era: 'session', upstreams: [{ url: up.url, credentials: { tokenExchange: { ...exchange, clientAuth: 'client_secret_post' } } }] },
         slow: { upstreams: [{ url: up.url, credentials: { tokenExchange: { ...exchange, tokenUrl: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/token`, timeout: '300ms' } } }] },
       },
-    });
+    }, { logger: createLogger('trace', new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) })) });
   });
   after(async () => {
     await gw?.close();
@@ -209,5 +213,16 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
     assert.equal(new Set(seen).size, 1);
     assert.equal(decodeJwt(seen[0]!.slice(7)).sub, 'reader');
     assert.equal(exchanges() - before, 1);
+  });
+
+  it('no token, the caller\'s or an exchanged one, reaches the log or the metrics', async () => {
+    const tokens = new Set<string>();
+    for (const r of oidc.exchange.requests) if (r.params.subject_token) tokens.add(r.params.subject_token);
+    for (const r of up.requests) if (r.headers.authorization) tokens.add(r.headers.authorization.slice('Bearer '.length));
+    assert.ok(tokens.size >= 10, `${tokens.size} tokens seen`);
+    assert.ok(logged.length > 0);
+    const text = logged.join('') + (await gw.metrics.registry.metrics());
+    for (const t of tokens) assert.ok(!text.includes(t), 'a token was logged');
+    assert.ok(!text.includes('gateway-secret-0123456789'));
   });
 });
