@@ -30,6 +30,7 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
   let dir: string;
   /** Every log line the gateway wrote, at the most talkative level. */
   const logged: string[] = [];
+  let refuseNext = false;
 
   before(async () => {
     oidc = await startOidcProvider();
@@ -38,6 +39,10 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
       requireHeader: {
         name: 'authorization',
         check: (v) => {
+          if (refuseNext) {
+            refuseNext = false;
+            return false;
+          }
           if (!v?.startsWith('Bearer ')) return false;
           const claims = decodeJwt(v.slice(7));
           return claims.iss === oidc.issuer && claims.aud === UPSTREAM_RESOURCE;
@@ -213,6 +218,33 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
     assert.equal(new Set(seen).size, 1);
     assert.equal(decodeJwt(seen[0]!.slice(7)).sub, 'reader');
     assert.equal(exchanges() - before, 1);
+  });
+
+  it('an upstream 401 to an exchanged token is the gateway\'s (502), and that caller\'s next request exchanges anew', async () => {
+    const caller = await callerToken('admin');
+    const url = `${gw.url}/mcp/obo`;
+    assert.equal((await post(url, INIT, bearer(caller))).status, 200);
+    const before = exchanges();
+    const first = up.requests.at(-1)!.headers.authorization;
+    refuseNext = true;
+    const res = await post(url, INIT, bearer(caller));
+    assert.equal(res.status, 502, res.text);
+    assert.equal(rpcOf(res).error!.data?.code, 'MCPGW_ERR_UPSTREAM_CREDENTIALS');
+    assert.equal(exchanges(), before, 'no exchange for the refused request');
+    assert.equal((await post(url, INIT, bearer(caller))).status, 200);
+    assert.equal(exchanges() - before, 1);
+    assert.notEqual(up.requests.at(-1)!.headers.authorization, first);
+  });
+
+  it('a request the gateway sends for no caller (the era probe of era: auto) is refused clearly, not sent without a token', async () => {
+    const caller = await callerToken('reader');
+    const from = up.requests.length;
+    const res = await statelessPost(`${gw.url}/mcp/obo`, 'tools/list', {}, { headers: bearer(caller) });
+    assert.equal(res.status, 503, res.text);
+    const error = rpcOf(res).error!;
+    assert.equal(error.data?.code, 'MCPGW_ERR_TOKEN_EXCHANGE_FAILED');
+    assert.match(error.message, /no validated caller token/);
+    assert.equal(up.requests.length, from);
   });
 
   it('no token, the caller\'s or an exchanged one, reaches the log or the metrics', async () => {
