@@ -60,8 +60,10 @@ export class UpstreamCredentials {
    */
   #caller(onBehalfOf: OnBehalfOf | undefined): CallerToken {
     const caller = this.#find(onBehalfOf);
-    if (!caller) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', 'no validated caller token for this request (one the gateway sends on its own, for no caller)');
-    return caller;
+    if (caller) return caller;
+    // Cannot happen through a front door (a session answers only its own principal), so it is named apart.
+    if (onBehalfOf && callerTokenOf(onBehalfOf.headers)) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', "the request's token is not of its session's principal");
+    throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', 'no validated caller token for this request (one the gateway sends on its own, for no caller)');
   }
 
   #find(onBehalfOf: OnBehalfOf | undefined): CallerToken | undefined {
