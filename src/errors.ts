@@ -50,6 +50,7 @@ export const ERRORS = {
   MCPGW_ERR_NOT_FOUND: { status: 404, rpc: -31023, message: 'Not found' },
   MCPGW_ERR_REQUEST_STATE: { status: 400, rpc: -31024, message: 'requestState is invalid, expired or unknown here; send the original request again without it' },
   MCPGW_ERR_NOT_TRANSLATABLE: { status: 400, rpc: -31025, message: 'This message cannot be translated between protocol eras' },
+  MCPGW_ERR_TOKEN_EXCHANGE_DENIED: { status: 403, rpc: -31026, message: "The authorization server refused to exchange the caller's token for one for this upstream" },
   // An upstream's fault: -31100..-31199.
   MCPGW_ERR_UPSTREAM_UNAVAILABLE: { status: 502, rpc: -31100, message: 'Upstream MCP server could not be reached' },
   MCPGW_ERR_UPSTREAM_PROTOCOL: { status: 502, rpc: -31101, message: 'Upstream MCP server answered with an invalid response' },
@@ -62,6 +63,7 @@ export const ERRORS = {
   MCPGW_ERR_AUTH_UNAVAILABLE: { status: 503, rpc: -31200, message: 'The token issuer keys could not be fetched; retry later' },
   MCPGW_ERR_SHUTTING_DOWN: { status: 503, rpc: -31201, message: 'Gateway is shutting down; retry on another replica' },
   MCPGW_ERR_EVENT_LOG_UNAVAILABLE: { status: 503, rpc: -31202, message: 'The event log is unavailable; the 2024-11-05 SSE transport cannot run without it' },
+  MCPGW_ERR_TOKEN_EXCHANGE_FAILED: { status: 503, rpc: -31203, message: "The caller's token could not be exchanged for one for this upstream; retry later" },
 } as const satisfies Record<`MCPGW_ERR_${string}`, { status: number; rpc: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
 import { liveConfig, planReload, type ReloadPlan } from './config/reload.ts';
 import type { GatewayConfig, ServerConfig } from './config/types.ts';
+import { CALLER_TOKENS_MAX, CallerTokens } from './upstream/token-exchange.ts';
 import { buildApp, serverLimits } from './http/app.ts';
 import type { GatewayContext } from './http/context.ts';
 import { OriginPolicy } from './http/origin.ts';
@@ -63,6 +64,8 @@ export class Gateway implements GatewayContext {
   readonly hub: StreamHub;
   readonly log: Logger;
   #auth: Authenticator | undefined;
+  /** auth: callers' validated tokens for upstreams that exchange them; undefined with auth off. */
+  readonly #callers: CallerTokens | undefined;
   #audit: AuditLog | undefined;
   readonly legacyRoutes: RouteStore;
   /** The one way to an upstream for a caller's request (src/pipeline/pipeline.ts). */
@@ -94,7 +97,10 @@ export class Gateway implements GatewayContext {
     this.log = opts.logger ?? createLogger(config.log.level);
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics, toolLabels: config.metrics.toolLabels, toolLabelLimit: config.metrics.toolLabelLimit });
     this.origins = new OriginPolicy(config.listen.allowedOrigins);
-    this.#auth = config.auth.mode === 'none' ? undefined : new Authenticator(config);
+    // auth: each principal's latest validated token, stamped by the authenticator only while an
+    // upstream exchanges it (RFC 8693; src/upstream/token-exchange.ts).
+    this.#callers = config.auth.mode === 'none' ? undefined : new CallerTokens(CALLER_TOKENS_MAX);
+    this.#auth = config.auth.mode === 'none' ? undefined : new Authenticator(config, exchangesTokens(config) ? this.#callers : undefined);
     this.#audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     this.sealer = new SessionSealer(config.session.secret ?? randomBytes(32));
     let eventLog;
@@ -242,7 +248,7 @@ export class Gateway implements GatewayContext {
     let audit = this.#audit;
     try {
       // The authenticator holds the auth section and the servers' policies as they were built.
-      if (config.auth.mode !== 'none' && !isDeepStrictEqual(authInputs(running), authInputs(config))) auth = new Authenticator(config);
+      if (config.auth.mode !== 'none' && (!isDeepStrictEqual(authInputs(running), authInputs(config)) || exchangesTokens(running) !== exchangesTokens(config))) auth = new Authenticator(config, exchangesTokens(config) ? this.#callers : undefined);
       if (!isDeepStrictEqual(running.audit, config.audit)) audit = config.audit.enabled ? new AuditLog(config.audit) : undefined;
     } catch (err) {
       for (const u of fresh.values()) void u.close();
@@ -299,7 +305,7 @@ export class Gateway implements GatewayContext {
   #pool(server: ServerConfig): Upstream {
     // legacy: `transport: sse` replicas (SseUpstream).
     const kind = server.upstreams[0]!.kind;
-    return kind === 'http' ? new HttpUpstream(server, this.events, this.tracing) : kind === 'sse' ? new SseUpstream(server, this.events, this.node, this.tracing) : new StdioUpstream(server, this.events, this.node, this.tracing);
+    return kind === 'http' ? new HttpUpstream(server, this.events, this.tracing, this.#callers) : kind === 'sse' ? new SseUpstream(server, this.events, this.node, this.tracing) : new StdioUpstream(server, this.events, this.node, this.tracing);
   }
 
   /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
@@ -493,4 +499,9 @@ function addressUrl(app: FastifyInstance, scheme = 'http'): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return `${scheme}://${host}:${a.port}`;
+}
+
+/** auth: some upstream exchanges the caller's token for its own (credentials.tokenExchange). */
+function exchangesTokens(config: GatewayConfig): boolean {
+  return Object.values(config.servers).some((s) => s.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange));
 }

@@ -7,6 +7,7 @@ import { certificatePrincipal } from './certificate.ts';
 import { JwtVerifier, TokenError } from './jwt.ts';
 import { claimsMatch, missingScopes } from './policy.ts';
 import type { Principal } from './principal.ts';
+import { stampCallerToken, type CallerTokens } from '../upstream/token-exchange.ts';
 import { bearerChallenge, resourceUrls } from './resource.ts';
 
 /**
@@ -22,8 +23,11 @@ export class Authenticator {
   /** Audiences a token for a server without a policy may name (the HTTP layer refuses unknown server names first). */
   readonly #anyAudience: readonly string[];
   readonly #certPrincipals = new WeakMap<TLSSocket, Principal | GatewayError>();
+  /** Set when an upstream exchanges callers' tokens (src/upstream/token-exchange.ts): validated tokens are kept for it. */
+  readonly #callers: CallerTokens | undefined;
 
-  constructor(config: GatewayConfig) {
+  constructor(config: GatewayConfig, callers?: CallerTokens) {
+    this.#callers = callers;
     this.#auth = config.auth;
     this.#trustProxy = config.listen.trustProxy;
     this.#servers = config.servers;
@@ -65,7 +69,14 @@ export class Authenticator {
     }
     const token = header.slice(6).trim();
     try {
-      return await this.#jwt!.verify(token, policy?.audience ?? this.#anyAudience);
+      const principal = await this.#jwt!.verify(token, policy?.audience ?? this.#anyAudience);
+      if (this.#callers) {
+        // Only this token, now validated, may be exchanged for an upstream on the caller's behalf.
+        const caller = { token, principal: principal.id, expiresAt: Number(principal.claims.exp) * 1000 };
+        stampCallerToken(request.headers, caller);
+        this.#callers.remember(caller);
+      }
+      return principal;
     } catch (err) {
       if (err instanceof TokenError && err.unavailable) throw new GatewayError('MCPGW_ERR_AUTH_UNAVAILABLE', undefined, { cause: err.cause });
       const reason = err instanceof TokenError ? err.reason : 'token rejected';

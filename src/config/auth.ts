@@ -12,6 +12,7 @@ import type {
   JwsAlgorithm,
   ListenTlsConfig,
   ServerPolicy,
+  TokenExchangeConfig,
   UpstreamCredentialsConfig,
   UpstreamTlsConfig,
 } from './types.ts';
@@ -209,12 +210,33 @@ export interface RawCredentials {
     resource?: string;
     audience?: string;
   };
+  tokenExchange?: {
+    tokenUrl: string;
+    clientId: string;
+    clientSecret?: string;
+    clientSecretFile?: string;
+    clientSecretEnv?: string;
+    clientAuth: TokenExchangeConfig['clientAuth'];
+    scope?: string;
+    resource?: string;
+    audience?: string;
+    timeout: Duration;
+    cacheSize: number;
+  };
 }
 
-export function resolveCredentials(at: string, raw: RawCredentials, env: NodeJS.ProcessEnv): UpstreamCredentialsConfig {
-  const kinds = (['valueFile', 'valueEnv', 'clientCredentials'] as const).filter((k) => raw[k] !== undefined);
-  if (kinds.length !== 1) throw new ConfigError(`config key ${at} needs exactly one of valueFile, valueEnv or clientCredentials`);
-  const prefix = raw.prefix ?? (raw.clientCredentials ? 'Bearer ' : '');
+/** The gateway's client secret at a token endpoint: exactly one of the value, a file, an environment variable. */
+function clientSecret(at: string, raw: { clientSecret?: string; clientSecretFile?: string; clientSecretEnv?: string }, env: NodeJS.ProcessEnv): string {
+  const secrets = (['clientSecret', 'clientSecretFile', 'clientSecretEnv'] as const).filter((k) => raw[k] !== undefined);
+  if (secrets.length !== 1) throw new ConfigError(`config key ${at} needs exactly one of clientSecret, clientSecretFile or clientSecretEnv`);
+  const secret = raw.clientSecret ?? (raw.clientSecretFile ? readConfigFile(raw.clientSecretFile, `${at}.clientSecretFile`) : readEnvRef(raw.clientSecretEnv!, `${at}.clientSecretEnv`, env));
+  return secret.trim();
+}
+
+export function resolveCredentials(at: string, raw: RawCredentials, env: NodeJS.ProcessEnv, upstreamUrl: string, authMode: AuthConfig['mode']): UpstreamCredentialsConfig {
+  const kinds = (['valueFile', 'valueEnv', 'clientCredentials', 'tokenExchange'] as const).filter((k) => raw[k] !== undefined);
+  if (kinds.length !== 1) throw new ConfigError(`config key ${at} needs exactly one of valueFile, valueEnv, clientCredentials or tokenExchange`);
+  const prefix = raw.prefix ?? (raw.clientCredentials || raw.tokenExchange ? 'Bearer ' : '');
   let value: string | undefined;
   if (raw.valueFile) value = readConfigFile(raw.valueFile, `${at}.valueFile`).trim();
   if (raw.valueEnv) value = readEnvRef(raw.valueEnv, `${at}.valueEnv`, env).trim();
@@ -222,14 +244,33 @@ export function resolveCredentials(at: string, raw: RawCredentials, env: NodeJS.
   let clientCredentials: UpstreamCredentialsConfig['clientCredentials'];
   const cc = raw.clientCredentials;
   if (cc) {
-    const secrets = (['clientSecret', 'clientSecretFile', 'clientSecretEnv'] as const).filter((k) => cc[k] !== undefined);
-    if (secrets.length !== 1) throw new ConfigError(`config key ${at}.clientCredentials needs exactly one of clientSecret, clientSecretFile or clientSecretEnv`);
+    const secret = clientSecret(`${at}.clientCredentials`, cc, env);
     // Checked here so that a failing token request can always name it (src/config/redact.ts publicUrl).
     if (!URL.canParse(cc.tokenUrl)) throw new ConfigError(`config key ${at}.clientCredentials.tokenUrl is not a valid URL`);
-    const secret = cc.clientSecret ?? (cc.clientSecretFile ? readConfigFile(cc.clientSecretFile, `${at}.clientCredentials.clientSecretFile`) : readEnvRef(cc.clientSecretEnv!, `${at}.clientCredentials.clientSecretEnv`, env));
-    clientCredentials = { tokenUrl: cc.tokenUrl, clientId: cc.clientId, clientSecret: secret.trim(), scope: cc.scope, resource: cc.resource, audience: cc.audience };
+    clientCredentials = { tokenUrl: cc.tokenUrl, clientId: cc.clientId, clientSecret: secret, scope: cc.scope, resource: cc.resource, audience: cc.audience };
   }
-  return { header: raw.header.toLowerCase(), value: value === undefined ? undefined : prefix + value, prefix, clientCredentials };
+  const tx = raw.tokenExchange;
+  if (!tx) return { header: raw.header.toLowerCase(), value: value === undefined ? undefined : prefix + value, prefix, clientCredentials };
+  // Only a bearer token the gateway validated is exchanged: a certificate caller has none to give.
+  if (authMode !== 'jwt') throw new ConfigError(`config key ${at}.tokenExchange needs auth.mode jwt: it exchanges the caller's validated access token, and with auth.mode ${authMode} there is none`);
+  const secret = clientSecret(`${at}.tokenExchange`, tx, env);
+  if (!URL.canParse(tx.tokenUrl)) throw new ConfigError(`config key ${at}.tokenExchange.tokenUrl is not a valid URL`);
+  if (tx.resource !== undefined && (!URL.canParse(tx.resource) || tx.resource.includes('#'))) throw new ConfigError(`config key ${at}.tokenExchange.resource must be an absolute URI without a fragment (RFC 8707)`);
+  const timeoutMs = toMs(tx.timeout, `${at}.tokenExchange.timeout`);
+  if (timeoutMs < 1) throw new ConfigError(`config key ${at}.tokenExchange.timeout must be more than 0`);
+  const tokenExchange: TokenExchangeConfig = {
+    tokenUrl: tx.tokenUrl,
+    clientId: tx.clientId,
+    clientSecret: secret,
+    clientAuth: tx.clientAuth,
+    scope: tx.scope,
+    // RFC 8707: the token is for this upstream unless the operator names its audience otherwise.
+    resource: tx.resource ?? (tx.audience === undefined ? upstreamUrl : undefined),
+    audience: tx.audience,
+    timeoutMs,
+    cacheSize: tx.cacheSize,
+  };
+  return { header: raw.header.toLowerCase(), value: undefined, prefix, clientCredentials: undefined, tokenExchange };
 }
 
 export function resolveUpstreamTls(at: string, raw: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string }): UpstreamTlsConfig {

@@ -116,6 +116,19 @@ function describeErrors(errors: ErrorObject[]): string {
   return [...lines].join('\n');
 }
 
+/**
+ * auth: an upstream that gets a token for the caller (credentials.tokenExchange) may answer each
+ * caller differently, so what the cache keeps of it — directly or through a virtual server — is
+ * each caller's own, as with `cache.perUser`.
+ */
+function cachePerCallerWhereTokensAreExchanged(servers: Record<string, ServerConfig>): void {
+  const exchanges = (s: ServerConfig | undefined) => s?.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange) === true;
+  for (const [name, server] of Object.entries(servers)) {
+    if (!server.cache || server.cache.perUser) continue;
+    if (exchanges(server) || server.compose?.some((m) => exchanges(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
+  }
+}
+
 const HTTP_ONLY = ['headers', 'connections', 'credentials', 'tls', 'transport'] as const;
 const STDIO_ONLY = ['args', 'env', 'cwd'] as const;
 
@@ -160,6 +173,7 @@ function resolve(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): GatewayC
   for (const [name, s] of Object.entries(r.servers)) servers[name] = resolveServer(name, s, auth, env);
   // compose: members must exist and be plain servers; their prefixes must not be ambiguous.
   checkComposition(servers);
+  cachePerCallerWhereTokensAreExchanged(servers);
   return {
     listen: resolveListen(r.listen, auth.mode),
     metrics: r.metrics,
@@ -213,6 +227,8 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
     if (typeof u.url === 'string') {
       const stray = STDIO_ONLY.find((k) => k in u);
       if (stray) throw new ConfigError(`config key ${here}.${stray} is not allowed for a url (HTTP) upstream`);
+      // legacy: a 2024-11-05 SSE replica's one stream is opened before, and outlives, any caller's token.
+      if (u.transport === 'sse' && (u.credentials as RawCredentials | undefined)?.tokenExchange) throw new ConfigError(`config key ${here}.credentials.tokenExchange is not allowed with transport sse (Streamable HTTP upstreams only)`);
       return {
         // legacy: `transport: sse` is a 2024-11-05 HTTP+SSE replica.
         kind: u.transport === 'sse' ? 'sse' : 'http',
@@ -221,7 +237,7 @@ function resolveServer(name: string, s: Record<string, unknown>, auth: AuthConfi
         headers: (u.headers as Record<string, string> | undefined) ?? {},
         connections: u.connections as number | undefined,
         // Present only when configured, so a plain upstream's config stays as small as before.
-        ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env) } : {}),
+        ...(u.credentials ? { credentials: resolveCredentials(`${here}.credentials`, u.credentials as RawCredentials, env, u.url, auth.mode) } : {}),
         ...(u.tls ? { tls: resolveUpstreamTls(`${here}.tls`, u.tls as Parameters<typeof resolveUpstreamTls>[1]) } : {}),
       };
     }

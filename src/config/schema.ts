@@ -83,6 +83,15 @@ const curation = {
   },
 } as const;
 
+/** The gateway as a client of an OAuth token endpoint: where, who, and its secret (exactly one source; load.ts checks). */
+const tokenEndpointClient = {
+  tokenUrl: { type: 'string', pattern: '^https?://' },
+  clientId: { type: 'string', minLength: 1 },
+  clientSecret: { type: 'string', minLength: 1 },
+  clientSecretFile: { type: 'string', minLength: 1 },
+  clientSecretEnv: { type: 'string', minLength: 1 },
+} as const;
+
 /** One replica of a server: Streamable HTTP (`url`) or a stdio child process (`command`). */
 const upstream = {
   type: 'object',
@@ -112,14 +121,25 @@ const upstream = {
           additionalProperties: false,
           required: ['tokenUrl', 'clientId'],
           properties: {
-            tokenUrl: { type: 'string', pattern: '^https?://' },
-            clientId: { type: 'string', minLength: 1 },
-            clientSecret: { type: 'string', minLength: 1 },
-            clientSecretFile: { type: 'string', minLength: 1 },
-            clientSecretEnv: { type: 'string', minLength: 1 },
+            ...tokenEndpointClient,
             scope: { type: 'string' },
             resource: { type: 'string' },
             audience: { type: 'string' },
+          },
+        },
+        // auth: RFC 8693 — the caller's validated access token exchanged for one for this upstream.
+        tokenExchange: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['tokenUrl', 'clientId'],
+          properties: {
+            ...tokenEndpointClient,
+            clientAuth: { enum: ['client_secret_basic', 'client_secret_post'], default: 'client_secret_basic' },
+            scope: { type: 'string' },
+            resource: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9+.-]*:' },
+            audience: { type: 'string', minLength: 1 },
+            timeout: duration('10s'),
+            cacheSize: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000 },
           },
         },
       },

@@ -301,6 +301,24 @@ export interface UpstreamCredentialsConfig {
         readonly audience: string | undefined;
       }
     | undefined;
+  /** auth: RFC 8693 — the caller's validated token exchanged for one for this upstream (src/upstream/token-exchange.ts). */
+  readonly tokenExchange?: TokenExchangeConfig;
+}
+
+export interface TokenExchangeConfig {
+  readonly tokenUrl: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** How the gateway authenticates itself at the token endpoint (RFC 6749 §2.3.1). */
+  readonly clientAuth: 'client_secret_basic' | 'client_secret_post';
+  readonly scope: string | undefined;
+  /** RFC 8707 resource indicator; the upstream's URL when neither it nor `audience` is set. */
+  readonly resource: string | undefined;
+  readonly audience: string | undefined;
+  /** Time limit of one exchange, the answer's body included. */
+  readonly timeoutMs: number;
+  /** Most exchanged tokens held per replica (one per caller token); the least recently used goes first. */
+  readonly cacheSize: number;
 }
 
 export interface UpstreamTlsConfig {

@@ -1,37 +1,76 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'undici';
 import { publicUrl } from '../config/redact.ts';
 import type { UpstreamCredentialsConfig, UpstreamTlsConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
+import { type CallerToken, type CallerTokens, TokenExchanger, callerTokenOf } from './token-exchange.ts';
+
+/** On whose behalf a request goes upstream: its headers (the front door's validated token), the session's principal. */
+export interface OnBehalfOf {
+  readonly headers: IncomingHttpHeaders;
+  /** The principal of the session the request belongs to ('' for none), or the caller a session is opened for. */
+  readonly principal: string;
+}
 
 /**
- * What the gateway presents to an upstream: its own credentials, never the caller's (no token
- * passthrough). A fixed header value from a file or environment variable, or an OAuth 2.1
+ * What the gateway presents to an upstream instead of the caller's token (no token
+ * passthrough). A fixed header value from a file or environment variable; an OAuth 2.1
  * client-credentials access token the gateway fetches, caches until shortly before it expires,
- * and fetches once for all concurrent requests.
+ * and fetches once for all concurrent requests; or a token for the caller, exchanged for
+ * theirs (RFC 8693, src/upstream/token-exchange.ts).
  */
 export class UpstreamCredentials {
   readonly header: string;
   readonly #cfg: UpstreamCredentialsConfig;
   #token: { value: string; until: number } | undefined;
   #pending: Promise<string> | undefined;
+  readonly #exchanger: TokenExchanger | undefined;
+  readonly #callers: CallerTokens | undefined;
 
-  constructor(cfg: UpstreamCredentialsConfig) {
+  constructor(cfg: UpstreamCredentialsConfig, callers?: CallerTokens) {
     this.header = cfg.header;
     this.#cfg = cfg;
+    this.#exchanger = cfg.tokenExchange ? new TokenExchanger(cfg.tokenExchange, cfg.prefix) : undefined;
+    this.#callers = callers;
   }
 
-  /** The header value; a Promise only while a token is being fetched. */
-  value(): string | Promise<string> {
+  /** The header value for a request on `onBehalfOf`'s behalf; a Promise only while a token is being fetched. */
+  value(onBehalfOf?: OnBehalfOf): string | Promise<string> {
     if (this.#cfg.value !== undefined) return this.#cfg.value;
+    if (this.#exchanger) return this.#exchanger.value(this.#caller(onBehalfOf));
     if (this.#token && this.#token.until > Date.now()) return this.#token.value;
     return (this.#pending ??= this.#fetch().finally(() => {
       this.#pending = undefined;
     }));
   }
 
-  /** The upstream refused the token (401): fetch a new one next time. */
-  invalidate(): void {
+  /** The upstream refused the token (401): fetch (or exchange) a new one next time. */
+  invalidate(onBehalfOf?: OnBehalfOf): void {
     this.#token = undefined;
+    if (this.#exchanger) {
+      const caller = this.#find(onBehalfOf);
+      if (caller) this.#exchanger.invalidate(caller);
+    }
+  }
+
+  /**
+   * The validated token to exchange: the one this request came with, else — for what the gateway
+   * sends on its own for a session — the session principal's latest. Never another caller's: a
+   * request's token must name the session's principal.
+   */
+  #caller(onBehalfOf: OnBehalfOf | undefined): CallerToken {
+    const caller = this.#find(onBehalfOf);
+    if (caller) return caller;
+    // Cannot happen through a front door (a session answers only its own principal), so it is named apart.
+    if (onBehalfOf && callerTokenOf(onBehalfOf.headers)) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', "the request's token is not of its session's principal");
+    throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', 'no validated caller token for this request (one the gateway sends on its own, for no caller)');
+  }
+
+  #find(onBehalfOf: OnBehalfOf | undefined): CallerToken | undefined {
+    if (!onBehalfOf) return undefined;
+    const own = callerTokenOf(onBehalfOf.headers);
+    if (own) return !onBehalfOf.principal || own.principal === onBehalfOf.principal ? own : undefined;
+    return onBehalfOf.principal ? this.#callers?.latest(onBehalfOf.principal) : undefined;
   }
 
   async #fetch(): Promise<string> {

@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { UpstreamCredentials, upstreamTlsOptions } from './credentials.ts';
+import type { CallerTokens } from './token-exchange.ts';
+import { UpstreamCredentials, upstreamTlsOptions, type OnBehalfOf } from './credentials.ts';
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -32,7 +33,7 @@ export class HttpReplica extends ReplicaState {
   /** auth: the gateway's own credentials for this replica (see src/upstream/credentials.ts). */
   readonly credentials: UpstreamCredentials | undefined;
 
-  constructor(cfg: HttpUpstreamConfig, server: ServerConfig) {
+  constructor(cfg: HttpUpstreamConfig, server: ServerConfig, callers?: CallerTokens) {
     // The key is the replica's public name (config/load.ts), not its URL: it is shown in metrics
     // and logs, and a query or userinfo may carry a secret.
     super(cfg.name, server.maxFails, server.failTimeoutMs);
@@ -40,7 +41,7 @@ export class HttpReplica extends ReplicaState {
     const url = new URL(cfg.url);
     this.path = url.pathname + url.search;
     this.headers = Object.fromEntries(Object.entries(cfg.headers).map(([k, v]) => [k.toLowerCase(), v]));
-    this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials) : undefined;
+    this.credentials = cfg.credentials ? new UpstreamCredentials(cfg.credentials, callers) : undefined;
     this.pool = new Pool(url.origin, {
       connect: upstreamTlsOptions(cfg.tls),
       // Uncapped: GET streams hold a connection for as long as a client listens, and must never
@@ -95,21 +96,22 @@ export class HttpUpstream implements Upstream {
   /** traces: undefined when tracing is off. */
   readonly #tracer: ExchangeTracer | undefined;
 
-  constructor(server: ServerConfig, events: UpstreamEvents, tracer?: ExchangeTracer) {
+  /** `callers`: each principal's latest validated token, for upstreams that exchange it (src/upstream/token-exchange.ts). */
+  constructor(server: ServerConfig, events: UpstreamEvents, tracer?: ExchangeTracer, callers?: CallerTokens) {
     this.#server = server;
     this.#events = events;
     this.#tracer = tracer;
-    this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server));
+    this.#replicas = server.upstreams.map((u) => new HttpReplica(u as HttpUpstreamConfig, server, callers));
     for (const r of this.#replicas) this.#byKey.set(r.key, r);
     // Session ids sealed before replicas were keyed by name hold the URL; they still route.
     for (const r of this.#replicas) if (!this.#byKey.has(r.url)) this.#byKey.set(r.url, r);
     if (server.probe) for (const r of this.#replicas) this.#probes.push(this.#startProbe(r, server.probe));
   }
 
-  async initialize(req: ClientRequest): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  async initialize(req: ClientRequest, _sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     // Nothing exists upstream before initialize answers, so a replica that cannot be reached (or
     // is overloaded) is skipped and the next least-loaded one tried.
-    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, undefined, req.messages);
+    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, { headers: req.headers, principal: holder }, undefined, req.messages);
     const upstreamSession = headerValue(res.headers['mcp-session-id']);
     return {
       response: this.#relay(replica, res, 'POST'),
@@ -119,7 +121,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, req.signal, req.messages);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.signal, req.messages);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -130,7 +132,7 @@ export class HttpUpstream implements Upstream {
     delete headers['content-type'];
     // The client's own Last-Event-ID names a gateway event; the upstream's comes from the event log.
     if (lastEventId) headers['last-event-id'] = lastEventId;
-    const res = await this.#sessionSend(replica, 'GET', headers, undefined);
+    const res = await this.#sessionSend(replica, 'GET', headers, undefined, { headers: req.headers, principal: claims.principal });
     return this.#relay(replica, res, 'GET');
   }
 
@@ -139,7 +141,7 @@ export class HttpUpstream implements Upstream {
     if (!replica) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
     const headers = this.#headers(replica, req, claims.upstreamSession);
     delete headers['content-type'];
-    const res = await this.#sessionSend(replica, 'DELETE', headers, undefined);
+    const res = await this.#sessionSend(replica, 'DELETE', headers, undefined, { headers: req.headers, principal: claims.principal });
     return this.#relay(replica, res, 'DELETE');
   }
 
@@ -154,13 +156,13 @@ export class HttpUpstream implements Upstream {
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
     const params = paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
-    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, signal, req.messages);
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: '' }, signal, req.messages);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
-  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
+  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
     const tried = new Set<string>();
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
@@ -170,7 +172,7 @@ export class HttpUpstream implements Upstream {
       tried.add(replica.key);
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.#send(replica, 'POST', headersFor(replica), body, signal, messages);
+        res = await this.#send(replica, 'POST', headersFor(replica), body, onBehalfOf, signal, messages);
       } catch (err) {
         if (isUnreachable(err)) continue;
         throw upstreamError(err, this.#server.name);
@@ -205,10 +207,10 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal, messages: readonly Envelope[] = []): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal, messages: readonly Envelope[] = []): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#send(replica, method, headers, body, signal, messages);
+      res = await this.#send(replica, method, headers, body, onBehalfOf, signal, messages);
     } catch (err) {
       if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
       throw upstreamError(err, this.#server.name);
@@ -221,7 +223,7 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     // traces: a client span per request to a replica (each try of a retry its own), its trace
     // context in the W3C headers; it ends with the response body.
@@ -229,14 +231,14 @@ export class HttpUpstream implements Upstream {
     if (span) Object.assign(headers, span.context);
     replica.inflight++;
     try {
-      // auth: the gateway's own credentials, never the caller's.
-      if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value();
+      // auth: the gateway's own credentials, or a token exchanged for this request's caller; never the caller's own.
+      if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value(onBehalfOf);
       const res = await replica.request({ path: replica.path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs, signal }, this.#server.requestTimeoutMs, this.#server.name);
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
         drain(res.body);
-        replica.credentials.invalidate();
+        replica.credentials.invalidate(onBehalfOf);
         throw new GatewayError('MCPGW_ERR_UPSTREAM_CREDENTIALS', 'the upstream refused the gateway credentials (HTTP 401)');
       }
       if (span) endWithBody(span, res.body, res.statusCode);

@@ -1,13 +1,14 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, type JWK, type JWTPayload } from 'jose';
+import { SignJWT, exportJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import Provider from 'oidc-provider';
 
 /**
  * Two token issuers for tests. `startOidcProvider` runs a real OAuth 2.1 / OIDC authorization
- * server (npm oidc-provider) with the client_credentials grant and resource indicators (RFC
- * 8707), issuing RS256 JWT access tokens. `startTestIssuer` is an issuer whose signing key the
+ * server (npm oidc-provider) with the client_credentials grant, resource indicators (RFC 8707)
+ * and a token-exchange grant (RFC 8693, registered with `registerGrantType`), issuing RS256 JWT
+ * access tokens. `startTestIssuer` is an issuer whose signing key the
  * test holds, publishing a JWKS it can rotate, so tests can forge every kind of bad token.
  */
 
@@ -17,7 +18,21 @@ export interface OidcProvider {
   readonly tokenUrl: string;
   /** An access token for `client` with `scope`, for the resource `resource`. */
   token(client: string, scope: string, resource: string): Promise<string>;
+  /** The token-exchange grant: what it was asked, and how it answers next. */
+  readonly exchange: TokenExchangeGrant;
   close(): Promise<void>;
+}
+
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+export interface TokenExchangeGrant {
+  /** Every exchange asked for, in order (the authenticated client and the form's parameters). */
+  readonly requests: { client: string; params: Record<string, string | undefined> }[];
+  /** Lifetime of the tokens it issues, in seconds. */
+  ttl: number;
+  /** Set → it answers 400 with this OAuth error. */
+  refuse: string | undefined;
 }
 
 export const OIDC_CLIENTS: Record<string, { secret: string; scope: string }> = {
@@ -41,7 +56,7 @@ export async function startOidcProvider(): Promise<OidcProvider> {
     clients: Object.entries(OIDC_CLIENTS).map(([id, c]) => ({
       client_id: id,
       client_secret: c.secret,
-      grant_types: ['client_credentials'],
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
       redirect_uris: [],
       response_types: [],
       scope: c.scope,
@@ -66,9 +81,12 @@ export async function startOidcProvider(): Promise<OidcProvider> {
       },
     },
   } as ConstructorParameters<typeof Provider>[1]);
+  const exchange: TokenExchangeGrant = { requests: [], ttl: 300, refuse: undefined };
+  registerTokenExchange(provider, issuer, privateKey, exchange);
   server.on('request', provider.callback());
   return {
     issuer,
+    exchange,
     jwksUri: `${issuer}/jwks`,
     tokenUrl: `${issuer}/token`,
     async token(client, scope, resource) {
@@ -84,6 +102,50 @@ export async function startOidcProvider(): Promise<OidcProvider> {
     },
     close: () => closeServer(server),
   };
+}
+
+const EXCHANGE_PARAMS = ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope'];
+
+/**
+ * RFC 8693 as an issuer does it: the subject token must be one this issuer signed and still
+ * valid; the new token names the same `sub`, is for the requested resource (or audience), and
+ * records the exchanging client as the actor (`act`).
+ */
+function registerTokenExchange(provider: Provider, issuer: string, privateKey: KeyObject, grant: TokenExchangeGrant): void {
+  const publicKey = createPublicKey(privateKey);
+  const refuse = (ctx: { status: number; body: unknown }, error: string) => {
+    ctx.status = 400;
+    ctx.body = { error, error_description: 'refused by the test issuer' };
+  };
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (ctx) => {
+      const params = ctx.oidc.params as Record<string, string | undefined>;
+      const client = ctx.oidc.client!.clientId;
+      grant.requests.push({ client, params: { ...params } });
+      if (grant.refuse) return refuse(ctx, grant.refuse);
+      if (params.subject_token_type !== ACCESS_TOKEN_TYPE || !params.subject_token) return refuse(ctx, 'invalid_request');
+      let subject: JWTPayload;
+      try {
+        subject = (await jwtVerify(params.subject_token, publicKey, { issuer })).payload;
+      } catch {
+        return refuse(ctx, 'invalid_grant');
+      }
+      const audience = params.resource ?? params.audience;
+      if (!audience) return refuse(ctx, 'invalid_target');
+      const now = Math.floor(Date.now() / 1000);
+      const token = await new SignJWT({ sub: subject.sub, client_id: client, scope: params.scope, act: { sub: client } })
+        .setProtectedHeader({ alg: 'RS256', kid: 'oidc-1', typ: 'at+jwt' })
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + grant.ttl)
+        .setJti(randomUUID())
+        .sign(privateKey);
+      ctx.body = { access_token: token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: grant.ttl };
+    },
+    EXCHANGE_PARAMS,
+  );
 }
 
 export interface TestIssuer {

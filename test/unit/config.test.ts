@@ -106,7 +106,13 @@ describe('config', () => {
     ['a large clock tolerance', { auth: { clockTolerance: '10m' } }, {}, /auth\.clockTolerance must be at most 5m/],
     ['server policy without auth', { servers: { a: { upstreams: [{ url: 'http://x/' }], auth: { scopes: ['s'] } } } }, {}, /servers\.a\.auth needs auth\.mode jwt or mtls/],
     ['mtls without TLS', { auth: { mode: 'mtls' } }, {}, /listen\.tls is required when auth\.mode is mtls/],
-    ['two credential sources', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'A', valueFile: '/f' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials needs exactly one of valueFile, valueEnv or clientCredentials/],
+    ['two credential sources', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'A', valueFile: '/f' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials needs exactly one of valueFile, valueEnv, clientCredentials or tokenExchange/],
+    ['token exchange with auth off', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw', clientSecret: 's' } } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials\.tokenExchange needs auth\.mode jwt: it exchanges the caller's validated access token, and with auth\.mode none there is none/],
+    ['token exchange for a stdio upstream', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:gw' }, servers: { a: { upstreams: [{ command: 'x', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw', clientSecret: 's' } } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials is not allowed for a command \(stdio\) upstream/],
+    ['token exchange for a 2024-11-05 SSE upstream', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:gw' }, servers: { a: { upstreams: [{ url: 'http://x/', transport: 'sse', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw', clientSecret: 's' } } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials\.tokenExchange is not allowed with transport sse/],
+    ['token exchange without a client secret', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:gw' }, servers: { a: { upstreams: [{ url: 'http://x/', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw' } } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials\.tokenExchange needs exactly one of clientSecret, clientSecretFile or clientSecretEnv/],
+    ['token exchange with a zero time limit', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:gw' }, servers: { a: { upstreams: [{ url: 'http://x/', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw', clientSecret: 's', timeout: 0 } } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials\.tokenExchange\.timeout must be more than 0/],
+    ['a token exchange resource with a fragment', { auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:gw' }, servers: { a: { upstreams: [{ url: 'http://x/', credentials: { tokenExchange: { tokenUrl: 'http://as/token', clientId: 'gw', clientSecret: 's', resource: 'https://up/#x' } } }] } } }, {}, /tokenExchange\.resource must be an absolute URI without a fragment/],
     ['an unset credential variable', { servers: { a: { upstreams: [{ url: 'http://x/', credentials: { valueEnv: 'MCPGW_TEST_UNSET' } }] } } }, {}, /credentials\.valueEnv: environment variable MCPGW_TEST_UNSET is not set/],
     ['credentials on a stdio upstream', { servers: { a: { upstreams: [{ command: 'x', credentials: { valueEnv: 'A' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials is not allowed for a command/],
     ['a cache TTL over a day', { servers: { a: { upstreams: [{ url: 'http://x/' }], cache: { ttl: '25h' } } } }, {}, /servers\.a\.cache\.ttl must be at most 24h/],
@@ -178,6 +184,41 @@ describe('config', () => {
     assert.equal(a!.credentials!.value, 'Bearer file-token');
     assert.equal(b!.credentials!.header, 'x-api-key');
     assert.equal(b!.credentials!.value, 'env-key');
+  });
+
+  it('resolves a token exchange: defaults, the secret from the environment, resource = the upstream, secrets redacted', () => {
+    const { config, effective } = loadConfig({
+      document: {
+        auth: { mode: 'jwt', issuer: 'https://idp/', jwksUri: 'https://idp/jwks', audience: 'urn:a' },
+        servers: {
+          api: {
+            upstreams: [
+              { url: 'https://up.example/mcp', credentials: { tokenExchange: { tokenUrl: 'https://idp/token', clientId: 'gw', clientSecretEnv: 'GW_SECRET', scope: 'files' } } },
+              { url: 'https://other.example/mcp', credentials: { tokenExchange: { tokenUrl: 'https://idp/token', clientId: 'gw', clientSecret: 'literal-secret-0123456789', clientAuth: 'client_secret_post', audience: 'other', timeout: '2s', cacheSize: 5 } } },
+            ],
+            cache: { ttl: '1m' },
+          },
+          plain: { upstreams: [{ url: 'https://plain.example/mcp' }], cache: { ttl: '1m' } },
+          both: { compose: ['api', 'plain'], cache: { ttl: '1m' } },
+        },
+      },
+      env: { GW_SECRET: 'env-secret-0123456789\n' },
+    });
+    const [a, b] = config.servers.api!.upstreams as readonly { credentials?: { header: string; prefix: string; tokenExchange?: unknown } }[];
+    assert.equal(a!.credentials!.header, 'authorization');
+    assert.equal(a!.credentials!.prefix, 'Bearer ');
+    assert.deepEqual(a!.credentials!.tokenExchange, {
+      tokenUrl: 'https://idp/token', clientId: 'gw', clientSecret: 'env-secret-0123456789', clientAuth: 'client_secret_basic', scope: 'files', resource: 'https://up.example/mcp', audience: undefined, timeoutMs: 10_000, cacheSize: 10_000,
+    });
+    assert.deepEqual(b!.credentials!.tokenExchange, {
+      tokenUrl: 'https://idp/token', clientId: 'gw', clientSecret: 'literal-secret-0123456789', clientAuth: 'client_secret_post', scope: undefined, resource: undefined, audience: 'other', timeoutMs: 2_000, cacheSize: 5,
+    });
+    // Answers made for one caller's token are cached for that caller only, also through a virtual server.
+    assert.equal(config.servers.api!.cache!.perUser, true);
+    assert.equal(config.servers.both!.cache!.perUser, true);
+    assert.equal(config.servers.plain!.cache!.perUser, false);
+    const printed = JSON.stringify(redactConfig(effective));
+    assert.ok(!printed.includes('literal-secret') && !printed.includes('env-secret'), printed);
   });
 
   it('redacts secrets when printing', () => {
