@@ -233,7 +233,8 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   #writer(res: ServerResponse, streamId: string, lastSeq: number): ClientWriter {
     const w = new ClientWriter(res, streamId, lastSeq, this.opts.maxBuffer);
     this.writers.add(w);
-    res.once('close', () => this.writers.delete(w));
+    // 'close' comes once: `on` spares the wrapper `once` would allocate per stream.
+    res.on('close', () => this.writers.delete(w));
     return w;
   }
 
@@ -317,7 +318,8 @@ class Producer {
   #ended = false;
   #body: Readable | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
-  #primed = new Set<ClientWriter>();
+  /** Writers still owed their priming event (made when one is: most streams have one writer). */
+  #primed: Set<ClientWriter> | undefined;
   /** POST streams: ids (JSON) of the requests not answered yet; undefined for GET streams. */
   readonly #unanswered: Set<string> | undefined;
   /**
@@ -376,7 +378,7 @@ class Producer {
   }
 
   subscribe(writer: ClientWriter, priming: boolean): void {
-    if (priming) this.#primed.add(writer);
+    if (priming) (this.#primed ??= new Set()).add(writer);
     this.#add(writer);
   }
 
@@ -450,7 +452,7 @@ class Producer {
       this.#oversized = true;
       body.destroy(tooLarge());
     });
-    body.once('end', () => {
+    body.on('end', () => {
       if (this.#body === body) this.#upstreamEnded();
     });
     body.on('error', () => {
@@ -605,6 +607,8 @@ class Producer {
 
   #scheduleFlush(): void {
     clearTimeout(this.#startTimer);
+    // Not kept once fired: an idle stream would hold the spent timer.
+    this.#startTimer = undefined;
     if (!this.#flushing) {
       this.#flushing = true;
       queueMicrotask(() => void this.#flush());
@@ -662,7 +666,7 @@ class Producer {
     // The writes of one batch leave in one syscall: Node corks a response's socket for the
     // rest of the tick on its first write (corking by hand here would undo that).
     for (const w of this.#subscribers) {
-      if (this.#primed.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
+      if (this.#primed?.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
       for (const e of batch) {
         if (!this.#degraded) w.write(e);
         else if (e.data) w.writeUnlogged(e.data);
