@@ -2,12 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { createParser } from 'eventsource-parser';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { responseFailure, type AnswerSink } from '../protocol/answers.ts';
-import { EventSize, tooLarge } from '../protocol/sse.ts';
+import { SseEventReader, tooLarge, type SseEventSink } from '../protocol/sse.ts';
 import { streamKey, type EventLog, type LoggedEvent, type StreamInfo } from './log.ts';
 import { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -302,7 +300,7 @@ export class StreamHub extends EventEmitter<HubEventMap> {
 }
 
 /** The appending side of one stream on this node. */
-class Producer {
+class Producer implements SseEventSink {
   readonly hub: StreamHub;
   readonly key: string;
   readonly streamId: string;
@@ -412,42 +410,11 @@ class Producer {
   feed(body: Readable): void {
     this.#body = body;
     this.#polls.opened();
-    const parser = createParser({
-      onEvent: (event) => {
-        if (this.#body !== body) return;
-        const upstreamId = event.id ?? '';
-        if (upstreamId) this.#lastUpstreamId = upstreamId;
-        // An event without data is the upstream's priming or a keep-alive: position only.
-        if (event.data === '') {
-          if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
-          return;
-        }
-        const data = event.data.replace(/\n/g, '');
-        this.#polls.message();
-        const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
-        // A response to no request of this stream is not the client's (and must not end its call).
-        if (note === 'stray') return;
-        const answered = note === 'answer' && this.#unanswered?.size === 0;
-        this.hub.observer?.message(this.key, data);
-        this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
-        if (answered) {
-          // Every request is answered: the stream ends now, in the same batch as the answer
-          // (one append, one write), without waiting for the upstream to close its side. A
-          // resumed stream may be held open after it (the SDK does): that one is let go.
-          this.#body = undefined;
-          if (this.#reopened) discard(body);
-          else drain(body);
-          this.finish();
-        }
-      },
-      onRetry: (ms) => this.#polls.retry(ms),
-    });
-    // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
-    const decoder = new StringDecoder('utf8');
-    const size = new EventSize();
+    // One reader object per body, reporting to sseEvent/sseRetry: an idle stream holds no more.
+    const reader = new SseEventReader(this);
     body.on('data', (chunk: Buffer | string) => {
-      const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
-      if (size.ok(text)) return parser.feed(text);
+      if (this.#body !== body) return;
+      if (reader.push(chunk)) return;
       // An event that never ends is not held: the stream is given up, not polled again for it.
       this.#oversized = true;
       body.destroy(tooLarge());
@@ -461,6 +428,39 @@ class Producer {
       if (this.#oversized) return this.#fail();
       this.#poll();
     });
+  }
+
+  /** An upstream event of the body being read (src/protocol/sse.ts); ignored once that body was let go. */
+  sseEvent(upstreamId: string, raw: string): void {
+    const body = this.#body;
+    if (!body) return;
+    if (upstreamId) this.#lastUpstreamId = upstreamId;
+    // An event without data is the upstream's priming or a keep-alive: position only.
+    if (raw === '') {
+      if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
+      return;
+    }
+    const data = raw.replace(/\n/g, '');
+    this.#polls.message();
+    const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
+    // A response to no request of this stream is not the client's (and must not end its call).
+    if (note === 'stray') return;
+    const answered = note === 'answer' && this.#unanswered?.size === 0;
+    this.hub.observer?.message(this.key, data);
+    this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+    if (answered) {
+      // Every request is answered: the stream ends now, in the same batch as the answer
+      // (one append, one write), without waiting for the upstream to close its side. A
+      // resumed stream may be held open after it (the SDK does): that one is let go.
+      this.#body = undefined;
+      if (this.#reopened) discard(body);
+      else drain(body);
+      this.finish();
+    }
+  }
+
+  sseRetry(ms: number): void {
+    this.#polls.retry(ms);
   }
 
   /**

@@ -103,3 +103,115 @@ export function sseMessage(event: string): { msg: unknown; other: string[] } | u
 export function tooLarge(): GatewayError {
   return new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `an SSE event larger than ${MAX_EVENT_CHARS / 1024 / 1024} MiB`);
 }
+
+/** What an SseEventReader reports to (the hub's producer: one object, no closures per stream). */
+export interface SseEventSink {
+  /** An event with at least one `data` field: its `id` field ('' when it had none) and its data lines joined by '\n'. */
+  sseEvent(id: string, data: string): void;
+  /** A `retry` field of digits only. */
+  sseRetry(ms: number): void;
+}
+
+const LF = 10;
+const CR = 13;
+const SPACE = 32;
+const COLON = 58;
+
+/**
+ * The SSE events of an upstream stream, out of its bytes in any chunking, as the hub reads every
+ * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL is
+ * ignored; comments, `event` and unknown fields are skipped; a BOM first is dropped. One object
+ * per stream holds the line and event under way and the bytes of a UTF-8 character split across
+ * chunks (an idle stream holds nothing else). `push` is false once the event under way passed
+ * `max` characters: the stream is to be given up, nothing more pushed.
+ */
+export class SseEventReader {
+  readonly #sink: SseEventSink;
+  readonly #max: number;
+  /** An unfinished line (or a CR at a chunk's end, which a LF may complete). */
+  #line = '';
+  /** The start of a UTF-8 character the last chunk cut. */
+  #bytes: Buffer | undefined;
+  #id = '';
+  #data = '';
+  #dataLines = 0;
+  #first = true;
+
+  constructor(sink: SseEventSink, max = MAX_EVENT_CHARS) {
+    this.#sink = sink;
+    this.#max = max;
+  }
+
+  push(chunk: Buffer | string): boolean {
+    let text = typeof chunk === 'string' ? chunk : this.#decode(chunk);
+    if (this.#first && text.length > 0) {
+      this.#first = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    // The held line has no line end in it, but for a CR last: the search starts there.
+    const held = this.#line.length;
+    const from = held > 0 && this.#line.charCodeAt(held - 1) === CR ? held - 1 : held;
+    if (held) text = this.#line + text;
+    let start = 0;
+    let cr = text.indexOf('\r', from);
+    let lf = text.indexOf('\n', from);
+    while (cr !== -1 || lf !== -1) {
+      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+      // A CR last may be the first half of a CRLF: the line waits for the next chunk.
+      if (end === cr && end === text.length - 1) break;
+      this.#field(text, start, end);
+      start = end + (end === cr && text.charCodeAt(end + 1) === LF ? 2 : 1);
+      if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
+      if (lf !== -1 && lf < start) lf = text.indexOf('\n', start);
+    }
+    this.#line = start === 0 ? text : text.slice(start);
+    return this.#line.length + this.#data.length <= this.#max;
+  }
+
+  #decode(chunk: Buffer): string {
+    let buf = chunk;
+    if (this.#bytes) {
+      buf = Buffer.concat([this.#bytes, chunk]);
+      this.#bytes = undefined;
+    }
+    const whole = completeUtf8(buf);
+    if (whole < buf.length) this.#bytes = Buffer.from(buf.subarray(whole));
+    return buf.toString('utf8', 0, whole);
+  }
+
+  #field(text: string, start: number, end: number): void {
+    if (start === end) {
+      if (this.#dataLines > 0) this.#sink.sseEvent(this.#id, this.#data);
+      this.#id = '';
+      this.#data = '';
+      this.#dataLines = 0;
+      return;
+    }
+    if (text.charCodeAt(start) === COLON) return;
+    let colon = text.indexOf(':', start);
+    if (colon === -1 || colon > end) colon = end;
+    const name = text.slice(start, colon);
+    let from = colon + 1;
+    if (from < end && text.charCodeAt(from) === SPACE) from++;
+    const value = from < end ? text.slice(from, end) : '';
+    if (name === 'data') {
+      this.#data = this.#dataLines++ === 0 ? value : `${this.#data}\n${value}`;
+    } else if (name === 'id') {
+      if (!value.includes('\0')) this.#id = value;
+    } else if (name === 'retry' && /^\d+$/.test(value)) {
+      this.#sink.sseRetry(Number(value));
+    }
+  }
+}
+
+/** The length of `buf` up to the end of its last whole UTF-8 character (a character cut at the end is left out). */
+function completeUtf8(buf: Buffer): number {
+  const n = buf.length;
+  for (let i = n - 1; i >= 0 && i >= n - 3; i--) {
+    const b = buf[i]!;
+    if ((b & 0xc0) === 0x80) continue;
+    const size = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return i + size > n ? i : n;
+  }
+  return n;
+}
