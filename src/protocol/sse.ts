@@ -113,7 +113,6 @@ export interface SseEventSink {
 }
 
 const LF = 10;
-const CR = 13;
 const SPACE = 32;
 const COLON = 58;
 
@@ -128,8 +127,10 @@ const COLON = 58;
 export class SseEventReader {
   readonly #sink: SseEventSink;
   readonly #max: number;
-  /** An unfinished line (or a CR at a chunk's end, which a LF may complete). */
+  /** An unfinished line. */
   #line = '';
+  /** The last chunk ended with a CR (a LF next belongs to it). */
+  #afterCr = false;
   /** The start of a UTF-8 character the last chunk cut. */
   #bytes: Buffer | undefined;
   #id = '';
@@ -144,27 +145,39 @@ export class SseEventReader {
 
   push(chunk: Buffer | string): boolean {
     let text = typeof chunk === 'string' ? chunk : this.#decode(chunk);
-    if (this.#first && text.length > 0) {
+    if (text.length === 0) return true;
+    if (this.#first) {
       this.#first = false;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
-    // The held line has no line end in it, but for a CR last: the search starts there.
-    const held = this.#line.length;
-    const from = held > 0 && this.#line.charCodeAt(held - 1) === CR ? held - 1 : held;
-    if (held) text = this.#line + text;
     let start = 0;
-    let cr = text.indexOf('\r', from);
-    let lf = text.indexOf('\n', from);
+    // The CR that ended the last chunk ended its line; a LF here is the rest of that CRLF.
+    if (this.#afterCr) {
+      this.#afterCr = false;
+      if (text.charCodeAt(0) === LF) start = 1;
+    }
+    // Only the new text is searched: an unfinished line grows by concatenation (cheap in V8) and
+    // is flattened once, when it ends, so a line that never ends costs linear time.
+    let cr = text.indexOf('\r', start);
+    let lf = text.indexOf('\n', start);
     while (cr !== -1 || lf !== -1) {
       const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
-      // A CR last may be the first half of a CRLF: the line waits for the next chunk.
-      if (end === cr && end === text.length - 1) break;
-      this.#field(text, start, end);
-      start = end + (end === cr && text.charCodeAt(end + 1) === LF ? 2 : 1);
+      if (this.#line) {
+        const line = this.#line + text.slice(start, end);
+        this.#line = '';
+        this.#field(line, 0, line.length);
+      } else {
+        this.#field(text, start, end);
+      }
+      start = end + 1;
+      if (end === cr) {
+        if (start === text.length) this.#afterCr = true;
+        else if (text.charCodeAt(start) === LF) start++;
+      }
       if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
       if (lf !== -1 && lf < start) lf = text.indexOf('\n', start);
     }
-    this.#line = start === 0 ? text : text.slice(start);
+    if (start < text.length) this.#line += start === 0 ? text : text.slice(start);
     return this.#line.length + this.#data.length <= this.#max;
   }
 

@@ -29,7 +29,7 @@ const STREAMS = [
   'id: p\nretry: 1500\ndata:\n\n',
   ': keep-alive\n\nevent: message\ndata: x\n\n',
   'data: crlf\r\n\r\nid: 7\r\ndata: y\r\n\r\n',
-  'data: cr\r\rid: 8\rdata: z\r\r',
+  'data: cr\r\rid: 8\rdata: z\r\rdata: crlf split\r\n\r\n',
   'id: only an id, no data\n\ndata: after\n\n',
   'id: has\u0000nul\ndata: kept without it\n\n',
   'retry: soon\nretry: 20\ndata\n\n',
@@ -53,6 +53,11 @@ describe('SseEventReader', () => {
       // One byte at a time.
       assert.deepEqual(read([...bytes].map((b) => Buffer.from([b]))).seen, want, `${JSON.stringify(text)} byte by byte`);
     }
+  });
+
+  it('a CR ends its line at once (eventsource-parser waited for the next chunk to see it was no CRLF)', () => {
+    assert.deepEqual(read([Buffer.from('data: a\r\r')]).seen, ['|a']);
+    assert.deepEqual(read([Buffer.from('data: a\r'), Buffer.from('\n\r'), Buffer.from('\ndata: b\r\n\r\n')]).seen, ['|a', '|b']);
   });
 
   it('drops a BOM that starts the stream (as the SSE standard says; eventsource-parser looks for it in the wrong form)', () => {
