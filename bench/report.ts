@@ -29,6 +29,8 @@ export interface Row {
   readonly slices: number;
   /** Against the scenario's baseline (same upstream, direct), same workload. */
   readonly vsBaseline: { readonly baseline: string; readonly throughputRatio: number; readonly p50DeltaMs: number; readonly p99DeltaMs: number } | undefined;
+  /** Gateway rows: against the bare undici hop in front of the same upstream, same workload (the gateway's own work). */
+  readonly vsFloor?: { readonly floor: string; readonly throughputRatio: number; readonly p50DeltaMs: number; readonly hopCpuExtraMicros: number | undefined };
   /** SSE workloads: the cost per event, against the plain call row of the same scenario (`withSseCosts`). */
   readonly sse?: SseStats;
   /** The idle-streams workload (bench/idle.ts). */
@@ -177,15 +179,25 @@ export class Tally {
   }
 }
 
-/** Each row compared with its baseline row (same workload); `baselineOf` maps a scenario to its baseline. */
-export function withBaselines(rows: readonly Row[], baselineOf: (scenario: string) => string): Row[] {
+/**
+ * Each row compared with its baseline row (same workload), and a gateway row with its floor row
+ * too; `baselineOf` and `floorOf` map a scenario to those.
+ */
+export function withBaselines(rows: readonly Row[], baselineOf: (scenario: string) => string, floorOf: (scenario: string) => string | undefined = () => undefined): Row[] {
   return rows.map((row) => {
     if (row.idle) return row;
     const id = baselineOf(row.scenario);
     const b = rows.find((r) => r.scenario === id && r.workload === row.workload);
     if (!b) return row;
     const throughputRatio = b.reqPerSec ? row.reqPerSec / b.reqPerSec : 0;
-    return { ...row, vsBaseline: { baseline: id, throughputRatio, p50DeltaMs: row.p50Ms - b.p50Ms, p99DeltaMs: row.p99Ms - b.p99Ms } };
+    const out: Row = { ...row, vsBaseline: { baseline: id, throughputRatio, p50DeltaMs: row.p50Ms - b.p50Ms, p99DeltaMs: row.p99Ms - b.p99Ms } };
+    const floorId = floorOf(row.scenario);
+    const f = floorId && rows.find((r) => r.scenario === floorId && r.workload === row.workload);
+    if (!f) return out;
+    const mine = row.cpuMicrosPerReq.hop;
+    const theirs = f.cpuMicrosPerReq.hop;
+    const hopCpuExtraMicros = mine !== undefined && theirs !== undefined ? mine - theirs : undefined;
+    return { ...out, vsFloor: { floor: f.scenario, throughputRatio: f.reqPerSec ? row.reqPerSec / f.reqPerSec : 0, p50DeltaMs: row.p50Ms - f.p50Ms, hopCpuExtraMicros } };
   });
 }
 
@@ -250,7 +262,10 @@ export function rowCells(row: Row): string[] {
     fixed(row.p50Ms, 2),
     fixed(row.p99Ms, 2),
     v && !self ? signed(v.p50DeltaMs, 2) : DASH,
+    row.vsFloor ? fixed(row.vsFloor.throughputRatio, 2) + '×' : DASH,
+    row.vsFloor ? signed(row.vsFloor.p50DeltaMs, 2) : DASH,
     cpu('hop'),
+    row.vsFloor?.hopCpuExtraMicros === undefined ? DASH : signed(row.vsFloor.hopCpuExtraMicros, 0),
     cpu('upstream'),
     cpu('client'),
     row.rssMiB.hop === undefined ? DASH : String(row.rssMiB.hop),
@@ -259,7 +274,7 @@ export function rowCells(row: Row): string[] {
   ];
 }
 
-export const ROW_HEADER = ['scenario', 'workload', 'ops/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'hop CPU µs/op', 'upstream CPU µs/op', 'client CPU µs/op', 'hop RSS MiB', 'other load (cores)', 'errors'];
+export const ROW_HEADER = ['scenario', 'workload', 'ops/s', 'vs direct', 'p50 ms', 'p99 ms', 'Δp50 ms', 'vs floor', 'Δp50 vs floor ms', 'hop CPU µs/op', 'over floor µs/op', 'upstream CPU µs/op', 'client CPU µs/op', 'hop RSS MiB', 'other load (cores)', 'errors'];
 
 export const SSE_HEADER = ['scenario', 'workload', 'calls/s', 'events/s', 'hop CPU µs/call', 'plain call µs', 'hop CPU µs/event', 'Redis log extra µs/event', 'redis-server µs/event', 'upstream µs/event', 'errors'];
 

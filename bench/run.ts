@@ -93,9 +93,13 @@ function parseOptions(): Options | undefined {
 
   const wantScenarios = list(values.scenarios ?? env.BENCH_SCENARIOS);
   for (const id of wantScenarios ?? []) if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}"`);
-  // A row is read against its baseline, so selecting a scenario brings its baseline along.
+  // A row is read against its baseline (and a gateway row against its floor), so selecting a scenario brings those along.
   const ids = new Set(wantScenarios ?? SCENARIOS.map((s) => s.id));
-  for (const s of SCENARIOS) if (ids.has(s.id)) ids.add(s.baseline);
+  for (const s of SCENARIOS) {
+    if (!ids.has(s.id)) continue;
+    ids.add(s.baseline);
+    if (s.floor) ids.add(s.floor);
+  }
   const scenarios = SCENARIOS.filter((s) => ids.has(s.id));
 
   const sseEvents = num('--sse-events', values['sse-events'] ?? env.BENCH_SSE_EVENTS, 20);
@@ -289,7 +293,8 @@ async function main(): Promise<number> {
   const perCall: Record<string, { progress: number; plain: string }> = {};
   for (const w of opts.workloads) if (w.progressPerOp && w.needs?.[0]) perCall[w.id] = { progress: w.progressPerOp, plain: w.needs[0] };
   const memoryTwin = (id: string) => (id.endsWith('gateway-redis') ? id.replace(/-redis$/, '') : undefined);
-  const rows = withSseCosts(withBaselines(ordered, baselineOf), perCall, memoryTwin);
+  const floorOf = (id: string) => SCENARIOS.find((s) => s.id === id)?.floor;
+  const rows = withSseCosts(withBaselines(ordered, baselineOf, floorOf), perCall, memoryTwin);
 
   const loopRows = rows.filter((r) => !r.idle);
   const table = markdownTable(ROW_HEADER, loopRows.map(rowCells));

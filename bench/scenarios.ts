@@ -20,6 +20,8 @@ export interface Scenario {
   readonly hop: HopKind;
   /** The scenario this one is compared with (same upstream, no hop). */
   readonly baseline: string;
+  /** Gateway scenarios: the bare undici hop in front of the same upstream (what any hop costs). */
+  readonly floor?: string;
   /** Only these kinds of workload run against it (all when absent). */
   readonly kinds?: readonly WorkloadKind[];
 }
@@ -33,16 +35,16 @@ export type WorkloadKind = 'call' | 'read' | 'sse' | 'churn' | 'resume' | 'idle'
 export const SCENARIOS: readonly Scenario[] = [
   { id: 'direct', title: 'demo upstream, direct', upstream: 'demo', hop: 'none', baseline: 'direct' },
   { id: 'floor', title: 'demo upstream via bare undici hop', upstream: 'demo', hop: 'floor', baseline: 'direct' },
-  { id: 'gateway', title: 'demo upstream via gateway', upstream: 'demo', hop: 'gateway', baseline: 'direct' },
-  { id: 'gateway-redis', title: 'demo upstream via gateway + Redis', upstream: 'demo', hop: 'gateway-redis', baseline: 'direct' },
-  { id: 'gateway-cache', title: 'demo upstream via gateway, result cache on', upstream: 'demo', hop: 'gateway-cache', baseline: 'direct' },
+  { id: 'gateway', title: 'demo upstream via gateway', upstream: 'demo', hop: 'gateway', baseline: 'direct', floor: 'floor' },
+  { id: 'gateway-redis', title: 'demo upstream via gateway + Redis', upstream: 'demo', hop: 'gateway-redis', baseline: 'direct', floor: 'floor' },
+  { id: 'gateway-cache', title: 'demo upstream via gateway, result cache on', upstream: 'demo', hop: 'gateway-cache', baseline: 'direct', floor: 'floor' },
   // Issue J: what traces cost when on (every call sampled, exported over OTLP/HTTP); the
   // `gateway` row is the same gateway with traces off.
-  { id: 'gateway-traces', title: 'demo upstream via gateway, traces on', upstream: 'demo', hop: 'gateway-traces', baseline: 'direct', kinds: ['call', 'read'] },
+  { id: 'gateway-traces', title: 'demo upstream via gateway, traces on', upstream: 'demo', hop: 'gateway-traces', baseline: 'direct', floor: 'floor', kinds: ['call', 'read'] },
   { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
   { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
-  { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct' },
-  { id: 'raw-gateway-redis', title: 'raw upstream via gateway + Redis', upstream: 'raw', hop: 'gateway-redis', baseline: 'raw-direct' },
+  { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct', floor: 'raw-floor' },
+  { id: 'raw-gateway-redis', title: 'raw upstream via gateway + Redis', upstream: 'raw', hop: 'gateway-redis', baseline: 'raw-direct', floor: 'raw-floor' },
   // Issue B: resuming on another replica. The stream is produced on replica A, resumed on B.
   { id: 'gateway-redis-peer', title: 'demo upstream via gateway + Redis, resumed on a second replica', upstream: 'demo', hop: 'gateway-redis-pair', baseline: 'direct', kinds: ['resume'] },
 ];

@@ -169,7 +169,8 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   #writer(res: ServerResponse, streamId: string, lastSeq: number): ClientWriter {
     const w = new ClientWriter(res, streamId, lastSeq, this.opts.maxBuffer);
     this.writers.add(w);
-    res.once('close', () => this.writers.delete(w));
+    // 'close' comes once: `on` spares the wrapper `once` would allocate per stream.
+    res.on('close', () => this.writers.delete(w));
     return w;
   }
 }

@@ -1,10 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { createParser } from 'eventsource-parser';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { responseFailure, type AnswerSink } from '../protocol/answers.ts';
-import { EventSize, tooLarge } from '../protocol/sse.ts';
+import { SseEventReader, tooLarge, type SseEventSink } from '../protocol/sse.ts';
 import type { LoggedEvent, StreamInfo } from './log.ts';
 import type { ProducerHost, Reopen } from './types.ts';
 import type { ClientWriter } from './writer.ts';
@@ -19,7 +17,7 @@ const PENDING_HIGH_WATER = 512;
 const PRIMING_WAIT_MS = 5;
 
 /** The appending side of one stream on this node. */
-export class Producer {
+export class Producer implements SseEventSink {
   readonly hub: ProducerHost;
   readonly key: string;
   readonly streamId: string;
@@ -35,7 +33,8 @@ export class Producer {
   #ended = false;
   #body: Readable | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
-  #primed = new Set<ClientWriter>();
+  /** Writers still owed their priming event (made when one is: most streams have one writer). */
+  #primed: Set<ClientWriter> | undefined;
   /** POST streams: ids (JSON) of the requests not answered yet; undefined for GET streams. */
   readonly #unanswered: Set<string> | undefined;
   /**
@@ -94,7 +93,7 @@ export class Producer {
   }
 
   subscribe(writer: ClientWriter, priming: boolean): void {
-    if (priming) this.#primed.add(writer);
+    if (priming) (this.#primed ??= new Set()).add(writer);
     this.#add(writer);
   }
 
@@ -128,46 +127,16 @@ export class Producer {
   feed(body: Readable): void {
     this.#body = body;
     this.#polls.opened();
-    const parser = createParser({
-      onEvent: (event) => {
-        if (this.#body !== body) return;
-        const upstreamId = event.id ?? '';
-        if (upstreamId) this.#lastUpstreamId = upstreamId;
-        // An event without data is the upstream's priming or a keep-alive: position only.
-        if (event.data === '') {
-          if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
-          return;
-        }
-        const data = event.data.replace(/\n/g, '');
-        this.#polls.message();
-        const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
-        // A response to no request of this stream is not the client's (and must not end its call).
-        if (note === 'stray') return;
-        const answered = note === 'answer' && this.#unanswered?.size === 0;
-        this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
-        if (answered) {
-          // Every request is answered: the stream ends now, in the same batch as the answer
-          // (one append, one write), without waiting for the upstream to close its side. A
-          // resumed stream may be held open after it (the SDK does): that one is let go.
-          this.#body = undefined;
-          if (this.#reopened) discard(body);
-          else drain(body);
-          this.finish();
-        }
-      },
-      onRetry: (ms) => this.#polls.retry(ms),
-    });
-    // undici's body ignores setEncoding; a decoder keeps multi-byte characters split across chunks whole.
-    const decoder = new StringDecoder('utf8');
-    const size = new EventSize();
+    // One reader object per body, reporting to sseEvent/sseRetry: an idle stream holds no more.
+    const reader = new SseEventReader(this);
     body.on('data', (chunk: Buffer | string) => {
-      const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
-      if (size.ok(text)) return parser.feed(text);
+      if (this.#body !== body) return;
+      if (reader.push(chunk)) return;
       // An event that never ends is not held: the stream is given up, not polled again for it.
       this.#oversized = true;
       body.destroy(tooLarge());
     });
-    body.once('end', () => {
+    body.on('end', () => {
       if (this.#body === body) this.#upstreamEnded();
     });
     body.on('error', () => {
@@ -176,6 +145,38 @@ export class Producer {
       if (this.#oversized) return this.#fail();
       this.#poll();
     });
+  }
+
+  /** An upstream event of the body being read (src/protocol/sse.ts); ignored once that body was let go. */
+  sseEvent(upstreamId: string, raw: string): void {
+    const body = this.#body;
+    if (!body) return;
+    if (upstreamId) this.#lastUpstreamId = upstreamId;
+    // An event without data is the upstream's priming or a keep-alive: position only.
+    if (raw === '') {
+      if (upstreamId) this.#enqueue({ seq: ++this.#seq, data: '', upstreamId, hidden: true, end: false });
+      return;
+    }
+    const data = raw.replace(/\n/g, '');
+    this.#polls.message();
+    const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
+    // A response to no request of this stream is not the client's (and must not end its call).
+    if (note === 'stray') return;
+    const answered = note === 'answer' && this.#unanswered?.size === 0;
+    this.#enqueue({ seq: ++this.#seq, data, upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+    if (answered) {
+      // Every request is answered: the stream ends now, in the same batch as the answer
+      // (one append, one write), without waiting for the upstream to close its side. A
+      // resumed stream may be held open after it (the SDK does): that one is let go.
+      this.#body = undefined;
+      if (this.#reopened) discard(body);
+      else drain(body);
+      this.finish();
+    }
+  }
+
+  sseRetry(ms: number): void {
+    this.#polls.retry(ms);
   }
 
   /**
@@ -325,6 +326,8 @@ export class Producer {
 
   #scheduleFlush(): void {
     clearTimeout(this.#startTimer);
+    // Not kept once fired: an idle stream would hold the spent timer.
+    this.#startTimer = undefined;
     if (!this.#flushing) {
       this.#flushing = true;
       queueMicrotask(() => void this.#flush());
@@ -382,7 +385,7 @@ export class Producer {
     // The writes of one batch leave in one syscall: Node corks a response's socket for the
     // rest of the tick on its first write (corking by hand here would undo that).
     for (const w of this.#subscribers) {
-      if (this.#primed.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
+      if (this.#primed?.delete(w) && !this.#degraded) w.priming(0, this.hub.opts.retryMs);
       for (const e of batch) {
         if (!this.#degraded) w.write(e);
         else if (e.data) w.writeUnlogged(e.data);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Cluster, type ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
 import type { EventLog, Follower, LoggedEvent, NewEvent, StreamInfo } from './log.ts';
 import { RedisStreamReader, toEvent, type XEntry } from './redis-reader.ts';
@@ -33,13 +34,28 @@ const FOLLOW_POLL_MS = 100;
 const FOLLOW_MAX_KEYS = 500;
 const FOLLOW_COUNT = 100;
 
+/** An append waiting for its turn's pipeline; `commands` is how many it queued there. */
+interface QueuedAppend {
+  readonly key: string;
+  readonly events: readonly LoggedEvent[];
+  readonly info: StreamInfo | undefined;
+  readonly ttlMs: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+  /** Set when queued on a pipeline: how many commands it added, and whether they set the expiry. */
+  commands?: number;
+  refresh?: 'none' | 'usual' | 'other';
+}
+
 /**
  * The event log on Redis Streams. Each gateway stream is one Redis stream whose entry ids are
  * `1-<seq>` (Redis refuses `0-0`), so "after seq" is a plain XRANGE/XREAD position; its meta hash names the producing
  * node. Keys carry the session in a hash tag, so a session's keys share a Cluster slot.
- * Appends are one pipeline per batch: XADD… (+ HSET on the first) (+ PEXPIRE of both keys when
- * due) (+ WAIT when replica acknowledgements are asked for, so an acknowledged event survives a
- * failover). The expiry is refreshed at most once per `refreshMs` per stream (and always on its
+ * Appends are one pipeline per turn of the event loop: every stream's batch appended in that turn
+ * (on a Cluster, every batch of one session), each XADD… (+ HSET on its first) (+ PEXPIRE of both
+ * keys when due), then one WAIT when replica acknowledgements are asked for, so an acknowledged
+ * event survives a failover. Events that come alone on many streams at once (progress of many
+ * calls) then cost one round trip between them, not one each. The expiry is refreshed at most once per `refreshMs` per stream (and always on its
  * first batch, its end, or another TTL): a stream lives `ttl` after its last event, less at most
  * `refreshMs`, and an event that comes alone costs one command instead of three.
  */
@@ -56,6 +72,8 @@ export class RedisEventLog implements EventLog {
   readonly #refreshed = new Map<string, number>();
   readonly #refreshMs: number;
   #swept = 0;
+  /** Appends made in this turn of the event loop, sent together at its end (`#sendQueued`). */
+  #queued: QueuedAppend[] = [];
 
   constructor(redis: RedisClient, opts: { prefix: string; ttlMs: number; maxLength: number; replicaAcks: number; replicaAckTimeoutMs: number }) {
     this.#redis = redis;
@@ -74,41 +92,98 @@ export class RedisEventLog implements EventLog {
     });
   }
 
-  async append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
-    const stream = this.#stream(key);
-    const meta = this.#meta(key);
-    const p = this.#redis.pipeline();
-    if (info) {
-      const fields = ['producer', info.producer, 'kind', info.kind, 'requests', info.requests];
-      if (info.guard) fields.push('guard', info.guard);
-      p.hset(meta, ...fields);
+  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#queued.push({ key, events, info, ttlMs, resolve, reject }) === 1) setImmediate(this.#sendQueued);
+    });
+  }
+
+  /** Sends the appends of this turn: one pipeline (on a Cluster, one per session: its keys share a node). */
+  readonly #sendQueued = (): void => {
+    const queued = this.#queued;
+    this.#queued = [];
+    if (!(this.#redis instanceof Cluster)) return this.#send(queued);
+    const bySession = new Map<string, QueuedAppend[]>();
+    for (const a of queued) {
+      const session = a.key.slice(0, a.key.indexOf(':'));
+      const group = bySession.get(session);
+      if (group) group.push(a);
+      else bySession.set(session, [a]);
     }
-    for (const e of events) {
+    for (const group of bySession.values()) this.#send(group);
+  };
+
+  #send(appends: readonly QueuedAppend[]): void {
+    // Whatever goes wrong fails the appends (a settled one stays as it was): none is left waiting.
+    this.#pipeline(appends).catch((err: Error) => {
+      for (const a of appends) a.reject(err);
+    });
+  }
+
+  /**
+   * One pipeline for `appends` (streams append one batch at a time, so each stream's order is
+   * the order of its batches). Each append succeeds or fails by its own commands' replies; a
+   * pipeline that fails as a whole (Redis away) fails every append in it.
+   */
+  async #pipeline(appends: readonly QueuedAppend[]): Promise<void> {
+    const p = this.#redis.pipeline();
+    const now = Date.now();
+    for (const a of appends) this.#commands(p, a, now);
+    const results = await p.exec();
+    const done: QueuedAppend[] = [];
+    let at = 0;
+    let refreshed = false;
+    for (const a of appends) {
+      let failed: Error | null | undefined;
+      for (const end = at + a.commands!; at < end; at++) failed ||= results?.[at]?.[0];
+      if (failed) {
+        a.reject(failed);
+        continue;
+      }
+      // A usual refresh is remembered; another TTL (an end) is not one to skip the next by.
+      if (a.refresh === 'usual') this.#refreshed.set(a.key, now);
+      else if (a.refresh === 'other') this.#refreshed.delete(a.key);
+      refreshed ||= a.refresh !== 'none';
+      done.push(a);
+    }
+    if (refreshed) this.#sweep(now);
+    if (this.#replicaAcks > 0 && done.length > 0) {
+      // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
+      const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs).catch((err: Error) => err);
+      const err = acked instanceof Error ? acked : acked < this.#replicaAcks ? new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`) : undefined;
+      if (err) return void done.forEach((a) => a.reject(err));
+    }
+    for (const a of done) a.resolve();
+  }
+
+  /** Queues one append's commands on `p`, noting on `a` how many and whether they refresh the expiry. */
+  #commands(p: ChainableCommander, a: QueuedAppend, now: number): void {
+    const stream = this.#stream(a.key);
+    const meta = this.#meta(a.key);
+    let n = 0;
+    if (a.info) {
+      const fields = ['producer', a.info.producer, 'kind', a.info.kind, 'requests', a.info.requests];
+      if (a.info.guard) fields.push('guard', a.info.guard);
+      p.hset(meta, ...fields);
+      n++;
+    }
+    for (const e of a.events) {
       const fields = ['u', e.upstreamId];
       if (e.data) fields.push('d', e.data);
       if (e.hidden) fields.push('h', '1');
       if (e.end) fields.push('e', '1');
       p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...fields);
+      n++;
     }
-    const now = Date.now();
-    const usual = ttlMs === this.#ttlMs && !events.some((e) => e.end);
-    const refresh = info !== undefined || !usual || now - (this.#refreshed.get(key) ?? -Infinity) >= this.#refreshMs;
+    const usual = a.ttlMs === this.#ttlMs && !a.events.some((e) => e.end);
+    const refresh = a.info !== undefined || !usual || now - (this.#refreshed.get(a.key) ?? -Infinity) >= this.#refreshMs;
     if (refresh) {
-      p.pexpire(stream, ttlMs);
-      p.pexpire(meta, ttlMs);
+      p.pexpire(stream, a.ttlMs);
+      p.pexpire(meta, a.ttlMs);
+      n += 2;
     }
-    const results = await p.exec();
-    for (const [err] of results ?? []) if (err) throw err;
-    if (refresh) {
-      if (usual) this.#refreshed.set(key, now);
-      else this.#refreshed.delete(key);
-      this.#sweep(now);
-    }
-    if (this.#replicaAcks > 0) {
-      // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
-      const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs);
-      if (acked < this.#replicaAcks) throw new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`);
-    }
+    a.commands = n;
+    a.refresh = !refresh ? 'none' : usual ? 'usual' : 'other';
   }
 
   async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {

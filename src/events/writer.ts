@@ -28,7 +28,8 @@ export class ClientWriter {
     this.streamId = streamId;
     this.lastSeq = lastSeq;
     this.#maxBuffer = maxBuffer;
-    res.once('close', () => {
+    // 'close' comes once: `on` spares the wrapper `once` would allocate per stream.
+    res.on('close', () => {
       this.#closed = true;
       this.onClose?.();
     });

@@ -79,6 +79,66 @@ export interface MetricsOptions {
 
 type Child<T extends Counter<string> | Histogram<string>> = ReturnType<T['labels']>;
 
+/**
+ * One labelled series of a counter, counted here: prom-client hashes the labels on every `inc`,
+ * even a child's, so the hot path bumps a number and the counter reads it when scraped.
+ */
+class CounterSeries {
+  readonly labels: Partial<Record<string, string>>;
+  count = 0;
+  /** What the prom-client counter holds of `count` already. */
+  reported = 0;
+
+  constructor(labels: Partial<Record<string, string>>) {
+    this.labels = labels;
+  }
+}
+
+/** A prom-client Counter fed at scrape time from CounterSeries (made here, one per label set). */
+class TalliedCounter<T extends string> {
+  readonly counter: Counter<T>;
+  readonly #series: CounterSeries[] = [];
+
+  constructor(config: { name: string; help: string; labelNames: readonly T[]; registers: Registry[] }) {
+    const series = this.#series;
+    this.counter = new Counter<T>({
+      ...config,
+      collect() {
+        for (const s of series) {
+          if (s.count === s.reported) continue;
+          this.inc(s.labels, s.count - s.reported);
+          s.reported = s.count;
+        }
+      },
+    });
+  }
+
+  /** A new series; the caller keeps it (the label sets are bounded by whoever asks). */
+  series(labels: Partial<Record<T, string>>): CounterSeries {
+    const s = new CounterSeries(labels);
+    this.#series.push(s);
+    return s;
+  }
+}
+
+/** The series one request method feeds: made once per method label, so a request costs one lookup. */
+interface MethodSeries {
+  readonly success: CounterSeries;
+  readonly failure: CounterSeries;
+  readonly duration: Child<Histogram<'method'>>;
+  /** HTTP status → its series. */
+  readonly http: Map<number, CounterSeries>;
+  /** error_type → its series. */
+  readonly errors: Map<string, CounterSeries>;
+}
+
+/** A tool's series (with `metrics.toolLabels`); at most `toolLabelLimit` of them, plus `_other` per server. */
+interface ToolSeries {
+  readonly success: CounterSeries;
+  readonly failure: CounterSeries;
+  readonly duration: Child<Histogram<'server' | 'tool'>>;
+}
+
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 export class Metrics {
@@ -103,23 +163,24 @@ export class Metrics {
   readonly toolCalls: Counter<'server' | 'tool' | 'status'> | undefined;
   readonly toolDuration: Histogram<'server' | 'tool'> | undefined;
   readonly #toolLabelLimit: number;
-  readonly #toolKeys = new Set<string>();
-  readonly #durationByMethod = new Map<string, Child<Histogram<'method'>>>();
-  readonly #successes = new Map<string, Child<Counter<'method' | 'status'>>>();
-  readonly #failures = new Map<string, Child<Counter<'method' | 'status'>>>();
-  /** HTTP status → method → child. */
-  readonly #httpByCode = new Map<number, Map<string, Child<Counter<'method' | 'code'>>>>();
-  readonly #errorsByLabels = new Map<string, Child<Counter<'error_type' | 'method'>>>();
+  readonly #tallied: { readonly requests: TalliedCounter<'method' | 'status'>; readonly http: TalliedCounter<'method' | 'code'>; readonly errors: TalliedCounter<'error_type' | 'method'>; readonly toolCalls?: TalliedCounter<'server' | 'tool' | 'status'> };
+  readonly #byMethod = new Map<string, MethodSeries>();
+  /** `server\0tool` → series, at most `toolLabelLimit`. */
+  readonly #byTool = new Map<string, ToolSeries>();
+  /** server → its `_other` tool series. */
+  readonly #otherTool = new Map<string, ToolSeries>();
   readonly #cacheHitsByMethod = new Map<string, Child<Counter<'method'>>>();
   readonly #cacheMissesByMethod = new Map<string, Child<Counter<'method'>>>();
   #upstreams: ReadonlyMap<string, Upstream> = new Map();
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'mcp_requests_total', help: 'MCP requests by method and outcome as the client saw it (success or error)', labelNames: ['method', 'status'], registers });
+    const requests = new TalliedCounter({ name: 'mcp_requests_total', help: 'MCP requests by method and outcome as the client saw it (success or error)', labelNames: ['method', 'status'], registers });
+    this.requests = requests.counter;
     // From zero, so a rate (and the tool-error alert) sees the first failure.
     for (const status of REQUEST_STATUSES) this.requests.inc({ method: 'tools/call', status }, 0);
-    this.httpResponses = new Counter({ name: 'mcp_http_responses_total', help: 'Client requests by method and the HTTP status code sent', labelNames: ['method', 'code'], registers });
+    const http = new TalliedCounter({ name: 'mcp_http_responses_total', help: 'Client requests by method and the HTTP status code sent', labelNames: ['method', 'code'], registers });
+    this.httpResponses = http.counter;
     this.duration = new Histogram({
       name: 'mcp_request_duration_seconds',
       help: 'Time to the end of the response, by MCP method',
@@ -128,7 +189,8 @@ export class Metrics {
       registers,
     });
     this.activeConnections = new Gauge({ name: 'mcp_active_connections', help: 'Open client HTTP requests and streams', registers });
-    this.errors = new Counter({ name: 'mcp_errors_total', help: 'Requests that failed as the client saw it, by error type and MCP method', labelNames: ['error_type', 'method'], registers });
+    const errors = new TalliedCounter({ name: 'mcp_errors_total', help: 'Requests that failed as the client saw it, by error type and MCP method', labelNames: ['error_type', 'method'], registers });
+    this.errors = errors.counter;
     this.cacheHits = new Counter({ name: 'mcp_cache_hits_total', help: 'Requests answered from the result cache, by MCP method', labelNames: ['method'], registers });
     this.cacheMisses = new Counter({ name: 'mcp_cache_misses_total', help: 'Cacheable requests the cache could not answer, by MCP method', labelNames: ['method'], registers });
     for (const method of CACHEABLE_METHODS) {
@@ -183,10 +245,13 @@ export class Metrics {
     this.#configInfo = new Gauge({ name: 'mcp_config_info', help: 'Always 1; the hash label fingerprints the configuration this replica runs (secrets redacted)', labelNames: ['hash'], registers });
 
     this.#toolLabelLimit = opts.toolLabelLimit ?? 100;
+    let toolCalls: TalliedCounter<'server' | 'tool' | 'status'> | undefined;
     if (opts.toolLabels) {
-      this.toolCalls = new Counter({ name: 'mcp_tool_calls_total', help: 'tools/call requests by server, tool and outcome (success or error)', labelNames: ['server', 'tool', 'status'], registers });
+      toolCalls = new TalliedCounter({ name: 'mcp_tool_calls_total', help: 'tools/call requests by server, tool and outcome (success or error)', labelNames: ['server', 'tool', 'status'], registers });
+      this.toolCalls = toolCalls.counter;
       this.toolDuration = new Histogram({ name: 'mcp_tool_call_duration_seconds', help: 'tools/call duration by server and tool', labelNames: ['server', 'tool'], buckets: DURATION_BUCKETS, registers });
     }
+    this.#tallied = { requests, http, errors, ...(toolCalls ? { toolCalls } : {}) };
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -195,53 +260,53 @@ export class Metrics {
    * error_type when the client got an error (see src/protocol/answers.ts), `code` the HTTP status sent.
    */
   request(method: string, error: string | undefined, code: number, seconds: number): void {
-    // Labelled children are cached: prom-client would hash a label object on every call.
-    const byMethod = error === undefined ? this.#successes : this.#failures;
-    let counter = byMethod.get(method);
-    if (!counter) {
-      counter = this.requests.labels(method, error === undefined ? 'success' : 'error');
-      byMethod.set(method, counter);
+    const series = this.#byMethod.get(method) ?? this.#methodSeries(method);
+    let http = series.http.get(code);
+    if (!http) series.http.set(code, (http = this.#tallied.http.series({ method, code: String(code) })));
+    http.count++;
+    if (error === undefined) {
+      series.success.count++;
+    } else {
+      series.failure.count++;
+      let failure = series.errors.get(error);
+      if (!failure) series.errors.set(error, (failure = this.#tallied.errors.series({ error_type: error, method })));
+      failure.count++;
     }
-    counter.inc();
-    let codes = this.#httpByCode.get(code);
-    if (!codes) this.#httpByCode.set(code, (codes = new Map()));
-    let http = codes.get(method);
-    if (!http) {
-      http = this.httpResponses.labels(method, String(code));
-      codes.set(method, http);
-    }
-    http.inc();
-    if (error !== undefined) {
-      const key = `${error} ${method}`;
-      let failure = this.#errorsByLabels.get(key);
-      if (!failure) {
-        failure = this.errors.labels(error, method);
-        this.#errorsByLabels.set(key, failure);
-      }
-      failure.inc();
-    }
-    let child = this.#durationByMethod.get(method);
-    if (!child) {
-      child = this.duration.labels(method);
-      this.#durationByMethod.set(method, child);
-    }
-    child.observe(seconds);
+    series.duration.observe(seconds);
   }
 
   /** A finished tools/call, counted per tool when `metrics.toolLabels` is on; else a no-op. */
   observeTool(server: string, tool: string, failed: boolean, seconds: number): void {
-    if (!this.toolCalls || !this.toolDuration) return;
-    if (tool.length > MAX_TOOL_LABEL) {
-      tool = OTHER_TOOL;
-    } else {
-      const key = `${server}\u0000${tool}`;
-      if (!this.#toolKeys.has(key)) {
-        if (this.#toolKeys.size >= this.#toolLabelLimit) tool = OTHER_TOOL;
-        else this.#toolKeys.add(key);
-      }
-    }
-    this.toolCalls.inc({ server, tool, status: failed ? 'error' : 'success' });
-    this.toolDuration.observe({ server, tool }, seconds);
+    if (!this.#tallied.toolCalls) return;
+    const series = tool.length > MAX_TOOL_LABEL ? this.#otherToolOf(server) : (this.#byTool.get(`${server}\u0000${tool}`) ?? this.#toolSeries(server, tool));
+    (failed ? series.failure : series.success).count++;
+    series.duration.observe(seconds);
+  }
+
+  #methodSeries(method: string): MethodSeries {
+    const requests = this.#tallied.requests;
+    const series = { success: requests.series({ method, status: 'success' }), failure: requests.series({ method, status: 'error' }), duration: this.duration.labels(method), http: new Map(), errors: new Map() };
+    this.#byMethod.set(method, series);
+    return series;
+  }
+
+  /** A tool's series, made while fewer than `toolLabelLimit` exist; past that the server's `_other`. */
+  #toolSeries(server: string, tool: string): ToolSeries {
+    if (this.#byTool.size >= this.#toolLabelLimit) return this.#otherToolOf(server);
+    const series = this.#newToolSeries(server, tool);
+    this.#byTool.set(`${server}\u0000${tool}`, series);
+    return series;
+  }
+
+  #otherToolOf(server: string): ToolSeries {
+    let series = this.#otherTool.get(server);
+    if (!series) this.#otherTool.set(server, (series = this.#newToolSeries(server, OTHER_TOOL)));
+    return series;
+  }
+
+  #newToolSeries(server: string, tool: string): ToolSeries {
+    const calls = this.#tallied.toolCalls!;
+    return { success: calls.series({ server, tool, status: 'success' }), failure: calls.series({ server, tool, status: 'error' }), duration: this.toolDuration!.labels(server, tool) };
   }
 
   /** The cache answered (`hit`) or had to ask the upstream (`miss`). `method` as from methodLabel. */

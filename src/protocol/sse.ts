@@ -119,3 +119,128 @@ export function sseMessage(event: string): { msg: unknown; other: string[] } | u
 export function tooLarge(): GatewayError {
   return new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `an SSE event larger than ${MAX_EVENT_CHARS / 1024 / 1024} MiB`);
 }
+
+/** What an SseEventReader reports to (the hub's producer: one object, no closures per stream). */
+export interface SseEventSink {
+  /** An event with at least one `data` field: its `id` field ('' when it had none) and its data lines joined by '\n'. */
+  sseEvent(id: string, data: string): void;
+  /** A `retry` field of digits only. */
+  sseRetry(ms: number): void;
+}
+
+const LF = 10;
+const SPACE = 32;
+const COLON = 58;
+
+/**
+ * The SSE events of an upstream stream, out of its bytes in any chunking, as the hub reads every
+ * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL is
+ * ignored; comments, `event` and unknown fields are skipped; a BOM first is dropped. One object
+ * per stream holds the line and event under way and the bytes of a UTF-8 character split across
+ * chunks (an idle stream holds nothing else). `push` is false once the event under way passed
+ * `max` characters: the stream is to be given up, nothing more pushed.
+ */
+export class SseEventReader {
+  readonly #sink: SseEventSink;
+  readonly #max: number;
+  /** An unfinished line. */
+  #line = '';
+  /** The last chunk ended with a CR (a LF next belongs to it). */
+  #afterCr = false;
+  /** The start of a UTF-8 character the last chunk cut. */
+  #bytes: Buffer | undefined;
+  #id = '';
+  #data = '';
+  #dataLines = 0;
+  #first = true;
+
+  constructor(sink: SseEventSink, max = MAX_EVENT_CHARS) {
+    this.#sink = sink;
+    this.#max = max;
+  }
+
+  push(chunk: Buffer | string): boolean {
+    let text = typeof chunk === 'string' ? chunk : this.#decode(chunk);
+    if (text.length === 0) return true;
+    if (this.#first) {
+      this.#first = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    let start = 0;
+    // The CR that ended the last chunk ended its line; a LF here is the rest of that CRLF.
+    if (this.#afterCr) {
+      this.#afterCr = false;
+      if (text.charCodeAt(0) === LF) start = 1;
+    }
+    // Only the new text is searched: an unfinished line grows by concatenation (cheap in V8) and
+    // is flattened once, when it ends, so a line that never ends costs linear time.
+    let cr = text.indexOf('\r', start);
+    let lf = text.indexOf('\n', start);
+    while (cr !== -1 || lf !== -1) {
+      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+      if (this.#line) {
+        const line = this.#line + text.slice(start, end);
+        this.#line = '';
+        this.#field(line, 0, line.length);
+      } else {
+        this.#field(text, start, end);
+      }
+      start = end + 1;
+      if (end === cr) {
+        if (start === text.length) this.#afterCr = true;
+        else if (text.charCodeAt(start) === LF) start++;
+      }
+      if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
+      if (lf !== -1 && lf < start) lf = text.indexOf('\n', start);
+    }
+    if (start < text.length) this.#line += start === 0 ? text : text.slice(start);
+    return this.#line.length + this.#data.length <= this.#max;
+  }
+
+  #decode(chunk: Buffer): string {
+    let buf = chunk;
+    if (this.#bytes) {
+      buf = Buffer.concat([this.#bytes, chunk]);
+      this.#bytes = undefined;
+    }
+    const whole = completeUtf8(buf);
+    if (whole < buf.length) this.#bytes = Buffer.from(buf.subarray(whole));
+    return buf.toString('utf8', 0, whole);
+  }
+
+  #field(text: string, start: number, end: number): void {
+    if (start === end) {
+      if (this.#dataLines > 0) this.#sink.sseEvent(this.#id, this.#data);
+      this.#id = '';
+      this.#data = '';
+      this.#dataLines = 0;
+      return;
+    }
+    if (text.charCodeAt(start) === COLON) return;
+    let colon = text.indexOf(':', start);
+    if (colon === -1 || colon > end) colon = end;
+    const name = text.slice(start, colon);
+    let from = colon + 1;
+    if (from < end && text.charCodeAt(from) === SPACE) from++;
+    const value = from < end ? text.slice(from, end) : '';
+    if (name === 'data') {
+      this.#data = this.#dataLines++ === 0 ? value : `${this.#data}\n${value}`;
+    } else if (name === 'id') {
+      if (!value.includes('\0')) this.#id = value;
+    } else if (name === 'retry' && /^\d+$/.test(value)) {
+      this.#sink.sseRetry(Number(value));
+    }
+  }
+}
+
+/** The length of `buf` up to the end of its last whole UTF-8 character (a character cut at the end is left out). */
+function completeUtf8(buf: Buffer): number {
+  const n = buf.length;
+  for (let i = n - 1; i >= 0 && i >= n - 3; i--) {
+    const b = buf[i]!;
+    if ((b & 0xc0) === 0x80) continue;
+    const size = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return i + size > n ? i : n;
+  }
+  return n;
+}

@@ -219,6 +219,30 @@ describe('EventLog retention (redis)', () => {
   });
 });
 
+describe('Redis appends of one turn share one pipeline', () => {
+  it('appends of 20 streams made in one turn go in one pipeline; one that Redis refuses fails alone, the others land in order', async () => {
+    const client = connectRedis({ url: redis.url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined }, { enableOfflineQueue: true });
+    clients.push(client);
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 60_000, maxLength: 100 });
+    // Counts the pipelines the log opens on the real connection.
+    let pipelines = 0;
+    const pipeline = client.pipeline.bind(client);
+    client.pipeline = ((...args: Parameters<typeof pipeline>) => {
+      pipelines++;
+      return pipeline(...args);
+    }) as typeof client.pipeline;
+    const keys = Array.from({ length: 20 }, (_, i) => `p1:${i}`);
+    await Promise.all(keys.map((key) => log.append(key, [ev(0, '', { hidden: true }), ev(1)], info)));
+    assert.equal(pipelines, 1, 'one pipeline for the whole turn');
+    // Stream 7 repeats seq 1: Redis refuses an entry id not above the last one.
+    const results = await Promise.allSettled(keys.map((key, i) => log.append(key, i === 7 ? [ev(1)] : [ev(2), ev(3)])));
+    assert.equal(pipelines, 2);
+    assert.deepEqual(results.map((r) => r.status === 'rejected'), keys.map((_, i) => i === 7));
+    assert.match(String((results[7] as PromiseRejectedResult).reason), /XADD/);
+    for (const [i, key] of keys.entries()) assert.deepEqual((await log.read(key, 0, 10)).map((e) => e.seq), i === 7 ? [1] : [1, 2, 3], key);
+  });
+});
+
 /**
  * The Redis log's followers: one reader, one connection, for every stream a process follows
  * (src/events/redis-reader.ts). Each case has a redis-server of its own, so the connections
