@@ -293,7 +293,7 @@ export class Gateway implements GatewayContext {
       for (const [name, server] of servers) if (!server.compose) built.set(name, curated(server, this.#pool(server)));
       // compose: virtual servers once their members exist; members as curated, each by its own server's curation.
       for (const [name, server] of servers) {
-        if (server.compose) built.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: built.get(m) ?? this.servers.get(m)! })), this.events, memberCalls(this.pipeline))));
+        if (server.compose) built.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: built.get(m) ?? this.servers.get(m)! })), this.events, memberCalls(this.pipeline, (server) => this.#auth?.policy(server)))));
       }
     } catch (err) {
       for (const u of built.values()) void u.close();

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 
 /**
  * What names the caller: `user`, a token's `sub` (RFC 9068 puts a client's own id there in a
@@ -44,4 +45,30 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string>
     for (const s of claims.scp.split(' ')) if (s) out.add(s);
   }
   return out;
+}
+
+/**
+ * Where the front door leaves the checked caller on a request's headers, for what acts for it
+ * further down (a virtual server's member calls apply each member's policy to it), with where to
+ * report the names that policy hid (the request's audit line). A symbol: no HTTP header can spell
+ * it, and neither JSON nor the logger prints it.
+ */
+const CALLER = Symbol('mcpgw.caller');
+
+export interface StampedCaller {
+  readonly principal: Principal;
+  /** Names a policy further down hid from this caller (for the audit line's `denied`). */
+  readonly hid: (names: readonly string[]) => void;
+}
+
+type Stamped = IncomingHttpHeaders & { [CALLER]?: StampedCaller };
+
+export function stampPrincipal<H extends IncomingHttpHeaders>(headers: H, caller: StampedCaller | undefined): H {
+  if (caller) (headers as Stamped)[CALLER] = caller;
+  return headers;
+}
+
+/** The caller the front door checked for the request these headers came with, if any. */
+export function principalOf(headers: IncomingHttpHeaders): StampedCaller | undefined {
+  return (headers as Stamped)[CALLER];
 }

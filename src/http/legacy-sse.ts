@@ -18,7 +18,8 @@ import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } f
 import { HolderCounts } from '../upstream/holders.ts';
 import { clientRequest, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
-import { checkAccept, handle, openSession, serverOf, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
+import { stampPrincipal } from '../auth/principal.ts';
+import { checkAccept, handle, openSession, serverOf, stampedCaller, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
 import { discard, drain } from '../upstream/body.ts';
 import { PollSchedule } from '../upstream/polling.ts';
 
@@ -156,7 +157,8 @@ class LegacySessions {
       holder: call.holder,
       messages: sent,
       door: 'legacy',
-      headers: legacyHeaders(protocolVersion),
+      // compose: the caller goes with the door's own headers, for a virtual server's member policies.
+      headers: stampPrincipal(legacyHeaders(protocolVersion), stampedCaller(call)),
       batch: incoming.batch,
       protocolVersion: protocolVersion ?? LEGACY_REVISION,
       session: claims.id,

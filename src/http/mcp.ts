@@ -21,6 +21,7 @@ import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
 import { Call } from './accounting.ts';
+import { stampPrincipal, type StampedCaller } from '../auth/principal.ts';
 import type { McpParams as Params, McpRequest } from './request.ts';
 import type { StreamContext, Step } from './step.ts';
 
@@ -58,6 +59,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     // auth: who is calling, and may they use this server (src/auth/authenticator.ts).
     if (gw.auth) {
       call.caller = await gw.auth.authenticate(request, request.params.server);
+      // compose: a virtual server's member calls check the caller against each member's policy.
+      stampPrincipal(request.headers, stampedCaller(call));
       call.principal = call.caller.id;
       call.holder = call.caller.id;
     }
@@ -324,4 +327,10 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
   if (headers) reply.headers(headers);
   if (err.headers) reply.headers(err.headers);
   reply.send(errorBody(err, id));
+}
+
+/** compose: the caller as member calls see it, and where the names a member's policy hid are noted. */
+export function stampedCaller(call: Call): StampedCaller | undefined {
+  const principal = call.caller;
+  return principal && { principal, hid: (names) => void (call.hidden = [...(call.hidden ?? []), ...names]) };
 }

@@ -2,28 +2,42 @@
  * compose: a virtual server's call of one of its members runs the chain again, as the member's
  * own request — charged to the member's rate limits, answered from its cache, under its time
  * limit and retries — so a caller cannot get around a member's policies through a virtual
- * server. What the virtual server writes for itself (its probe) goes as it is.
+ * server. The member's auth policy applies too: its hidden tools, resources and prompts are
+ * unknown to the caller through the virtual server as they are on the member's own door. What the
+ * virtual server writes for itself (its probe) goes as it is.
  */
+import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { principalOf } from '../auth/principal.ts';
+import type { ServerPolicy } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from './admission.ts';
 import { sessionExchange } from './exchange.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { MemberCall } from '../upstream/compose.ts';
 
-export function memberCalls(pipeline: Pipeline): MemberCall {
-  return (upstream, claims, req) => {
+export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => ServerPolicy | undefined): MemberCall {
+  return async (upstream, claims, req) => {
     if (req.admission === GATEWAY_ORIGINATED) return upstream.post(claims, req);
+    const policy = policyOf(claims.server);
+    const caller = principalOf(req.headers);
+    // Fail closed: a member whose policy filters cannot be reached for a caller it cannot check.
+    if (policy?.filtersItems && !caller) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
+    const guard = policy?.filtersItems && caller ? guardRequest(policy, caller.principal, req.messages) : undefined;
+    if (guard && guard.hidden.length > 0) caller!.hid(guard.hidden);
     const piped = {
       server: claims.server,
       principal: claims.principal || undefined,
       holder: claims.principal || claims.id,
-      messages: req.messages,
+      messages: guard?.messages ?? req.messages,
       door: 'compose' as const,
       headers: req.headers,
       batch: false,
       protocolVersion: req.protocolVersion,
       session: claims.id,
       replica: claims.upstream,
+      masked: guard !== undefined && guard.masks.length > 0,
     };
-    return pipeline.run(piped, sessionExchange(upstream, claims, req.headers, req.protocolVersion));
+    const res = await pipeline.run(piped, sessionExchange(upstream, claims, req.headers, req.protocolVersion));
+    return guard ? guardResponse(res, guard) : res;
   };
 }

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.ts';
+import { NOT_TAKEN } from '../upstream/http.ts';
 
 /**
  * When a failed upstream call may be sent again. Only transient failures, where the upstream did
@@ -7,7 +8,7 @@ import { GatewayError } from '../errors.ts';
  */
 
 /** Failures before any response: the upstream never saw the request, or never answered it. */
-const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', NOT_TAKEN]);
 export const RETRY_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
 
 /** True for an error thrown by an upstream call that failed before any response. */

@@ -86,6 +86,9 @@ export class HttpReplica extends ReplicaState {
 }
 
 /** A server whose replicas speak Streamable HTTP: the gateway forwards bytes both ways. */
+/** The cause of an error for a request every replica turned away with a status (503): none ran it. */
+export const NOT_TAKEN = 'MCPGW_NOT_TAKEN';
+
 export class HttpUpstream implements Upstream {
   readonly kind = 'http' as const;
   readonly #server: ServerConfig;
@@ -164,22 +167,29 @@ export class HttpUpstream implements Upstream {
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
   async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
     const tried = new Set<string>();
+    // Why the last replica tried did not take the request (none of them ran it): the retry stage
+    // reads it as transient (src/resilience/retry.ts).
+    let refused: unknown;
     for (;;) {
       const replica = pickLeastLoaded(this.#replicas, Date.now(), tried);
       if (!replica) {
-        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`);
+        throw new GatewayError(tried.size ? 'MCPGW_ERR_UPSTREAM_UNAVAILABLE' : 'MCPGW_ERR_NO_HEALTHY_UPSTREAM', `server "${this.#server.name}"`, { cause: refused });
       }
       tried.add(replica.key);
       let res: Dispatcher.ResponseData;
       try {
         res = await this.#send(replica, 'POST', headersFor(replica), body, onBehalfOf, signal, messages);
       } catch (err) {
-        if (isUnreachable(err)) continue;
+        if (isUnreachable(err)) {
+          refused = err;
+          continue;
+        }
         throw upstreamError(err, this.#server.name);
       }
       if (retry(res.statusCode)) {
         this.#failed(replica, `HTTP ${res.statusCode}`);
         drain(res.body);
+        refused = Object.assign(new Error(`HTTP ${res.statusCode}`), { code: NOT_TAKEN });
         continue;
       }
       return { replica, res };
