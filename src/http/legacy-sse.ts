@@ -394,7 +394,9 @@ class LegacySessions {
     }
     if (local.owner && local.pump === undefined && now >= local.pumpRetryAt) {
       local.routed ??= await this.#route(local.claims);
-      if (local.routed) await this.#startPump(local, local.routed);
+      // Not awaited: the session's stream goes on while the upstream takes its time to answer
+      // the GET (its headers may come only with its first event), or never does.
+      if (local.routed) void this.#startPump(local, local.routed).catch(() => {});
     }
   }
 

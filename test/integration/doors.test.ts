@@ -85,7 +85,9 @@ const DOORS: readonly Door[] = [
         async rpc(id, method, params) {
           const res = await postMessage(endpoint, rpc(id, method, params));
           if (res.status !== 202) return JSON.parse(res.text) as Answer;
-          const events = await stream.until((all) => all.some((e) => e.message?.id === id), 15_000);
+          // Well under the upstream's GET stream's first event (it sends its headers only then,
+          // through the flaky proxy): the session stream must not wait for that GET to open.
+          const events = await stream.until((all) => all.some((e) => e.message?.id === id), 8_000);
           return events.find((e) => e.message?.id === id)!.message as Answer;
         },
         close: () => stream.drop(),
