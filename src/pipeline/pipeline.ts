@@ -13,6 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { GatewayConfig, ServerConfig } from '../config/types.ts';
+import { GatewayError } from '../errors.ts';
 import type { ResultCache } from '../cache/result-cache.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RateLimiter } from '../resilience/limiter.ts';
@@ -61,6 +62,8 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
 
   /** Runs the request through the chain to the door's upstream; see the file's comment. */
   async run(req: PipelineRequest, ex: Exchange): Promise<UpstreamResponse> {
+    // A reload removed the server while this request was on its way: it is unknown now.
+    if (!Object.hasOwn(this.#config.servers, req.server)) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', req.server);
     const limited = this.#limit.admit(req);
     if (limited) await limited;
     const server = this.#config.servers[req.server]!;
