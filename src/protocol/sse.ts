@@ -217,8 +217,9 @@ export class SseEventReader {
       return;
     }
     if (text.charCodeAt(start) === COLON) return;
-    let colon = text.indexOf(':', start);
-    if (colon === -1 || colon > end) colon = end;
+    // Looked for within the line only: indexOf would search on to the chunk's end for each line without one (quadratic).
+    let colon = start;
+    while (colon < end && text.charCodeAt(colon) !== COLON) colon++;
     const name = text.slice(start, colon);
     let from = colon + 1;
     if (from < end && text.charCodeAt(from) === SPACE) from++;

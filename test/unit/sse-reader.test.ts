@@ -73,4 +73,22 @@ describe('SseEventReader', () => {
     assert.equal(fine.ok, true);
     assert.deepEqual(fine.seen, ['|12345678', '|12345678']);
   });
+
+  it('reads a chunk of many lines without a colon in linear time (each line looked for its colon to the chunk\'s end: quadratic)', () => {
+    // Counted, not timed: the characters String#indexOf passes over, in all, to read the chunk.
+    const indexOf = String.prototype.indexOf;
+    let scanned = 0;
+    String.prototype.indexOf = function (this: string, search: string, from?: number): number {
+      const at = indexOf.call(this, search, from);
+      scanned += (at === -1 ? this.length : at) - (from ?? 0);
+      return at;
+    };
+    const chunk = Buffer.from('x\n'.repeat(20_000));
+    try {
+      read([chunk]);
+    } finally {
+      String.prototype.indexOf = indexOf;
+    }
+    assert.ok(scanned <= 4 * chunk.length, `${scanned} characters searched for a chunk of ${chunk.length}`);
+  });
 });
