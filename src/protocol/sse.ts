@@ -128,17 +128,24 @@ export interface SseEventSink {
   sseRetry(ms: number): void;
 }
 
+/**
+ * The longest upstream event id kept (a longer one is ignored, as one holding NUL is): the id is
+ * stored with every event after it until the next id, so one long id would make each small
+ * event of a hostile upstream an append of up to MAX_EVENT_CHARS to the event log.
+ */
+export const MAX_ID_CHARS = 1024;
+
 const LF = 10;
 const SPACE = 32;
 const COLON = 58;
 
 /**
  * The SSE events of an upstream stream, out of its bytes in any chunking, as the hub reads every
- * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL is
- * ignored; comments, `event` and unknown fields are skipped; a BOM first is dropped. One object
- * per stream holds the line and event under way and the bytes of a UTF-8 character split across
- * chunks (an idle stream holds nothing else). `push` is false once the event under way passed
- * `max` characters: the stream is to be given up, nothing more pushed.
+ * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL
+ * or longer than MAX_ID_CHARS is ignored; comments, `event` and unknown fields are skipped; a BOM
+ * first is dropped. One object per stream holds the line and event under way and the bytes of a
+ * UTF-8 character split across chunks (an idle stream holds nothing else). `push` is false once
+ * the event under way passed `max` characters: the stream is to be given up, nothing more pushed.
  */
 export class SseEventReader {
   readonly #sink: SseEventSink;
@@ -227,7 +234,7 @@ export class SseEventReader {
     if (name === 'data') {
       this.#data = this.#dataLines++ === 0 ? value : `${this.#data}\n${value}`;
     } else if (name === 'id') {
-      if (!value.includes('\0')) this.#id = value;
+      if (value.length <= MAX_ID_CHARS && !value.includes('\0')) this.#id = value;
     } else if (name === 'retry' && /^\d+$/.test(value)) {
       this.#sink.sseRetry(Number(value));
     }
