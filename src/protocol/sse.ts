@@ -8,7 +8,14 @@ import { GatewayError } from '../errors.ts';
  * every byte it does not rewrite exactly as it came.
  */
 
-const EVENT_END = /\r?\n\r?\n/;
+/**
+ * A blank line: two line ends, each CRLF, LF or CR (a CR not followed by LF: one cut at a chunk's
+ * end is taken for a whole line end, as the hub's reader takes it; an LF that follows in the next
+ * chunk is then an empty line, which ends nothing).
+ */
+const LINE_END = String.raw`(?:\r\n|\r(?!\n)|\n)`;
+const EVENT_END = new RegExp(LINE_END + LINE_END);
+const LINE_SPLIT = /\r\n|\r|\n/;
 
 /**
  * The largest SSE event the gateway reads from an upstream, as for a JSON answer (16 MiB of
@@ -98,7 +105,7 @@ export class SseSplitter {
 export function sseFields(event: string): { data: string | undefined; other: string[] } {
   const data: string[] = [];
   const other: string[] = [];
-  for (const l of event.split(/\r?\n/)) {
+  for (const l of event.split(LINE_SPLIT)) {
     if (l.startsWith('data:')) data.push(l.slice(l.charCodeAt(5) === 32 ? 6 : 5));
     else other.push(l);
   }

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CurationConfig } from '../../src/config/types.ts';
 import { Curation } from '../../src/curation/curation.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { envelope } from '../../src/protocol/jsonrpc.ts';
-import { LISTS } from '../../src/upstream/rewrite.ts';
+import { LISTS, rewriteAnswer } from '../../src/upstream/rewrite.ts';
 
 function curationOf(curation: Record<string, unknown>): CurationConfig {
   const { config } = loadConfig({ document: { servers: { s: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], curation } } }, env: {} });
@@ -98,5 +99,21 @@ describe('Curation', () => {
       { name: 'keep_a', inputSchema: { type: 'object' } },
     ]);
     assert.equal(c.items(LISTS['tools/list']!, [{ name: 'keep_a' }]), undefined, 'a page published as it came');
+  });
+});
+
+describe('curation of an SSE answer', () => {
+  it('filters a list whose stream ends its lines with CR alone (as SSE allows, and as the hub reads and relays it)', async () => {
+    const c = new Curation(curationOf({ tools: { exclude: ['secret'] } }));
+    const plan = c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} })])!;
+    const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'secret', inputSchema: {} }, { name: 'open', inputSchema: {} }] } });
+    for (const end of ['\r', '\r\n', '\n']) {
+      const body = Readable.from([Buffer.from(`id: 1${end}data: ${answer}${end}${end}`)]);
+      const res = await rewriteAnswer({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
+      let text = '';
+      for await (const chunk of res.body as Readable) text += String(chunk);
+      assert.ok(text.includes('"open"'), JSON.stringify(text));
+      assert.ok(!text.includes('"secret"'), `line end ${JSON.stringify(end)}: ${JSON.stringify(text)}`);
+    }
   });
 });
