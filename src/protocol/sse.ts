@@ -56,6 +56,7 @@ export class SseSplitter {
   #size = 0;
   /** Its last characters, where a terminator may have begun (one is at most 4 characters). */
   #tail = '';
+  #first = true;
 
   /**
    * Calls `onEvent` for each complete event in what arrived so far (`end` is its blank-line
@@ -63,6 +64,11 @@ export class SseSplitter {
    */
   push(chunk: Buffer | string, onEvent: (event: string, end: string) => void): void {
     let text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
+    // A BOM first is dropped, as the hub's reader drops it (else its first line is no `data:` line here, and is one there).
+    if (this.#first && text.length > 0) {
+      this.#first = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
     for (;;) {
       const m = EVENT_END.exec(this.#tail + text);
       if (!m) break;

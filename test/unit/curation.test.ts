@@ -103,17 +103,17 @@ describe('Curation', () => {
 });
 
 describe('curation of an SSE answer', () => {
-  it('filters a list whose stream ends its lines with CR alone (as SSE allows, and as the hub reads and relays it)', async () => {
+  it('filters a list whose stream ends its lines with CR alone, or begins with a BOM (as SSE allows, and as the hub reads and relays it)', async () => {
     const c = new Curation(curationOf({ tools: { exclude: ['secret'] } }));
     const plan = c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} })])!;
     const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'secret', inputSchema: {} }, { name: 'open', inputSchema: {} }] } });
-    for (const end of ['\r', '\r\n', '\n']) {
-      const body = Readable.from([Buffer.from(`id: 1${end}data: ${answer}${end}${end}`)]);
+    for (const [start, end] of [['id: 1', '\r'], ['id: 1', '\r\n'], ['id: 1', '\n'], ['\ufeff', '\n']] as const) {
+      const body = Readable.from([Buffer.from(`${start}${start.startsWith('id') ? end : ''}data: ${answer}${end}${end}`)]);
       const res = await rewriteAnswer({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
       let text = '';
       for await (const chunk of res.body as Readable) text += String(chunk);
       assert.ok(text.includes('"open"'), JSON.stringify(text));
-      assert.ok(!text.includes('"secret"'), `line end ${JSON.stringify(end)}: ${JSON.stringify(text)}`);
+      assert.ok(!text.includes('"secret"'), `start ${JSON.stringify(start)}, line end ${JSON.stringify(end)}: ${JSON.stringify(text)}`);
     }
   });
 });
