@@ -107,15 +107,20 @@ export class SseSplitter {
   }
 }
 
-/** One event's `data:` lines joined (undefined when it has none) and its other lines. */
+/**
+ * One event's `data` lines joined (undefined when it has none) and its other lines. Joined
+ * without line ends, as the hub relays an event's data (src/events/producer.ts): a message cut
+ * inside a JSON string must read here as the client will get it.
+ */
 export function sseFields(event: string): { data: string | undefined; other: string[] } {
   const data: string[] = [];
   const other: string[] = [];
   for (const l of event.split(LINE_SPLIT)) {
     if (l.startsWith('data:')) data.push(l.slice(l.charCodeAt(5) === 32 ? 6 : 5));
+    else if (l === 'data') data.push('');
     else other.push(l);
   }
-  return { data: data.length === 0 ? undefined : data.join('\n'), other };
+  return { data: data.length === 0 ? undefined : data.join(''), other };
 }
 
 /** The JSON value an event's data carries; undefined when it has no data or the data is not JSON. */

@@ -116,4 +116,17 @@ describe('curation of an SSE answer', () => {
       assert.ok(!text.includes('"secret"'), `start ${JSON.stringify(start)}, line end ${JSON.stringify(end)}: ${JSON.stringify(text)}`);
     }
   });
+
+  it('filters a list whose data lines cut a JSON string (the hub joins them without the line ends and relays the list)', async () => {
+    const c = new Curation(curationOf({ tools: { exclude: ['secret'] } }));
+    const plan = c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} })])!;
+    const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'secret', inputSchema: {} }, { name: 'open', inputSchema: {} }] } });
+    const cut = answer.indexOf('secret') + 3;
+    const body = Readable.from([Buffer.from(`data: ${answer.slice(0, cut)}\ndata:${answer.slice(cut)}\n\n`)]);
+    const res = await rewriteAnswer({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
+    let text = '';
+    for await (const chunk of res.body as Readable) text += String(chunk);
+    assert.ok(text.includes('"open"'), JSON.stringify(text));
+    assert.ok(!/sec\n?(data:)?ret/.test(text), JSON.stringify(text));
+  });
 });
