@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CurationConfig } from '../../src/config/types.ts';
 import { Curation } from '../../src/curation/curation.ts';
+import { globPattern } from '../../src/config/curation.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { envelope } from '../../src/protocol/jsonrpc.ts';
 import { LISTS, rewriteAnswer } from '../../src/upstream/rewrite.ts';
@@ -128,5 +130,29 @@ describe('curation of an SSE answer', () => {
     for await (const chunk of res.body as Readable) text += String(chunk);
     assert.ok(text.includes('"open"'), JSON.stringify(text));
     assert.ok(!/sec\n?(data:)?ret/.test(text), JSON.stringify(text));
+  });
+});
+
+describe('name patterns', () => {
+  /** What a `*` pattern meant as a regular expression (the old matcher): the oracle. */
+  const oracle = (glob: string) => new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+
+  it('match as the regular expression did (every pattern and name over a small alphabet)', () => {
+    const words = ['', 'a', 'b', 'ab', 'ba', 'aa', 'aba', 'bab', 'abab', 'a.b', 'a\nb', 'aab'];
+    const globs = ['*', '**', 'a', 'a*', '*a', '*a*', 'a*b', 'a*a', '*ab*', 'a*b*a', '*b*b*', 'ab*ab', 'a**b', '.', 'a.b', '*.*', 'a*a*a'];
+    for (const glob of globs) {
+      const p = globPattern(glob);
+      for (const w of words) assert.equal(p.test(w), oracle(glob).test(w), `${JSON.stringify(glob)} on ${JSON.stringify(w)}`);
+    }
+  });
+
+  it('take linear time on a long name that almost matches (the regular expression backtracked for minutes, the event loop blocked)', () => {
+    // Run apart, so a matcher that hangs is killed instead of hanging the test run.
+    const code = `import { globPattern } from ${JSON.stringify(new URL('../../src/config/curation.ts', import.meta.url).href)};
+      const uri = 'file:///' + '/private/'.repeat(200000);
+      if (globPattern('file:///*/private/*.txt').test(uri) || globPattern('*_*_*_*_x').test('_'.repeat(100000))) process.exit(2);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { timeout: 60_000, encoding: 'utf8' });
+    assert.equal(r.signal, null, 'killed: still matching after a minute');
+    assert.equal(r.status, 0, r.stderr);
   });
 });
