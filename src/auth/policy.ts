@@ -1,5 +1,5 @@
 import type { AccessRule, ItemRules, ServerPolicy } from '../config/types.ts';
-import { canonicalUri } from '../upstream/rewrite.ts';
+import { uriReadings } from '../upstream/rewrite.ts';
 import type { Principal } from './principal.ts';
 
 /** The scopes of `rule` the caller lacks, in the order configured. */
@@ -38,11 +38,11 @@ function allowed(policy: ServerPolicy, kind: ItemKind, name: string, principal: 
 /**
  * May the caller see and use this tool / resource / prompt? Unnamed items follow `unlisted`. A
  * resource URI must pass as written and as a URL parser reads it (`DEMO://x`, ` demo://x`,
- * `file:///a/../b` are the URIs an SDK server looks up as `demo://x` and `file:///b`).
+ * `file:///a/../b` are the URIs an SDK server looks up as `demo://x` and `file:///b`), its percent
+ * escapes decoded too (`file:///%73ecret` is `file:///secret` to a server that serves paths).
  */
 export function mayUse(policy: ServerPolicy, kind: ItemKind, name: string, principal: Principal): boolean {
   if (!allowed(policy, kind, name, principal)) return false;
   if (kind !== 'resources') return true;
-  const canonical = canonicalUri(name);
-  return canonical === name || allowed(policy, kind, canonical, principal);
+  return uriReadings(name).every((u) => allowed(policy, kind, u, principal));
 }

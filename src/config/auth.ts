@@ -11,6 +11,7 @@ import type {
   ItemRules,
   JwsAlgorithm,
   ListenTlsConfig,
+  NamePattern,
   ServerPolicy,
   TokenExchangeConfig,
   UpstreamCredentialsConfig,
@@ -160,7 +161,7 @@ function readKeys(path: string, key: string): IssuerConfig['keys'] {
 
 function itemRules(raw: Record<string, RawRule> | undefined): ItemRules {
   const exact = new Map<string, AccessRule>();
-  const patterns: { pattern: RegExp; rule: AccessRule }[] = [];
+  const patterns: { pattern: NamePattern; rule: AccessRule }[] = [];
   for (const [name, rule] of Object.entries(raw ?? {})) {
     if (name.includes('*')) {
       patterns.push({ pattern: globPattern(name), rule: resolveRule(rule) });

@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.ts';
-import type { CurationConfig, ItemFilter, ToolEdit } from './types.ts';
+import type { CurationConfig, ItemFilter, NamePattern, ToolEdit } from './types.ts';
 
 /** curation keys of one server as the schema checked them (src/config/schema.ts). */
 export interface RawCuration {
@@ -22,10 +22,31 @@ interface RawToolEdit {
   defaults: Record<string, unknown>;
 }
 
-/** A name, or a pattern where `*` stands for any characters (none included). */
-export function globPattern(glob: string): RegExp {
-  const source = glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-  return new RegExp(`^${source}$`, 's');
+/**
+ * A name, or a pattern where `*` stands for any characters (none included). Matched without a
+ * regular expression: `^a.*b.*c$` backtracks polynomially on a long name (a caller's tool name
+ * or URI: a resource pattern with two stars took 80 s on a 1 MB URI, the event loop blocked),
+ * while the pattern's literal parts found leftmost, in order, take linear time.
+ */
+export function globPattern(glob: string): NamePattern {
+  const parts = glob.split('*');
+  if (parts.length === 1) return { test: (name) => name === glob };
+  const first = parts[0]!;
+  const last = parts.at(-1)!;
+  const middle = parts.slice(1, -1).filter((p) => p !== '');
+  return {
+    test(name: string): boolean {
+      if (name.length < first.length + last.length || !name.startsWith(first) || !name.endsWith(last)) return false;
+      const end = name.length - last.length;
+      let at = first.length;
+      for (const part of middle) {
+        const found = name.indexOf(part, at);
+        if (found === -1 || found + part.length > end) return false;
+        at = found + part.length;
+      }
+      return true;
+    },
+  };
 }
 
 /**

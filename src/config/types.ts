@@ -125,9 +125,14 @@ export interface ServerConfig {
 }
 
 /** Names that pass: any `include` pattern (none configured: every name), and no `exclude` pattern. */
+/** A name or a `*` pattern, compiled (src/config/curation.ts globPattern). */
+export interface NamePattern {
+  test(name: string): boolean;
+}
+
 export interface ItemFilter {
-  readonly include: readonly RegExp[] | undefined;
-  readonly exclude: readonly RegExp[];
+  readonly include: readonly NamePattern[] | undefined;
+  readonly exclude: readonly NamePattern[];
 }
 
 /** How one upstream tool is published. */
@@ -268,7 +273,7 @@ export interface AuthConfig {
 export interface ItemRules {
   /** Exact names first, then `*` patterns in the order written. */
   readonly exact: ReadonlyMap<string, AccessRule>;
-  readonly patterns: readonly { readonly pattern: RegExp; readonly rule: AccessRule }[];
+  readonly patterns: readonly { readonly pattern: NamePattern; readonly rule: AccessRule }[];
 }
 
 export interface ServerPolicy {

@@ -1,6 +1,6 @@
 import type { CurationConfig, ItemFilter, ToolEdit } from '../config/types.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
-import { canonicalUri, NO_LISTS, rewriteRequest, type AnswerPlan, type ItemKind, type ListSpec } from '../upstream/rewrite.ts';
+import { NO_LISTS, uriReadings, rewriteRequest, type AnswerPlan, type ItemKind, type ListSpec } from '../upstream/rewrite.ts';
 
 /**
  * What one server publishes of its upstream's tools, prompts and resources: the same for every
@@ -49,10 +49,9 @@ export class Curation {
   shows(kind: Exclude<ItemKind, 'tools'>, name: string): boolean {
     const filter = this.#config[kind];
     if (!passes(filter, name)) return false;
-    // A URI must pass as written and as the upstream's URL parser will read it.
+    // A URI must pass as written and as the upstream may read it (URL parser, percent escapes decoded).
     if (kind !== 'resources') return true;
-    const canonical = canonicalUri(name);
-    return canonical === name || passes(filter, canonical);
+    return uriReadings(name).every((u) => passes(filter, u));
   }
 
   /** The request in the upstream's terms and how to rewrite its answer; undefined when it needs neither. */

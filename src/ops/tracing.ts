@@ -50,7 +50,14 @@ const REQUEST = createContextKey('mcp-gateway request');
  */
 const CONTEXT_LIMITS: Readonly<Record<string, number>> = { traceparent: 256, tracestate: 512, baggage: 8192 };
 
-/** Reads trace-context keys from headers or a `_meta` object: strings only, within the limits. */
+/**
+ * What a trace-context value may hold: W3C's are ASCII. A `_meta` string may hold anything, and
+ * the baggage propagator keeps an entry's metadata as it came into the header it writes upstream,
+ * where CR, LF or a character beyond Latin-1 made undici refuse the whole exchange.
+ */
+const CONTEXT_CHARS = /^[\t\x20-\x7e]*$/;
+
+/** Reads trace-context keys from headers or a `_meta` object: ASCII strings only, within the limits. */
 const CALLER_CONTEXT: TextMapGetter<Record<string, unknown>> = {
   keys: (carrier) => Object.keys(carrier).filter((k) => k in CONTEXT_LIMITS),
   get: (carrier, key) => {
@@ -58,7 +65,7 @@ const CALLER_CONTEXT: TextMapGetter<Record<string, unknown>> = {
     if (limit === undefined) return undefined;
     const raw = carrier[key];
     const value = Array.isArray(raw) ? raw[0] : raw;
-    return typeof value === 'string' && value.length <= limit ? value : undefined;
+    return typeof value === 'string' && value.length <= limit && CONTEXT_CHARS.test(value) ? value : undefined;
   },
 };
 

@@ -8,7 +8,14 @@ import { GatewayError } from '../errors.ts';
  * every byte it does not rewrite exactly as it came.
  */
 
-const EVENT_END = /\r?\n\r?\n/;
+/**
+ * A blank line: two line ends, each CRLF, LF or CR (a CR not followed by LF: one cut at a chunk's
+ * end is taken for a whole line end, as the hub's reader takes it; an LF that follows in the next
+ * chunk is then an empty line, which ends nothing).
+ */
+const LINE_END = String.raw`(?:\r\n|\r(?!\n)|\n)`;
+const EVENT_END = new RegExp(LINE_END + LINE_END);
+const LINE_SPLIT = /\r\n|\r|\n/;
 
 /**
  * The largest SSE event the gateway reads from an upstream, as for a JSON answer (16 MiB of
@@ -49,6 +56,7 @@ export class SseSplitter {
   #size = 0;
   /** Its last characters, where a terminator may have begun (one is at most 4 characters). */
   #tail = '';
+  #first = true;
 
   /**
    * Calls `onEvent` for each complete event in what arrived so far (`end` is its blank-line
@@ -56,6 +64,11 @@ export class SseSplitter {
    */
   push(chunk: Buffer | string, onEvent: (event: string, end: string) => void): void {
     let text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk);
+    // A BOM first is dropped, as the hub's reader drops it (else its first line is no `data:` line here, and is one there).
+    if (this.#first && text.length > 0) {
+      this.#first = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
     for (;;) {
       const m = EVENT_END.exec(this.#tail + text);
       if (!m) break;
@@ -94,15 +107,20 @@ export class SseSplitter {
   }
 }
 
-/** One event's `data:` lines joined (undefined when it has none) and its other lines. */
+/**
+ * One event's `data` lines joined (undefined when it has none) and its other lines. Joined
+ * without line ends, as the hub relays an event's data (src/events/producer.ts): a message cut
+ * inside a JSON string must read here as the client will get it.
+ */
 export function sseFields(event: string): { data: string | undefined; other: string[] } {
   const data: string[] = [];
   const other: string[] = [];
-  for (const l of event.split(/\r?\n/)) {
+  for (const l of event.split(LINE_SPLIT)) {
     if (l.startsWith('data:')) data.push(l.slice(l.charCodeAt(5) === 32 ? 6 : 5));
+    else if (l === 'data') data.push('');
     else other.push(l);
   }
-  return { data: data.length === 0 ? undefined : data.join('\n'), other };
+  return { data: data.length === 0 ? undefined : data.join(''), other };
 }
 
 /** The JSON value an event's data carries; undefined when it has no data or the data is not JSON. */
@@ -128,17 +146,24 @@ export interface SseEventSink {
   sseRetry(ms: number): void;
 }
 
+/**
+ * The longest upstream event id kept (a longer one is ignored, as one holding NUL is): the id is
+ * stored with every event after it until the next id, so one long id would make each small
+ * event of a hostile upstream an append of up to MAX_EVENT_CHARS to the event log.
+ */
+export const MAX_ID_CHARS = 1024;
+
 const LF = 10;
 const SPACE = 32;
 const COLON = 58;
 
 /**
  * The SSE events of an upstream stream, out of its bytes in any chunking, as the hub reads every
- * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL is
- * ignored; comments, `event` and unknown fields are skipped; a BOM first is dropped. One object
- * per stream holds the line and event under way and the bytes of a UTF-8 character split across
- * chunks (an idle stream holds nothing else). `push` is false once the event under way passed
- * `max` characters: the stream is to be given up, nothing more pushed.
+ * stream it relays: lines end with CRLF, LF or CR; `data` lines join with '\n'; `id` holding NUL
+ * or longer than MAX_ID_CHARS is ignored; comments, `event` and unknown fields are skipped; a BOM
+ * first is dropped. One object per stream holds the line and event under way and the bytes of a
+ * UTF-8 character split across chunks (an idle stream holds nothing else). `push` is false once
+ * the event under way passed `max` characters: the stream is to be given up, nothing more pushed.
  */
 export class SseEventReader {
   readonly #sink: SseEventSink;
@@ -217,8 +242,9 @@ export class SseEventReader {
       return;
     }
     if (text.charCodeAt(start) === COLON) return;
-    let colon = text.indexOf(':', start);
-    if (colon === -1 || colon > end) colon = end;
+    // Looked for within the line only: indexOf would search on to the chunk's end for each line without one (quadratic).
+    let colon = start;
+    while (colon < end && text.charCodeAt(colon) !== COLON) colon++;
     const name = text.slice(start, colon);
     let from = colon + 1;
     if (from < end && text.charCodeAt(from) === SPACE) from++;
@@ -226,7 +252,7 @@ export class SseEventReader {
     if (name === 'data') {
       this.#data = this.#dataLines++ === 0 ? value : `${this.#data}\n${value}`;
     } else if (name === 'id') {
-      if (!value.includes('\0')) this.#id = value;
+      if (value.length <= MAX_ID_CHARS && !value.includes('\0')) this.#id = value;
     } else if (name === 'retry' && /^\d+$/.test(value)) {
       this.#sink.sseRetry(Number(value));
     }

@@ -151,6 +151,26 @@ export function canonicalUri(uri: string): string {
   }
 }
 
+/**
+ * The other URIs an upstream may take `uri` for: as a URL parser reads it, and with its percent
+ * escapes decoded first (a server that serves paths decodes them: `file:///%73ecret/x`,
+ * `file:///public/..%2Fsecret/x` are `file:///secret/x` to it). A name filter must pass each.
+ */
+export function uriReadings(uri: string): string[] {
+  const canonical = canonicalUri(uri);
+  const decoded = uri.replace(/(?:%[0-9a-fA-F]{2})+/g, decodeEscapes);
+  return [...new Set([canonical, decoded, canonicalUri(decoded)])].filter((u) => u !== uri);
+}
+
+function decodeEscapes(escapes: string): string {
+  try {
+    return decodeURIComponent(escapes);
+  } catch {
+    // Not UTF-8: each byte as the Latin-1 character it is (still no escape left to hide behind).
+    return escapes.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  }
+}
+
 /** A name that cannot exist upstream, for an item the caller may not know. */
 function standIn(kind: ItemKind): string {
   const stand = `mcpgw-hidden-${randomBytes(9).toString('hex')}`;

@@ -12,6 +12,7 @@ import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { until } from '../helpers/streams.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
 import { postSse, readSse } from '../helpers/sse.ts';
+import { startRecordingUpstream } from '../helpers/recording-upstream.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 /**
@@ -362,6 +363,24 @@ describe("curation: the upstream's list_changed still flows, and the next list i
       assert.ok(!after.includes('secret_keys'), 'a new tool curation excludes is not');
     } finally {
       await close();
+    }
+  });
+});
+
+describe('curation of resources: percent escapes', () => {
+  it('an excluded URI spelled with percent escapes (as a server that serves paths decodes it) never reaches the upstream', async () => {
+    const up = await startRecordingUpstream({ json: true });
+    const gw = await startGateway({ servers: { rec: { upstreams: [{ url: up.url }], curation: { resources: { exclude: ['demo://secret*'] } } } } });
+    try {
+      const sid = await openSession(`${gw.url}/mcp/rec`);
+      for (const uri of ['demo://%73ecret', 'demo://%73%65cret', 'demo://secre%74/x']) {
+        const res = await post(`${gw.url}/mcp/rec`, { jsonrpc: '2.0', id: 3, method: 'resources/read', params: { uri } }, sessionHeaders(sid));
+        assert.equal(res.status, 200, res.text);
+        assert.ok(!up.requests.some((r) => r.body.includes(uri)), `${uri} went upstream as it came`);
+      }
+    } finally {
+      await gw.close();
+      await up.close();
     }
   });
 });

@@ -169,6 +169,23 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
     }
   });
 
+  it('a caller trace context with characters no header may hold (baggage metadata in params._meta: CR LF, beyond Latin-1) is ignored: the call goes upstream and succeeds', async () => {
+    const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    const caller = clientSpan();
+    try {
+      const baggage = 'user=a;note\r\nx-injected: 1,lang=\u4e00';
+      const res = await statelessPost(`${gw.url}/mcp/rec`, 'tools/call', { name: 'echo', arguments: { text: 'bad-baggage' }, _meta: meta({}, { traceparent: caller.traceparent, baggage }) });
+      assert.equal(res.status, 200, res.text);
+      assert.equal(textOf(rpcOf(res).result), 'bad-baggage');
+      const call = upstream.requests.find((r) => r.body.includes('"bad-baggage"'));
+      assert.ok(call);
+      assert.equal(call.headers['x-injected'], undefined);
+      assert.equal(call.headers.baggage, undefined);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('2024-11-05 HTTP+SSE: the POST of the call is the server span, its upstream exchange a child', async () => {
     const gw = await startGateway({ servers: { rec: { upstreams: [{ url: upstream.url }] } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
     const caller = clientSpan();

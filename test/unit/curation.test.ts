@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CurationConfig } from '../../src/config/types.ts';
 import { Curation } from '../../src/curation/curation.ts';
+import { globPattern } from '../../src/config/curation.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { envelope } from '../../src/protocol/jsonrpc.ts';
-import { LISTS } from '../../src/upstream/rewrite.ts';
+import { LISTS, rewriteAnswer } from '../../src/upstream/rewrite.ts';
 
 function curationOf(curation: Record<string, unknown>): CurationConfig {
   const { config } = loadConfig({ document: { servers: { s: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], curation } } }, env: {} });
@@ -98,5 +101,58 @@ describe('Curation', () => {
       { name: 'keep_a', inputSchema: { type: 'object' } },
     ]);
     assert.equal(c.items(LISTS['tools/list']!, [{ name: 'keep_a' }]), undefined, 'a page published as it came');
+  });
+});
+
+describe('curation of an SSE answer', () => {
+  it('filters a list whose stream ends its lines with CR alone, or begins with a BOM (as SSE allows, and as the hub reads and relays it)', async () => {
+    const c = new Curation(curationOf({ tools: { exclude: ['secret'] } }));
+    const plan = c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} })])!;
+    const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'secret', inputSchema: {} }, { name: 'open', inputSchema: {} }] } });
+    for (const [start, end] of [['id: 1', '\r'], ['id: 1', '\r\n'], ['id: 1', '\n'], ['\ufeff', '\n']] as const) {
+      const body = Readable.from([Buffer.from(`${start}${start.startsWith('id') ? end : ''}data: ${answer}${end}${end}`)]);
+      const res = await rewriteAnswer({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
+      let text = '';
+      for await (const chunk of res.body as Readable) text += String(chunk);
+      assert.ok(text.includes('"open"'), JSON.stringify(text));
+      assert.ok(!text.includes('"secret"'), `start ${JSON.stringify(start)}, line end ${JSON.stringify(end)}: ${JSON.stringify(text)}`);
+    }
+  });
+
+  it('filters a list whose data lines cut a JSON string (the hub joins them without the line ends and relays the list)', async () => {
+    const c = new Curation(curationOf({ tools: { exclude: ['secret'] } }));
+    const plan = c.plan([envelope({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} })])!;
+    const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'secret', inputSchema: {} }, { name: 'open', inputSchema: {} }] } });
+    const cut = answer.indexOf('secret') + 3;
+    const body = Readable.from([Buffer.from(`data: ${answer.slice(0, cut)}\ndata:${answer.slice(cut)}\n\n`)]);
+    const res = await rewriteAnswer({ status: 200, headers: { 'content-type': 'text/event-stream' }, body }, plan);
+    let text = '';
+    for await (const chunk of res.body as Readable) text += String(chunk);
+    assert.ok(text.includes('"open"'), JSON.stringify(text));
+    assert.ok(!/sec\n?(data:)?ret/.test(text), JSON.stringify(text));
+  });
+});
+
+describe('name patterns', () => {
+  /** What a `*` pattern meant as a regular expression (the old matcher): the oracle. */
+  const oracle = (glob: string) => new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+
+  it('match as the regular expression did (every pattern and name over a small alphabet)', () => {
+    const words = ['', 'a', 'b', 'ab', 'ba', 'aa', 'aba', 'bab', 'abab', 'a.b', 'a\nb', 'aab'];
+    const globs = ['*', '**', 'a', 'a*', '*a', '*a*', 'a*b', 'a*a', '*ab*', 'a*b*a', '*b*b*', 'ab*ab', 'a**b', '.', 'a.b', '*.*', 'a*a*a'];
+    for (const glob of globs) {
+      const p = globPattern(glob);
+      for (const w of words) assert.equal(p.test(w), oracle(glob).test(w), `${JSON.stringify(glob)} on ${JSON.stringify(w)}`);
+    }
+  });
+
+  it('take linear time on a long name that almost matches (the regular expression backtracked for minutes, the event loop blocked)', () => {
+    // Run apart, so a matcher that hangs is killed instead of hanging the test run.
+    const code = `import { globPattern } from ${JSON.stringify(new URL('../../src/config/curation.ts', import.meta.url).href)};
+      const uri = 'file:///' + '/private/'.repeat(200000);
+      if (globPattern('file:///*/private/*.txt').test(uri) || globPattern('*_*_*_*_x').test('_'.repeat(100000))) process.exit(2);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { timeout: 60_000, encoding: 'utf8' });
+    assert.equal(r.signal, null, 'killed: still matching after a minute');
+    assert.equal(r.status, 0, r.stderr);
   });
 });

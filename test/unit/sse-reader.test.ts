@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createParser } from 'eventsource-parser';
-import { SseEventReader } from '../../src/protocol/sse.ts';
+import { MAX_ID_CHARS, SseEventReader } from '../../src/protocol/sse.ts';
 
 type Seen = (string | number)[];
 
@@ -72,5 +72,28 @@ describe('SseEventReader', () => {
     const fine = read([Buffer.from('data: 12345678\n\ndata: 12345678\n\n')], 10);
     assert.equal(fine.ok, true);
     assert.deepEqual(fine.seen, ['|12345678', '|12345678']);
+  });
+
+  it('ignores an id longer than MAX_ID_CHARS (it is logged with every event after it: one long id would make each small event a long append)', () => {
+    const long = 'i'.repeat(MAX_ID_CHARS + 1);
+    assert.deepEqual(read([Buffer.from(`id: u1\ndata: a\n\nid: ${long}\ndata: b\n\nid: ${'j'.repeat(MAX_ID_CHARS)}\ndata: c\n\n`)]).seen, ['u1|a', '|b', `${'j'.repeat(MAX_ID_CHARS)}|c`]);
+  });
+
+  it('reads a chunk of many lines without a colon in linear time (each line looked for its colon to the chunk\'s end: quadratic)', () => {
+    // Counted, not timed: the characters String#indexOf passes over, in all, to read the chunk.
+    const indexOf = String.prototype.indexOf;
+    let scanned = 0;
+    String.prototype.indexOf = function (this: string, search: string, from?: number): number {
+      const at = indexOf.call(this, search, from);
+      scanned += (at === -1 ? this.length : at) - (from ?? 0);
+      return at;
+    };
+    const chunk = Buffer.from('x\n'.repeat(20_000));
+    try {
+      read([chunk]);
+    } finally {
+      String.prototype.indexOf = indexOf;
+    }
+    assert.ok(scanned <= 4 * chunk.length, `${scanned} characters searched for a chunk of ${chunk.length}`);
   });
 });
