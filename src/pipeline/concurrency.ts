@@ -3,7 +3,8 @@
  * running at once for one caller — the principal, or the holder when auth is off — on this
  * replica. A request's slots are taken synchronously when it enters the chain (no await between
  * the check and the taking) and given back once when its answer is over (src/pipeline/pipeline.ts);
- * each `tools/call` of the tool in a batch takes one. A call past the cap is refused with
+ * each `tools/call` of the tool in a batch takes one; one sent as a notification (no id: nothing
+ * says when it ends) is refused. A call past the cap is refused with
  * MCPGW_ERR_RATE_LIMITED and no Retry-After: when a slot frees depends on the running calls.
  * Memory: one entry per (server, tool, caller) with calls running, deleted at zero.
  */
@@ -40,9 +41,11 @@ export class Concurrency {
     if (!server) return undefined;
     let wanted: Map<string, { cap: number; n: number }> | undefined;
     for (const m of req.messages) {
-      if (m.kind !== 'request') continue;
+      if (m.kind !== 'request' && m.kind !== 'notification') continue;
       const cap = toolLimits(server, m)?.concurrency;
       if (cap === undefined) continue;
+      // Without an id nothing says when it ends: it could run beside the cap, uncounted.
+      if (m.kind === 'notification') throw this.#refused(server.name, `a tools/call of tool "${toolName(m)!}" without an id cannot be counted against its cap of ${cap} calls at once`);
       const key = `${server.name}\n${toolName(m)!}\n${req.holder}`;
       const w = (wanted ??= new Map()).get(key);
       if (w) w.n++;
@@ -51,9 +54,7 @@ export class Concurrency {
     if (!wanted) return undefined;
     for (const [key, { cap, n }] of wanted) {
       if ((this.#running.get(key) ?? 0) + n <= cap) continue;
-      this.#metrics.rateLimit(server.name, 'concurrency');
-      const tool = key.split('\n')[1]!;
-      throw new GatewayError('MCPGW_ERR_RATE_LIMITED', `server "${server.name}": at most ${cap} calls of tool "${tool}" at once per caller; try again once one of yours has finished`);
+      throw this.#refused(server.name, `at most ${cap} calls of tool "${key.split('\n')[1]!}" at once per caller; try again once one of yours has finished`);
     }
     for (const [key, { n }] of wanted) this.#running.set(key, (this.#running.get(key) ?? 0) + n);
     let held = true;
@@ -66,5 +67,10 @@ export class Concurrency {
         else this.#running.delete(key);
       }
     };
+  }
+
+  #refused(server: string, why: string): GatewayError {
+    this.#metrics.rateLimit(server, 'concurrency');
+    return new GatewayError('MCPGW_ERR_RATE_LIMITED', `server "${server}": ${why}`);
   }
 }

@@ -114,16 +114,23 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     await otherFails;
   });
 
-  it('a batch counts each call of the tool', async () => {
+  it('a batch counts each call of the tool; a call sent as a notification is refused', async () => {
     const url = `${gw.url}/mcp/capped`;
     const sid = await openSession(url, '2025-03-26');
     const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 } } });
-    const arrived = up.attempts('tools/call silent');
+    const done = up.done('tools/call silent');
     const res = await post(url, [call(1), call(2), call(3)], sessionHeaders(sid, '2025-03-26'));
     assert.equal(res.status, 429, res.text);
-    assert.equal(up.attempts('tools/call silent'), arrived, 'none of the batch was sent');
+    assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
     const two = await post(url, [call(1), call(2)], sessionHeaders(sid, '2025-03-26'));
     assert.equal(two.status, 200, two.text);
+    assert.equal(up.done('tools/call silent') - done, 2, 'the batch of two ran, none of the batch of three');
+    // A call without an id would run uncounted beside the cap.
+    const arrived = up.attempts('tools/call silent');
+    const { id: _, ...notification } = call(4);
+    const uncounted = await post(url, notification, sessionHeaders(sid, '2025-03-26'));
+    assert.equal(uncounted.status, 429, uncounted.text);
+    assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
   });
 });
 
