@@ -40,7 +40,7 @@ export const ERRORS = {
   MCPGW_ERR_INVALID_TOKEN: { status: 401, rpc: -31013, message: 'The access token is invalid' },
   MCPGW_ERR_INSUFFICIENT_SCOPE: { status: 403, rpc: -31014, message: 'The access token lacks a required scope' },
   MCPGW_ERR_FORBIDDEN: { status: 403, rpc: -31015, message: 'The caller is not allowed to use this server' },
-  MCPGW_ERR_RATE_LIMITED: { status: 429, rpc: -31016, message: 'Rate limit exceeded; retry after the time in Retry-After' },
+  MCPGW_ERR_RATE_LIMITED: { status: 429, rpc: -31016, message: 'Rate limit exceeded' },
   MCPGW_ERR_SESSION_REQUIRED: { status: 400, rpc: -31017, message: 'Mcp-Session-Id header is required' },
   MCPGW_ERR_ALREADY_INITIALIZED: { status: 400, rpc: -31018, message: 'initialize must be sent without Mcp-Session-Id' },
   MCPGW_ERR_NOT_INITIALIZED: { status: 400, rpc: -31019, message: 'The session is not initialized: send initialize first' },

@@ -7,10 +7,11 @@ import { toMs, type Duration } from './duration.ts';
 import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { checkComposition } from './compose.ts';
 import { resolveCuration, type RawCuration } from './curation.ts';
+import { isToolName } from '../protocol/names.ts';
 import { applyEnv } from './env.ts';
 import { publicUrl } from './redact.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
-import { MAX_CACHE_TTL_MS, type AuditConfig, type AuthConfig, type GatewayConfig, type RedisConfig, type ServerConfig, type UpstreamConfig } from './types.ts';
+import { MAX_CACHE_TTL_MS, type AuditConfig, type AuthConfig, type GatewayConfig, type RedisConfig, type RetryConfig, type ServerConfig, type ToolLimits, type UpstreamConfig } from './types.ts';
 import { resolveTelemetry, type RawTelemetry } from './telemetry.ts';
 
 export interface LoadedConfig {
@@ -321,7 +322,7 @@ function resolveListen(listen: RawListen, mode: AuthConfig['mode']): GatewayConf
 type RawRule = { requests: number; per: Duration };
 
 /** Cache, retries, timeouts and rate limits of one server (src/resilience/). */
-function resolveResilience(at: string, s: Record<string, unknown>): Pick<ServerConfig, 'cache' | 'retry' | 'timeout' | 'rateLimit'> {
+function resolveResilience(at: string, s: Record<string, unknown>): Pick<ServerConfig, 'cache' | 'retry' | 'timeout' | 'tools' | 'rateLimit'> {
   const cache = s.cache as { ttl: Duration; perUser: boolean; invalidateOn: Record<string, boolean> } | undefined;
   const retry = s.retry as { attempts: number; backoff: Duration; maxBackoff: Duration; budget: number; minPerSecond: number };
   const timeout = s.timeout as { idle: Duration; max: Duration };
@@ -335,19 +336,19 @@ function resolveResilience(at: string, s: Record<string, unknown>): Pick<ServerC
   const ttlMs = cache ? toMs(cache.ttl, `${at}.cache.ttl`) : 0;
   // Cache versions live a day longer than any entry (src/cache/result-cache.ts).
   if (ttlMs > MAX_CACHE_TTL_MS) throw new ConfigError(`config key ${at}.cache.ttl must be at most 24h`);
-  const idleMs = toMs(timeout.idle, `${at}.timeout.idle`);
-  const maxMs = toMs(timeout.max, `${at}.timeout.max`);
-  if (idleMs <= 0 || maxMs <= 0) throw new ConfigError(`config keys ${at}.timeout.idle and ${at}.timeout.max must be longer than 0`);
+  const serverTimeout = resolveTimeout(at, timeout);
+  const serverRetry: RetryConfig = {
+    attempts: retry.attempts,
+    backoffMs: toMs(retry.backoff, `${at}.retry.backoff`),
+    maxBackoffMs: toMs(retry.maxBackoff, `${at}.retry.maxBackoff`),
+    budget: retry.budget,
+    minPerSecond: retry.minPerSecond,
+  };
   return {
     cache: cache ? { ttlMs, perUser: cache.perUser, invalidateOn: cache.invalidateOn } : undefined,
-    retry: {
-      attempts: retry.attempts,
-      backoffMs: toMs(retry.backoff, `${at}.retry.backoff`),
-      maxBackoffMs: toMs(retry.maxBackoff, `${at}.retry.maxBackoff`),
-      budget: retry.budget,
-      minPerSecond: retry.minPerSecond,
-    },
-    timeout: { idleMs, maxMs },
+    retry: serverRetry,
+    timeout: serverTimeout,
+    tools: Object.fromEntries(Object.entries(s.tools as Record<string, RawToolLimits>).map(([tool, t]) => [tool, resolveTool(`${at}.tools.${tool}`, tool, t, serverTimeout, serverRetry)])),
     rateLimit: limits
       ? {
           principal: rule(limits.principal, `${at}.rateLimit.principal`),
@@ -355,6 +356,32 @@ function resolveResilience(at: string, s: Record<string, unknown>): Pick<ServerC
           tools: Object.fromEntries(Object.entries(limits.tools).map(([tool, r]) => [tool, rule(r, `${at}.rateLimit.tools.${tool}`)!])),
         }
       : undefined,
+  };
+}
+
+type RawToolLimits = { timeout?: { idle?: Duration; max?: Duration }; retry?: { attempts?: number; backoff?: Duration; maxBackoff?: Duration }; concurrency?: number };
+
+function resolveTimeout(at: string, t: { idle: Duration; max: Duration }): ServerConfig['timeout'] {
+  const idleMs = toMs(t.idle, `${at}.timeout.idle`);
+  const maxMs = toMs(t.max, `${at}.timeout.max`);
+  if (idleMs <= 0 || maxMs <= 0) throw new ConfigError(`config keys ${at}.timeout.idle and ${at}.timeout.max must be longer than 0`);
+  return { idleMs, maxMs };
+}
+
+/** `servers.<name>.tools.<tool>`: what it leaves out is the server's (`timeout`, `retry`). */
+function resolveTool(at: string, tool: string, t: RawToolLimits, timeout: ServerConfig['timeout'], retry: RetryConfig): ToolLimits {
+  if (!isToolName(tool)) throw new ConfigError(`config key ${at.slice(0, -tool.length - 1)}: ${JSON.stringify(tool)} is not a valid MCP tool name (A-Z a-z 0-9 _ - ., 1 to 64 characters)`);
+  const idle = t.timeout?.idle;
+  const max = t.timeout?.max;
+  return {
+    timeout: idle === undefined && max === undefined ? timeout : resolveTimeout(at, { idle: idle ?? timeout.idleMs, max: max ?? timeout.maxMs }),
+    retry: {
+      ...retry,
+      attempts: t.retry?.attempts ?? retry.attempts,
+      backoffMs: t.retry?.backoff === undefined ? retry.backoffMs : toMs(t.retry.backoff, `${at}.retry.backoff`),
+      maxBackoffMs: t.retry?.maxBackoff === undefined ? retry.maxBackoffMs : toMs(t.retry.maxBackoff, `${at}.retry.maxBackoff`),
+    },
+    concurrency: t.concurrency,
   };
 }
 

@@ -19,7 +19,7 @@ export interface ReloadPlan {
   readonly removed: readonly string[];
   /** Servers whose upstream side changed (replicas, credentials, pool limits…): a new pool, the old one drained. */
   readonly rebuilt: readonly string[];
-  /** Servers whose policy, cache, retries, time limits or rate limits changed: read per request, nothing to rebuild. */
+  /** Servers whose policy, cache, retries, time limits, per-tool limits or rate limits changed: read per request, nothing to rebuild. */
   readonly changed: readonly string[];
   /** Whether anything at all differs. */
   readonly differs: boolean;
@@ -29,7 +29,7 @@ export interface ReloadPlan {
  * Server keys only the pipeline reads, at request time from the live configuration; any other
  * key (those the upstream pools are built from, and any key added later) rebuilds the pool.
  */
-const PIPELINE_KEYS: ReadonlySet<string> = new Set(['policy', 'cache', 'retry', 'timeout', 'rateLimit', 'era']);
+const PIPELINE_KEYS: ReadonlySet<string> = new Set(['policy', 'cache', 'retry', 'timeout', 'tools', 'rateLimit', 'era']);
 
 export function planReload(running: GatewayConfig, next: GatewayConfig): ReloadPlan {
   const kept: string[] = [];

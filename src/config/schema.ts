@@ -47,6 +47,21 @@ const rateRule = {
   properties: { requests: { type: 'integer', minimum: 1 }, per: duration('1m') },
 } as const;
 
+/** servers.<name>.tools.<tool>: one tool's own limits; what it leaves out is the server's. */
+const toolLimits = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    timeout: { type: 'object', additionalProperties: false, properties: { idle: DURATION_SCHEMA, max: DURATION_SCHEMA } },
+    retry: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { attempts: { type: 'integer', minimum: 1, maximum: 10 }, backoff: DURATION_SCHEMA, maxBackoff: DURATION_SCHEMA },
+    },
+    concurrency: { type: 'integer', minimum: 1, maximum: 10_000 },
+  },
+} as const;
+
 /** curation: names or `*` globs of the items a server publishes (include; default all) and hides (exclude). */
 const globList = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 1024 } } as const;
 const itemFilter = { type: 'object', additionalProperties: false, properties: { include: globList, exclude: globList } } as const;
@@ -419,6 +434,8 @@ export const CONFIG_SCHEMA = {
             default: {},
             properties: { idle: duration('5m'), max: duration('1h') },
           },
+          // Published tool name → its own time limits, retries and per-caller concurrency cap.
+          tools: { type: 'object', default: {}, additionalProperties: toolLimits },
           rateLimit: {
             type: 'object',
             additionalProperties: false,

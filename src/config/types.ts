@@ -118,6 +118,8 @@ export interface ServerConfig {
   readonly cache: ServerCacheConfig | undefined;
   readonly retry: RetryConfig;
   readonly timeout: { readonly idleMs: number; readonly maxMs: number };
+  /** Published tool name → its own limits (`servers.<name>.tools`); a tool not named has the server's. */
+  readonly tools: Readonly<Record<string, ToolLimits>>;
   /** undefined → no limits. */
   readonly rateLimit: RateLimitConfig | undefined;
   /** curation: what is published of the upstream's tools, prompts and resources; undefined → all, as they are. */
@@ -167,6 +169,14 @@ export interface ServerCacheConfig {
   readonly perUser: boolean;
   /** Tool name → whether a call of it empties this server's cache (else: unless annotated readOnlyHint). */
   readonly invalidateOn: Readonly<Record<string, boolean>>;
+}
+
+/** One tool's limits, resolved: what its config leaves out is the server's. */
+export interface ToolLimits {
+  readonly timeout: { readonly idleMs: number; readonly maxMs: number };
+  readonly retry: RetryConfig;
+  /** Calls of the tool one caller may have running at once, per replica; undefined → no cap. */
+  readonly concurrency: number | undefined;
 }
 
 export interface RetryConfig {

@@ -54,7 +54,7 @@ export const RELOAD_OUTCOMES = ['applied', 'unchanged', 'refused'] as const;
 export type ReloadOutcome = (typeof RELOAD_OUTCOMES)[number];
 
 /** Which limit refused a call. */
-export const RATE_LIMIT_SCOPES = ['principal', 'server', 'tool'] as const;
+export const RATE_LIMIT_SCOPES = ['principal', 'server', 'tool', 'concurrency'] as const;
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
 
 /** Redis connections the gateway opens; a new one gets a name here. */

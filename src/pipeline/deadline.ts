@@ -2,7 +2,9 @@
  * The deadline stage: a request's time limit on every door — the server's `timeout.idle` without
  * activity and `timeout.max` in all. Activity is a real event of an SSE answer (progress, other
  * messages; a comment, a keep-alive line or a priming event is not one); a JSON answer has none
- * (one whose bytes drip is held to the idle limit too). A batch's requests share one limit. On expiry the caller gets
+ * (one whose bytes drip is held to the idle limit too). A `tools/call` of a tool with its own
+ * `timeout` (`servers.<name>.tools.<tool>.timeout`) has that one. A batch's requests share one
+ * limit: the shortest idle and the shortest max of its requests'. On expiry the caller gets
  * MCPGW_ERR_UPSTREAM_TIMEOUT as the JSON-RPC answer to each request still unanswered, and the
  * upstream is told to stop: the request's `signal` aborts (closing a 2026-07-28 request is its
  * cancellation) and the door's `cancel` runs (notifications/cancelled).
@@ -15,6 +17,7 @@ import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { Deadline } from '../resilience/deadline.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import type { Door, PipelineRequest } from './request.ts';
+import { toolLimits } from './tools.ts';
 
 export interface TimeoutEvent {
   readonly server: string;
@@ -55,14 +58,19 @@ export class Deadlines {
    * bounded by the transport's own limits: the spawn, `requestTimeout`).
    */
   start(req: PipelineRequest, cancel?: (id: JsonRpcId, reason: string) => void): TimedCall | undefined {
+    const server = this.#config.servers[req.server]!;
     let ids: JsonRpcId[] | undefined;
+    let idleMs = Infinity;
+    let maxMs = Infinity;
     for (const m of req.messages) {
       if (m.kind !== 'request' || m.method === 'subscriptions/listen' || m.method === 'initialize') continue;
       (ids ??= []).push(m.id);
+      const limit = toolLimits(server, m)?.timeout ?? server.timeout;
+      idleMs = Math.min(idleMs, limit.idleMs);
+      maxMs = Math.min(maxMs, limit.maxMs);
     }
     if (!ids) return undefined;
-    const server = this.#config.servers[req.server]!;
-    const call = new TimedCall(this, server.name, server.timeout, req, ids, cancel);
+    const call = new TimedCall(this, server.name, { idleMs, maxMs }, req, ids, cancel);
     this.#live.add(call);
     if (req.session !== undefined && !req.batch) this.#bySession.set(`${req.session} ${idKey(ids[0])}`, call);
     return call;

@@ -12,6 +12,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import type { RateCheck, RateLimiter, RateVerdict } from '../resilience/limiter.ts';
 import type { PipelineRequest } from './request.ts';
+import { toolName } from './tools.ts';
 
 export class Limit {
   readonly #config: GatewayConfig;
@@ -64,11 +65,6 @@ export class Limit {
 /** A request, or a notification with a request's method (notifications are named `notifications/…`). */
 function asksForWork(m: Envelope): boolean {
   return m.kind === 'request' || (m.kind === 'notification' && !m.method!.startsWith('notifications/'));
-}
-
-function toolName(m: Envelope): string | undefined {
-  const name = m.method === 'tools/call' ? m.params?.name : undefined;
-  return typeof name === 'string' ? name : undefined;
 }
 
 function digest(text: string): string {

@@ -4,7 +4,8 @@
  *
  *   limit → cache → breaker → deadline → retry → exchange → taps on the answer's body
  *
- * limit.ts (rate limits), cache.ts (hit, join, capture and store, invalidation), breaker.ts
+ * limit.ts (rate limits) with concurrency.ts (a caller's calls of a tool running at once: slots
+ * taken before anything is awaited, given back when the answer is over), cache.ts (hit, join, capture and store, invalidation), breaker.ts
  * (every replica's breaker open: fail fast), deadline.ts (idle and max time limit, cancellation
  * upstream), retry.ts (safe calls, with a budget); the taps follow the answer's body (activity
  * for the time limit, the result for the cache, notifications that invalidate it). Only `run`
@@ -23,6 +24,7 @@ import type { Admitted } from './admission.ts';
 import { failFast } from './breaker.ts';
 import { CacheStage, type Miss } from './cache.ts';
 import { Deadlines, type Interrupt, type TimedCall, type TimeoutEvent } from './deadline.ts';
+import { Concurrency } from './concurrency.ts';
 import { Limit } from './limit.ts';
 import type { Exchange, PipelineRequest } from './request.ts';
 import { Retry, type RetryEvent } from './retry.ts';
@@ -39,6 +41,7 @@ const ADMITTED = Object.freeze({}) as Admitted;
 export class Pipeline extends EventEmitter<PipelineEventMap> {
   readonly #config: GatewayConfig;
   readonly #limit: Limit;
+  readonly #concurrency: Concurrency;
   readonly #cache: CacheStage;
   readonly #deadlines: Deadlines;
   readonly #retry: Retry;
@@ -49,6 +52,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     super();
     this.#config = opts.config;
     this.#limit = new Limit({ config: opts.config, metrics: opts.metrics, limiter: opts.limiter, prefix: opts.prefix });
+    this.#concurrency = new Concurrency({ config: opts.config, metrics: opts.metrics });
     const onStoreError = (err: unknown) => void this.emit('storeError', { what: 'cache', error: (err as Error)?.message ?? String(err) });
     this.#cache = new CacheStage({ config: opts.config, metrics: opts.metrics, cache: opts.cache, hints: this.hints, onStoreError });
     this.#deadlines = new Deadlines({ config: opts.config, interrupt: opts.interrupt, onTimeout: (e) => void this.emit('timeout', e) });
@@ -60,18 +64,39 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     return this.#deadlines.pending;
   }
 
+  /** Calls of capped tools running now (tests, diagnostics). */
+  get running(): number {
+    return this.#concurrency.running;
+  }
+
   /** Runs the request through the chain to the door's upstream; see the file's comment. */
   async run(req: PipelineRequest, ex: Exchange): Promise<UpstreamResponse> {
     // A reload removed the server while this request was on its way: it is unknown now.
     if (!Object.hasOwn(this.#config.servers, req.server)) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', req.server);
+    // Synchronous: the slots are held before anything is awaited.
+    const release = this.#concurrency.take(req);
+    if (!release) return this.#run(req, ex, undefined);
+    try {
+      return await this.#run(req, ex, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** The chain; `release` gives the request's concurrency slots back once its answer is over. */
+  async #run(req: PipelineRequest, ex: Exchange, release: (() => void) | undefined): Promise<UpstreamResponse> {
     const limited = this.#limit.admit(req);
     if (limited) await limited;
     const server = this.#config.servers[req.server]!;
     const m = !req.batch && req.messages.length === 1 && req.messages[0]!.kind === 'request' ? req.messages[0]! : undefined;
-    if (!m) return this.#passOn(req, server, ex);
+    if (!m) return this.#passOn(req, server, ex, release);
 
     const cached = await this.#cache.lookup(req, server, m);
-    if (cached && 'status' in cached) return cached;
+    if (cached && 'status' in cached) {
+      if (release) this.#afterAnswer(cached, undefined, release);
+      return cached;
+    }
     const miss: Miss | undefined = cached;
     try {
       failFast(server.name, ex.upstream);
@@ -93,6 +118,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     res = this.#cache.capture(res, server, m, miss);
     // After the call, not before: a read racing it then caches under a stamp no one looks for.
     if (invalidates) this.#afterAnswer(res, timed, () => this.#cache.invalidate(server.name, 'all'));
+    if (release) this.#afterAnswer(res, timed, release);
     return this.#cache.watch(server.name, res);
   }
 
@@ -108,7 +134,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
    * A batch, notifications, responses, or no message (GET, DELETE): no cache, no retry; a
    * batch's requests share one time limit, and its tool calls invalidate like single ones.
    */
-  async #passOn(req: PipelineRequest, server: ServerConfig, ex: Exchange): Promise<UpstreamResponse> {
+  async #passOn(req: PipelineRequest, server: ServerConfig, ex: Exchange, release: (() => void) | undefined): Promise<UpstreamResponse> {
     let invalidates = false;
     let requests = false;
     for (const n of req.messages) {
@@ -128,6 +154,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
       throw err;
     }
     if (invalidates) this.#afterAnswer(res, timed, () => this.#cache.invalidate(server.name, 'all'));
+    if (release) this.#afterAnswer(res, timed, release);
     return this.#cache.watch(server.name, res);
   }
 

@@ -2,7 +2,9 @@
  * The retry stage: sends a request, and sends it again while its failure is transient (the
  * upstream never answered it: src/resilience/retry.ts), the call is safe to repeat (a read, or a
  * tool its annotations call read-only or idempotent) and the replica's retry budget allows, with
- * backoff. Anything else is sent once. The time limit's signal ends the waiting.
+ * backoff. Anything else is sent once. A single `tools/call` of a tool with its own `retry`
+ * (`servers.<name>.tools.<tool>.retry`) tries and waits by it; the budget is the replica's. The
+ * time limit's signal ends the waiting.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/types.ts';
@@ -13,6 +15,7 @@ import type { ToolHints } from '../resilience/tool-hints.ts';
 import { drain } from '../upstream/body.ts';
 import type { ClientRequest, UpstreamResponse } from '../upstream/types.ts';
 import type { Exchange, PipelineRequest } from './request.ts';
+import { toolLimits, toolName } from './tools.ts';
 
 export interface RetryEvent {
   readonly server: string;
@@ -38,7 +41,7 @@ export class Retry {
 
   /** Sends `sent` through the door's exchange; `m` is the request when the body holds exactly one. */
   async send(req: PipelineRequest, server: ServerConfig, m: Envelope | undefined, ex: Exchange, sent: ClientRequest): Promise<UpstreamResponse> {
-    const retry = server.retry;
+    const retry = (m && toolLimits(server, m)?.retry) ?? server.retry;
     const budget = m && retry.attempts > 1 && this.#safe(server, m) ? this.#budget(server, req.replica ?? '') : undefined;
     if (!budget) return ex.send(sent);
     budget.deposit();
@@ -71,8 +74,7 @@ export class Retry {
   #safe(server: ServerConfig, m: Envelope): boolean {
     if (SAFE_METHODS.has(m.method!)) return true;
     if (m.method !== 'tools/call') return false;
-    const name = m.params?.name;
-    const hint = this.#hints.get(server.name, typeof name === 'string' ? name : undefined);
+    const hint = this.#hints.get(server.name, toolName(m));
     return hint.readOnly || hint.idempotent;
   }
 

@@ -9,8 +9,15 @@ import { createHash } from 'node:crypto';
  */
 export const MAX_NAME_LENGTH = 64;
 export const NAME_SEPARATOR = '__';
+/** What an MCP tool name may be: `A-Z a-z 0-9 _ - .`, 1 to 64 characters. */
+const TOOL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const HASH_LENGTH = 8;
 const SHORTENED = /-[0-9a-f]{8}$/;
+
+/** Whether `name` is a valid MCP tool name. */
+export function isToolName(name: string): boolean {
+  return TOOL_NAME.test(name);
+}
 
 /** A member's name prefix: its server name with what tool names may not contain made `_`. */
 export function namePrefix(server: string): string {

@@ -117,6 +117,9 @@ describe('config', () => {
     ['credentials on a stdio upstream', { servers: { a: { upstreams: [{ command: 'x', credentials: { valueEnv: 'A' } }] } } }, {}, /servers\.a\.upstreams\[0\]\.credentials is not allowed for a command/],
     ['a cache TTL over a day', { servers: { a: { upstreams: [{ url: 'http://x/' }], cache: { ttl: '25h' } } } }, {}, /servers\.a\.cache\.ttl must be at most 24h/],
     ['a zero time limit', { servers: { a: { upstreams: [{ url: 'http://x/' }], timeout: { idle: 0 } } } }, {}, /servers\.a\.timeout\.idle and servers\.a\.timeout\.max must be longer than 0/],
+    ['a per-tool key for a name no MCP tool can have', { servers: { a: { upstreams: [{ url: 'http://x/' }], tools: { 'bad tool': { concurrency: 1 } } } } }, {}, /servers\.a\.tools: "bad tool" is not a valid MCP tool name/],
+    ['a per-tool zero time limit', { servers: { a: { upstreams: [{ url: 'http://x/' }], tools: { t: { timeout: { max: 0 } } } } } }, {}, /servers\.a\.tools\.t\.timeout\.idle and servers\.a\.tools\.t\.timeout\.max must be longer than 0/],
+    ['a per-tool concurrency of 0', { servers: { a: { upstreams: [{ url: 'http://x/' }], tools: { t: { concurrency: 0 } } } } }, {}, /servers\.a\.tools\.t\.concurrency must be >= 1/],
     ['a rate limit without requests', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { tools: { t: { per: '1m' } } } } } }, {}, /servers\.a\.rateLimit\.tools\.t\.requests is required/],
     ['a rate limit over no time', { servers: { a: { upstreams: [{ url: 'http://x/' }], rateLimit: { server: { requests: 1, per: 0 } } } } }, {}, /servers\.a\.rateLimit\.server\.per must be longer than 0/],
     ['a zero head time limit', { listen: { headersTimeout: 0 } }, {}, /listen\.headersTimeout, listen\.requestTimeout and listen\.keepAliveTimeout must be longer than 0/],
@@ -151,9 +154,21 @@ describe('config', () => {
     assert.deepEqual(api.timeout, { idleMs: 30_000, maxMs: 3_600_000 });
     assert.deepEqual(api.rateLimit, { principal: { requests: 60, periodMs: 60_000 }, server: undefined, tools: { t: { requests: 2, periodMs: 3_600_000 } } });
     const plain = loadConfig({ document: { servers: { b: { upstreams: [{ url: 'http://x/mcp' }] } } }, env: {} }).config.servers.b!;
+    assert.deepEqual(plain.tools, {});
     assert.equal(plain.cache, undefined, 'no cache unless configured');
     assert.equal(plain.rateLimit, undefined);
     assert.deepEqual(config.cache, { maxEntryBytes: 1_048_576, maxEntries: 10_000 });
+  });
+
+  it("resolves a tool's own limits over the server's", () => {
+    const { config } = loadConfig({
+      document: { servers: { api: { upstreams: [{ url: 'http://x/mcp' }], timeout: { idle: '1m', max: '10m' }, tools: { search: { timeout: { idle: '5s' } }, report: { retry: { attempts: 1, maxBackoff: '5s' }, concurrency: 2 } } } } },
+      env: { MCPGW_SERVERS_API_TOOLS: '{"search": {"timeout": {"idle": "5s"}}, "report": {"retry": {"attempts": 1, "maxBackoff": "5s"}, "concurrency": 2}, "export.csv": {"timeout": {"max": "2h"}}}' },
+    });
+    const api = config.servers.api!;
+    assert.deepEqual(api.tools.search, { timeout: { idleMs: 5_000, maxMs: 600_000 }, retry: api.retry, concurrency: undefined });
+    assert.deepEqual(api.tools.report, { timeout: api.timeout, retry: { ...api.retry, attempts: 1, maxBackoffMs: 5_000 }, concurrency: 2 });
+    assert.deepEqual(api.tools['export.csv']!.timeout, { idleMs: 60_000, maxMs: 7_200_000 });
   });
 
   it('resolves auth: issuers, audiences, policy, credentials from file and environment', () => {

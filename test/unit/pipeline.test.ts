@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
+import { Concurrency } from '../../src/pipeline/concurrency.ts';
 import { Deadlines } from '../../src/pipeline/deadline.ts';
 import { Limit } from '../../src/pipeline/limit.ts';
 import type { PipelineRequest } from '../../src/pipeline/request.ts';
@@ -20,6 +21,7 @@ const config = loadConfig({
     servers: {
       limited: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], rateLimit: { tools: { echo: { requests: 2, per: '1m' } } } },
       timed: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], timeout: { idle: '100ms', max: '10s' } },
+      capped: { upstreams: [{ url: 'http://127.0.0.1:1/mcp' }], tools: { echo: { concurrency: 2 } } },
     },
   },
   env: {},
@@ -36,6 +38,30 @@ const request = (server: string, messages: Record<string, unknown>[], door: Pipe
   protocolVersion: '2025-11-25',
 });
 const echo = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: {} } });
+
+describe('concurrency cap', () => {
+  const metrics = () => new Metrics({ defaultMetrics: false, toolLabels: false, toolLabelLimit: 10 });
+  const as = (holder: string, messages: Record<string, unknown>[]) => ({ ...request('capped', messages), holder });
+
+  it('holds slots per caller, refuses past the cap without Retry-After, gives each back once and forgets a caller at zero', () => {
+    const cap = new Concurrency({ config, metrics: metrics() });
+    const first = cap.take(as('a', [echo(1)]))!;
+    const second = cap.take(as('a', [echo(2)]))!;
+    assert.throws(
+      () => cap.take(as('a', [echo(3)])),
+      (err: GatewayError) => err.code === 'MCPGW_ERR_RATE_LIMITED' && err.headers === undefined && /at most 2 calls of tool "echo" at once/.test(err.message),
+    );
+    assert.ok(cap.take(as('b', [echo(1)])), 'another caller has its own cap');
+    first();
+    first();
+    assert.equal(cap.running, 2, 'a second release gives nothing back');
+    const third = cap.take(as('a', [echo(3)]))!;
+    assert.throws(() => cap.take(as('a', [echo(4), echo(5)])), (err: GatewayError) => err.code === 'MCPGW_ERR_RATE_LIMITED', 'a batch takes a slot for each call');
+    second();
+    third();
+    assert.equal(cap.take(as('a', [{ jsonrpc: '2.0', id: 1, method: 'tools/list' }])), undefined, 'other methods are not capped');
+  });
+});
 
 describe('limit stage', () => {
   const limit = new Limit({ config, metrics: new Metrics({ defaultMetrics: false, toolLabels: false, toolLabelLimit: 10 }), limiter: new MemoryRateLimiter(), prefix: '' });

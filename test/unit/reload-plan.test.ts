@@ -29,6 +29,7 @@ describe('reload plan', () => {
     { name: 'a server added', next: withServer('c', { upstreams: [{ url: 'http://127.0.0.1:3003/mcp' }] }), expect: { added: ['c'] } },
     { name: 'a server removed', next: { ...base, servers: { a: base.servers.a } }, expect: { removed: ['b', 'both'] } },
     { name: 'a policy or time limit change keeps the pool', next: withServer('a', { ...base.servers.a, timeout: { idle: '1m' }, cache: { ttl: '1m' } }), expect: { changed: ['a'] } },
+    { name: "a tool's own limits change keeps the pool", next: withServer('a', { ...base.servers.a, tools: { search: { timeout: { idle: '5s' }, concurrency: 2 } } }), expect: { changed: ['a'] } },
     { name: 'a new replica list rebuilds the pool, and the virtual server over it', next: withServer('a', { upstreams: [{ url: 'http://127.0.0.1:3009/mcp' }] }), expect: { rebuilt: ['a', 'both'] } },
     { name: 'a pool limit rebuilds the pool', next: withServer('b', { ...base.servers.b, maxFails: 9 }), expect: { rebuilt: ['b', 'both'] } },
   ];

@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { connectClient, textOf } from '../helpers/client.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
+import { startPolicyUpstream, type PolicyUpstream } from '../helpers/policy-upstream.ts';
+import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
+import { until } from '../helpers/streams.ts';
+
+type Client = Awaited<ReturnType<typeof connectClient>>['client'];
+
+/** Rejects with the gateway code `code` (in the JSON-RPC error's data, or the HTTP error's body). */
+async function failsWith(call: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(call, (err: Error & { data?: unknown }) => {
+    assert.ok(`${err.message} ${JSON.stringify(err.data ?? null)}`.includes(code), `${code} expected, got: ${err.message}`);
+    return true;
+  });
+}
+
+const silent = (client: Client, ms: number) => client.callTool({ name: 'silent', arguments: { ms } });
+
+describe('limits per tool (SDK client, SDK upstream)', () => {
+  let up: PolicyUpstream;
+  let gw: Gateway;
+  const clients: { close: () => Promise<void> }[] = [];
+  const connect = async (server: string) => {
+    const c = await connectClient(`${gw.url}/mcp/${server}`);
+    clients.push(c);
+    return c.client;
+  };
+
+  before(async () => {
+    up = await startPolicyUpstream('session');
+    const upstreams = [{ url: up.url }];
+    gw = await startGateway({
+      servers: {
+        idle: { upstreams, timeout: { idle: '10s', max: '1m' }, tools: { silent: { timeout: { idle: '400ms' } } } },
+        max: { upstreams, timeout: { idle: '10s', max: '1m' }, tools: { ticking: { timeout: { max: '800ms' } } } },
+        // maxFails 0: the failures must not eject the only replica.
+        retry: { upstreams, maxFails: 0, retry: { attempts: 3, backoff: '10ms' }, tools: { limited: { retry: { attempts: 1 } } } },
+        capped: { upstreams, tools: { silent: { concurrency: 2, timeout: { idle: '3s' } } } },
+      },
+    });
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a tool's own idle limit ends its silent call; another tool of the server keeps the server's", async () => {
+    const client = await connect('idle');
+    await failsWith(silent(client, 1_500), 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    // As silent for as long, without progress (no progressToken): the server's 10 s idle limit.
+    assert.equal(textOf(await client.callTool({ name: 'ticking', arguments: { ms: 1_500 } })), 'ticking done');
+  });
+
+  it("a tool's own max limit ends its call despite progress; another tool keeps the server's", async () => {
+    const client = await connect('max');
+    const progress: number[] = [];
+    await failsWith(
+      client.callTool({ name: 'ticking', arguments: { ms: 3_000 } }, undefined, { onprogress: (p) => void progress.push(p.progress) }),
+      'MCPGW_ERR_UPSTREAM_TIMEOUT',
+    );
+    assert.ok(progress.length > 0, 'it made progress, and still ran into its max');
+    assert.equal(textOf(await silent(client, 1_200)), 'silent done');
+  });
+
+  it("a tool's own retry attempts: 1 is sent once while the server retries its other safe tools", async () => {
+    const client = await connect('retry');
+    await client.listTools(); // the gateway learns which tools are read-only
+    const lookups = up.attempts('tools/call lookup');
+    up.fail('tools/call lookup', 1, 503);
+    assert.equal(textOf(await client.callTool({ name: 'lookup', arguments: {} })), 'lookup done');
+    assert.equal(up.attempts('tools/call lookup') - lookups, 2, 'retried after the 503');
+
+    const limited = up.attempts('tools/call limited');
+    up.fail('tools/call limited', 1, 503);
+    // The upstream's 503 reaches the caller: no second try.
+    await assert.rejects(client.callTool({ name: 'limited', arguments: {} }), /overloaded|503/);
+    assert.equal(up.attempts('tools/call limited') - limited, 1, 'not retried');
+  });
+
+  it('a caller runs at most `concurrency` calls of a tool at once; a finished or timed-out call frees its slot', async () => {
+    const client = await connect('capped');
+    const url = `${gw.url}/mcp/capped`;
+    const sid = await openSession(url);
+    const arrived = up.attempts('tools/call silent');
+    const short = silent(client, 600);
+    const long = silent(client, 20_000); // ends by the tool's 3 s idle limit
+    const longFails = failsWith(long, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    await until(() => up.attempts('tools/call silent') - arrived === 2, 'both calls at the upstream');
+
+    // The same caller (auth off: its address), through another session: refused, and never sent.
+    const third = await post(url, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 } } }, sessionHeaders(sid));
+    assert.equal(third.status, 429, third.text);
+    assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
+    assert.match(rpcOf(third).error!.message, /at most 2 calls of tool "silent" at once/);
+    assert.equal(third.headers.get('retry-after'), null, 'no Retry-After: nobody knows when a slot frees');
+    assert.equal(up.attempts('tools/call silent') - arrived, 2);
+    // Other tools of the server are not capped.
+    assert.equal(textOf(await client.callTool({ name: 'lookup', arguments: {} })), 'lookup done');
+
+    assert.equal(textOf(await short), 'silent done');
+    assert.equal(textOf(await silent(client, 10)), 'silent done', 'the finished call gave its slot back');
+
+    const other = silent(client, 20_000);
+    const otherFails = failsWith(other, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    await until(() => up.attempts('tools/call silent') - arrived === 4, 'the next call at the upstream');
+    await failsWith(silent(client, 10), 'MCPGW_ERR_RATE_LIMITED');
+    await longFails;
+    assert.equal(textOf(await silent(client, 10)), 'silent done', 'the timed-out call gave its slot back');
+    await otherFails;
+  });
+
+  it('a batch counts each call of the tool; a call sent as a notification is refused', async () => {
+    const url = `${gw.url}/mcp/capped`;
+    const sid = await openSession(url, '2025-03-26');
+    const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 } } });
+    const done = up.done('tools/call silent');
+    const res = await post(url, [call(1), call(2), call(3)], sessionHeaders(sid, '2025-03-26'));
+    assert.equal(res.status, 429, res.text);
+    assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
+    const two = await post(url, [call(1), call(2)], sessionHeaders(sid, '2025-03-26'));
+    assert.equal(two.status, 200, two.text);
+    assert.equal(up.done('tools/call silent') - done, 2, 'the batch of two ran, none of the batch of three');
+    // A call without an id would run uncounted beside the cap.
+    const arrived = up.attempts('tools/call silent');
+    const { id: _, ...notification } = call(4);
+    const uncounted = await post(url, notification, sessionHeaders(sid, '2025-03-26'));
+    assert.equal(uncounted.status, 429, uncounted.text);
+    assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
+  });
+});
+
+describe('concurrency per caller (auth on)', () => {
+  const AUD = 'urn:mcpgw:test';
+  let issuer: TestIssuer;
+  let up: PolicyUpstream;
+  let gw: Gateway;
+  const clients: { close: () => Promise<void> }[] = [];
+
+  before(async () => {
+    [issuer, up] = await Promise.all([startTestIssuer(), startPolicyUpstream('session')]);
+    gw = await startGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], audience: AUD },
+      servers: { api: { upstreams: [{ url: up.url }], tools: { silent: { concurrency: 1, timeout: { idle: '2s' } } } } },
+    });
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await gw?.close();
+    await Promise.all([issuer?.close(), up?.close()]);
+  });
+
+  it('each caller has its own cap', async () => {
+    const as = async (sub: string) => {
+      const c = await connectClient(`${gw.url}/mcp/api`, { headers: { authorization: `Bearer ${await issuer.sign({ sub, aud: AUD })}` } });
+      clients.push(c);
+      return c.client;
+    };
+    const [alice, bob] = await Promise.all([as('alice'), as('bob')]);
+    const arrived = up.attempts('tools/call silent');
+    const running = failsWith(silent(alice, 20_000), 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    await until(() => up.attempts('tools/call silent') - arrived === 1, "alice's call at the upstream");
+    await failsWith(silent(alice, 10), 'MCPGW_ERR_RATE_LIMITED');
+    assert.equal(textOf(await silent(bob, 10)), 'silent done', "alice's calls do not count against bob");
+    await running;
+  });
+});
