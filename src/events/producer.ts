@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
-import { responseFailure, type AnswerSink } from '../protocol/answers.ts';
+import { parseAnswer, responseFailure, type AnswerSink } from '../protocol/answers.ts';
 import { SseEventReader, tooLarge, type SseEventSink } from '../protocol/sse.ts';
 import type { LoggedEvent, StreamInfo } from './log.ts';
 import type { ProducerHost, Reopen } from './types.ts';
@@ -205,14 +205,8 @@ export class Producer implements SseEventSink {
    * sink when it failed: `answer`, `stray` (a response to no request of this stream) or `other`.
    */
   #noteAnswer(data: string): 'answer' | 'stray' | 'other' {
-    if (!data.includes('"result"') && !data.includes('"error"')) return 'other';
-    let m: { id?: unknown; method?: unknown } | null;
-    try {
-      m = JSON.parse(data) as typeof m;
-    } catch {
-      return 'other'; // not JSON: not an answer
-    }
-    if (m === null || typeof m !== 'object' || m.method !== undefined || m.id === undefined) return 'other';
+    const m = parseAnswer(data)?.response;
+    if (m === undefined) return 'other';
     // An answer to an id this POST did not send, or sent already: the upstream's mistake (or worse).
     // An error with id null (the upstream could not read a request's id) answers no request and
     // cannot pose as one's answer: the client sees it, the requests stay unanswered.

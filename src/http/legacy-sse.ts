@@ -6,7 +6,7 @@ import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { SessionFeed, tailSession } from '../events/session-stream.ts';
 import type { LoggedEvent } from '../events/log.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { responseFailure, textFailure, type AnswerSink } from '../protocol/answers.ts';
+import { parseAnswer, responseFailure, textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { idKey, parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { GATEWAY_ORIGINATED, type GatewayOriginated } from '../pipeline/admission.ts';
 import { sessionExchange } from '../pipeline/exchange.ts';
@@ -526,18 +526,13 @@ interface AnswerStream {
 
 /** Marks a request answered when `data` is its response, and tells the sink when it failed (one parse, only when it can be a response): `answer`, `stray` (a response to no request of this POST) or `other`. */
 function noteAnswer(answer: Pick<AnswerStream, 'unanswered' | 'sink'>, data: string): 'answer' | 'stray' | 'other' {
-  if (!data.includes('"result"') && !data.includes('"error"')) return 'other';
-  let m: { id?: unknown; method?: unknown } | null;
-  try {
-    m = JSON.parse(data) as typeof m;
-  } catch {
-    return 'other'; // not JSON: not an answer
-  }
-  const response = m !== null && typeof m === 'object' && !Array.isArray(m) && m.method === undefined && m.id !== undefined;
+  const parsed = parseAnswer(data);
+  if (parsed === undefined) return 'other';
+  const response = parsed.response;
   // An answer to an id this POST did not send, or sent already: not the client's.
-  if (response && !answer.unanswered.delete(idKey(m!.id))) return 'stray';
+  if (response && !answer.unanswered.delete(idKey(response.id))) return 'stray';
   // accounting: what the client gets is what went into its stream (the same parse says it).
-  const failure = responseFailure(m);
+  const failure = responseFailure(parsed.message);
   if (failure !== undefined) answer.sink.failed(failure);
   return response ? 'answer' : 'other';
 }

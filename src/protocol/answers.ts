@@ -68,6 +68,27 @@ export function responseFailure(message: unknown): string | undefined {
   return result !== null && typeof result === 'object' && result.isError === true ? 'tool_error' : undefined;
 }
 
+/** A JSON-RPC response as a stream's bookkeeping reads it: an id, and no method. */
+export type ParsedResponse = { readonly id: unknown; readonly method?: undefined; readonly error?: unknown };
+
+/**
+ * One upstream message's text, parsed only when it can be a response (it holds `"result"` or
+ * `"error"`): the parsed `message` (whatever it is, for accounting) and, when it is a response,
+ * `response`. Undefined when it cannot be one or is not JSON.
+ */
+export function parseAnswer(text: string): { readonly message: unknown; readonly response: ParsedResponse | undefined } | undefined {
+  if (!text.includes('"result"') && !text.includes('"error"')) return undefined;
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return undefined; // not JSON: not an answer
+  }
+  const m = message as { id?: unknown; method?: unknown } | null;
+  const isResponse = m !== null && typeof m === 'object' && !Array.isArray(m) && m.method === undefined && m.id !== undefined;
+  return { message, response: isResponse ? (m as ParsedResponse) : undefined };
+}
+
 /** True when `text` may hold a failed answer: only then is it worth parsing. */
 export function mayFail(text: string): boolean {
   return text.includes('"error"') || text.includes('"isError"');
