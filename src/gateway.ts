@@ -152,7 +152,7 @@ export class Gateway implements GatewayContext {
       limiter,
       prefix: config.redis?.keyPrefix ?? '',
       cache: new ResultCache(cacheStore, config.redis?.keyPrefix ?? ''),
-      interrupt: (key, error, id) => this.hub.interrupt(key, error, id),
+      interrupt: (key, error, ids) => this.hub.interrupt(key, error, ids),
     });
     this.translator = new Translator(this.#live);
     for (const [name, upstream] of this.#buildUpstreams(config, Object.keys(config.servers))) this.servers.set(name, upstream);

@@ -9,6 +9,7 @@ import { Producer } from './producer.ts';
 import { Resumption, type PreparedResume } from './resume.ts';
 import type { HubEventMap, HubOptions, Reopen } from './types.ts';
 import { ClientWriter } from './writer.ts';
+import type { EventTap } from '../upstream/types.ts';
 
 export type { HubEventMap, HubOptions, PreparedResume, Reopen };
 export type { ResumeOutcome } from './types.ts';
@@ -91,12 +92,13 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * nothing to resume, nothing to log. Returns the stream's key (the pipeline's time limit ends the stream by it, src/pipeline/deadline.ts).
    * accounting: `sink` (a POST stream) is told each failed answer as it goes into the stream, and
    * when the stream is over, whether or not its client is still there to read it.
+   * pipeline: `events` (the request's time limit) is told each event, each answer, and the end.
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string; sink?: AnswerSink | undefined }): string {
+  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string; sink?: AnswerSink | undefined; events?: EventTap | undefined }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests, ...(opts.guard ? { guard: opts.guard } : {}) };
-    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true, opts.sink);
+    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true, opts.sink, opts.events);
     this.own(producer);
     const writer = this.#writer(opts.res, streamId, -1);
     if (opts.kind === 'get') writer.open();
@@ -109,13 +111,13 @@ export class StreamHub extends EventEmitter<HubEventMap> {
 
   /**
    * pipeline: ends a stream produced here, dropping the upstream side, with the gateway's own
-   * error as the answer to request `id` if given (a request timed out); without one, the request
-   * was cancelled. False when the stream is not produced here.
+   * error as the answer to each of requests `ids` if given (they timed out); without one, the
+   * request was cancelled. False when the stream is not produced here.
    */
-  interrupt(key: string, error?: GatewayError, id: JsonRpcId = null): boolean {
+  interrupt(key: string, error?: GatewayError, ids: readonly JsonRpcId[] = [null]): boolean {
     const producer = this.#live.get(key);
     if (!producer) return false;
-    producer.interrupt(error, id);
+    producer.interrupt(error, ids);
     return true;
   }
 

@@ -7,6 +7,7 @@ import type { LoggedEvent, StreamInfo } from './log.ts';
 import type { ProducerHost, Reopen } from './types.ts';
 import type { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
+import type { EventTap } from '../upstream/types.ts';
 import { PollSchedule } from '../upstream/polling.ts';
 
 /** Events read from the log at once when a client is caught up. */
@@ -56,8 +57,10 @@ export class Producer implements SseEventSink {
   #answered = false;
   /** Why the stream ended before its requests were answered, when the gateway ended it. */
   #endedBy: string | undefined;
+  /** pipeline: the request's time limit, told of events, answers and the end (cleared once told the end). */
+  #events: EventTap | undefined;
 
-  constructor(hub: ProducerHost, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink) {
+  constructor(hub: ProducerHost, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink, events?: EventTap) {
     this.hub = hub;
     this.key = key;
     this.streamId = streamId;
@@ -67,6 +70,7 @@ export class Producer implements SseEventSink {
     this.#reopen = reopen;
     this.#infoPending = infoPending;
     this.#sink = sink;
+    this.#events = events;
     this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
   }
 
@@ -159,7 +163,8 @@ export class Producer implements SseEventSink {
     }
     const data = raw.replace(/\n/g, '');
     this.#polls.message();
-    const note = this.#unanswered !== undefined || this.#sink !== undefined ? this.#noteAnswer(data) : 'other';
+    this.#events?.event();
+    const note = this.#unanswered !== undefined || this.#sink !== undefined || this.#events !== undefined ? this.#noteAnswer(data) : 'other';
     // A response to no request of this stream is not the client's (and must not end its call).
     if (note === 'stray') return;
     const answered = note === 'answer' && this.#unanswered?.size === 0;
@@ -213,6 +218,7 @@ export class Producer implements SseEventSink {
     if (m.id === null && 'error' in m && this.#unanswered !== undefined && !this.#unanswered.has('null')) return 'other';
     if (this.#unanswered !== undefined && !this.#unanswered.delete(JSON.stringify(m.id))) return 'stray';
     this.#answered = true;
+    this.#events?.answered(m.id);
     if (this.#sink) {
       const failure = responseFailure(m);
       if (failure !== undefined) this.#sink.failed(failure);
@@ -243,11 +249,12 @@ export class Producer implements SseEventSink {
     this.#ended = true;
     clearTimeout(this.#graceTimer);
     clearTimeout(this.#pollTimer);
+    this.#endEvents();
     this.#enqueue({ seq: ++this.#seq, data: '', upstreamId: this.#lastUpstreamId, hidden: true, end: true });
   }
 
-  /** See StreamHub.interrupt: the upstream stream is dropped, `error` is the last event. */
-  interrupt(error: GatewayError | undefined, id: JsonRpcId): void {
+  /** See StreamHub.interrupt: the upstream stream is dropped, `error` is the last event(s). */
+  interrupt(error: GatewayError | undefined, ids: readonly JsonRpcId[]): void {
     if (this.#ended) return;
     const body = this.#body;
     // Cleared first: the dropped body must not look like a broken stream to resume.
@@ -255,7 +262,7 @@ export class Producer implements SseEventSink {
     if (body) discard(body);
     if (error) {
       this.#sink?.failed(error.code);
-      this.#enqueue({ seq: ++this.#seq, data: errorBody(error, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
+      for (const id of ids) this.#enqueue({ seq: ++this.#seq, data: errorBody(error, id), upstreamId: this.#lastUpstreamId, hidden: false, end: false });
     }
     this.#endedBy = error?.code ?? 'cancelled';
     this.finish();
@@ -267,6 +274,7 @@ export class Producer implements SseEventSink {
     clearTimeout(this.#pollTimer);
     if (this.#body) discard(this.#body);
     this.#endedBy = 'MCPGW_ERR_SHUTTING_DOWN';
+    this.#endEvents();
     this.#settle();
     this.hub.release(this.key, this);
   }
@@ -281,6 +289,12 @@ export class Producer implements SseEventSink {
     this.#sink = undefined;
     const answered = this.#unanswered ? this.#unanswered.size === 0 : this.#answered;
     sink.settled(answered ? undefined : (this.#endedBy ?? 'MCPGW_ERR_STREAM_LOST'));
+  }
+
+  #endEvents(): void {
+    const events = this.#events;
+    this.#events = undefined;
+    events?.ended();
   }
 
   #fail(): void {

@@ -88,8 +88,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       if (session) reply.raw.setHeader('mcp-session-id', session);
       // accounting: a POST stream's answers are read by the hub as it relays them.
       const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
-      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink });
-      // pipeline: the request's time limit follows its stream from here (src/pipeline/deadline.ts).
+      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink, events: res.events });
+      // pipeline: the request's time limit follows its stream from here, told of its events by
+      // the hub (src/pipeline/deadline.ts; every request of this door says so: `relayed`).
       res.onStream?.(key);
       return reply;
     }
@@ -313,7 +314,7 @@ export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
 
 /** The pipeline's view of a request on /mcp/<server> (the session-era door). */
 function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[], batch: boolean, protocolVersion: string): PipelineRequest {
-  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session', headers: request.headers, batch, protocolVersion };
+  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session', headers: request.headers, batch, protocolVersion, relayed: true };
 }
 
 export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {

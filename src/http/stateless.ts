@@ -61,6 +61,8 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     holder: call.holder,
     messages: guard?.messages ?? [message],
     door: 'stateless',
+    // handle() hands an SSE answer to the event hub (src/http/mcp.ts).
+    relayed: true,
     headers: request.headers,
     batch: false,
     protocolVersion: STATELESS_REVISION,
@@ -127,7 +129,7 @@ export async function translatedSessionPost(gw: GatewayContext, upstream: Upstre
   const policy = call.caller && gw.auth?.policy(claims.server);
   const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, messages) : undefined;
   if (guard) call.hidden = guard.hidden;
-  const piped: PipelineRequest = { server: claims.server, principal: call.caller?.id, holder: call.holder, messages: guard?.messages ?? messages, door: 'session', headers, batch, protocolVersion: version, session: claims.id, masked: guard !== undefined && guard.masks.length > 0 };
+  const piped: PipelineRequest = { server: claims.server, principal: call.caller?.id, holder: call.holder, messages: guard?.messages ?? messages, door: 'session', headers, batch, protocolVersion: version, session: claims.id, masked: guard !== undefined && guard.masks.length > 0, relayed: true };
   // pipeline: the chain; on the time limit's expiry the 2026-07-28 call upstream is closed (its cancellation).
   const raw = await gw.pipeline.run(piped, {
     upstream,

@@ -8,6 +8,11 @@
  * MCPGW_ERR_UPSTREAM_TIMEOUT as the JSON-RPC answer to each request still unanswered, and the
  * upstream is told to stop: the request's `signal` aborts (closing a 2026-07-28 request is its
  * cancellation) and the door's `cancel` runs (notifications/cancelled).
+ *
+ * An SSE answer's events are read once: a door that relays it through the event hub (the session
+ * and 2026-07-28 doors, `relayed`) has the hub's producer tell them here as it reads them
+ * (`UpstreamResponse.events`), streams it reopens after an early close included; the other doors'
+ * SSE answers pass a tap (`Activity`) that reads them on the way. A JSON answer is not read here.
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { GatewayConfig } from '../config/types.ts';
@@ -15,7 +20,7 @@ import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../error
 import { idKey } from '../protocol/jsonrpc.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { Deadline } from '../resilience/deadline.ts';
-import type { UpstreamResponse } from '../upstream/types.ts';
+import type { EventTap, UpstreamResponse } from '../upstream/types.ts';
 import type { Door, PipelineRequest } from './request.ts';
 import { toolLimits } from './tools.ts';
 
@@ -28,9 +33,9 @@ export interface TimeoutEvent {
 
 /**
  * Ends a gateway stream that relays an answer (src/events/hub.ts `interrupt`), with `error` as
- * the answer to `id`, or, without one, as cancelled. False when the stream is not produced here.
+ * the answer to each of `ids`, or, without one, as cancelled. False when the stream is not produced here.
  */
-export type Interrupt = (streamKey: string, error?: GatewayError, id?: JsonRpcId) => boolean;
+export type Interrupt = (streamKey: string, error?: GatewayError, ids?: readonly JsonRpcId[]) => boolean;
 
 export class Deadlines {
   readonly #config: GatewayConfig;
@@ -99,8 +104,8 @@ export class Deadlines {
   }
 
   /** @internal */
-  interrupt(key: string, error?: GatewayError, id?: JsonRpcId): boolean {
-    return this.#interrupt(key, error, id);
+  interrupt(key: string, error?: GatewayError, ids?: readonly JsonRpcId[]): boolean {
+    return this.#interrupt(key, error, ids);
   }
 }
 
@@ -117,7 +122,8 @@ export class TimedCall {
   readonly #controller = new AbortController();
   readonly #deadline: Deadline;
   readonly #whenDone: (() => void)[] = [];
-  #body: { readonly source: Readable; readonly activity: Activity } | undefined;
+  /** The answer's body while it is this stage's to cut on expiry: read here (`activity`), or not yet relayed. */
+  #body: { readonly source: Readable; readonly activity: Activity | undefined } | undefined;
   /** The gateway stream that relays the answer, once the hub took it. */
   #streamKey: string | undefined;
   #done = false;
@@ -183,7 +189,7 @@ export class TimedCall {
     this.#ended();
   }
 
-  /** @internal an SSE event of the answer: activity, and maybe the answer to one of the requests. */
+  /** @internal an SSE event of an answer read here (Activity): activity, and maybe the answer to one of the requests. */
   event(event: string): void {
     if (this.#done) return;
     this.#deadline.touch();
@@ -191,8 +197,23 @@ export class TimedCall {
     if (!event.includes('"result"') && !event.includes('"error"')) return;
     const m = sseMessage(event)?.msg as { id?: unknown; method?: unknown } | null | undefined;
     if (!m || typeof m !== 'object' || Array.isArray(m) || m.method !== undefined || m.id === undefined) return;
-    if (this.#unanswered.delete(idKey(m.id)) && this.#unanswered.size === 0) this.finish();
+    this.#answered(m.id);
   }
+
+  #answered(id: unknown): void {
+    if (this.#unanswered.delete(idKey(id)) && this.#unanswered.size === 0) this.finish();
+  }
+
+  /** What the event hub tells of a relayed answer (src/events/producer.ts). */
+  readonly #events: EventTap = {
+    event: () => {
+      if (!this.#done) this.#deadline.touch();
+    },
+    answered: (id) => {
+      if (!this.#done) this.#answered(id);
+    },
+    ended: () => this.finish(),
+  };
 
   /** See Deadlines.cancelledByClient. */
   cancelledByClient(): void {
@@ -208,8 +229,52 @@ export class TimedCall {
       this.finish();
       return res;
     }
-    const sse = res.headers['content-type']?.startsWith('text/event-stream') ?? false;
-    const activity = new Activity(this, sse);
+    if (!res.headers['content-type']?.startsWith('text/event-stream')) return this.#followJson(res, body);
+    if (this.#req.relayed && res.status === 200) return this.#followRelayed(res, body);
+    return this.#followSse(res, body);
+  }
+
+  /**
+   * A JSON answer: its bytes are no progress (one that drips is held to the idle limit too), so
+   * nothing here reads them; the call is over with its body, which expiry cuts with the error.
+   */
+  #followJson(res: UpstreamResponse, body: Readable): UpstreamResponse {
+    this.#body = { source: body, activity: undefined };
+    // One no one reads any more (its reader gave up at the error) must not throw it at the process.
+    body.on('error', ignore);
+    body.once('close', () => {
+      this.#body = undefined;
+      this.finish();
+    });
+    return res;
+  }
+
+  /**
+   * An SSE answer the door hands to the event hub: its producer reads the events and tells them
+   * here (`events`); expiry ends the hub's stream by its key (before the hub has it, the body is cut).
+   */
+  #followRelayed(res: UpstreamResponse, body: Readable): UpstreamResponse {
+    this.#body = { source: body, activity: undefined };
+    body.on('error', ignore);
+    // Let go before the hub took it (the door failed on the way): nothing more to wait for.
+    body.once('close', () => {
+      if (this.#streamKey === undefined) this.finish();
+    });
+    const relayed = res.onStream;
+    return {
+      ...res,
+      events: this.#events,
+      onStream: (key) => {
+        this.#body = undefined;
+        this.#streamKey = key;
+        relayed?.(key);
+      },
+    };
+  }
+
+  /** An SSE answer a door reads itself: a tap reads its events on the way (Activity). */
+  #followSse(res: UpstreamResponse, body: Readable): UpstreamResponse {
+    const activity = new Activity(this);
     this.#body = { source: body, activity };
     // After expiry the source is cut on purpose: its errors (an aborted fetch) are not the answer's.
     body.on('error', (err) => {
@@ -218,9 +283,7 @@ export class TimedCall {
     activity.once('close', () => {
       this.#body = undefined;
       if (!body.destroyed) body.destroy();
-      // An SSE answer relayed by the hub that ended before its answer may be read on (the
-      // upstream has its clients poll, SEP-1699): the limit holds until the hub's stream ends it.
-      if (!sse || this.#streamKey === undefined || this.#unanswered.size === 0) this.finish();
+      this.finish();
     });
     body.pipe(activity);
     const relayed = res.onStream;
@@ -248,13 +311,15 @@ export class TimedCall {
     const unanswered = [...this.#unanswered.values()];
     this.#stage.expired({ server: this.#server, door: this.#req.door, id: unanswered[0] ?? null, reason });
     // The answer first, then the cancellations: whatever they end, the client's answer is on its way.
-    if (this.#body) {
+    if (this.#body?.activity) {
       const { source, activity } = this.#body;
       source.unpipe(activity);
       activity.expire(err, unanswered);
       source.destroy();
+    } else if (this.#body) {
+      this.#body.source.destroy(err);
     } else if (this.#streamKey !== undefined) {
-      this.#stage.interrupt(this.#streamKey, err, unanswered[0] ?? null);
+      this.#stage.interrupt(this.#streamKey, err, unanswered);
     }
     this.#controller.abort(err);
     for (const id of unanswered) this.#cancel?.(id, `gateway timeout (${reason})`);
@@ -263,23 +328,19 @@ export class TimedCall {
 }
 
 /**
- * Passes an answer's body on and tells the call the events of an SSE body (activity, and maybe
- * the answer). On expiry it ends with the error instead.
+ * Passes an SSE answer's body on and tells the call its events (activity, and maybe the answer).
+ * On expiry it ends with the error instead.
  */
 class Activity extends Transform {
   readonly #call: TimedCall;
-  readonly #sse: boolean;
-  #events: SseSplitter | undefined;
+  #events: SseSplitter | undefined = new SseSplitter();
 
-  constructor(call: TimedCall, sse: boolean) {
+  constructor(call: TimedCall) {
     super();
     this.#call = call;
-    this.#sse = sse;
-    this.#events = sse ? new SseSplitter() : undefined;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    // A JSON answer's bytes are no progress (one that drips is held to the idle limit too).
     if (this.#events) {
       try {
         this.#events.push(chunk, (event) => {
@@ -295,7 +356,6 @@ class Activity extends Transform {
 
   expire(err: GatewayError, ids: readonly JsonRpcId[]): void {
     if (this.destroyed || this.writableEnded) return;
-    if (!this.#sse) return void this.destroy(err);
     // The upstream's part is cut where it stands (a partial event is ended first); the error is
     // the stream's last message, once for each request still waiting.
     const cut = this.#events === undefined || this.#events.take().length > 0 ? '\n\n' : '';
@@ -309,6 +369,8 @@ const DATA_LINE = /(?:^|\n)data: ?\S/;
 function isRealEvent(event: string): boolean {
   return DATA_LINE.test(event);
 }
+
+function ignore(): void {}
 
 function dropBody(res: UpstreamResponse): void {
   const body = res.body;

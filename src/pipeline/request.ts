@@ -39,6 +39,11 @@ export interface PipelineRequest {
    * the answer in a way the cache cannot see: never answered from the cache, invalidates nothing.
    */
   readonly masked?: boolean | undefined;
+  /**
+   * The door hands an SSE answer (status 200) to the event hub, whose producer reads its events
+   * and tells the time limit of them (`UpstreamResponse.events`): the pipeline does not read it too.
+   */
+  readonly relayed?: boolean | undefined;
 }
 
 /** What a door supplies: how its upstream is reached. Nothing else of a request is the door's to decide. */

@@ -48,6 +48,21 @@ export interface UpstreamResponse {
   readonly body: Readable | string | null;
   /** pipeline: told the key of the gateway stream when an SSE answer is relayed (src/pipeline/deadline.ts). */
   readonly onStream?: ((streamKey: string) => void) | undefined;
+  /**
+   * pipeline: told of an SSE answer's events by the one that reads them for the client (the
+   * event hub's producer, src/events/producer.ts), so no one parses them a second time.
+   */
+  readonly events?: EventTap | undefined;
+}
+
+/** What the reader of a relayed SSE answer tells the request's time limit (src/pipeline/deadline.ts). */
+export interface EventTap {
+  /** An event with data passed: activity. */
+  event(): void;
+  /** A response to request `id` passed. */
+  answered(id: unknown): void;
+  /** The stream is over: answered, cut, or given up. */
+  ended(): void;
 }
 
 /** Where a new session lives; sealed into the gateway's session id. */

@@ -28,12 +28,15 @@ export interface PollingOptions {
   readonly refuse?: number;
   /** How long a resumption is held open before it is ended again (default 30 ms). */
   readonly holdMs?: number;
+  /** A resumption held open sends a notifications/progress this often (none when undefined). */
+  readonly progressMs?: number;
 }
 
 interface PolledCall {
   readonly id: unknown;
   remaining: number;
   endedAt: number;
+  progress: number;
 }
 
 const TOOLS = [
@@ -78,7 +81,13 @@ export async function startPollingUpstream(opts: PollingOptions = {}): Promise<P
       resumes.push({ lastEventId, afterEndMs: Date.now() - call.endedAt });
       if (opts.refuse) return void res.writeHead(opts.refuse).end();
       stream(res);
-      if (call.remaining !== 0) return void setTimeout(() => end(res, call), hold);
+      if (call.remaining !== 0) {
+        const progress = opts.progressMs === undefined ? undefined : setInterval(() => res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: key, progress: ++call.progress } })}\n\n`), opts.progressMs);
+        return void setTimeout(() => {
+          clearInterval(progress);
+          end(res, call);
+        }, hold);
+      }
       res.write(`id: ${key}.1\nevent: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: call.id, result: { content: [{ type: 'text', text: `polled ${resumes.filter((r) => r.lastEventId.startsWith(key)).length} times` }] } })}\n\n`);
       return;
     }
@@ -97,7 +106,7 @@ export async function startPollingUpstream(opts: PollingOptions = {}): Promise<P
     if (msg.method === 'tools/call' && msg.params?.name === 'now') return json(res, { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'now' }] } });
     if (msg.method === 'tools/call' && msg.params?.name === 'poll') {
       const key = randomUUID();
-      const call: PolledCall = { id: msg.id, remaining: msg.params.arguments?.closes ?? 1, endedAt: 0 };
+      const call: PolledCall = { id: msg.id, remaining: msg.params.arguments?.closes ?? 1, endedAt: 0, progress: 0 };
       calls.set(key, call);
       stream(res);
       res.write(`id: ${key}.0\n${retry}data: \n\n`);

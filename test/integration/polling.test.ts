@@ -93,6 +93,24 @@ describe('SEP-1699: an upstream that ends a request stream before its answer', (
       assert.ok(elapsed >= 900 && elapsed < 5_000, `ended after ${elapsed} ms (timeout.idle 1s)`);
     });
 
+    it('progress on a resumed upstream stream is activity: a long polled call outlives the idle limit', async () => {
+      // Each resumption is held 400 ms with progress every 100 ms; 3 of them with the retry gaps
+      // take ≈ 2 s, twice the 1 s idle limit, while no silence lasts longer than ≈ 300 ms.
+      const chatty = await startPollingUpstream({ retryMs: RETRY_MS, holdMs: 400, progressMs: 100 });
+      const g = await startGateway({ servers: { chatty: { upstreams: [{ url: chatty.url }], era: 'session', timeout: { idle: '1s' } } } });
+      try {
+        const url = `${g.url}/mcp/chatty`;
+        const sid = await openSession(url);
+        const started = Date.now();
+        const res = await within(15_000, post(url, call(9, 3), sessionHeaders(sid)), 'tools/call on chatty');
+        assert.deepEqual(rpcOf(res).result, { content: [{ type: 'text', text: 'polled 3 times' }] }, res.text);
+        assert.ok(Date.now() - started > 1_000, 'the call took longer than the idle limit');
+      } finally {
+        await g.close();
+        await chatty.close();
+      }
+    });
+
     it('gets the answer through a virtual server too (the member is polled at its own event id)', async () => {
       const url = `${gw.url}/mcp/virtual`;
       const sid = await openSession(url);
