@@ -6,7 +6,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter } from '@opentelemetry/sdk-trace';
-import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_RESEND_COUNT, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TelemetryConfig } from '../config/types.ts';
 import type { RedisClient } from '../redis.ts';
 import type { JsonRpcId } from '../errors.ts';
@@ -109,13 +109,15 @@ export class Tracing implements ExchangeTracer {
     return new RequestTrace(this, call, headers, server, client, started);
   }
 
-  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[]): ExchangeSpan | undefined {
+  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[], resendCount?: number): ExchangeSpan | undefined {
     const request = this.#contexts.active().getValue(REQUEST) as RequestTrace | undefined;
     if (!request) return undefined;
     const parent = request.context();
     const first = messages.length === 1 ? messages[0] : undefined;
     const attributes: Attributes = { [SERVER]: server, [REPLICA]: replica, [ATTR_NETWORK_TRANSPORT]: transport === 'stdio' ? 'pipe' : 'tcp' };
     if (method) attributes[ATTR_HTTP_REQUEST_METHOD] = method;
+    // A retry's resend (src/pipeline/retry.ts): the conventions' attribute, set on resends only, from 1.
+    if (resendCount) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resendCount;
     const name = first?.method === undefined ? describeMessages(messages, attributes) || method || 'exchange' : messageAttributes(first, attributes);
     const span = this.#tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
     const carrier: Record<string, string> = {};

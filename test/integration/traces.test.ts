@@ -10,8 +10,9 @@ import { connectLegacyClient } from '../helpers/legacy.ts';
 import { META_UPSTREAM } from '../helpers/meta-upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
 import { freePort } from '../helpers/ports.ts';
-import { rpcOf } from '../helpers/raw.ts';
+import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startRedis } from '../helpers/redis.ts';
+import { startScriptedUpstream } from '../helpers/scripted-upstream.ts';
 import { startRecordingSseUpstream } from '../helpers/recording-sse-upstream.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { until } from '../helpers/streams.ts';
@@ -226,6 +227,34 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
       await client.close();
       await gw.close();
       await redis.stop();
+    }
+  });
+
+  it('a retried read: each try is its own upstream CLIENT span, the resends numbered by http.request.resend_count', async () => {
+    const scripted = await startScriptedUpstream();
+    const gw = await startGateway({ servers: { api: { upstreams: [{ url: scripted.url }], maxFails: 0, retry: { backoff: '10ms' } } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    try {
+      const url = `${gw.url}/mcp/api`;
+      const sid = await openSession(url);
+      scripted.fail('resources/read res://doc', 2, 'status');
+      const caller = clientSpan();
+      const res = await post(url, { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'res://doc' } }, { ...sessionHeaders(sid), traceparent: caller.traceparent });
+      assert.equal(res.status, 200, res.text);
+      const server = () => receiver.spans.find((s) => s.traceId === caller.traceId && s.kind === SERVER_KIND);
+      const tries = () => receiver.spans.filter((s) => s.kind === CLIENT_KIND && s.parentSpanId === server()?.spanId && s.attributes['mcpgw.replica'] === scripted.url);
+      await until(() => tries().length === 3, 'three upstream spans');
+      const byStart = tries().sort((a, b) => Number(BigInt(a.startTimeUnixNano) - BigInt(b.startTimeUnixNano)));
+      assert.deepEqual(
+        byStart.map((s) => [s.attributes['http.request.resend_count'], s.attributes['http.response.status_code']]),
+        [
+          [undefined, 503],
+          [1, 503],
+          [2, 200],
+        ],
+      );
+    } finally {
+      await gw.close();
+      await scripted.close();
     }
   });
 
