@@ -126,7 +126,8 @@ export class Gateway implements GatewayContext {
       // legacy: where 2024-11-05 sessions live upstream.
       this.legacyRoutes = new RedisRouteStore(client, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
-      eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
+      // traces: its writes for a stream are spans of the request the stream answers.
+      eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs, tracer: tracing });
       cacheStore = new RedisCacheStore(client);
       limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.pipeline.emit('storeError', { what: 'rateLimit', error: err.message }));
     } else {
@@ -143,7 +144,7 @@ export class Gateway implements GatewayContext {
       maxBuffer: config.events.maxBuffer,
       detachedGraceMs: config.events.detachedGraceMs,
       endedTtlMs: config.events.endedTtlMs,
-    });
+    }, tracing);
     // These read the configuration per request: given the live view, they follow a reload.
     // (The result cache is always there: a reload may turn caching on for a server.)
     this.pipeline = new Pipeline({

@@ -7,6 +7,7 @@ import type { AnswerSink } from '../protocol/answers.ts';
 import { streamKey, type EventLog, type StreamInfo } from './log.ts';
 import { Producer } from './producer.ts';
 import { Resumption, type PreparedResume } from './resume.ts';
+import type { EventTracer } from './tracing.ts';
 import type { HubEventMap, HubOptions, Reopen } from './types.ts';
 import { ClientWriter } from './writer.ts';
 
@@ -27,6 +28,7 @@ const NODE_TTL_MS = 3_000;
 export class StreamHub extends EventEmitter<HubEventMap> {
   readonly log: EventLog;
   readonly opts: HubOptions;
+  readonly tracer: EventTracer | undefined;
   readonly #live = new Map<string, Producer>();
   /** Each session's standalone (GET) stream produced here, for a client that reconnects without Last-Event-ID. */
   readonly #liveGet = new Map<string, Producer>();
@@ -38,10 +40,12 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   #streamCount = 0;
   readonly #resumption = new Resumption(this);
 
-  constructor(log: EventLog, opts: HubOptions) {
+  /** `tracer`: traces, when on (src/events/tracing.ts). */
+  constructor(log: EventLog, opts: HubOptions, tracer?: EventTracer) {
     super();
     this.log = log;
     this.opts = opts;
+    this.tracer = tracer;
     const beat = () => void this.log.heartbeat(opts.node, NODE_TTL_MS).catch(() => {});
     beat();
     this.#timers.push(setInterval(beat, HEARTBEAT_MS));

@@ -4,6 +4,7 @@ import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { parseAnswer, responseFailure, type AnswerSink } from '../protocol/answers.ts';
 import { SseEventReader, tooLarge, type SseEventSink } from '../protocol/sse.ts';
 import type { LoggedEvent, StreamInfo } from './log.ts';
+import type { TracedRequest } from './tracing.ts';
 import type { ProducerHost, Reopen } from './types.ts';
 import type { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -56,6 +57,8 @@ export class Producer implements SseEventSink {
   #answered = false;
   /** Why the stream ended before its requests were answered, when the gateway ended it. */
   #endedBy: string | undefined;
+  /** traces: the request the stream was opened for (its log writes are that request's spans); undefined when off. */
+  readonly #trace: TracedRequest | undefined;
 
   constructor(hub: ProducerHost, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink) {
     this.hub = hub;
@@ -67,6 +70,7 @@ export class Producer implements SseEventSink {
     this.#reopen = reopen;
     this.#infoPending = infoPending;
     this.#sink = sink;
+    this.#trace = hub.tracer?.current();
     this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
   }
 
@@ -341,7 +345,7 @@ export class Producer implements SseEventSink {
         try {
           // A POST stream whose end goes to a connected client is kept only briefly.
           const ended = this.info.kind === 'post' && this.#subscribers.size > 0 && batch.at(-1)!.end;
-          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined, ended ? this.hub.opts.endedTtlMs : undefined);
+          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined, ended ? this.hub.opts.endedTtlMs : undefined, this.#trace);
           this.#infoPending = false;
           this.hub.emit('append', { seconds: (performance.now() - started) / 1000, events: batch.length });
         } catch (err) {

@@ -3,6 +3,7 @@ import { GatewayError } from '../errors.ts';
 import { streamKey, type LoggedEvent, type StreamInfo } from './log.ts';
 import { Producer, REPLAY_PAGE } from './producer.ts';
 import type { ProducerHost, Reopen, ResumeOutcome } from './types.ts';
+import type { EventSpan } from './tracing.ts';
 import type { ClientWriter } from './writer.ts';
 
 const FOLLOW_BLOCK_MS = 1_000;
@@ -70,26 +71,36 @@ export class Resumption {
     const hub = this.#hub;
     const writer = hub.writer(res, prepared.streamId, prepared.seq);
     writer.open();
+    // traces: the replay from the log, until the client caught up (undefined when off).
+    const span = hub.tracer?.replay();
     const local = hub.producer(prepared.key);
     if (local) {
-      void local.attach(writer).then((evicted) => hub.emit('resume', { outcome: evicted ? 'evicted' : 'hit' }));
+      void local.attach(writer).then((evicted) => {
+        if (span) endReplay(span, prepared.seq, writer, evicted ? 'evicted' : 'hit');
+        hub.emit('resume', { outcome: evicted ? 'evicted' : 'hit' });
+      });
       return;
     }
-    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page);
+    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page, span);
   }
 
-  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen, page: LoggedEvent[] | undefined): Promise<void> {
+  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen, page: LoggedEvent[] | undefined, span: EventSpan | undefined): Promise<void> {
     const hub = this.#hub;
     let follower;
     let outcome: ResumeOutcome = 'hit';
+    const from = writer.lastSeq;
     try {
       // Replay what the log holds after the client's position (its first page may be read already).
       for (let first = page; ; first = undefined) {
         const events = first ?? (await hub.log.read(key, writer.lastSeq, REPLAY_PAGE));
         if (await writer.replay(events)) outcome = 'evicted';
-        if (writer.done) return void hub.emit('resume', { outcome });
+        if (writer.done) {
+          if (span) endReplay(span, from, writer, outcome);
+          return void hub.emit('resume', { outcome });
+        }
         if (events.length < REPLAY_PAGE) break;
       }
+      if (span) endReplay(span, from, writer, outcome);
       // Then follow the producer, wherever it is, until the stream ends.
       follower = hub.log.follower(key);
       while (!writer.done && !hub.closed) {
@@ -116,6 +127,7 @@ export class Resumption {
       writer.end();
     } catch (err) {
       // The log failed mid-resume: end the response; the client resumes again.
+      span?.end('MCPGW_ERR_EVENTS_GONE');
       hub.emit('resume', { outcome: 'miss' });
       hub.emit('resumeFailed', { key, error: (err as Error).message });
       writer.end();
@@ -140,4 +152,11 @@ export class Resumption {
     await producer.attach(writer);
     await producer.continueUpstream();
   }
+}
+
+/** traces: a replay is over: how far it took the client (log entries, hidden ones included) and how it went. */
+function endReplay(span: EventSpan, from: number, writer: ClientWriter, outcome: ResumeOutcome): void {
+  span.set('mcpgw.replay.entries', Math.max(0, writer.lastSeq - from));
+  span.set('mcpgw.resume.outcome', outcome);
+  span.end();
 }

@@ -13,6 +13,7 @@ import type { JsonRpcId } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
+import type { EventSpan, EventTracer, TracedRequest } from '../events/tracing.ts';
 import type { ExchangeSpan, ExchangeTracer } from '../upstream/tracing.ts';
 import { methodLabel } from './metrics.ts';
 import { clip } from './requests.ts';
@@ -40,6 +41,8 @@ const REPLICA = 'mcpgw.replica';
 const PRINCIPAL = 'mcpgw.principal.hash';
 const OUTCOME = 'mcpgw.outcome';
 const RESUMED = 'mcpgw.resumed';
+const LOG_EVENTS = 'mcpgw.event_log.events';
+const LOG_STREAMS = 'mcpgw.event_log.streams';
 
 /** The request an async context serves: set around a door's steps (RequestTrace.run). */
 const REQUEST = createContextKey('mcp-gateway request');
@@ -79,7 +82,7 @@ export interface TracedCall {
   readonly messages?: readonly Envelope[] | undefined;
 }
 
-export class Tracing implements ExchangeTracer {
+export class Tracing implements ExchangeTracer, EventTracer {
   readonly #provider: TracerProvider;
   readonly #tracer: Tracer;
   readonly #contexts = new AsyncLocalStorageContextManager();
@@ -149,6 +152,30 @@ export class Tracing implements ExchangeTracer {
     };
   }
 
+  current(): RequestTrace | undefined {
+    return this.#contexts.active().getValue(REQUEST) as RequestTrace | undefined;
+  }
+
+  /**
+   * One pipeline of event-log writes: named as the database conventions name a batch of mixed
+   * commands (`BATCH`), a child of the first request it writes for, linked to the others.
+   */
+  logWrite(requests: readonly TracedRequest[], events: number, streams: number): EventSpan {
+    const [first, ...others] = requests as readonly RequestTrace[];
+    const links: Link[] = others.map((r) => ({ context: trace.getSpanContext(r.context())! }));
+    const attributes: Attributes = { [ATTR_DB_SYSTEM_NAME]: 'redis', [ATTR_DB_OPERATION_NAME]: 'BATCH', [LOG_EVENTS]: events, [LOG_STREAMS]: streams };
+    return new Exchange(this.#tracer.startSpan('BATCH', { kind: SpanKind.CLIENT, attributes, links }, first!.context()), {});
+  }
+
+  replay(): EventSpan | undefined {
+    const request = this.current();
+    return request && new Exchange(this.#tracer.startSpan('replay', { kind: SpanKind.INTERNAL }, request.context()), {});
+  }
+
+  outside<R>(fn: () => R): R {
+    return this.#contexts.with(ROOT_CONTEXT, fn);
+  }
+
   /** Exports what is pending and stops; spans ended later are dropped. */
   async shutdown(): Promise<void> {
     this.#contexts.disable();
@@ -181,7 +208,8 @@ export class Tracing implements ExchangeTracer {
  * exchange, a log line) or when the request is accounted — by then the body has been read, so a
  * parent in `params._meta` is known — with the request's arrival as its start time.
  */
-export class RequestTrace {
+export class RequestTrace implements TracedRequest {
+  readonly traced = true;
   readonly #tracing: Tracing;
   // Let go once the span ended: a context outlives its request in whatever async work the request
   // started (a stdio child's handlers, a timer), and must not keep its messages alive.
@@ -259,7 +287,7 @@ export class RequestTrace {
   }
 }
 
-class Exchange implements ExchangeSpan {
+class Exchange implements ExchangeSpan, EventSpan {
   readonly context: Readonly<Record<string, string>>;
   readonly #span: Span;
   #ended = false;
@@ -267,6 +295,10 @@ class Exchange implements ExchangeSpan {
   constructor(span: Span, context: Record<string, string>) {
     this.#span = span;
     this.context = context;
+  }
+
+  set(key: string, value: number | string | boolean): void {
+    this.#span.setAttribute(key, value);
   }
 
   end(error?: string, status?: number): void {
