@@ -266,6 +266,8 @@ export class Gateway implements GatewayContext {
       this.servers.set(name, upstream);
     }
     this.#config = config;
+    // What was learnt of an upstream's era is that upstream's: a server whose upstream (or era) changed is asked again.
+    this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     this.#auth = auth;
     if (audit !== this.#audit) this.#audit?.close();
     this.#audit = audit;

@@ -9,8 +9,9 @@ import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
+import { startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
 import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
-import { INIT, openSession, post, sessionHeaders } from '../helpers/raw.ts';
+import { INIT, openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { postSse, readSse, slowCount } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -255,5 +256,39 @@ describe('reload when the file changes (--watch-config)', () => {
     const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) });
     assert.equal(res.status, 404);
     stream.drop();
+  });
+});
+
+describe('reload and what translation learnt of an upstream', () => {
+  let sessionEra: EraServer;
+  let statelessEra: EraServer;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [sessionEra, statelessEra] = await Promise.all([startEraServer('session', 'old-session-era'), startEraServer('stateless', 'new-stateless-era')]);
+    gw = await spawnGateway({ servers: { x: { upstreams: [{ url: sessionEra.url }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([sessionEra?.stop(), statelessEra?.stop()]);
+  });
+
+  /** Which upstream process answered a 2026-07-28 tools/call of `stats` on server x. */
+  const replica = async () => {
+    const res = await statelessPost(`${gw.url}/mcp/x`, 'tools/call', { name: 'stats', arguments: {} });
+    assert.equal(res.status, 200, res.text);
+    const text = (rpcOf(res).result as { content: { text: string }[] }).content[0]!.text;
+    return (JSON.parse(text) as { replica: string }).replica;
+  };
+
+  it("a server whose upstream was replaced is asked its era again (era: auto): the old upstream's answer is not kept", async () => {
+    // Learnt: x speaks the session era (a 2026-07-28 call is translated).
+    assert.equal(await replica(), 'old-session-era');
+    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers: { x: { upstreams: [{ url: statelessEra.url }] } } }));
+    const from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
+    // The new upstream speaks 2026-07-28 only: the call goes to it as it is, not into a session it has not.
+    assert.equal(await replica(), 'new-stateless-era');
   });
 });
