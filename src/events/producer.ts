@@ -22,6 +22,8 @@ export class Producer implements SseEventSink {
   readonly hub: ProducerHost;
   readonly key: string;
   readonly streamId: string;
+  /** The published server the stream belongs to (StreamHub.handOverStandalone). */
+  readonly server: string;
   readonly info: StreamInfo;
   readonly #subscribers = new Set<ClientWriter>();
   readonly #reopen: Reopen;
@@ -60,10 +62,11 @@ export class Producer implements SseEventSink {
   /** traces: the request the stream was opened for (its log writes are that request's spans); undefined when off. */
   readonly #trace: TracedRequest | undefined;
 
-  constructor(hub: ProducerHost, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink) {
+  constructor(hub: ProducerHost, key: string, streamId: string, server: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink) {
     this.hub = hub;
     this.key = key;
     this.streamId = streamId;
+    this.server = server;
     this.info = info;
     this.#seq = seq;
     this.#lastUpstreamId = lastUpstreamId;
@@ -273,6 +276,18 @@ export class Producer implements SseEventSink {
     this.#endedBy = 'MCPGW_ERR_SHUTTING_DOWN';
     this.#settle();
     this.hub.release(this.key, this);
+  }
+
+  /**
+   * See StreamHub.handOverStandalone: production stops here as on shutdown, and the clients'
+   * connections end once what is pending was logged and written (they resume with Last-Event-ID).
+   */
+  handOver(): void {
+    clearTimeout(this.#graceTimer);
+    this.stop();
+    // A flush under way (or scheduled now for what is pending) ends the writers when it is done.
+    if (this.#pending.length > 0) this.#scheduleFlush();
+    else if (!this.#flushing) for (const w of this.#subscribers) w.end();
   }
 
   /**

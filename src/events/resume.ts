@@ -15,6 +15,8 @@ export interface PreparedResume {
   readonly seq: number;
   readonly info: StreamInfo;
   readonly page?: LoggedEvent[];
+  /** The published server the stream belongs to (a reload that replaces its pool hands its standalone streams over). */
+  readonly server: string;
 }
 
 /** What resumption needs of the hub (the StreamHub, src/events/hub.ts). */
@@ -45,7 +47,7 @@ export class Resumption {
    * Checks a `Last-Event-ID` for this session before anything is written: the stream must be
    * known here or in the log. Throws MCPGW_ERR_EVENTS_GONE otherwise.
    */
-  async prepare(session: string, lastEventId: string): Promise<PreparedResume> {
+  async prepare(session: string, lastEventId: string, server: string): Promise<PreparedResume> {
     const hub = this.#hub;
     const dot = lastEventId.lastIndexOf('.');
     const streamId = lastEventId.slice(0, dot);
@@ -63,7 +65,7 @@ export class Resumption {
       hub.emit('resume', { outcome: 'miss' });
       throw new GatewayError('MCPGW_ERR_EVENTS_GONE', hub.log.healthy() ? 'the stream is unknown or expired' : 'the event log is unavailable');
     }
-    return { key, streamId, seq, info, page: opened?.events };
+    return { key, streamId, seq, info, page: opened?.events, server };
   }
 
   /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */
@@ -81,11 +83,12 @@ export class Resumption {
       });
       return;
     }
-    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page, span);
+    void this.#follow(prepared, writer, reopen, span);
   }
 
-  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen, page: LoggedEvent[] | undefined, span: EventSpan | undefined): Promise<void> {
+  async #follow(prepared: PreparedResume, writer: ClientWriter, reopen: Reopen, span: EventSpan | undefined): Promise<void> {
     const hub = this.#hub;
+    const { key, page } = prepared;
     let follower;
     let outcome: ResumeOutcome = 'hit';
     const from = writer.lastSeq;
@@ -118,7 +121,7 @@ export class Resumption {
         if (current.producer === hub.opts.node || !(await hub.log.alive(current.producer))) {
           if (await hub.log.claim(key, current.producer, hub.opts.node)) {
             outcome = 'upstream';
-            await this.#takeover(key, streamId, current, writer, reopen);
+            await this.#takeover(prepared, current, writer, reopen);
             return;
           }
         }
@@ -136,8 +139,9 @@ export class Resumption {
     }
   }
 
-  async #takeover(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
+  async #takeover(prepared: PreparedResume, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
     const hub = this.#hub;
+    const { key, streamId } = prepared;
     const last = await hub.log.last(key);
     if (last?.end) {
       // It ended after all (the end landed between our reads): nothing to take over.
@@ -146,7 +150,7 @@ export class Resumption {
       return;
     }
     const seq = last?.seq ?? 0;
-    const producer = new Producer(hub, key, streamId, { ...info, producer: hub.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
+    const producer = new Producer(hub, key, streamId, prepared.server, { ...info, producer: hub.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
     hub.own(producer);
     hub.emit('resume', { outcome: 'upstream' });
     await producer.attach(writer);

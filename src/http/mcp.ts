@@ -91,7 +91,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       if (session) reply.raw.setHeader('mcp-session-id', session);
       // accounting: a POST stream's answers are read by the hub as it relays them.
       const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
-      const relayed = { session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink };
+      const relayed = { session: stream.sessionId, server: request.params.server, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink };
       // traces: the stream's log writes and upstream reopens are the request's (src/events/tracing.ts).
       const key = call.trace ? call.trace.run(relayStream, gw, relayed) : gw.hub.relay(relayed);
       // pipeline: the request's time limit follows its stream from here (src/pipeline/deadline.ts).
@@ -251,7 +251,7 @@ const onGet: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, request, version) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId, request.params.server), reopen: reopener(gw, call, upstream, claims, request, version) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
@@ -290,5 +291,62 @@ describe('reload and what translation learnt of an upstream', () => {
     assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
     // The new upstream speaks 2026-07-28 only: the call goes to it as it is, not into a session it has not.
     assert.equal(await replica(), 'new-stateless-era');
+  });
+});
+
+describe('reload: the standalone GET streams of a replaced pool', () => {
+  let kept: HttpUpstreamProcess;
+  let added: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [kept, added] = await Promise.all([startDemoUpstream('kept-a'), startDemoUpstream('added-b')]);
+    gw = await spawnGateway({ servers: { api: { upstreams: [{ url: kept.url, name: 'a' }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([kept?.stop(), added?.stop()]);
+  });
+
+  it('are handed over at once: the old pool closes when its call in flight is over (not at timeout.max), the client resumes its GET on the new pool and misses nothing', async () => {
+    const c = await connectClient(`${gw.url}/mcp/api`);
+    try {
+      // Log messages the upstream sends outside any request: they come on the standalone GET stream.
+      const announced: string[] = [];
+      c.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void announced.push(String(n.params.data)));
+      const heard = async (text: string) => {
+        const deadline = Date.now() + 15_000;
+        while (!announced.includes(text) && Date.now() < deadline) await sleep(20);
+        assert.ok(announced.includes(text), `"${text}" came on the GET stream; got ${JSON.stringify(announced)}`);
+      };
+      await c.client.callTool({ name: 'announce', arguments: { text: 'before' } });
+      await heard('before');
+      const progress: number[] = [];
+      const call = c.client.callTool({ name: 'slow_count', arguments: { count: 15, delayMs: 100 } }, undefined, { onprogress: (p) => progress.push(p.progress), timeout: 60_000 });
+      call.catch(() => {});
+      while (progress.length < 2) await sleep(20);
+
+      // The replica list replaced (the session's replica still in it): a new pool.
+      writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers: { api: { upstreams: [{ url: kept.url, name: 'a' }, { url: added.url, name: 'b' }] } } }));
+      const from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['api']);
+      // The default timeout.max is an hour: only the hand-over lets the old pool go this soon.
+      const closed = await nextLog(gw, from, 'replaced upstream pool closed');
+      assert.equal(closed.drained, true, JSON.stringify(closed));
+      assert.equal((await nextLog(gw, from, 'standalone streams handed over')).streams, 1);
+      // The call that ran on the old pool finished there, every step.
+      assert.equal(textOf(await call), 'counted to 15');
+      assert.deepEqual(progress, Array.from({ length: 15 }, (_, i) => i + 1));
+
+      // The client's GET came back with Last-Event-ID and goes on, through the new pool.
+      await c.client.callTool({ name: 'announce', arguments: { text: 'after' } });
+      await heard('after');
+      assert.deepEqual(announced, ['before', 'after'], 'each message once');
+      // It was taken over from the log and the upstream's stream resumed (not a fresh GET).
+      assert.match(await (await fetch(`${gw.metricsUrl}/metrics`)).text(), /^mcp_resume_total\{outcome="upstream"\} [1-9]/m);
+    } finally {
+      await c.close().catch(() => {});
+    }
   });
 });
