@@ -37,6 +37,11 @@ async function nextLog(gw: GatewayProcess, from: number, msg: string): Promise<R
   }
 }
 
+/** Writes a configuration of just `servers` (auth off) to the process's file, spawnGateway's defaults included. */
+function writeServers(gw: GatewayProcess, servers: Record<string, unknown>): void {
+  writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
+}
+
 describe('reload on SIGHUP, on a running gateway process', () => {
   let busy: HttpUpstreamProcess;
   let spare: HttpUpstreamProcess;
@@ -222,8 +227,7 @@ describe('reload when the file changes (--watch-config)', () => {
     await up?.stop();
   });
 
-  const write = (servers: Record<string, unknown>) =>
-    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
+  const write = (servers: Record<string, unknown>) => writeServers(gw, servers);
 
   it('a new file is applied without a signal; a broken one is refused', async () => {
     assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 404);
@@ -285,7 +289,7 @@ describe('reload and what translation learnt of an upstream', () => {
   it("a server whose upstream was replaced is asked its era again (era: auto): the old upstream's answer is not kept", async () => {
     // Learnt: x speaks the session era (a 2026-07-28 call is translated).
     assert.equal(await replica(), 'old-session-era');
-    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers: { x: { upstreams: [{ url: statelessEra.url }] } } }));
+    writeServers(gw, { x: { upstreams: [{ url: statelessEra.url }] } });
     const from = gw.child.output.length;
     gw.child.proc.kill('SIGHUP');
     assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
@@ -327,7 +331,7 @@ describe('reload: the standalone GET streams of a replaced pool', () => {
       while (progress.length < 2) await sleep(20);
 
       // The replica list replaced (the session's replica still in it): a new pool.
-      writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers: { api: { upstreams: [{ url: kept.url, name: 'a' }, { url: added.url, name: 'b' }] } } }));
+      writeServers(gw, { api: { upstreams: [{ url: kept.url, name: 'a' }, { url: added.url, name: 'b' }] } });
       const from = gw.child.output.length;
       gw.child.proc.kill('SIGHUP');
       assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['api']);
