@@ -254,7 +254,12 @@ export class RedisEventLog implements EventLog {
   }
 
   follower(key: string): Follower {
-    return this.#reader.follow(this.#stream(key));
+    const follower = this.#reader.follow(this.#stream(key));
+    const tracer = this.#tracer;
+    if (!tracer) return follower;
+    // traces: the reader's loop is the replica's, shared by every follower; the follower that
+    // starts it must not make it (and its reads, for as long as it runs) a request's.
+    return { next: (afterSeq, blockMs) => tracer.outside(() => follower.next(afterSeq, blockMs)), close: () => follower.close() };
   }
 
   async heartbeat(node: string, ttlMs: number): Promise<void> {
