@@ -275,7 +275,8 @@ export class Gateway implements GatewayContext {
       if (streams > 0) this.log.info({ server: name, streams }, 'standalone streams handed over to the new upstream pool (clients resume them)');
     }
     this.#config = config;
-    // What was learnt of an upstream's era is that upstream's: a server whose upstream (or era) changed is asked again.
+    // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
+    // clients) is that upstream's: a server whose upstream (or era) changed starts afresh.
     this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     this.#auth = auth;
     if (audit !== this.#audit) this.#audit?.close();
@@ -323,10 +324,12 @@ export class Gateway implements GatewayContext {
   /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
   #retire(server: string, upstream: Upstream, withinMs: number): void {
     const idle = () => upstream.replicaStates().every((r) => r.inflight === 0 && r.streams === 0);
-    if (withinMs === 0 || idle()) {
+    if (withinMs === 0) {
       void upstream.close().catch(() => {});
       return;
     }
+    // Idle or not, it is looked at from the next poll on: what the reload itself ends on it (the
+    // upstream sessions translation held, src/translate/session-pool.ts) goes out through it first.
     this.#retired.add(upstream);
     const since = performance.now();
     const close = (drained: boolean) => {

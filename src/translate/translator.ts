@@ -97,14 +97,16 @@ export class Translator {
 
   /**
    * A reload replaced or removed these servers' upstreams (or changed their `era`): what was
-   * learnt of the era they speak is the old upstream's. The next call asks again; a probe still
-   * under way is not kept when it answers.
+   * learnt of the era they speak is the old upstream's, and so are the upstream sessions held for
+   * their 2026-07-28 clients. The next call asks again (a probe still under way is not kept when
+   * it answers) and opens a session on the new upstream; the old sessions end once unused.
    */
-  forget(servers: Iterable<string>): void {
+  forget(servers: readonly string[]): void {
     for (const server of servers) {
       this.#verdicts.delete(server);
       this.#probes.delete(server);
     }
+    this.pool.retire(servers);
   }
 
   /** Ends what it holds: the parked calls, the upstream sessions. */

@@ -296,6 +296,26 @@ describe('reload and what translation learnt of an upstream', () => {
     // The new upstream speaks 2026-07-28 only: the call goes to it as it is, not into a session it has not.
     assert.equal(await replica(), 'new-stateless-era');
   });
+
+  it('the upstream sessions held for 2026-07-28 clients of a replaced upstream are let go: the next call opens one on the new upstream', async () => {
+    const other = await startEraServer('session', 'other-session-era');
+    try {
+      writeServers(gw, { x: { upstreams: [{ url: sessionEra.url }] } });
+      let from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.equal((await nextLog(gw, from, 'configuration reload')).msg, 'configuration reloaded');
+      // Translated: a pooled upstream session on the session-era upstream.
+      assert.equal(await replica(), 'old-session-era');
+      assert.equal(await replica(), 'old-session-era');
+      writeServers(gw, { x: { upstreams: [{ url: other.url }] } });
+      from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
+      assert.equal(await replica(), 'other-session-era');
+    } finally {
+      await other.stop();
+    }
+  });
 });
 
 describe('reload: the standalone GET streams of a replaced pool', () => {
