@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { isDeepStrictEqual } from 'node:util';
 import type { ServerResponse } from 'node:http';
 import { Server as NetServer, type AddressInfo } from 'node:net';
@@ -126,7 +127,8 @@ export class Gateway implements GatewayContext {
       // legacy: where 2024-11-05 sessions live upstream.
       this.legacyRoutes = new RedisRouteStore(client, config.redis.keyPrefix);
       const { ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs } = config.events;
-      eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs });
+      // traces: its writes for a stream are spans of the request the stream answers.
+      eventLog = new RedisEventLog(client, { prefix: config.redis.keyPrefix, ttlMs, maxLength, replicaAcks, replicaAckTimeoutMs, tracer: tracing });
       cacheStore = new RedisCacheStore(client);
       limiter = new RedisRateLimiter(client, new MemoryRateLimiter(), (err) => this.pipeline.emit('storeError', { what: 'rateLimit', error: err.message }));
     } else {
@@ -143,7 +145,7 @@ export class Gateway implements GatewayContext {
       maxBuffer: config.events.maxBuffer,
       detachedGraceMs: config.events.detachedGraceMs,
       endedTtlMs: config.events.endedTtlMs,
-    });
+    }, tracing);
     // These read the configuration per request: given the live view, they follow a reload.
     // (The result cache is always there: a reload may turn caching on for a server.)
     this.pipeline = new Pipeline({
@@ -255,16 +257,27 @@ export class Gateway implements GatewayContext {
       throw err;
     }
     for (const name of plan.removed) {
-      this.#retire(this.servers.get(name)!, 0);
+      this.#retire(name, this.servers.get(name)!, 0);
       this.servers.delete(name);
     }
+    const handOver: string[] = [];
     for (const [name, upstream] of fresh) {
       const old = this.servers.get(name);
       // An HTTP pool's calls in flight end within their server's time limit (timeout.max).
-      if (old) this.#retire(old, old.kind === 'http' ? running.servers[name]!.timeout.maxMs : 0);
+      if (old) this.#retire(name, old, old.kind === 'http' ? running.servers[name]!.timeout.maxMs : 0);
+      if (old?.kind === 'http') handOver.push(name);
       this.servers.set(name, upstream);
     }
+    // Its standalone GET streams would hold the old pool until timeout.max: their clients resume
+    // them with Last-Event-ID, on the new pool (the events are in the log).
+    for (const name of handOver) {
+      const streams = this.hub.handOverStandalone(name);
+      if (streams > 0) this.log.info({ server: name, streams }, 'standalone streams handed over to the new upstream pool (clients resume them)');
+    }
     this.#config = config;
+    // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
+    // clients) is that upstream's: a server whose upstream (or era) changed starts afresh.
+    this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     this.#auth = auth;
     if (audit !== this.#audit) this.#audit?.close();
     this.#audit = audit;
@@ -309,21 +322,25 @@ export class Gateway implements GatewayContext {
   }
 
   /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
-  #retire(upstream: Upstream, withinMs: number): void {
+  #retire(server: string, upstream: Upstream, withinMs: number): void {
     const idle = () => upstream.replicaStates().every((r) => r.inflight === 0 && r.streams === 0);
-    if (withinMs === 0 || idle()) {
+    if (withinMs === 0) {
       void upstream.close().catch(() => {});
       return;
     }
+    // Idle or not, it is looked at from the next poll on: what the reload itself ends on it (the
+    // upstream sessions translation held, src/translate/session-pool.ts) goes out through it first.
     this.#retired.add(upstream);
-    const close = () => {
+    const since = performance.now();
+    const close = (drained: boolean) => {
       clearInterval(poll);
       clearTimeout(cap);
       this.#retired.delete(upstream);
       void upstream.close().catch(() => {});
+      this.log.info({ server, drained, ms: Math.round(performance.now() - since) }, 'replaced upstream pool closed');
     };
-    const poll = setInterval(() => idle() && close(), RETIRE_POLL_MS).unref();
-    const cap = setTimeout(close, withinMs).unref();
+    const poll = setInterval(() => idle() && close(true), RETIRE_POLL_MS).unref();
+    const cap = setTimeout(() => close(false), withinMs).unref();
   }
 
   track(res: ServerResponse, kind: 'request' | 'stream'): void {

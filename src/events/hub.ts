@@ -7,6 +7,7 @@ import type { AnswerSink } from '../protocol/answers.ts';
 import { streamKey, type EventLog, type StreamInfo } from './log.ts';
 import { Producer } from './producer.ts';
 import { Resumption, type PreparedResume } from './resume.ts';
+import type { EventTracer } from './tracing.ts';
 import type { HubEventMap, HubOptions, Reopen } from './types.ts';
 import { ClientWriter } from './writer.ts';
 import type { EventTap } from '../upstream/types.ts';
@@ -28,6 +29,7 @@ const NODE_TTL_MS = 3_000;
 export class StreamHub extends EventEmitter<HubEventMap> {
   readonly log: EventLog;
   readonly opts: HubOptions;
+  readonly tracer: EventTracer | undefined;
   readonly #live = new Map<string, Producer>();
   /** Each session's standalone (GET) stream produced here, for a client that reconnects without Last-Event-ID. */
   readonly #liveGet = new Map<string, Producer>();
@@ -39,10 +41,12 @@ export class StreamHub extends EventEmitter<HubEventMap> {
   #streamCount = 0;
   readonly #resumption = new Resumption(this);
 
-  constructor(log: EventLog, opts: HubOptions) {
+  /** `tracer`: traces, when on (src/events/tracing.ts). */
+  constructor(log: EventLog, opts: HubOptions, tracer?: EventTracer) {
     super();
     this.log = log;
     this.opts = opts;
+    this.tracer = tracer;
     const beat = () => void this.log.heartbeat(opts.node, NODE_TTL_MS).catch(() => {});
     beat();
     this.#timers.push(setInterval(beat, HEARTBEAT_MS));
@@ -94,11 +98,11 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * when the stream is over, whether or not its client is still there to read it.
    * pipeline: `events` (the request's time limit) is told each event, each answer, and the end.
    */
-  relay(opts: { session: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string; sink?: AnswerSink | undefined; events?: EventTap | undefined }): string {
+  relay(opts: { session: string; server: string; kind: StreamInfo['kind']; requests: string; body: Readable; res: ServerResponse; priming: boolean; reopen: Reopen; json?: boolean; guard?: string; sink?: AnswerSink | undefined; events?: EventTap | undefined }): string {
     const streamId = this.#streamPrefix + (this.#streamCount++).toString(36);
     const key = streamKey(opts.session, streamId);
     const info: StreamInfo = { producer: this.opts.node, kind: opts.kind, requests: opts.requests, ...(opts.guard ? { guard: opts.guard } : {}) };
-    const producer = new Producer(this, key, streamId, info, 0, '', opts.reopen, true, opts.sink, opts.events);
+    const producer = new Producer(this, key, streamId, opts.server, info, 0, '', opts.reopen, true, opts.sink, opts.events);
     this.own(producer);
     const writer = this.#writer(opts.res, streamId, -1);
     if (opts.kind === 'get') writer.open();
@@ -145,8 +149,26 @@ export class StreamHub extends EventEmitter<HubEventMap> {
    * Checks a `Last-Event-ID` for this session before anything is written: the stream must be
    * known here or in the log. Throws MCPGW_ERR_EVENTS_GONE otherwise.
    */
-  prepareResume(session: string, lastEventId: string): Promise<PreparedResume> {
-    return this.#resumption.prepare(session, lastEventId);
+  prepareResume(session: string, lastEventId: string, server: string): Promise<PreparedResume> {
+    return this.#resumption.prepare(session, lastEventId, server);
+  }
+
+  /**
+   * A reload replaced `server`'s upstream pool: its standalone (GET) streams produced here let go
+   * of the old pool's upstream stream, and their client connections end cleanly once what was
+   * read is logged and written. The stream itself does not end (no end entry in the log): its
+   * client comes back with Last-Event-ID, and that request takes the stream over on the new pool
+   * (src/events/resume.ts), resuming the upstream's stream where the log left it. The old pool
+   * then closes as soon as its calls in flight are over. Returns how many streams were handed over.
+   */
+  handOverStandalone(server: string): number {
+    let n = 0;
+    for (const producer of [...this.#liveGet.values()]) {
+      if (producer.server !== server || this.#live.get(producer.key) !== producer) continue;
+      producer.handOver();
+      n++;
+    }
+    return n;
   }
 
   /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */

@@ -1,3 +1,5 @@
+import type { TracedRequest } from './tracing.ts';
+
 /**
  * The event log: every SSE event the gateway sends a client, recorded before it is sent, so a
  * client can resume any stream on any replica. One log stream per gateway stream, keyed by
@@ -45,9 +47,10 @@ export interface Follower {
 export interface EventLog {
   /**
    * Appends in order (one round-trip per call); `info` is written with the first batch; `ttlMs`
-   * overrides the retention from now on (a finished stream needs less). Throws if the store is down.
+   * overrides the retention from now on (a finished stream needs less); `trace`: the request the
+   * stream was opened for, whose span the write is a child of when the store is one to trace (Redis). Throws if the store is down.
    */
-  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs?: number): Promise<void>;
+  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs?: number, trace?: TracedRequest): Promise<void>;
   /**
    * legacy: appends after whatever the stream holds, numbering the events itself, atomically, so
    * several replicas may append to one stream (the 2024-11-05 transport's session stream).

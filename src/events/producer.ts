@@ -4,6 +4,7 @@ import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { parseAnswer, responseFailure, type AnswerSink } from '../protocol/answers.ts';
 import { SseEventReader, tooLarge, type SseEventSink } from '../protocol/sse.ts';
 import type { LoggedEvent, StreamInfo } from './log.ts';
+import type { TracedRequest } from './tracing.ts';
 import type { ProducerHost, Reopen } from './types.ts';
 import type { ClientWriter } from './writer.ts';
 import { discard, drain } from '../upstream/body.ts';
@@ -22,6 +23,8 @@ export class Producer implements SseEventSink {
   readonly hub: ProducerHost;
   readonly key: string;
   readonly streamId: string;
+  /** The published server the stream belongs to (StreamHub.handOverStandalone). */
+  readonly server: string;
   readonly info: StreamInfo;
   readonly #subscribers = new Set<ClientWriter>();
   readonly #reopen: Reopen;
@@ -59,11 +62,14 @@ export class Producer implements SseEventSink {
   #endedBy: string | undefined;
   /** pipeline: the request's time limit, told of events, answers and the end (cleared once told the end). */
   #events: EventTap | undefined;
+  /** traces: the request the stream was opened for (its log writes are that request's spans); undefined when off. */
+  readonly #trace: TracedRequest | undefined;
 
-  constructor(hub: ProducerHost, key: string, streamId: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink, events?: EventTap) {
+  constructor(hub: ProducerHost, key: string, streamId: string, server: string, info: StreamInfo, seq: number, lastUpstreamId: string, reopen: Reopen, infoPending: boolean, sink?: AnswerSink, events?: EventTap) {
     this.hub = hub;
     this.key = key;
     this.streamId = streamId;
+    this.server = server;
     this.info = info;
     this.#seq = seq;
     this.#lastUpstreamId = lastUpstreamId;
@@ -71,6 +77,7 @@ export class Producer implements SseEventSink {
     this.#infoPending = infoPending;
     this.#sink = sink;
     this.#events = events;
+    this.#trace = hub.tracer?.current();
     this.#unanswered = info.kind === 'post' && info.requests ? new Set((JSON.parse(info.requests) as unknown[]).map((id) => JSON.stringify(id))) : undefined;
   }
 
@@ -280,6 +287,18 @@ export class Producer implements SseEventSink {
   }
 
   /**
+   * See StreamHub.handOverStandalone: production stops here as on shutdown, and the clients'
+   * connections end once what is pending was logged and written (they resume with Last-Event-ID).
+   */
+  handOver(): void {
+    clearTimeout(this.#graceTimer);
+    this.stop();
+    // A flush under way (or scheduled now for what is pending) ends the writers when it is done.
+    if (this.#pending.length > 0) this.#scheduleFlush();
+    else if (!this.#flushing) for (const w of this.#subscribers) w.end();
+  }
+
+  /**
    * accounting: the stream is over here. Its requests unanswered mean it ended early: cut off
    * by the gateway (`#endedBy`), or a stream lost.
    */
@@ -355,7 +374,7 @@ export class Producer implements SseEventSink {
         try {
           // A POST stream whose end goes to a connected client is kept only briefly.
           const ended = this.info.kind === 'post' && this.#subscribers.size > 0 && batch.at(-1)!.end;
-          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined, ended ? this.hub.opts.endedTtlMs : undefined);
+          await this.hub.log.append(this.key, batch, this.#infoPending ? this.info : undefined, ended ? this.hub.opts.endedTtlMs : undefined, this.#trace);
           this.#infoPending = false;
           this.hub.emit('append', { seconds: (performance.now() - started) / 1000, events: batch.length });
         } catch (err) {

@@ -3,6 +3,7 @@ import { Cluster, type ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../redis.ts';
 import type { EventLog, Follower, LoggedEvent, NewEvent, StreamInfo } from './log.ts';
 import { RedisStreamReader, toEvent, type XEntry } from './redis-reader.ts';
+import type { EventSpan, EventTracer, TracedRequest } from './tracing.ts';
 
 // Production moves from a dead node to a live one only if nobody moved it first.
 const CLAIM = `if redis.call('HGET', KEYS[1], 'producer') == ARGV[1] then redis.call('HSET', KEYS[1], 'producer', ARGV[2]) return 1 end return 0`;
@@ -33,6 +34,8 @@ const FOLLOW_BLOCK_MS = 2_000;
 const FOLLOW_POLL_MS = 100;
 const FOLLOW_MAX_KEYS = 500;
 const FOLLOW_COUNT = 100;
+/** OpenTelemetry's name for a batch's command count (stable; spelled here, the log does not load OpenTelemetry). */
+const ATTR_DB_OPERATION_BATCH_SIZE = 'db.operation.batch.size';
 
 /** An append waiting for its turn's pipeline; `commands` is how many it queued there. */
 interface QueuedAppend {
@@ -40,6 +43,8 @@ interface QueuedAppend {
   readonly events: readonly LoggedEvent[];
   readonly info: StreamInfo | undefined;
   readonly ttlMs: number;
+  /** traces: the request the stream was opened for, when traced. */
+  readonly trace: TracedRequest | undefined;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
   /** Set when queued on a pipeline: how many commands it added, and whether they set the expiry. */
@@ -74,9 +79,12 @@ export class RedisEventLog implements EventLog {
   #swept = 0;
   /** Appends made in this turn of the event loop, sent together at its end (`#sendQueued`). */
   #queued: QueuedAppend[] = [];
+  /** traces: each pipeline a span of the requests it writes for (src/events/tracing.ts); undefined when off. */
+  readonly #tracer: EventTracer | undefined;
 
-  constructor(redis: RedisClient, opts: { prefix: string; ttlMs: number; maxLength: number; replicaAcks: number; replicaAckTimeoutMs: number }) {
+  constructor(redis: RedisClient, opts: { prefix: string; ttlMs: number; maxLength: number; replicaAcks: number; replicaAckTimeoutMs: number; tracer?: EventTracer | undefined }) {
     this.#redis = redis;
+    this.#tracer = opts.tracer;
     this.#prefix = opts.prefix;
     this.#ttlMs = opts.ttlMs;
     this.#maxLength = opts.maxLength;
@@ -92,9 +100,9 @@ export class RedisEventLog implements EventLog {
     });
   }
 
-  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs): Promise<void> {
+  append(key: string, events: readonly LoggedEvent[], info?: StreamInfo, ttlMs = this.#ttlMs, trace?: TracedRequest): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.#queued.push({ key, events, info, ttlMs, resolve, reject }) === 1) setImmediate(this.#sendQueued);
+      if (this.#queued.push({ key, events, info, ttlMs, trace, resolve, reject }) === 1) setImmediate(this.#sendQueued);
     });
   }
 
@@ -114,10 +122,26 @@ export class RedisEventLog implements EventLog {
   };
 
   #send(appends: readonly QueuedAppend[]): void {
+    // traces: one span per pipeline, of the requests whose streams it writes; its commands are
+    // sent outside their context (so not spanned one by one again).
+    const span = this.#tracer && this.#span(this.#tracer, appends);
+    const sent = this.#tracer ? this.#tracer.outside(() => this.#pipeline(appends, span)) : this.#pipeline(appends, undefined);
     // Whatever goes wrong fails the appends (a settled one stays as it was): none is left waiting.
-    this.#pipeline(appends).catch((err: Error) => {
+    sent.catch((err: Error) => {
+      span?.end('redis_error');
       for (const a of appends) a.reject(err);
     });
+  }
+
+  /** The span of a pipeline writing `appends`, when any of them is for a traced request. */
+  #span(tracer: EventTracer, appends: readonly QueuedAppend[]): EventSpan | undefined {
+    let requests: TracedRequest[] | undefined;
+    let events = 0;
+    for (const a of appends) {
+      events += a.events.length;
+      if (a.trace && !requests?.includes(a.trace)) (requests ??= []).push(a.trace);
+    }
+    return requests && tracer.logWrite(requests, events, appends.length);
   }
 
   /**
@@ -125,10 +149,12 @@ export class RedisEventLog implements EventLog {
    * the order of its batches). Each append succeeds or fails by its own commands' replies; a
    * pipeline that fails as a whole (Redis away) fails every append in it.
    */
-  async #pipeline(appends: readonly QueuedAppend[]): Promise<void> {
+  async #pipeline(appends: readonly QueuedAppend[], span: EventSpan | undefined): Promise<void> {
     const p = this.#redis.pipeline();
     const now = Date.now();
-    for (const a of appends) this.#commands(p, a, now);
+    let commands = 0;
+    for (const a of appends) commands += this.#commands(p, a, now);
+    span?.set(ATTR_DB_OPERATION_BATCH_SIZE, commands);
     const results = await p.exec();
     const done: QueuedAppend[] = [];
     let at = 0;
@@ -151,13 +177,17 @@ export class RedisEventLog implements EventLog {
       // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
       const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs).catch((err: Error) => err);
       const err = acked instanceof Error ? acked : acked < this.#replicaAcks ? new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`) : undefined;
-      if (err) return void done.forEach((a) => a.reject(err));
+      if (err) {
+        span?.end('redis_replica_acks');
+        return void done.forEach((a) => a.reject(err));
+      }
     }
+    span?.end(done.length < appends.length ? 'redis_error' : undefined);
     for (const a of done) a.resolve();
   }
 
-  /** Queues one append's commands on `p`, noting on `a` how many and whether they refresh the expiry. */
-  #commands(p: ChainableCommander, a: QueuedAppend, now: number): void {
+  /** Queues one append's commands on `p`, noting on `a` how many (returned too) and whether they refresh the expiry. */
+  #commands(p: ChainableCommander, a: QueuedAppend, now: number): number {
     const stream = this.#stream(a.key);
     const meta = this.#meta(a.key);
     let n = 0;
@@ -184,6 +214,7 @@ export class RedisEventLog implements EventLog {
     }
     a.commands = n;
     a.refresh = !refresh ? 'none' : usual ? 'usual' : 'other';
+    return n;
   }
 
   async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {
@@ -223,7 +254,12 @@ export class RedisEventLog implements EventLog {
   }
 
   follower(key: string): Follower {
-    return this.#reader.follow(this.#stream(key));
+    const follower = this.#reader.follow(this.#stream(key));
+    const tracer = this.#tracer;
+    if (!tracer) return follower;
+    // traces: the reader's loop is the replica's, shared by every follower; the follower that
+    // starts it must not make it (and its reads, for as long as it runs) a request's.
+    return { next: (afterSeq, blockMs) => tracer.outside(() => follower.next(afterSeq, blockMs)), close: () => follower.close() };
   }
 
   async heartbeat(node: string, ttlMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import { GatewayError } from '../errors.ts';
 import { streamKey, type LoggedEvent, type StreamInfo } from './log.ts';
 import { Producer, REPLAY_PAGE } from './producer.ts';
 import type { ProducerHost, Reopen, ResumeOutcome } from './types.ts';
+import type { EventSpan } from './tracing.ts';
 import type { ClientWriter } from './writer.ts';
 
 const FOLLOW_BLOCK_MS = 1_000;
@@ -14,6 +15,8 @@ export interface PreparedResume {
   readonly seq: number;
   readonly info: StreamInfo;
   readonly page?: LoggedEvent[];
+  /** The published server the stream belongs to (a reload that replaces its pool hands its standalone streams over). */
+  readonly server: string;
 }
 
 /** What resumption needs of the hub (the StreamHub, src/events/hub.ts). */
@@ -44,7 +47,7 @@ export class Resumption {
    * Checks a `Last-Event-ID` for this session before anything is written: the stream must be
    * known here or in the log. Throws MCPGW_ERR_EVENTS_GONE otherwise.
    */
-  async prepare(session: string, lastEventId: string): Promise<PreparedResume> {
+  async prepare(session: string, lastEventId: string, server: string): Promise<PreparedResume> {
     const hub = this.#hub;
     const dot = lastEventId.lastIndexOf('.');
     const streamId = lastEventId.slice(0, dot);
@@ -62,7 +65,7 @@ export class Resumption {
       hub.emit('resume', { outcome: 'miss' });
       throw new GatewayError('MCPGW_ERR_EVENTS_GONE', hub.log.healthy() ? 'the stream is unknown or expired' : 'the event log is unavailable');
     }
-    return { key, streamId, seq, info, page: opened?.events };
+    return { key, streamId, seq, info, page: opened?.events, server };
   }
 
   /** Replays what followed `seq`, then continues live: here, by following the log, or by taking the stream over. */
@@ -70,26 +73,37 @@ export class Resumption {
     const hub = this.#hub;
     const writer = hub.writer(res, prepared.streamId, prepared.seq);
     writer.open();
+    // traces: the replay from the log, until the client caught up (undefined when off).
+    const span = hub.tracer?.replay();
     const local = hub.producer(prepared.key);
     if (local) {
-      void local.attach(writer).then((evicted) => hub.emit('resume', { outcome: evicted ? 'evicted' : 'hit' }));
+      void local.attach(writer).then((evicted) => {
+        if (span) endReplay(span, prepared.seq, writer, evicted ? 'evicted' : 'hit');
+        hub.emit('resume', { outcome: evicted ? 'evicted' : 'hit' });
+      });
       return;
     }
-    void this.#follow(prepared.key, prepared.streamId, prepared.info, writer, reopen, prepared.page);
+    void this.#follow(prepared, writer, reopen, span);
   }
 
-  async #follow(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen, page: LoggedEvent[] | undefined): Promise<void> {
+  async #follow(prepared: PreparedResume, writer: ClientWriter, reopen: Reopen, span: EventSpan | undefined): Promise<void> {
     const hub = this.#hub;
+    const { key, page } = prepared;
     let follower;
     let outcome: ResumeOutcome = 'hit';
+    const from = writer.lastSeq;
     try {
       // Replay what the log holds after the client's position (its first page may be read already).
       for (let first = page; ; first = undefined) {
         const events = first ?? (await hub.log.read(key, writer.lastSeq, REPLAY_PAGE));
         if (await writer.replay(events)) outcome = 'evicted';
-        if (writer.done) return void hub.emit('resume', { outcome });
+        if (writer.done) {
+          if (span) endReplay(span, from, writer, outcome);
+          return void hub.emit('resume', { outcome });
+        }
         if (events.length < REPLAY_PAGE) break;
       }
+      if (span) endReplay(span, from, writer, outcome);
       // Then follow the producer, wherever it is, until the stream ends.
       follower = hub.log.follower(key);
       while (!writer.done && !hub.closed) {
@@ -107,7 +121,7 @@ export class Resumption {
         if (current.producer === hub.opts.node || !(await hub.log.alive(current.producer))) {
           if (await hub.log.claim(key, current.producer, hub.opts.node)) {
             outcome = 'upstream';
-            await this.#takeover(key, streamId, current, writer, reopen);
+            await this.#takeover(prepared, current, writer, reopen);
             return;
           }
         }
@@ -116,6 +130,7 @@ export class Resumption {
       writer.end();
     } catch (err) {
       // The log failed mid-resume: end the response; the client resumes again.
+      span?.end('MCPGW_ERR_EVENTS_GONE');
       hub.emit('resume', { outcome: 'miss' });
       hub.emit('resumeFailed', { key, error: (err as Error).message });
       writer.end();
@@ -124,8 +139,9 @@ export class Resumption {
     }
   }
 
-  async #takeover(key: string, streamId: string, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
+  async #takeover(prepared: PreparedResume, info: StreamInfo, writer: ClientWriter, reopen: Reopen): Promise<void> {
     const hub = this.#hub;
+    const { key, streamId } = prepared;
     const last = await hub.log.last(key);
     if (last?.end) {
       // It ended after all (the end landed between our reads): nothing to take over.
@@ -134,10 +150,17 @@ export class Resumption {
       return;
     }
     const seq = last?.seq ?? 0;
-    const producer = new Producer(hub, key, streamId, { ...info, producer: hub.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
+    const producer = new Producer(hub, key, streamId, prepared.server, { ...info, producer: hub.opts.node }, seq, last?.upstreamId ?? '', reopen, false);
     hub.own(producer);
     hub.emit('resume', { outcome: 'upstream' });
     await producer.attach(writer);
     await producer.continueUpstream();
   }
+}
+
+/** traces: a replay is over: how far it took the client (log entries, hidden ones included) and how it went. */
+function endReplay(span: EventSpan, from: number, writer: ClientWriter, outcome: ResumeOutcome): void {
+  span.set('mcpgw.replay.entries', Math.max(0, writer.lastSeq - from));
+  span.set('mcpgw.resume.outcome', outcome);
+  span.end();
 }

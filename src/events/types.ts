@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import type { EventEmitter } from 'node:events';
 import type { EventLog, StreamInfo } from './log.ts';
+import type { EventTracer } from './tracing.ts';
 
 export interface HubOptions {
   /** This gateway process; producers are named by it. */
@@ -38,6 +39,8 @@ export type Reopen = (upstreamEventId: string, info: StreamInfo) => Promise<Read
 export interface ProducerHost extends Pick<EventEmitter<HubEventMap>, 'emit'> {
   readonly log: EventLog;
   readonly opts: HubOptions;
+  /** traces: undefined when off (src/events/tracing.ts). */
+  readonly tracer: EventTracer | undefined;
   /** The producer of stream `key` is done: the hub forgets it (if it is still the one it knows). */
   release(key: string, producer: object): void;
 }

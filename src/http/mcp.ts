@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
@@ -9,7 +10,7 @@ import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
-import type { Reopen } from '../events/hub.ts';
+import type { PreparedResume, Reopen, StreamHub } from '../events/hub.ts';
 // stateless: revision 2026-07-28 (src/http/stateless.ts).
 import { isListenRequest, isStatelessRequest, rejectUnmarked } from '../protocol/stateless.ts';
 import { onStatelessPost, statelessNotAllowed, translatedReopen, translatedSessionGet, translatedSessionPost } from './stateless.ts';
@@ -68,7 +69,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     const outcome = await (call.trace?.run(step, gw, request, call, reply) ?? step(gw, request, call, reply));
     if ('resume' in outcome) {
       reply.hijack();
-      gw.hub.resume(outcome.resume, reply.raw, outcome.reopen);
+      // traces: the replay, the log reads and a takeover's upstream reads are the request's.
+      if (call.trace) call.trace.run(resumeStream, gw, outcome.resume, reply.raw, outcome.reopen);
+      else resumeStream(gw, outcome.resume, reply.raw, outcome.reopen);
       return reply;
     }
     if ('adopt' in outcome) {
@@ -88,7 +91,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       if (session) reply.raw.setHeader('mcp-session-id', session);
       // accounting: a POST stream's answers are read by the hub as it relays them.
       const sink = call.relayed(stream.kind === 'post' && call.method !== 'subscriptions/listen');
-      const key = gw.hub.relay({ session: stream.sessionId, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink, events: res.events });
+      const relayed = { session: stream.sessionId, server: request.params.server, kind: stream.kind, requests: stream.requests, body: res.body, res: reply.raw, priming: stream.priming, reopen: stream.reopen, json: stream.json, guard: stream.guard, sink, events: res.events };
+      // traces: the stream's log writes and upstream reopens are the request's (src/events/tracing.ts).
+      const key = call.trace ? call.trace.run(relayStream, gw, relayed) : gw.hub.relay(relayed);
       // pipeline: the request's time limit follows its stream from here, told of its events by
       // the hub (src/pipeline/deadline.ts; every request of this door says so: `relayed`).
       res.onStream?.(key);
@@ -115,6 +120,14 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     sendError(reply, e, call.id);
     return reply;
   }
+}
+
+function resumeStream(gw: GatewayContext, prepared: PreparedResume, res: ServerResponse, reopen: Reopen): void {
+  gw.hub.resume(prepared, res, reopen);
+}
+
+function relayStream(gw: GatewayContext, opts: Parameters<StreamHub['relay']>[0]): string {
+  return gw.hub.relay(opts);
 }
 
 const onPost: Step = async (gw, request, call) => {
@@ -239,7 +252,7 @@ const onGet: Step = async (gw, request, call) => {
   const claims = await openSession(gw, request, headerValue(request.headers['mcp-session-id']), call);
   const version = protocolVersionOf(request);
   const lastEventId = headerValue(request.headers['last-event-id']);
-  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId), reopen: reopener(gw, call, upstream, claims, request, version) };
+  if (lastEventId) return { resume: await gw.hub.prepareResume(claims.id, lastEventId, request.params.server), reopen: reopener(gw, call, upstream, claims, request, version) };
   const standalone = gw.hub.standaloneState(claims.id);
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };

@@ -6,13 +6,14 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ConsoleSpanExporter, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter } from '@opentelemetry/sdk-trace';
-import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { ATTR_CLIENT_ADDRESS, ATTR_DB_OPERATION_NAME, ATTR_DB_SYSTEM_NAME, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_RESEND_COUNT, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_NAME, ATTR_NETWORK_TRANSPORT, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { TelemetryConfig } from '../config/types.ts';
 import type { RedisClient } from '../redis.ts';
 import type { JsonRpcId } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
+import type { EventSpan, EventTracer, TracedRequest } from '../events/tracing.ts';
 import type { ExchangeSpan, ExchangeTracer } from '../upstream/tracing.ts';
 import { methodLabel } from './metrics.ts';
 import { clip } from './requests.ts';
@@ -40,6 +41,8 @@ const REPLICA = 'mcpgw.replica';
 const PRINCIPAL = 'mcpgw.principal.hash';
 const OUTCOME = 'mcpgw.outcome';
 const RESUMED = 'mcpgw.resumed';
+const LOG_EVENTS = 'mcpgw.event_log.events';
+const LOG_STREAMS = 'mcpgw.event_log.streams';
 
 /** The request an async context serves: set around a door's steps (RequestTrace.run). */
 const REQUEST = createContextKey('mcp-gateway request');
@@ -79,7 +82,7 @@ export interface TracedCall {
   readonly messages?: readonly Envelope[] | undefined;
 }
 
-export class Tracing implements ExchangeTracer {
+export class Tracing implements ExchangeTracer, EventTracer {
   readonly #provider: TracerProvider;
   readonly #tracer: Tracer;
   readonly #contexts = new AsyncLocalStorageContextManager();
@@ -109,13 +112,15 @@ export class Tracing implements ExchangeTracer {
     return new RequestTrace(this, call, headers, server, client, started);
   }
 
-  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[]): ExchangeSpan | undefined {
+  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[], resendCount?: number): ExchangeSpan | undefined {
     const request = this.#contexts.active().getValue(REQUEST) as RequestTrace | undefined;
     if (!request) return undefined;
     const parent = request.context();
     const first = messages.length === 1 ? messages[0] : undefined;
     const attributes: Attributes = { [SERVER]: server, [REPLICA]: replica, [ATTR_NETWORK_TRANSPORT]: transport === 'stdio' ? 'pipe' : 'tcp' };
     if (method) attributes[ATTR_HTTP_REQUEST_METHOD] = method;
+    // A retry's resend (src/pipeline/retry.ts): the conventions' attribute, set on resends only, from 1.
+    if (resendCount) attributes[ATTR_HTTP_REQUEST_RESEND_COUNT] = resendCount;
     const name = first?.method === undefined ? describeMessages(messages, attributes) || method || 'exchange' : messageAttributes(first, attributes);
     const span = this.#tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
     const carrier: Record<string, string> = {};
@@ -145,6 +150,30 @@ export class Tracing implements ExchangeTracer {
       }
       return send(command, ...rest);
     };
+  }
+
+  current(): RequestTrace | undefined {
+    return this.#contexts.active().getValue(REQUEST) as RequestTrace | undefined;
+  }
+
+  /**
+   * One pipeline of event-log writes: named as the database conventions name a batch of mixed
+   * commands (`BATCH`), a child of the first request it writes for, linked to the others.
+   */
+  logWrite(requests: readonly TracedRequest[], events: number, streams: number): EventSpan {
+    const [first, ...others] = requests as readonly RequestTrace[];
+    const links: Link[] = others.map((r) => ({ context: trace.getSpanContext(r.context())! }));
+    const attributes: Attributes = { [ATTR_DB_SYSTEM_NAME]: 'redis', [ATTR_DB_OPERATION_NAME]: 'BATCH', [LOG_EVENTS]: events, [LOG_STREAMS]: streams };
+    return new Exchange(this.#tracer.startSpan('BATCH', { kind: SpanKind.CLIENT, attributes, links }, first!.context()), {});
+  }
+
+  replay(): EventSpan | undefined {
+    const request = this.current();
+    return request && new Exchange(this.#tracer.startSpan('replay', { kind: SpanKind.INTERNAL }, request.context()), {});
+  }
+
+  outside<R>(fn: () => R): R {
+    return this.#contexts.with(ROOT_CONTEXT, fn);
   }
 
   /** Exports what is pending and stops; spans ended later are dropped. */
@@ -179,7 +208,8 @@ export class Tracing implements ExchangeTracer {
  * exchange, a log line) or when the request is accounted — by then the body has been read, so a
  * parent in `params._meta` is known — with the request's arrival as its start time.
  */
-export class RequestTrace {
+export class RequestTrace implements TracedRequest {
+  readonly traced = true;
   readonly #tracing: Tracing;
   // Let go once the span ended: a context outlives its request in whatever async work the request
   // started (a stdio child's handlers, a timer), and must not keep its messages alive.
@@ -257,7 +287,7 @@ export class RequestTrace {
   }
 }
 
-class Exchange implements ExchangeSpan {
+class Exchange implements ExchangeSpan, EventSpan {
   readonly context: Readonly<Record<string, string>>;
   readonly #span: Span;
   #ended = false;
@@ -265,6 +295,10 @@ class Exchange implements ExchangeSpan {
   constructor(span: Span, context: Record<string, string>) {
     this.#span = span;
     this.context = context;
+  }
+
+  set(key: string, value: number | string | boolean): void {
+    this.#span.setAttribute(key, value);
   }
 
   end(error?: string, status?: number): void {

@@ -50,7 +50,8 @@ export class Retry {
       let res: UpstreamResponse | undefined;
       let failure: unknown;
       try {
-        res = await ex.send(sent);
+        // traces: a resend says which (the exchange span's http.request.resend_count).
+        res = await ex.send(attempt === 1 ? sent : { ...sent, resendCount: attempt - 1 });
       } catch (err) {
         if (signal?.aborted) throw signal.reason as Error;
         failure = err;

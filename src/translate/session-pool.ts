@@ -51,6 +51,8 @@ export class SessionPool {
   /** Keys of the entries per (server, principal), least recently opened first. */
   readonly #byCaller = new Map<string, Set<string>>();
   readonly #sweeper: NodeJS.Timeout;
+  /** Retired sessions still in use: ended when their last user lets go (see retire). */
+  readonly #retiring = new Set<PooledSession>();
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
@@ -113,11 +115,39 @@ export class SessionPool {
     if (entry) void entry.then((s) => s === session && this.#entries.get(session.key) === entry && this.#delete(session.key));
   }
 
+  /**
+   * A reload replaced or removed these servers' upstream pools: their sessions here are the old
+   * pool's. Forgotten at once (the next call opens one on the new pool), and ended upstream once
+   * nothing uses them (now, or when their last call or listener lets go: `release`).
+   */
+  retire(servers: Iterable<string>): void {
+    const names = new Set(servers);
+    for (const [key, entry] of [...this.#entries]) {
+      if (!names.has((JSON.parse(key) as [string])[0])) continue;
+      this.#delete(key);
+      void entry.then(
+        (s) => {
+          s.dead = true;
+          if (s.busy === 0) void end(s);
+          else this.#retiring.add(s);
+        },
+        () => {},
+      );
+    }
+  }
+
+  /** A call or listener let go of `session`: a retired one nothing uses any more is ended. */
+  release(session: PooledSession): void {
+    session.busy--;
+    if (session.busy === 0 && this.#retiring.delete(session)) void end(session);
+  }
+
   /** Ends every session upstream, waiting at most `waitMs` for the upstreams to answer. */
   async close(waitMs = 1_000): Promise<void> {
     clearInterval(this.#sweeper);
-    const all = [...this.#entries.values()];
+    const all = [...this.#entries.values(), ...this.#retiring].map((s) => Promise.resolve(s));
     this.#entries.clear();
+    this.#retiring.clear();
     this.#byCaller.clear();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));

@@ -201,7 +201,7 @@ class UpstreamCall implements Parked {
     this.#unbind?.();
     clearTimeout(this.#expiry);
     if (this.#parkedAs) this.t.parked.delete(this.#parkedAs);
-    this.session.busy--;
+    this.t.pool.release(this.session);
     this.session.lastUsed = Date.now();
     this.reader.close();
     if (cancelReason) void postUpstream(this.t, this.session, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.upstreamId, reason: cancelReason } });
@@ -436,7 +436,7 @@ class Fanout {
 
   remove(l: Listener): void {
     if (!this.listeners.delete(l)) return;
-    this.session.busy--;
+    this.#t.pool.release(this.session);
     if (this.listeners.size === 0) {
       this.#t.fanouts.delete(this.session);
       this.#reader?.close();

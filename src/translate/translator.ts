@@ -95,6 +95,20 @@ export class Translator {
     return v?.era === 'stateless' && !v.acceptsSessions;
   }
 
+  /**
+   * A reload replaced or removed these servers' upstreams (or changed their `era`): what was
+   * learnt of the era they speak is the old upstream's, and so are the upstream sessions held for
+   * their 2026-07-28 clients. The next call asks again (a probe still under way is not kept when
+   * it answers) and opens a session on the new upstream; the old sessions end once unused.
+   */
+  forget(servers: readonly string[]): void {
+    for (const server of servers) {
+      this.#verdicts.delete(server);
+      this.#probes.delete(server);
+    }
+    this.pool.retire(servers);
+  }
+
   /** Ends what it holds: the parked calls, the upstream sessions. */
   async close(): Promise<void> {
     for (const p of [...this.parked.values()]) p.expire('the gateway is shutting down');
@@ -108,13 +122,19 @@ export class Translator {
     if (known && known.until > Date.now()) return known;
     let probe = this.#probes.get(server);
     if (!probe) {
-      probe = this.#probe(upstream).then(({ era, acceptsSessions }) => {
+      const asked: Promise<Verdict> = this.#probe(upstream).then(({ era, acceptsSessions }) => {
         const v: Verdict = { era, until: Date.now() + this.#config.translation.eraProbeTtlMs, acceptsSessions };
-        this.#verdicts.set(server, v);
+        // Forgotten meanwhile (a reload replaced the upstream): the answer is the old upstream's.
+        if (this.#probes.get(server) === asked) this.#verdicts.set(server, v);
         return v;
       });
-      this.#probes.set(server, probe);
-      void probe.finally(() => this.#probes.delete(server)).catch(() => {});
+      probe = asked;
+      this.#probes.set(server, asked);
+      void asked
+        .finally(() => {
+          if (this.#probes.get(server) === asked) this.#probes.delete(server);
+        })
+        .catch(() => {});
     }
     return probe;
   }

@@ -15,7 +15,6 @@ import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 import { RequestGate } from './gate.ts';
-import type { Envelope } from '../protocol/jsonrpc.ts';
 import { endWithBody, errorType, type ExchangeTracer } from './tracing.ts';
 
 /** Connect-level failures: nothing reached the upstream, so the replica is gone or unreachable. */
@@ -114,7 +113,7 @@ export class HttpUpstream implements Upstream {
   async initialize(req: ClientRequest, _sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     // Nothing exists upstream before initialize answers, so a replica that cannot be reached (or
     // is overloaded) is skipped and the next least-loaded one tried.
-    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, { headers: req.headers, principal: holder }, undefined, req.messages);
+    const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, { headers: req.headers, principal: holder }, undefined, req);
     const upstreamSession = headerValue(res.headers['mcp-session-id']);
     return {
       response: this.#relay(replica, res, 'POST'),
@@ -124,7 +123,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.signal, req.messages);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.signal, req);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -159,13 +158,13 @@ export class HttpUpstream implements Upstream {
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
     const params = paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
-    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: '' }, signal, req.messages);
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: '' }, signal, req);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
-  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
+  async #sendAnywhere(headersFor: (replica: HttpReplica) => Record<string, string>, body: Buffer | undefined, retry: (status: number) => boolean, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, sent: SentMessages): Promise<{ replica: HttpReplica; res: Dispatcher.ResponseData }> {
     const tried = new Set<string>();
     // Why the last replica tried did not take the request (none of them ran it): the retry stage
     // reads it as transient (src/resilience/retry.ts).
@@ -178,7 +177,7 @@ export class HttpUpstream implements Upstream {
       tried.add(replica.key);
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.#send(replica, 'POST', headersFor(replica), body, onBehalfOf, signal, messages);
+        res = await this.#send(replica, 'POST', headersFor(replica), body, onBehalfOf, signal, sent);
       } catch (err) {
         if (isUnreachable(err)) {
           refused = err;
@@ -217,10 +216,10 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal, messages: readonly Envelope[] = []): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal, sent: SentMessages = NOTHING_SENT): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#send(replica, method, headers, body, onBehalfOf, signal, messages);
+      res = await this.#send(replica, method, headers, body, onBehalfOf, signal, sent);
     } catch (err) {
       if (isUnreachable(err)) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'its upstream replica is unreachable', { cause: err });
       throw upstreamError(err, this.#server.name);
@@ -233,11 +232,11 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, messages: readonly Envelope[]): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, sent: SentMessages): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     // traces: a client span per request to a replica (each try of a retry its own), its trace
     // context in the W3C headers; it ends with the response body.
-    const span = this.#tracer?.exchange(this.#server.name, replica.key, 'http', method, messages);
+    const span = this.#tracer?.exchange(this.#server.name, replica.key, 'http', method, sent.messages, sent.resendCount);
     if (span) Object.assign(headers, span.context);
     replica.inflight++;
     try {
@@ -384,6 +383,10 @@ export function upstreamError(err: unknown, server: string): GatewayError {
 }
 
 /** At most this many Mcp-Param-* headers go upstream, each at most this long. */
+/** What a request to a replica sent, as its span tells it (src/upstream/tracing.ts). */
+type SentMessages = Pick<ClientRequest, 'messages' | 'resendCount'>;
+const NOTHING_SENT: SentMessages = { messages: [] };
+
 const MAX_PARAM_HEADERS = 32;
 const MAX_PARAM_HEADER_LENGTH = 4_096;
 

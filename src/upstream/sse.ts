@@ -130,7 +130,7 @@ export class SseUpstream implements Upstream {
     const session = this.#session(claims);
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
     session.framer.lastActivity = Date.now();
-    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages);
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages, req.resendCount);
     const sent = this.#send(session, req, span?.context).then((): UpstreamResponse => ({ status: 202, headers: {}, body: null }));
     return span ? traced(span, sent) : sent;
   }
@@ -214,7 +214,7 @@ export class SseUpstream implements Upstream {
 
   #request(session: SseSession, req: ClientRequest): Promise<UpstreamResponse> {
     // traces: the exchange's context goes in each message's _meta and on its POST (the answer comes on the stream).
-    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages);
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages, req.resendCount);
     const answer = session.framer.request(req, () => this.#send(session, req, span?.context), (err) => upstreamError(err, this.#server.name));
     return span ? traced(span, answer) : answer;
   }

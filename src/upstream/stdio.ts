@@ -127,7 +127,7 @@ export class StdioUpstream implements Upstream {
     const session = this.#session(claims);
     session.framer.lastActivity = Date.now();
     if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
-    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages);
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages, req.resendCount);
     for (const line of singleMessages(req, span?.context)) session.write(line);
     span?.end();
     return { status: 202, headers: {}, body: null };
@@ -234,7 +234,7 @@ export class StdioUpstream implements Upstream {
 
   #request(session: StdioSession, req: ClientRequest): Promise<UpstreamResponse> {
     // traces: a child has no headers; the exchange's context goes in each message's _meta.
-    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages);
+    const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages, req.resendCount);
     const answer = session.framer.request(
       req,
       async () => {

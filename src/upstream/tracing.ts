@@ -10,9 +10,9 @@ export interface ExchangeTracer {
   /**
    * The client span of one exchange with a replica, a child of the MCP request being served (none
    * outside one: probes, the gateway's own background calls). `method`: the HTTP method, '' for
-   * a channel of messages (stdio, 2024-11-05 SSE).
+   * a channel of messages (stdio, 2024-11-05 SSE). `resendCount`: the request's (ClientRequest), on a retry's resend.
    */
-  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[]): ExchangeSpan | undefined;
+  exchange(server: string, replica: string, transport: 'http' | 'sse' | 'stdio', method: string, messages: readonly Envelope[], resendCount?: number): ExchangeSpan | undefined;
 }
 
 export interface ExchangeSpan {

@@ -26,6 +26,11 @@ export interface ClientRequest {
    * (`Admitted`, minted only by src/pipeline/pipeline.ts), or the gateway wrote them itself (`GATEWAY_ORIGINATED`).
    */
   readonly admission: Admission;
+  /**
+   * pipeline: how many times the retry stage sent this request before (src/pipeline/retry.ts);
+   * undefined for a first try. traces: the exchange span's `http.request.resend_count`.
+   */
+  readonly resendCount?: number | undefined;
 }
 
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */

@@ -13,6 +13,9 @@ export interface ReceivedSpan {
   readonly links: readonly { traceId: string; spanId: string }[];
   readonly status: { code?: number; message?: string };
   readonly resource: Readonly<Record<string, unknown>>;
+  /** Nanoseconds since the epoch, as a decimal string (OTLP JSON's fixed64). */
+  readonly startTimeUnixNano: string;
+  readonly endTimeUnixNano: string;
 }
 
 export interface OtlpReceiver {
@@ -62,7 +65,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       };
       for (const rs of body.resourceSpans ?? []) {
         const resource = flatten(rs.resource?.attributes);
-        for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push({ ...s, parentSpanId: s.parentSpanId ?? '', attributes: flatten(s.attributes), links: s.links ?? [], resource });
+        for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push({ ...s, parentSpanId: s.parentSpanId ?? '', attributes: flatten(s.attributes), links: s.links ?? [], resource, startTimeUnixNano: String(s.startTimeUnixNano), endTimeUnixNano: String(s.endTimeUnixNano) });
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });

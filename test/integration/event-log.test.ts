@@ -6,6 +6,7 @@ import type { EventLog, Follower, LoggedEvent } from '../../src/events/log.ts';
 import { MemoryEventLog } from '../../src/events/memory-log.ts';
 import { RedisEventLog } from '../../src/events/redis-log.ts';
 import { RedisStreamReader } from '../../src/events/redis-reader.ts';
+import type { EventSpan, EventTracer, TracedRequest } from '../../src/events/tracing.ts';
 import { connectRedis, type RedisClient } from '../../src/redis.ts';
 import { restartRedis, startCluster, startRedis, type RedisServer } from '../helpers/redis.ts';
 
@@ -240,6 +241,43 @@ describe('Redis appends of one turn share one pipeline', () => {
     assert.deepEqual(results.map((r) => r.status === 'rejected'), keys.map((_, i) => i === 7));
     assert.match(String((results[7] as PromiseRejectedResult).reason), /XADD/);
     for (const [i, key] of keys.entries()) assert.deepEqual((await log.read(key, 0, 10)).map((e) => e.seq), i === 7 ? [1] : [1, 2, 3], key);
+  });
+});
+
+describe('traces: the Redis appends of one turn are one span', () => {
+  it('a child of the first traced request it writes for, linking the others; untraced appends make none; a refused command marks it failed', async () => {
+    const client = connectRedis({ url: redis.url, keyPrefix: 't:', sentinels: undefined, name: undefined, cluster: undefined, password: undefined, db: undefined }, { enableOfflineQueue: true });
+    clients.push(client);
+    // What tracing is told (src/ops/tracing.ts implements it; the spans themselves: traces.test.ts).
+    const told: { requests: readonly TracedRequest[]; events: number; streams: number; set: Record<string, unknown>; ended?: string | null }[] = [];
+    let outside = 0;
+    const tracer: EventTracer = {
+      current: () => undefined,
+      replay: () => undefined,
+      outside: (fn) => (outside++, fn()),
+      logWrite: (requests, events, streams) => {
+        const span = { requests, events, streams, set: {} as Record<string, unknown>, ended: undefined as string | null | undefined };
+        told.push(span);
+        return { set: (k, v) => void (span.set[k] = v), end: (error) => void (span.ended = error ?? null) } satisfies EventSpan;
+      },
+    };
+    const log = new RedisEventLog(client, { prefix: 't:', replicaAcks: 0, replicaAckTimeoutMs: 100, ttlMs: 60_000, maxLength: 100, tracer });
+    const one: TracedRequest = { traced: true };
+    const two: TracedRequest = { traced: true };
+    await Promise.all([log.append('tr:a', [ev(0, '', { hidden: true }), ev(1)], info, undefined, one), log.append('tr:b', [ev(0, '', { hidden: true })], info, undefined, two), log.append('tr:c', [ev(0, '', { hidden: true })], info, undefined, one), log.append('tr:d', [ev(0, '', { hidden: true })], info)]);
+    assert.equal(told.length, 1, 'one span for the pipeline');
+    assert.deepEqual(told[0]!.requests, [one, two], 'each request once, the first first');
+    assert.equal(told[0]!.events, 5);
+    assert.equal(told[0]!.streams, 4);
+    // Per stream: HSET of its info, an XADD per event, PEXPIRE of both keys (a first batch).
+    assert.equal(told[0]!.set['db.operation.batch.size'], 4 + 5 + 8);
+    assert.equal(told[0]!.ended, null, 'ended, without an error');
+    assert.equal(outside, 1, 'its commands are sent outside any request');
+    await log.append('tr:d', [ev(1)]);
+    assert.equal(told.length, 1, 'no span for appends of no traced request');
+    // Seq 1 again: Redis refuses it.
+    await assert.rejects(log.append('tr:a', [ev(1)], undefined, undefined, one));
+    assert.equal(told[1]!.ended, 'redis_error');
   });
 });
 

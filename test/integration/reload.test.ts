@@ -5,12 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
+import { startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
 import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
-import { INIT, openSession, post, sessionHeaders } from '../helpers/raw.ts';
+import { INIT, openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { postSse, readSse, slowCount } from '../helpers/sse.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -33,6 +35,11 @@ async function nextLog(gw: GatewayProcess, from: number, msg: string): Promise<R
     if (Date.now() > deadline) throw new Error(`no "${msg}" log line; output:\n${gw.child.output.slice(from).join('\n')}`);
     await sleep(20);
   }
+}
+
+/** Writes a configuration of just `servers` (auth off) to the process's file, spawnGateway's defaults included. */
+function writeServers(gw: GatewayProcess, servers: Record<string, unknown>): void {
+  writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
 }
 
 describe('reload on SIGHUP, on a running gateway process', () => {
@@ -220,8 +227,7 @@ describe('reload when the file changes (--watch-config)', () => {
     await up?.stop();
   });
 
-  const write = (servers: Record<string, unknown>) =>
-    writeFileSync(gw.configFile, stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers }));
+  const write = (servers: Record<string, unknown>) => writeServers(gw, servers);
 
   it('a new file is applied without a signal; a broken one is refused', async () => {
     assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 404);
@@ -255,5 +261,116 @@ describe('reload when the file changes (--watch-config)', () => {
     const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) });
     assert.equal(res.status, 404);
     stream.drop();
+  });
+});
+
+describe('reload and what translation learnt of an upstream', () => {
+  let sessionEra: EraServer;
+  let statelessEra: EraServer;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [sessionEra, statelessEra] = await Promise.all([startEraServer('session', 'old-session-era'), startEraServer('stateless', 'new-stateless-era')]);
+    gw = await spawnGateway({ servers: { x: { upstreams: [{ url: sessionEra.url }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([sessionEra?.stop(), statelessEra?.stop()]);
+  });
+
+  /** Which upstream process answered a 2026-07-28 tools/call of `stats` on server x. */
+  const replica = async () => {
+    const res = await statelessPost(`${gw.url}/mcp/x`, 'tools/call', { name: 'stats', arguments: {} });
+    assert.equal(res.status, 200, res.text);
+    const text = (rpcOf(res).result as { content: { text: string }[] }).content[0]!.text;
+    return (JSON.parse(text) as { replica: string }).replica;
+  };
+
+  it("a server whose upstream was replaced is asked its era again (era: auto): the old upstream's answer is not kept", async () => {
+    // Learnt: x speaks the session era (a 2026-07-28 call is translated).
+    assert.equal(await replica(), 'old-session-era');
+    writeServers(gw, { x: { upstreams: [{ url: statelessEra.url }] } });
+    const from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
+    // The new upstream speaks 2026-07-28 only: the call goes to it as it is, not into a session it has not.
+    assert.equal(await replica(), 'new-stateless-era');
+  });
+
+  it('the upstream sessions held for 2026-07-28 clients of a replaced upstream are let go: the next call opens one on the new upstream', async () => {
+    const other = await startEraServer('session', 'other-session-era');
+    try {
+      writeServers(gw, { x: { upstreams: [{ url: sessionEra.url }] } });
+      let from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.equal((await nextLog(gw, from, 'configuration reload')).msg, 'configuration reloaded');
+      // Translated: a pooled upstream session on the session-era upstream.
+      assert.equal(await replica(), 'old-session-era');
+      assert.equal(await replica(), 'old-session-era');
+      writeServers(gw, { x: { upstreams: [{ url: other.url }] } });
+      from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['x']);
+      assert.equal(await replica(), 'other-session-era');
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('reload: the standalone GET streams of a replaced pool', () => {
+  let kept: HttpUpstreamProcess;
+  let added: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [kept, added] = await Promise.all([startDemoUpstream('kept-a'), startDemoUpstream('added-b')]);
+    gw = await spawnGateway({ servers: { api: { upstreams: [{ url: kept.url, name: 'a' }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([kept?.stop(), added?.stop()]);
+  });
+
+  it('are handed over at once: the old pool closes when its call in flight is over (not at timeout.max), the client resumes its GET on the new pool and misses nothing', async () => {
+    const c = await connectClient(`${gw.url}/mcp/api`);
+    try {
+      // Log messages the upstream sends outside any request: they come on the standalone GET stream.
+      const announced: string[] = [];
+      c.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void announced.push(String(n.params.data)));
+      const heard = async (text: string) => {
+        const deadline = Date.now() + 15_000;
+        while (!announced.includes(text) && Date.now() < deadline) await sleep(20);
+        assert.ok(announced.includes(text), `"${text}" came on the GET stream; got ${JSON.stringify(announced)}`);
+      };
+      await c.client.callTool({ name: 'announce', arguments: { text: 'before' } });
+      await heard('before');
+      const progress: number[] = [];
+      const call = c.client.callTool({ name: 'slow_count', arguments: { count: 15, delayMs: 100 } }, undefined, { onprogress: (p) => progress.push(p.progress), timeout: 60_000 });
+      call.catch(() => {});
+      while (progress.length < 2) await sleep(20);
+
+      // The replica list replaced (the session's replica still in it): a new pool.
+      writeServers(gw, { api: { upstreams: [{ url: kept.url, name: 'a' }, { url: added.url, name: 'b' }] } });
+      const from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['api']);
+      // The default timeout.max is an hour: only the hand-over lets the old pool go this soon.
+      const closed = await nextLog(gw, from, 'replaced upstream pool closed');
+      assert.equal(closed.drained, true, JSON.stringify(closed));
+      assert.equal((await nextLog(gw, from, 'standalone streams handed over')).streams, 1);
+      // The call that ran on the old pool finished there, every step.
+      assert.equal(textOf(await call), 'counted to 15');
+      assert.deepEqual(progress, Array.from({ length: 15 }, (_, i) => i + 1));
+
+      // The client's GET came back with Last-Event-ID and goes on, through the new pool.
+      await c.client.callTool({ name: 'announce', arguments: { text: 'after' } });
+      await heard('after');
+      assert.deepEqual(announced, ['before', 'after'], 'each message once');
+      // It was taken over from the log and the upstream's stream resumed (not a fresh GET).
+      assert.match(await (await fetch(`${gw.metricsUrl}/metrics`)).text(), /^mcp_resume_total\{outcome="upstream"\} [1-9]/m);
+    } finally {
+      await c.close().catch(() => {});
+    }
   });
 });

@@ -1,21 +1,26 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/ops/logger.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { meta, statelessPost } from '../helpers/era.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { spawnGateway, startGateway } from '../helpers/gateway.ts';
 import { connectLegacyClient } from '../helpers/legacy.ts';
 import { META_UPSTREAM } from '../helpers/meta-upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
 import { freePort } from '../helpers/ports.ts';
-import { rpcOf } from '../helpers/raw.ts';
+import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startRedis } from '../helpers/redis.ts';
+import { startScriptedUpstream } from '../helpers/scripted-upstream.ts';
+import { postSse, progressOf, readSse, resumeSse, slowCount } from '../helpers/sse.ts';
+import { startDemoUpstream } from '../helpers/upstream.ts';
 import { startRecordingSseUpstream } from '../helpers/recording-sse-upstream.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { until } from '../helpers/streams.ts';
 
+const INTERNAL_KIND = 1;
 const SERVER_KIND = 2;
 const CLIENT_KIND = 3;
 
@@ -226,6 +231,106 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
       await client.close();
       await gw.close();
       await redis.stop();
+    }
+  });
+
+  it('a retried read: each try is its own upstream CLIENT span, the resends numbered by http.request.resend_count', async () => {
+    const scripted = await startScriptedUpstream();
+    const gw = await startGateway({ servers: { api: { upstreams: [{ url: scripted.url }], maxFails: 0, retry: { backoff: '10ms' } } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    try {
+      const url = `${gw.url}/mcp/api`;
+      const sid = await openSession(url);
+      scripted.fail('resources/read res://doc', 2, 'status');
+      const caller = clientSpan();
+      const res = await post(url, { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'res://doc' } }, { ...sessionHeaders(sid), traceparent: caller.traceparent });
+      assert.equal(res.status, 200, res.text);
+      const server = () => receiver.spans.find((s) => s.traceId === caller.traceId && s.kind === SERVER_KIND);
+      const tries = () => receiver.spans.filter((s) => s.kind === CLIENT_KIND && s.parentSpanId === server()?.spanId && s.attributes['mcpgw.replica'] === scripted.url);
+      await until(() => tries().length === 3, 'three upstream spans');
+      const byStart = tries().sort((a, b) => Number(BigInt(a.startTimeUnixNano) - BigInt(b.startTimeUnixNano)));
+      assert.deepEqual(
+        byStart.map((s) => [s.attributes['http.request.resend_count'], s.attributes['http.response.status_code']]),
+        [
+          [undefined, 503],
+          [1, 503],
+          [2, 200],
+        ],
+      );
+    } finally {
+      await gw.close();
+      await scripted.close();
+    }
+  });
+
+  it('a relayed stream: its event-log writes (Redis) are CLIENT children of its request, one BATCH span per pipeline, not a span per command; a resume on the same replica has a replay span', async () => {
+    const [redis, demo] = await Promise.all([startRedis(), startDemoUpstream('u')]);
+    const gw = await startGateway({ redis: { url: redis.url }, servers: { api: { upstreams: [{ url: demo.url }] } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    try {
+      const url = `${gw.url}/mcp/api`;
+      const headers = { 'mcp-session-id': await openSession(url), 'mcp-protocol-version': '2025-11-25' };
+      const caller = clientSpan();
+      const { res, abort } = await postSse(url, slowCount(7, 6, 40), { ...headers, traceparent: caller.traceparent });
+      const first = await readSse(res, (_e, all) => progressOf(all).length >= 2, abort);
+      const resumer = clientSpan();
+      await sleep(150); // the upstream goes on; the gateway logs it
+      const again = await resumeSse(url, first.at(-1)!.id!, { ...headers, traceparent: resumer.traceparent });
+      assert.equal(again.res.status, 200);
+      await readSse(again.res, (e) => e.message?.id === 7);
+
+      const server = () => receiver.spans.find((s) => s.traceId === caller.traceId && s.kind === SERVER_KIND && s.name === 'tools/call slow_count');
+      const writes = () => receiver.spans.filter((s) => s.parentSpanId === server()?.spanId && s.attributes['db.system.name'] === 'redis');
+      // Progress comes 40 ms apart: its appends are pipelines of their own; the server span ends with the stream.
+      await until(() => server() !== undefined && writes().length >= 3, 'the stream appends as children of the call');
+      for (const w of writes()) {
+        assert.equal(w.kind, CLIENT_KIND);
+        assert.equal(w.name, 'BATCH', 'one span per pipeline, none per command (XADD, PEXPIRE)');
+        assert.equal(w.attributes['db.operation.name'], 'BATCH');
+        assert.ok(Number(w.attributes['db.operation.batch.size']) >= 1);
+        assert.ok(Number(w.attributes['mcpgw.event_log.events']) >= 1);
+        assert.equal(w.attributes['mcpgw.event_log.streams'], 1);
+      }
+      const events = writes().reduce((n, w) => n + Number(w.attributes['mcpgw.event_log.events']), 0);
+      assert.ok(events >= 8, `every event of the stream is in a write span (start, 6 progress, result, end): ${events}`);
+
+      const resumed = () => receiver.spans.find((s) => s.traceId === resumer.traceId && s.kind === SERVER_KIND);
+      const replay = () => receiver.spans.find((s) => s.parentSpanId === resumed()?.spanId && s.name === 'replay');
+      await until(() => replay() !== undefined, 'the replay span of the resumption');
+      assert.equal(resumed()!.attributes['mcpgw.resumed'], true);
+      assert.equal(replay()!.kind, INTERNAL_KIND);
+      assert.equal(replay()!.attributes['mcpgw.resume.outcome'], 'hit');
+      assert.ok(Number(replay()!.attributes['mcpgw.replay.entries']) >= 1, 'what the client missed was replayed');
+    } finally {
+      await gw.close();
+      await Promise.all([demo.stop(), redis.stop()]);
+    }
+  });
+
+  it('a resumed stream whose replica died: the replay, the log reads and the takeover\'s upstream read are children of the resuming GET', async () => {
+    const [redis, demo] = await Promise.all([startRedis(), startDemoUpstream('u')]);
+    const doc = { redis: { url: redis.url }, servers: { api: { upstreams: [{ url: demo.url }] } } };
+    const a = await spawnGateway(doc);
+    const b = await startGateway({ ...doc, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    try {
+      const headers = { 'mcp-session-id': await openSession(`${a.url}/mcp/api`), 'mcp-protocol-version': '2025-11-25' };
+      const { res, abort } = await postSse(`${a.url}/mcp/api`, slowCount(42, 40, 60), headers);
+      const first = await readSse(res, (_e, all) => progressOf(all).length >= 3, abort);
+      await a.child.kill('SIGKILL');
+      const caller = clientSpan();
+      const again = await resumeSse(`${b.url}/mcp/api`, first.at(-1)!.id!, { ...headers, traceparent: caller.traceparent });
+      assert.equal(again.res.status, 200);
+      const rest = await readSse(again.res, (e) => e.message?.id === 42);
+      assert.equal(progressOf(rest).at(-1), 40);
+
+      const server = () => receiver.spans.find((s) => s.traceId === caller.traceId && s.kind === SERVER_KIND);
+      const children = () => receiver.spans.filter((s) => s.parentSpanId === server()?.spanId);
+      const reopen = () => children().find((s) => s.kind === CLIENT_KIND && s.attributes['mcpgw.replica'] === demo.url);
+      await until(() => reopen() !== undefined && children().some((s) => s.name === 'BATCH'), 'the takeover spans');
+      assert.equal(reopen()!.attributes['http.request.method'], 'GET', 'the upstream stream resumed (GET with its Last-Event-ID)');
+      assert.ok(children().some((s) => s.name === 'replay' && s.kind === INTERNAL_KIND), 'the replay from the log');
+      assert.ok(children().some((s) => s.attributes['db.system.name'] === 'redis' && s.name !== 'BATCH'), 'the log reads and the claim');
+    } finally {
+      await b.close();
+      await Promise.all([demo.stop(), redis.stop()]);
     }
   });
 
