@@ -33,6 +33,11 @@ export interface ClientRequest {
    * that principal's latest (src/upstream/credentials.ts). Unset for a caller's own request.
    */
   readonly principal?: string | undefined;
+  /**
+   * stateless: the Mcp-Param-* headers of the message sent, written by the gateway from its
+   * arguments (src/curation/params.ts); set, the caller's own are not sent.
+   */
+  readonly paramHeaders?: Readonly<Record<string, string>> | undefined;
 }
 
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */
