@@ -102,7 +102,7 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
     }
   }
 
-  it("an SDK 1.x client's session (initialize, list, call, an input_required round) goes upstream on the caller's exchanged token", async () => {
+  it("an SDK 1.x client's session (initialize, its GET stream's listen, list, call, an input_required round) goes upstream on the caller's exchanged token", async () => {
     const caller = await callerToken('reader');
     const from = proxy.seen.length;
     const { client, close } = await connectClient(`${gw.url}/mcp/modern`, { headers: bearer(caller), name: 'Ada' });
@@ -117,7 +117,7 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
     }
     assertExchangedFor(from, 'reader', caller);
     const methods = proxy.seen.slice(from).map((r) => (JSON.parse(r.body) as { method?: string }).method);
-    for (const m of ['server/discover', 'tools/list', 'tools/call']) assert.ok(methods.includes(m), `${m} went upstream`);
+    for (const m of ['server/discover', 'tools/list', 'tools/call', 'subscriptions/listen']) assert.ok(methods.includes(m), `${m} went upstream`);
   });
 
   it('era: auto asks the upstream on behalf of the caller whose request needs to know, with their exchanged token; the answer serves every caller', async () => {
