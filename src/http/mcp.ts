@@ -153,12 +153,12 @@ const onPost: Step = async (gw, request, call) => {
     call.session = sessionId;
     const piped = pipelineRequest(request, call, messages, false, protocolVersion);
     // stateless: an upstream that speaks only 2026-07-28; the gateway holds the session itself.
-    if (await gw.translator.translatesSessions(request.params.server, upstream)) {
+    if (await gw.translator.translatesSessions(request.params.server, upstream, { from: request.headers, principal: call.caller?.id ?? '' })) {
       let claims: SessionClaims | undefined;
       const res = await gw.pipeline.run(piped, {
         upstream,
         send: async (req) => {
-          const translated = await initializeTranslated(gw, request.params.server, upstream, req.messages[0]!, call.caller?.id ?? '', sessionId);
+          const translated = await initializeTranslated(gw, request.params.server, upstream, req.messages[0]!, call.caller?.id ?? '', sessionId, req.headers);
           claims = translated.claims;
           return translated.res;
         },
@@ -257,7 +257,7 @@ const onGet: Step = async (gw, request, call) => {
   if (standalone === 'busy') throw new GatewayError('MCPGW_ERR_STREAM_CONFLICT');
   if (standalone === 'detached') return { adopt: claims.id, priming: primes(version) };
   // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
-  if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, version);
+  if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, request.headers, version);
   // pipeline: the GET stream's notifications invalidate the cache (src/pipeline/cache.ts).
   const piped = { ...pipelineRequest(request, call, [], false, version), session: claims.id };
   const res = await withSession(gw, claims, () => gw.pipeline.run(piped, { upstream, send: (req) => upstream.get(claims, req) }));

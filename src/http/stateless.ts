@@ -71,7 +71,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
 
   const t = gw.translator;
   let res: UpstreamResponse;
-  if ((await t.era(request.params.server, upstream)) === 'stateless') {
+  if ((await t.era(request.params.server, upstream, { from: request.headers, principal: call.caller?.id ?? '' })) === 'stateless') {
     // pipeline: the chain (src/pipeline/); aborting the exchange cancels it upstream, and the
     // mirrored Mcp-Name follows the body (src/upstream/http.ts writes the mirrored headers from
     // the message it sends).
@@ -133,7 +133,7 @@ export async function translatedSessionPost(gw: GatewayContext, upstream: Upstre
   // pipeline: the chain; on the time limit's expiry the 2026-07-28 call upstream is closed (its cancellation).
   const raw = await gw.pipeline.run(piped, {
     upstream,
-    send: (req) => postTranslated(gw, upstream, claims, req.messages, batch, req.admission),
+    send: (req) => postTranslated(gw, upstream, claims, req.messages, batch, req.admission, req.headers),
     cancel: (id) => cancelTranslated(gw, claims, id),
   });
   const res = guard ? await guardResponse(raw, guard) : raw;
@@ -142,13 +142,13 @@ export async function translatedSessionPost(gw: GatewayContext, upstream: Upstre
 }
 
 /** The GET stream of such a session: a subscriptions/listen upstream. */
-export async function translatedSessionGet(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, version: string): Promise<Outcome> {
-  const { res, reopen } = listenTranslated(gw, upstream, claims);
+export async function translatedSessionGet(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, headers: IncomingHttpHeaders, version: string): Promise<Outcome> {
+  const { res, reopen } = listenTranslated(gw, upstream, claims, headers);
   return { res: await res!, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: version >= '2025-11-25', reopen } };
 }
 
 /** How the event log picks a broken stream of such a session up again: a new listen for GET, nothing for a POST. */
 export function translatedReopen(gw: GatewayContext, upstream: Upstream, claims: SessionClaims): Reopen {
-  const { reopen } = listenTranslated(gw, upstream, claims, true);
+  const { reopen } = listenTranslated(gw, upstream, claims, undefined, true);
   return async (_upstreamEventId, info) => (info.kind === 'get' ? reopen() : undefined);
 }

@@ -1,6 +1,7 @@
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
@@ -8,7 +9,7 @@ import { idKey, type Envelope } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, SESSION_REVISIONS, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
-import { ownRequest, SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { forCaller, ownRequest, SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isResponse, MessageReader, type Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO } from './session-pool.ts';
 import { discoverRequest, type LocalSession, type Translator } from './translator.ts';
@@ -69,15 +70,16 @@ const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /**
  * `initialize` for a 2026-07-28 upstream: its server/discover answer, as an InitializeResult.
- * Returns the answer and the claims of the new gateway-held session.
+ * Returns the answer and the claims of the new gateway-held session. `from`: the headers of the
+ * client's initialize, whose validated token (if any) the server/discover goes out for.
  */
-export async function initializeTranslated(gw: GatewayContext, server: string, upstream: Upstream, first: Envelope, principal: string, sessionId: string): Promise<{ res: UpstreamResponse; claims: SessionClaims }> {
+export async function initializeTranslated(gw: GatewayContext, server: string, upstream: Upstream, first: Envelope, principal: string, sessionId: string, from: IncomingHttpHeaders): Promise<{ res: UpstreamResponse; claims: SessionClaims }> {
   const params = first.params ?? {};
   // The client's revision when it is one of the session era, else the latest of them.
   const asked = typeof params.protocolVersion === 'string' && isSessionRevision(params.protocolVersion) ? params.protocolVersion : SESSION_REVISIONS.at(-1)!;
   const capabilities = (params.capabilities as Record<string, unknown> | undefined) ?? {};
   const clientInfo = (params.clientInfo as Record<string, unknown> | undefined) ?? GATEWAY_INFO;
-  const answer = await firstResponse(await upstream.exchange!(discoverRequest(capabilities, clientInfo, gw.translator.nextId())));
+  const answer = await firstResponse(await upstream.exchange!(forCaller(discoverRequest(capabilities, clientInfo, gw.translator.nextId()), from, principal)));
   const d = answer?.result;
   if (!d) throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `server/discover failed: ${answer?.error?.message ?? 'no answer'}`);
   const meta = (d._meta as Record<string, unknown> | undefined) ?? {};
@@ -105,8 +107,11 @@ export function cancelTranslated(gw: GatewayContext, claims: SessionClaims, id: 
   local(gw.translator, claims.id).inflight.get(idKey(id))?.abort();
 }
 
-/** A POST on a translated session. */
-export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admission): Promise<UpstreamResponse> {
+/**
+ * A POST on a translated session. `from`: the headers of the client's request, whose validated
+ * token (if any) every request sent upstream for it goes out for.
+ */
+export async function postTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, messages: readonly Envelope[], batch: boolean, admitted: Admission, from: IncomingHttpHeaders): Promise<UpstreamResponse> {
   if (messages.length !== 1 || batch) throw new GatewayError('MCPGW_ERR_NOT_TRANSLATABLE', `a JSON-RPC batch cannot be sent to a ${STATELESS_REVISION} upstream`);
   const t = gw.translator;
   const m = messages[0]!;
@@ -140,7 +145,7 @@ export async function postTranslated(gw: GatewayContext, upstream: Upstream, cla
       return result(m.id, {});
     }
   }
-  return call(t, upstream, claims, mine, m, admitted);
+  return call(t, upstream, claims, mine, m, admitted, from);
 }
 
 function accepted(): UpstreamResponse {
@@ -151,8 +156,14 @@ function result(id: JsonRpcId, r: Record<string, unknown>): UpstreamResponse {
   return { status: 200, headers: JSON_HEADERS, body: JSON.stringify({ jsonrpc: '2.0', id, result: r }) };
 }
 
-/** A 2026-07-28 request for this method and params, carrying the session's envelope. */
-function statelessRequest(t: Translator, declared: Declared, mine: LocalSession, admission: Admission, method: string, params: Record<string, unknown> | undefined, extra?: Record<string, unknown>): { id: string; req: ClientRequest } {
+/** Who a translated session's requests upstream are for: the headers of the client's request that caused them (if any), the session's principal. */
+interface Behalf {
+  readonly from: IncomingHttpHeaders | undefined;
+  readonly principal: string;
+}
+
+/** A 2026-07-28 request for this method and params, carrying the session's envelope, sent on the session's caller's behalf. */
+function statelessRequest(t: Translator, declared: Declared, mine: LocalSession, admission: Admission, behalf: Behalf, method: string, params: Record<string, unknown> | undefined, extra?: Record<string, unknown>): { id: string; req: ClientRequest } {
   const id = t.nextId();
   const meta: Record<string, unknown> = {
     ...(params?._meta as Record<string, unknown> | undefined),
@@ -165,18 +176,19 @@ function statelessRequest(t: Translator, declared: Declared, mine: LocalSession,
   const message: Message = { jsonrpc: '2.0', id, method, params: p };
   return {
     id,
-    req: ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION, admission),
+    req: forCaller(ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION, admission), behalf.from, behalf.principal),
   };
 }
 
-async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admission): Promise<UpstreamResponse> {
+async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admission, from: IncomingHttpHeaders): Promise<UpstreamResponse> {
   const declared = declaredOf(claims);
+  const behalf: Behalf = { from, principal: claims.principal };
   const abort = new AbortController();
   const key = idKey(m.id);
   mine.inflight.set(key, abort);
   const done = () => mine.inflight.get(key) === abort && mine.inflight.delete(key);
   try {
-    const first = statelessRequest(t, declared, mine, admitted, m.method!, m.params);
+    const first = statelessRequest(t, declared, mine, admitted, behalf, m.method!, m.params);
     const res = await upstream.exchange!(first.req, abort.signal);
     // Failed without an answer (a proxy's 502…): that HTTP error is the answer, and the
     // pipeline's retry stage may send a safe call again (src/pipeline/retry.ts).
@@ -194,7 +206,7 @@ async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mi
     }
     reader.unshift(head);
     const out = new PassThrough();
-    void drive(t, upstream, declared, mine, admitted, m, first.id, reader, out, abort.signal).finally(done);
+    void drive(t, upstream, declared, mine, admitted, behalf, m, first.id, reader, out, abort.signal).finally(done);
     return { status: 200, headers: { ...SSE_HEADERS }, body: out };
   } catch (err) {
     done();
@@ -210,7 +222,7 @@ function toSessionAnswer(id: JsonRpcId, m: Message): Message {
 }
 
 /** Streams one call to the client, turning each input_required round into pushed requests and a retry. */
-async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, admitted: Admission, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
+async function drive(t: Translator, upstream: Upstream, declared: Declared, mine: LocalSession, admitted: Admission, behalf: Behalf, m: Envelope, upstreamId: string, reader: MessageReader, out: PassThrough, signal: AbortSignal): Promise<void> {
   let current = reader;
   let currentId = upstreamId;
   try {
@@ -236,7 +248,7 @@ async function drive(t: Translator, upstream: Upstream, declared: Declared, mine
       if (signal.aborted) return;
       const extra: Record<string, unknown> = { inputResponses: responses };
       if (typeof r.requestState === 'string') extra.requestState = r.requestState;
-      const next = statelessRequest(t, declared, mine, admitted, m.method!, m.params, extra);
+      const next = statelessRequest(t, declared, mine, admitted, behalf, m.method!, m.params, extra);
       currentId = next.id;
       current = new MessageReader(await upstream.exchange!(next.req, signal));
     }
@@ -282,8 +294,10 @@ async function ask(t: Translator, requests: Record<string, { method: string; par
  * The GET stream: a `subscriptions/listen` upstream for every change notification the session
  * may want (list changes, and updates of the resources it subscribed to here). Reopened when the
  * subscriptions change; `reopen` gives the event log a way to pick a broken stream up again.
+ * `from`: the headers of the client's GET, whose validated token (if any) the listen goes out
+ * for; reopened later, for the session principal's latest.
  */
-export function listenTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, lazy = false): { res: Promise<UpstreamResponse> | undefined; reopen: () => Promise<Readable | undefined> } {
+export function listenTranslated(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, from: IncomingHttpHeaders | undefined, lazy = false): { res: Promise<UpstreamResponse> | undefined; reopen: () => Promise<Readable | undefined> } {
   const t = gw.translator;
   const open = async (): Promise<Readable> => {
     const out = new PassThrough();
@@ -292,7 +306,7 @@ export function listenTranslated(gw: GatewayContext, upstream: Upstream, claims:
     let reader: MessageReader | undefined;
     const connect = async () => {
       reader?.close();
-      const { req } = statelessRequest(t, declared, mine, GATEWAY_ORIGINATED, 'subscriptions/listen', {}, {
+      const { req } = statelessRequest(t, declared, mine, GATEWAY_ORIGINATED, { from, principal: claims.principal }, 'subscriptions/listen', {}, {
         notifications: { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true, resourceSubscriptions: [...mine.subscriptions] },
       });
       const r = new MessageReader(await upstream.exchange!(req));

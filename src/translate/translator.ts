@@ -4,7 +4,8 @@ import { GatewayError } from '../errors.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
 import type { GatewayConfig } from '../config/types.ts';
-import { ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+import { forCaller, ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
 import type { Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION, type PooledSession } from './session-pool.ts';
 import { StateSealer } from './state.ts';
@@ -16,6 +17,16 @@ interface Verdict {
   readonly until: number;
   /** A 2026-07-28 upstream that also answers initialize (dual-era): session clients are forwarded to it. */
   readonly acceptsSessions: boolean;
+}
+
+/**
+ * The request that made the gateway ask a server its era: its headers (with the front door's
+ * validated token, if any) and its caller's principal. The probe goes out on that caller's behalf,
+ * so an upstream that takes only exchanged tokens gets that caller's (src/upstream/credentials.ts).
+ */
+export interface ProbeCaller {
+  readonly from: IncomingHttpHeaders;
+  readonly principal: string;
 }
 
 /** A call held until the client answers its input requests; knows how to give up. */
@@ -66,7 +77,8 @@ export class Translator {
   readonly fanouts = new WeakMap<PooledSession, SessionFanout>();
   readonly #config: GatewayConfig;
   readonly #verdicts = new Map<string, Verdict>();
-  readonly #probes = new Map<string, Promise<Verdict>>();
+  /** The probe under way per server, and whose caller it went out for. */
+  readonly #probes = new Map<string, { readonly verdict: Promise<Verdict>; readonly principal: string }>();
   #seq = 0;
 
   constructor(config: GatewayConfig) {
@@ -83,15 +95,18 @@ export class Translator {
     return `mcpgw-${this.node}-${++this.#seq}`;
   }
 
-  /** The protocol era `server` speaks: configured, or asked (server/discover) and remembered a while. */
-  async era(server: string, upstream: Upstream): Promise<Era> {
-    return (await this.#verdict(server, upstream)).era;
+  /**
+   * The protocol era `server` speaks: configured, or asked (server/discover) and remembered a
+   * while; asked on behalf of `caller`, the one whose request needs to know.
+   */
+  async era(server: string, upstream: Upstream, caller?: ProbeCaller): Promise<Era> {
+    return (await this.#verdict(server, upstream, caller)).era;
   }
 
   /** For session-era clients: translate to a 2026-07-28-only upstream instead of forwarding initialize. */
-  async translatesSessions(server: string, upstream: Upstream): Promise<boolean> {
+  async translatesSessions(server: string, upstream: Upstream, caller?: ProbeCaller): Promise<boolean> {
     // An upstream that cannot be asked now is forwarded initialize as before; it answers for itself.
-    const v = await this.#verdict(server, upstream).catch(() => undefined);
+    const v = await this.#verdict(server, upstream, caller).catch(() => undefined);
     return v?.era === 'stateless' && !v.acceptsSessions;
   }
 
@@ -115,40 +130,50 @@ export class Translator {
     await this.pool.close();
   }
 
-  async #verdict(server: string, upstream: Upstream): Promise<Verdict> {
+  async #verdict(server: string, upstream: Upstream, caller: ProbeCaller | undefined): Promise<Verdict> {
     const configured = this.#config.servers[server]?.era ?? 'auto';
     if (configured !== 'auto' || !upstream.exchange) return { era: configured === 'auto' ? 'session' : configured, until: Infinity, acceptsSessions: configured !== 'stateless' };
     const known = this.#verdicts.get(server);
     if (known && known.until > Date.now()) return known;
-    let probe = this.#probes.get(server);
-    if (!probe) {
-      const asked: Promise<Verdict> = this.#probe(upstream).then(({ era, acceptsSessions }) => {
-        const v: Verdict = { era, until: Date.now() + this.#config.translation.eraProbeTtlMs, acceptsSessions };
-        // Forgotten meanwhile (a reload replaced the upstream): the answer is the old upstream's.
-        if (this.#probes.get(server) === asked) this.#verdicts.set(server, v);
-        return v;
+    const principal = caller?.principal ?? '';
+    const under = this.#probes.get(server);
+    if (under) {
+      // The era is the server's, whoever asked; but another caller's refused token exchange is
+      // not this caller's answer: it asks again for itself.
+      if (under.principal === principal) return under.verdict;
+      return under.verdict.catch((err: unknown) => {
+        if (err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_')) return this.#start(server, upstream, caller);
+        throw err;
       });
-      probe = asked;
-      this.#probes.set(server, asked);
-      void asked
-        .finally(() => {
-          if (this.#probes.get(server) === asked) this.#probes.delete(server);
-        })
-        .catch(() => {});
     }
-    return probe;
+    return this.#start(server, upstream, caller);
+  }
+
+  #start(server: string, upstream: Upstream, caller: ProbeCaller | undefined): Promise<Verdict> {
+    const verdict: Promise<Verdict> = this.#probe(upstream, caller).then(({ era, acceptsSessions }) => {
+      const v: Verdict = { era, until: Date.now() + this.#config.translation.eraProbeTtlMs, acceptsSessions };
+      // Forgotten meanwhile (a reload replaced the upstream): the answer is the old upstream's.
+      if (this.#probes.get(server)?.verdict === verdict) this.#verdicts.set(server, v);
+      return v;
+    });
+    const entry = { verdict, principal: caller?.principal ?? '' };
+    this.#probes.set(server, entry);
+    void verdict.finally(() => this.#probes.get(server) === entry && this.#probes.delete(server)).catch(() => {});
+    return verdict;
   }
 
   /**
    * server/discover answered with 2026-07-28 among its versions means the stateless era; anything
    * else, the session era. A stateless upstream is then asked whether it also answers initialize.
    */
-  async #probe(upstream: Upstream): Promise<{ era: Era; acceptsSessions: boolean }> {
-    const discovered = await firstResponse(await upstream.exchange!(discoverRequest({}, GATEWAY_INFO)));
+  async #probe(upstream: Upstream, caller: ProbeCaller | undefined): Promise<{ era: Era; acceptsSessions: boolean }> {
+    // For the caller whose request asked (an upstream that exchanges tokens gets theirs, exchanged).
+    const behalf = (req: ClientRequest) => forCaller(req, caller?.from, caller?.principal ?? '');
+    const discovered = await firstResponse(await upstream.exchange!(behalf(discoverRequest({}, GATEWAY_INFO))));
     const versions = discovered?.result?.supportedVersions;
     if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
     const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
-    const res = await upstream.exchange!(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED));
+    const res = await upstream.exchange!(behalf(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED)));
     const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
     return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
   }

@@ -5,7 +5,11 @@ import type { UpstreamCredentialsConfig, UpstreamTlsConfig } from '../config/typ
 import { GatewayError } from '../errors.ts';
 import { type CallerToken, type CallerTokens, TokenExchanger, callerTokenOf } from './token-exchange.ts';
 
-/** On whose behalf a request goes upstream: its headers (the front door's validated token), the session's principal. */
+/**
+ * On whose behalf a request goes upstream: its headers (the validated token the front door
+ * stamped on them, or the gateway carried over to the headers it wrote for that request:
+ * src/upstream/types.ts `forCaller`), the session's principal.
+ */
 export interface OnBehalfOf {
   readonly headers: IncomingHttpHeaders;
   /** The principal of the session the request belongs to ('' for none), or the caller a session is opened for. */
@@ -62,14 +66,19 @@ export class UpstreamCredentials {
     const caller = this.#find(onBehalfOf);
     if (caller) return caller;
     // Cannot happen through a front door (a session answers only its own principal), so it is named apart.
-    if (onBehalfOf && callerTokenOf(onBehalfOf.headers)) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', "the request's token is not of its session's principal");
+    const own = onBehalfOf && callerTokenOf(onBehalfOf.headers);
+    if (own && own.principal !== onBehalfOf.principal) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', "the request's token is not of its session's principal");
+    if (own) throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', "the caller's token expired, and no newer one of theirs is known");
     throw new GatewayError('MCPGW_ERR_TOKEN_EXCHANGE_FAILED', 'no validated caller token for this request (one the gateway sends on its own, for no caller)');
   }
 
   #find(onBehalfOf: OnBehalfOf | undefined): CallerToken | undefined {
     if (!onBehalfOf) return undefined;
     const own = callerTokenOf(onBehalfOf.headers);
-    if (own) return !onBehalfOf.principal || own.principal === onBehalfOf.principal ? own : undefined;
+    if (own && own.principal !== onBehalfOf.principal && onBehalfOf.principal) return undefined;
+    // What the gateway sends later for a request (an input_required round, a listen reopened) may
+    // outlive the token that request came with: the principal's latest then.
+    if (own && (own.expiresAt > Date.now() || !onBehalfOf.principal)) return own;
     return onBehalfOf.principal ? this.#callers?.latest(onBehalfOf.principal) : undefined;
   }
 

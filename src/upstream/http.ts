@@ -9,6 +9,7 @@ import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
+import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS } from '../protocol/param-headers.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
@@ -152,13 +153,14 @@ export class HttpUpstream implements Upstream {
   async exchange(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse> {
     // The mirrored Mcp-Method and Mcp-Name are written from the message sent (which may carry a
     // stand-in name, src/auth/guard.ts), not copied from the client. Mcp-Param-* mirror tool
-    // arguments the gateway has no schema for: the client's go on only when well-formed, and the
-    // upstream checks them against the body as the revision requires.
+    // arguments: written from the arguments sent where the gateway set some (curation's fixed
+    // ones and defaults, src/curation/params.ts); else the client's go on only when well-formed,
+    // and the upstream checks them against the body (the client's arguments) as the revision requires.
     const m = req.messages[0];
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
-    const params = paramHeaders(req.headers);
+    const params = req.paramHeaders ?? paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
-    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: '' }, signal, req);
+    const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: req.principal ?? '' }, signal, req);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
     return this.#relay(replica, res, 'POST');
   }
@@ -382,13 +384,9 @@ export function upstreamError(err: unknown, server: string): GatewayError {
   return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });
 }
 
-/** At most this many Mcp-Param-* headers go upstream, each at most this long. */
 /** What a request to a replica sent, as its span tells it (src/upstream/tracing.ts). */
 type SentMessages = Pick<ClientRequest, 'messages' | 'resendCount'>;
 const NOTHING_SENT: SentMessages = { messages: [] };
-
-const MAX_PARAM_HEADERS = 32;
-const MAX_PARAM_HEADER_LENGTH = 4_096;
 
 function paramHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};

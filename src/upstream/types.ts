@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { envelope, type Envelope } from '../protocol/jsonrpc.ts';
 import { wireBody, type WireBody } from '../protocol/wire.ts';
 import type { SessionClaims } from '../session/token.ts';
+import { callerTokenOf, stampCallerToken } from './token-exchange.ts';
 // The pipeline's token (src/pipeline/admission.ts): a type only, the contract between the stages and an upstream.
 import type { Admission } from '../pipeline/admission.ts';
 
@@ -31,6 +32,17 @@ export interface ClientRequest {
    * undefined for a first try. traces: the exchange span's `http.request.resend_count`.
    */
   readonly resendCount?: number | undefined;
+  /**
+   * auth: whose request a message the gateway writes itself is (a session's principal): an
+   * upstream that exchanges callers' tokens uses the validated token the request carries, else
+   * that principal's latest (src/upstream/credentials.ts). Unset for a caller's own request.
+   */
+  readonly principal?: string | undefined;
+  /**
+   * stateless: the Mcp-Param-* headers of the message sent, written by the gateway from its
+   * arguments (src/curation/params.ts); set, the caller's own are not sent.
+   */
+  readonly paramHeaders?: Readonly<Record<string, string>> | undefined;
 }
 
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */
@@ -44,6 +56,18 @@ export function clientRequest(headers: IncomingHttpHeaders, messages: readonly E
  */
 export function ownRequest(headers: IncomingHttpHeaders, message: Readonly<Record<string, unknown>>, protocolVersion: string, admission: Admission): ClientRequest {
   return clientRequest(headers, [envelope(message)], false, protocolVersion, admission);
+}
+
+/**
+ * `req` (one the gateway wrote, on fresh headers) sent on behalf of the caller of the request
+ * whose headers are `from`: that request's validated token goes with it (the symbol the front
+ * door stamped, never a header on the wire: src/upstream/token-exchange.ts), and `principal`
+ * names whose latest token to use when there is none (what the gateway sends later on its own).
+ */
+export function forCaller(req: ClientRequest, from: IncomingHttpHeaders | undefined, principal: string): ClientRequest {
+  const caller = from && callerTokenOf(from);
+  if (caller) stampCallerToken(req.headers, caller);
+  return principal ? { ...req, principal } : req;
 }
 
 /** What the HTTP layer writes back. A Readable body is streamed as it arrives, never buffered. */

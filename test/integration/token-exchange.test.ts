@@ -61,6 +61,8 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
         obo: { upstreams: [{ url: up.url, credentials: { tokenExchange: exchange } }] },
         // client_secret_post, and a 2026-07-28 client's requests translated onto sessions the gateway pools per caller.
         posted: { era: 'session', upstreams: [{ url: up.url, credentials: { tokenExchange: { ...exchange, clientAuth: 'client_secret_post' } } }] },
+        // era: auto, asked first by the test of the era probe.
+        probed: { upstreams: [{ url: up.url, credentials: { tokenExchange: exchange } }] },
         slow: { upstreams: [{ url: up.url, credentials: { tokenExchange: { ...exchange, tokenUrl: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/token`, timeout: '300ms' } } }] },
       },
     }, { logger: createLogger('trace', new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) })) });
@@ -236,15 +238,26 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
     assert.notEqual(up.requests.at(-1)!.headers.authorization, first);
   });
 
-  it('a request the gateway sends for no caller (the era probe of era: auto) is refused clearly, not sent without a token', async () => {
+  it("the era probe of era: auto goes out for the caller whose request asked, on their exchanged token; refused, it fails that request cleanly", async () => {
     const caller = await callerToken('reader');
     const from = up.requests.length;
-    const res = await statelessPost(`${gw.url}/mcp/obo`, 'tools/list', {}, { headers: bearer(caller) });
-    assert.equal(res.status, 503, res.text);
-    const error = rpcOf(res).error!;
-    assert.equal(error.data?.code, 'MCPGW_ERR_TOKEN_EXCHANGE_FAILED');
-    assert.match(error.message, /no validated caller token/);
-    assert.equal(up.requests.length, from);
+    oidc.exchange.refuse = 'access_denied';
+    let refused;
+    try {
+      refused = await statelessPost(`${gw.url}/mcp/probed`, 'tools/list', {}, { headers: bearer(caller) });
+    } finally {
+      oidc.exchange.refuse = undefined;
+    }
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(rpcOf(refused).error!.data?.code, 'MCPGW_ERR_TOKEN_EXCHANGE_DENIED');
+    assert.equal(up.requests.length, from, 'nothing went upstream, without a token or with the caller\'s');
+    // Not remembered: asked again, the probe goes out on the caller's exchanged token.
+    const res = await statelessPost(`${gw.url}/mcp/probed`, 'tools/list', {}, { headers: bearer(caller) });
+    assert.equal(res.status, 200, res.text);
+    const discover = up.requests.slice(from).find((r) => r.body.includes('"server/discover"'));
+    assert.ok(discover, 'the probe reached the upstream');
+    assert.equal(decodeJwt(discover.headers.authorization!.slice(7)).sub, 'reader');
+    for (const r of up.requests.slice(from)) assert.ok(!JSON.stringify(r.headers).includes(caller));
   });
 
   it('no token, the caller\'s or an exchanged one, reaches the log or the metrics', async () => {

@@ -168,5 +168,15 @@ describe('token exchange (RFC 8693): cache, sharing, failures', () => {
       await assert.rejects(Promise.resolve().then(() => c.value({ headers: {}, principal: 'dave' })), (err) => code(err) === 'MCPGW_ERR_TOKEN_EXCHANGE_FAILED');
       await assert.rejects(Promise.resolve().then(() => c.value({ headers: {}, principal: '' })), (err) => code(err) === 'MCPGW_ERR_TOKEN_EXCHANGE_FAILED');
     });
+
+    it("a request's token that expired before the gateway sent what it carries (a late round, a relisten): the principal's latest, else a clear refusal", async () => {
+      const callers = new CallerTokens(10);
+      const c = creds(callers);
+      const expired = stamped(caller('erin-old', 'erin', -1));
+      await assert.rejects(Promise.resolve().then(() => c.value({ headers: expired, principal: 'erin' })), (err) => code(err) === 'MCPGW_ERR_TOKEN_EXCHANGE_FAILED' && /expired/.test((err as Error).message));
+      callers.remember(caller('erin-new', 'erin'));
+      assert.equal(await c.value({ headers: expired, principal: 'erin' }), 'Bearer for-erin-new-1');
+      assert.ok(!forms.some((f) => f.form.get('subject_token') === 'erin-old'), 'an expired token is never exchanged');
+    });
   });
 });

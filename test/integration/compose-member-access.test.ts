@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
+import { openSession, post, rpcOf } from '../helpers/raw.ts';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
+
+/**
+ * compose: a member's auth rule for the server as a whole (`servers.<member>.auth.scopes` /
+ * `claims`) holds through a virtual server as it does at the member's own door.
+ */
+const PUBLIC = 'https://gateway.test';
+
+describe('compose: a member server a caller may not use is not reachable through a virtual server', () => {
+  let issuer: TestIssuer;
+  let open: RecordingUpstream;
+  let locked: RecordingUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    [issuer, open, locked] = await Promise.all([startTestIssuer(), startRecordingUpstream({ json: true }), startRecordingUpstream({ json: true })]);
+    gw = await startGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], publicUrl: PUBLIC },
+      servers: {
+        open: { upstreams: [{ url: open.url }] },
+        locked: { upstreams: [{ url: locked.url }], auth: { scopes: ['admin'] } },
+        claimed: { upstreams: [{ url: locked.url }], auth: { claims: { team: 'ops' } } },
+        all: { compose: ['open', 'locked', 'claimed'] },
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await Promise.all([issuer?.close(), open?.close(), locked?.close()]);
+  });
+
+  const token = (scope: string, extra: Record<string, unknown> = {}) => issuer.sign({ sub: 'someone', aud: `${PUBLIC}/mcp/all`, scope, ...extra });
+  async function session(t: string) {
+    const auth = { authorization: `Bearer ${t}` };
+    const sid = await openSession(`${gw.url}/mcp/all`, '2025-11-25', auth);
+    return { ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+  }
+  const rpc = async (h: Record<string, string>, id: number, method: string, params: Record<string, unknown> = {}) => {
+    const res = await post(`${gw.url}/mcp/all`, { jsonrpc: '2.0', id, method, params }, h);
+    assert.equal(res.status, 200, res.text);
+    return rpcOf(res);
+  };
+
+  it('its own door refuses the caller (the rule under test)', async () => {
+    const res = await post(`${gw.url}/mcp/locked`, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }, { authorization: `Bearer ${await issuer.sign({ sub: 'someone', aud: `${PUBLIC}/mcp/locked`, scope: 'mcp' })}` });
+    assert.equal(res.status, 403);
+  });
+
+  it('a caller without the scope (or the claim) sees none of the member, calls none of it, and nothing of theirs reaches it', async () => {
+    const h = await session(await token('mcp'));
+    const from = locked.requests.length;
+    const { tools } = (await rpc(h, 2, 'tools/list')).result as { tools: { name: string }[] };
+    const names = tools.map((t) => t.name);
+    assert.ok(names.includes('open__echo'));
+    assert.ok(!names.some((n) => n.startsWith('locked__') || n.startsWith('claimed__')), names.join());
+    // The member is named by the virtual server's own prefixes: a call to it is refused, as its own door refuses it.
+    for (const [id, method, params] of [
+      [3, 'tools/call', { name: 'locked__echo', arguments: { text: 'x' } }],
+      [4, 'tools/call', { name: 'claimed__echo', arguments: { text: 'x' } }],
+      [5, 'resources/read', { uri: 'locked+demo://public' }],
+      [6, 'prompts/get', { name: 'locked__greet', arguments: { name: 'x' } }],
+    ] as const) {
+      const refused = await rpc(h, id, method, params);
+      assert.equal(refused.error?.code, -31015, `${method} ${JSON.stringify(params)}`);
+      assert.equal(refused.error?.data?.code, 'MCPGW_ERR_FORBIDDEN');
+    }
+    assert.deepEqual((await rpc(h, 7, 'logging/setLevel', { level: 'info' })).result, {}, 'a fan-out goes on with the members the caller may use');
+    assert.equal(locked.requests.slice(from).length, 0, 'nothing reached the member');
+    assert.ok(!locked.ran.includes('echo'));
+  });
+
+  it('a caller with the scope and the claim uses every member', async () => {
+    const h = await session(await token('mcp admin', { team: 'ops' }));
+    const { tools } = (await rpc(h, 2, 'tools/list')).result as { tools: { name: string }[] };
+    const names = tools.map((t) => t.name);
+    for (const n of ['open__echo', 'locked__echo', 'claimed__echo']) assert.ok(names.includes(n), n);
+    const called = await rpc(h, 3, 'tools/call', { name: 'locked__echo', arguments: { text: 'admin was here' } });
+    assert.deepEqual((called.result as { content: unknown }).content, [{ type: 'text', text: 'admin was here' }]);
+  });
+});

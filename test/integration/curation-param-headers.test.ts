@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { Gateway } from '../../src/gateway.ts';
+import { connectClient, textOf } from '../helpers/client.ts';
+import { statelessPost } from '../helpers/era.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { rpcOf } from '../helpers/raw.ts';
+
+/** The marked tool: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
+const QUERY = {
+  name: 'query',
+  description: 'Runs a query in a region, for a tenant',
+  inputSchema: {
+    type: 'object',
+    properties: {
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      tenant: { type: 'string', 'x-mcp-header': 'Tenant' },
+      limit: { type: 'integer', 'x-mcp-header': 'Limit' },
+      sql: { type: 'string' },
+    },
+    required: ['region', 'sql'],
+  },
+};
+const MARKS: Record<string, string> = { region: 'mcp-param-region', tenant: 'mcp-param-tenant', limit: 'mcp-param-limit' };
+
+function decode(v: string): string {
+  const m = /^=\?base64\?(.*)\?=$/.exec(v);
+  return m ? Buffer.from(m[1]!, 'base64').toString('utf8') : v;
+}
+
+/**
+ * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
+ * as the revision requires of a server (a value without its header, a header without its value,
+ * or one that says something else → 400, -32020), and records what reached it.
+ */
+async function startMarkedUpstream() {
+  const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const msg = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id: unknown; method: string; params?: Record<string, unknown> };
+      const params = msg.params ?? {};
+      seen.push({ method: msg.method, headers: req.headers, params });
+      const answer = (status: number, body: Record<string, unknown>) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...body }));
+      switch (msg.method) {
+        case 'server/discover':
+          return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
+        case 'tools/list':
+          return answer(200, { result: { tools: [QUERY], resultType: 'complete' } });
+        case 'tools/call': {
+          const args = (params.arguments ?? {}) as Record<string, unknown>;
+          for (const [arg, header] of Object.entries(MARKS)) {
+            const value = args[arg];
+            const h = req.headers[header];
+            const ok = value === undefined || value === null ? h === undefined : typeof h === 'string' && decode(h) === String(value);
+            if (!ok) return answer(400, { error: { code: -32020, message: `Header mismatch: ${header} '${String(h)}' does not match body value '${String(value)}'` } });
+          }
+          return answer(200, { result: { content: [{ type: 'text', text: JSON.stringify(args) }], resultType: 'complete' } });
+        }
+        default:
+          return answer(404, { error: { code: -32601, message: 'Method not found' } });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    seen,
+    calls: () => seen.filter((r) => r.method === 'tools/call'),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('curation: the Mcp-Param-* headers going upstream are written from the arguments the gateway sends', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream();
+    const curation = { tools: { edit: { query: { fixed: { region: 'eu-west1' }, defaults: { tenant: 'acme' } } } } };
+    gw = await startGateway({
+      servers: {
+        curated: { era: 'stateless', upstreams: [{ url: up.url }], curation },
+        // The same, on a server whose tool list this gateway has not seen yet.
+        cold: { era: 'stateless', upstreams: [{ url: up.url }], curation },
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  const call = (server: string, args: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    statelessPost(`${gw.url}/mcp/${server}`, 'tools/call', { name: 'query', arguments: args }, { headers });
+
+  it("a caller's header for a fixed argument, or one for a default the gateway set, never reaches the upstream (its list not seen yet: the gateway asks for it)", async () => {
+    const from = up.seen.length;
+    const res = await call('cold', { sql: 'select 1', region: 'us-east1' }, { 'mcp-param-region': 'us-east1', 'mcp-param-tenant': 'evil', 'mcp-param-unmarked': 'x' });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(JSON.parse(textOf(rpcOf(res).result)), { sql: 'select 1', region: 'eu-west1', tenant: 'acme' });
+    const sent = up.calls().at(-1)!;
+    assert.equal(sent.headers['mcp-param-region'], 'eu-west1', 'the fixed value, as the body carries it');
+    assert.equal(sent.headers['mcp-param-tenant'], 'acme', 'the default the gateway set gets its header');
+    assert.equal(sent.headers['mcp-param-unmarked'], undefined, 'a header no argument is marked for is not sent');
+    assert.deepEqual(up.seen.slice(from).map((r) => r.method), ['tools/list', 'tools/call'], "the gateway learnt the tool's marks from the upstream's own list");
+    // Known now: the next call needs no list.
+    const again = await call('cold', { sql: 'select 2' });
+    assert.equal(again.status, 200, again.text);
+    assert.deepEqual(up.seen.slice(from + 2).map((r) => r.method), ['tools/call']);
+  });
+
+  it("a caller's own value of a default argument, and an integer, get their headers from the body", async () => {
+    // The caller lists the tools first (as a 2026-07-28 client does): the gateway learns the marks on the way.
+    const list = await statelessPost(`${gw.url}/mcp/curated`, 'tools/list', {});
+    assert.equal(list.status, 200, list.text);
+    const published = (rpcOf(list).result as { tools: { inputSchema: { properties: Record<string, unknown> } }[] }).tools[0]!;
+    assert.ok(!('region' in published.inputSchema.properties), 'the fixed argument is not published');
+    const from = up.seen.length;
+    const res = await call('curated', { sql: 'select 3', tenant: 'Glöbex ', limit: 5 }, { 'mcp-param-tenant': '=?base64?R2zDtmJleCA=?=', 'mcp-param-limit': '5', 'mcp-param-region': 'us-east1' });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(up.seen.slice(from).map((r) => r.method), ['tools/call']);
+    const sent = up.calls().at(-1)!;
+    assert.equal(sent.headers['mcp-param-region'], 'eu-west1');
+    assert.equal(sent.headers['mcp-param-tenant'], '=?base64?R2zDtmJleCA=?=', 'not plain ASCII without surrounding spaces: base64');
+    assert.equal(decode(sent.headers['mcp-param-tenant'] as string), 'Glöbex ');
+    assert.equal(sent.headers['mcp-param-limit'], '5');
+  });
+
+  it('a session-era client (SDK 1.x) translated to the 2026-07-28 upstream gets the headers of the arguments curation set', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/curated`);
+    try {
+      const { tools } = await client.listTools();
+      assert.deepEqual(tools.map((t) => t.name), ['query']);
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 4' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 4', region: 'eu-west1', tenant: 'acme' });
+    } finally {
+      await close();
+    }
+    const sent = up.calls().at(-1)!;
+    assert.equal(sent.headers['mcp-param-region'], 'eu-west1');
+    assert.equal(sent.headers['mcp-param-tenant'], 'acme');
+  });
+});
