@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
@@ -369,6 +369,58 @@ describe('reload: the standalone GET streams of a replaced pool', () => {
       assert.deepEqual(announced, ['before', 'after'], 'each message once');
       // It was taken over from the log and the upstream's stream resumed (not a fresh GET).
       assert.match(await (await fetch(`${gw.metricsUrl}/metrics`)).text(), /^mcp_resume_total\{outcome="upstream"\} [1-9]/m);
+    } finally {
+      await c.close().catch(() => {});
+    }
+  });
+});
+
+describe('reload: the GET stream of a translated session (an SDK 1.x client of a 2026-07-28-only upstream)', () => {
+  let a: EraServer;
+  let b: EraServer;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [a, b] = await Promise.all([startEraServer('stateless', 'modern-a'), startEraServer('stateless', 'modern-b')]);
+    gw = await spawnGateway({ servers: { m: { upstreams: [{ url: a.url }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('is handed over when the upstream list is replaced: the client resumes it on the new pool (a new listen upstream) and misses nothing', async () => {
+    const c = await connectClient(`${gw.url}/mcp/m`);
+    try {
+      let changes = 0;
+      c.client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changes++);
+      const trigger = async () => textOf(await c.client.callTool({ name: 'test_trigger_tool_change', arguments: {} }));
+      // The GET stream (a subscriptions/listen upstream) opens after initialize: triggered until it carries a change.
+      for (let i = 0; changes === 0 && i < 50; i++) {
+        assert.equal(await trigger(), 'tools changed');
+        await sleep(200);
+      }
+      assert.ok(changes > 0, 'the GET stream carries the list changes');
+      await sleep(300);
+      const before = changes;
+
+      writeServers(gw, { m: { upstreams: [{ url: b.url }] } });
+      const from = gw.child.output.length;
+      gw.child.proc.kill('SIGHUP');
+      assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['m']);
+      assert.equal((await nextLog(gw, from, 'standalone streams handed over')).streams, 1);
+      // The default timeout.max is an hour: only the hand-over lets the old pool go this soon.
+      assert.equal((await nextLog(gw, from, 'replaced upstream pool closed')).drained, true);
+
+      // The client came back with Last-Event-ID; the stream was taken over and listens on the new upstream.
+      const resumed = async () => /^mcp_resume_total\{outcome="upstream"\} [1-9]/m.test(await (await fetch(`${gw.metricsUrl}/metrics`)).text());
+      for (let i = 0; !(await resumed()) && i < 100; i++) await sleep(100);
+      assert.ok(await resumed(), 'the GET stream was resumed and taken over');
+      await sleep(500);
+      assert.equal(await trigger(), 'tools changed');
+      for (let i = 0; changes === before && i < 100; i++) await sleep(100);
+      await sleep(300);
+      assert.equal(changes, before + 1, 'the change on the new upstream arrived, once');
     } finally {
       await c.close().catch(() => {});
     }
