@@ -54,9 +54,10 @@ export interface EventLog {
   /**
    * legacy: appends after whatever the stream holds, numbering the events itself, atomically, so
    * several replicas may append to one stream (the 2024-11-05 transport's session stream).
-   * `info` is (re)written with the events. Returns the seq of the last event. Throws if the store is down.
+   * `info` is (re)written with the events; `trace`: the request the events are for, as `append`'s.
+   * Returns the seq of the last event. Throws if the store is down.
    */
-  appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number>;
+  appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo, trace?: TracedRequest): Promise<number>;
   /** Up to `limit` events with seq > afterSeq, oldest first. */
   read(key: string, afterSeq: number, limit: number): Promise<LoggedEvent[]>;
   /** `info` and `read` together, in one round trip: a resumption's first step. */

@@ -217,13 +217,33 @@ export class RedisEventLog implements EventLog {
     return n;
   }
 
-  async appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo): Promise<number> {
+  appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo, trace?: TracedRequest): Promise<number> {
+    const tracer = this.#tracer;
+    if (!tracer) return this.#appendNext(key, events, info, undefined);
+    // traces: one span per round trip, as an append's pipeline (one stream, its batch of events);
+    // its commands are sent outside the request's context (so not spanned one by one again).
+    const span = trace && tracer.logWrite([trace], events.length, 1);
+    return tracer.outside(() => this.#appendNext(key, events, info, span));
+  }
+
+  async #appendNext(key: string, events: readonly NewEvent[], info: StreamInfo | undefined, span: EventSpan | undefined): Promise<number> {
     const args: (string | number)[] = [this.#maxLength, this.#ttlMs, info?.producer ?? '', info?.kind ?? '', info?.requests ?? ''];
     for (const e of events) args.push(e.data, e.upstreamId, e.hidden ? '1' : '', e.end ? '1' : '');
-    const seq = Number(await this.#redis.eval(APPEND_NEXT, 2, this.#stream(key), this.#meta(key), ...args));
-    if (this.#replicaAcks > 0 && (await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs)) < this.#replicaAcks) {
+    span?.set(ATTR_DB_OPERATION_BATCH_SIZE, 1);
+    let seq: number;
+    let acked = this.#replicaAcks;
+    try {
+      seq = Number(await this.#redis.eval(APPEND_NEXT, 2, this.#stream(key), this.#meta(key), ...args));
+      if (this.#replicaAcks > 0) acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs);
+    } catch (err) {
+      span?.end('redis_error');
+      throw err;
+    }
+    if (acked < this.#replicaAcks) {
+      span?.end('redis_replica_acks');
       throw new Error(`fewer than ${this.#replicaAcks} Redis replicas acknowledged the events`);
     }
+    span?.end();
     return seq;
   }
 

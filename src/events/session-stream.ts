@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { SSE_HEADERS } from '../upstream/types.ts';
 import type { StreamHub } from './hub.ts';
 import type { LoggedEvent, NewEvent, StreamInfo } from './log.ts';
+import type { TracedRequest } from './tracing.ts';
 
 const FOLLOW_BLOCK_MS = 1_000;
 const REPLAY_PAGE = 500;
@@ -20,15 +21,18 @@ export class SessionFeed {
   #pending: NewEvent[] = [];
   #flushing: Promise<void> | undefined;
   #failed = false;
+  /** traces: the request this feed is made for (its log writes are that request's spans); undefined when off. */
+  readonly #trace: TracedRequest | undefined;
 
   constructor(hub: StreamHub, key: string) {
     this.#hub = hub;
     this.key = key;
+    this.#trace = hub.tracer?.current();
   }
 
   /** Creates the stream (or takes it over): `info` names this node as its owner. */
   static async open(hub: StreamHub, key: string, info: StreamInfo): Promise<number> {
-    return hub.log.appendNext(key, [{ data: '', upstreamId: '', hidden: true, end: false }], info);
+    return hub.log.appendNext(key, [{ data: '', upstreamId: '', hidden: true, end: false }], info, hub.tracer?.current());
   }
 
   /** One JSON-RPC message for the client; `upstreamId` is the upstream's event id, if any. */
@@ -63,7 +67,7 @@ export class SessionFeed {
       this.#pending = [];
       const started = performance.now();
       try {
-        await this.#hub.log.appendNext(this.key, batch);
+        await this.#hub.log.appendNext(this.key, batch, undefined, this.#trace);
         this.#hub.emit('append', { seconds: (performance.now() - started) / 1000, events: batch.length });
       } catch (err) {
         // Clients read this stream from the log only: without it the messages cannot reach them.

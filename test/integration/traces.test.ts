@@ -305,6 +305,35 @@ describe('traces: OpenTelemetry spans of MCP requests, exported over OTLP/HTTP',
     }
   });
 
+  it('a 2024-11-05 session stream: the event-log writes of a call\'s answer are one BATCH span per round trip, a CLIENT child of the POST, not a span per command', async () => {
+    const redis = await startRedis();
+    const gw = await startGateway({ redis: { url: redis.url }, servers: { rec: { upstreams: [{ url: upstream.url }] } }, telemetry: { endpoint: receiver.url, protocol: 'http/json', exportDelay: 0 } });
+    const caller = clientSpan();
+    let legacy: Awaited<ReturnType<typeof connectLegacyClient>> | undefined;
+    try {
+      // The 2024-11-05 transport needs the event log: Redis connected first.
+      await until(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 'Redis connected');
+      legacy = await connectLegacyClient(`${gw.url}/mcp/rec/sse`, { headers: { traceparent: caller.traceparent } });
+      assert.equal(textOf(await legacy.client.callTool({ name: 'echo', arguments: { text: 'logged' } })), 'logged');
+      const { server } = await requestSpans(receiver, caller.traceId, 'tools/call echo');
+      const redisChildren = () => receiver.spans.filter((s) => s.parentSpanId === server.spanId && s.attributes['db.system.name'] === 'redis');
+      const writes = () => redisChildren().filter((s) => s.name === 'BATCH');
+      await until(() => writes().length >= 1, 'the answer\'s write to the session stream');
+      for (const w of writes()) {
+        assert.equal(w.kind, CLIENT_KIND);
+        assert.equal(w.attributes['db.operation.name'], 'BATCH');
+        assert.equal(w.attributes['db.operation.batch.size'], 1, 'one script appends the batch');
+        assert.ok(Number(w.attributes['mcpgw.event_log.events']) >= 1);
+        assert.equal(w.attributes['mcpgw.event_log.streams'], 1);
+      }
+      assert.ok(!redisChildren().some((s) => s.name === 'EVAL' || s.name === 'EVALSHA'), `no span per command: ${redisChildren().map((s) => s.name).join(', ')}`);
+    } finally {
+      await legacy?.close();
+      await gw.close();
+      await redis.stop();
+    }
+  });
+
   it('a resumed stream whose replica died: the replay, the log reads and the takeover\'s upstream read are children of the resuming GET', async () => {
     const [redis, demo] = await Promise.all([startRedis(), startDemoUpstream('u')]);
     const doc = { redis: { url: redis.url }, servers: { api: { upstreams: [{ url: demo.url }] } } };
