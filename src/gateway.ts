@@ -233,7 +233,8 @@ export class Gateway implements GatewayContext {
    * - a server whose upstream side changed gets a new pool, so new sessions go to the new replicas;
    *   an HTTP pool's sessions on a replica still listed go on in the new one, and the old pool is
    *   closed once what it carries has ended (at most the server's timeout.max: a standalone GET
-   *   stream lasts as long as its client likes, a call not). A stdio or `transport: sse`
+   *   stream or a 2026-07-28 listen would last as long as its client likes, so both are handed
+   *   over to the new pool at once; a call not). A stdio or `transport: sse`
    *   pool holds its sessions' processes and connections itself: it is closed at once, and those
    *   sessions end as on DELETE;
    * - servers whose other keys changed (policy, cache, retries, time limits, rate limits) keep
@@ -277,7 +278,7 @@ export class Gateway implements GatewayContext {
     this.#config = config;
     // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
     // clients) is that upstream's: a server whose upstream (or era) changed starts afresh.
-    this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
+    void this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     this.#auth = auth;
     if (audit !== this.#audit) this.#audit?.close();
     this.#audit = audit;

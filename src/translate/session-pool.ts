@@ -51,8 +51,8 @@ export class SessionPool {
   /** Keys of the entries per (server, principal), least recently opened first. */
   readonly #byCaller = new Map<string, Set<string>>();
   readonly #sweeper: NodeJS.Timeout;
-  /** Retired sessions still in use: ended when their last user lets go (see retire). */
-  readonly #retiring = new Set<PooledSession>();
+  /** Retired sessions still in use, each with what to tell once it is ended (when its last user lets go: see retire). */
+  readonly #retiring = new Map<PooledSession, () => void>();
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
@@ -117,35 +117,47 @@ export class SessionPool {
 
   /**
    * A reload replaced or removed these servers' upstream pools: their sessions here are the old
-   * pool's. Forgotten at once (the next call opens one on the new pool), and ended upstream once
-   * nothing uses them (now, or when their last call or listener lets go: `release`).
+   * pool's. Forgotten at once (the next call opens one on the new pool), `letGo` told of each
+   * (its listen streams are handed over), and ended upstream once nothing uses them (now, or when
+   * their last call or listener lets go: `release`). Resolves once each is ended (the DELETE
+   * answered or failed), so a removed pool can be closed after its sessions were.
    */
-  retire(servers: Iterable<string>): void {
+  async retire(servers: Iterable<string>, letGo: (session: PooledSession) => void): Promise<void> {
     const names = new Set(servers);
+    const ended: Promise<void>[] = [];
     for (const [key, entry] of [...this.#entries]) {
       if (!names.has((JSON.parse(key) as [string])[0])) continue;
       this.#delete(key);
-      void entry.then(
-        (s) => {
-          s.dead = true;
-          if (s.busy === 0) void end(s);
-          else this.#retiring.add(s);
-        },
-        () => {},
+      ended.push(
+        entry.then(
+          (s) => {
+            s.dead = true;
+            letGo(s);
+            if (s.busy === 0) return end(s);
+            return new Promise<void>((resolve) => this.#retiring.set(s, resolve));
+          },
+          () => {},
+        ),
       );
     }
+    await Promise.all(ended);
   }
 
   /** A call or listener let go of `session`: a retired one nothing uses any more is ended. */
   release(session: PooledSession): void {
     session.busy--;
-    if (session.busy === 0 && this.#retiring.delete(session)) void end(session);
+    if (session.busy > 0) return;
+    const ended = this.#retiring.get(session);
+    if (!ended) return;
+    this.#retiring.delete(session);
+    void end(session).then(ended);
   }
 
   /** Ends every session upstream, waiting at most `waitMs` for the upstreams to answer. */
   async close(waitMs = 1_000): Promise<void> {
     clearInterval(this.#sweeper);
-    const all = [...this.#entries.values(), ...this.#retiring].map((s) => Promise.resolve(s));
+    const all = [...this.#entries.values(), ...this.#retiring.keys()].map((s) => Promise.resolve(s));
+    for (const ended of this.#retiring.values()) ended();
     this.#entries.clear();
     this.#retiring.clear();
     this.#byCaller.clear();

@@ -403,6 +403,9 @@ class Fanout {
   readonly #subscribed = new Set<string>();
   #reader: MessageReader | undefined;
   #opening: Promise<boolean> | undefined;
+  /** The upstream GET stream is over (ended, or handed over): a listener that comes now is ended at once. */
+  #over = false;
+  #handedOver = false;
   readonly #t: Translator;
 
   constructor(t: Translator, session: PooledSession) {
@@ -421,9 +424,28 @@ class Fanout {
       }
       this.#reader = new MessageReader(res, (at) => resumeStream(s, at));
       void this.#pump(this.#reader);
+      if (this.#handedOver) this.#reader.close();
       return true;
     })().catch(() => false);
     return this.#opening;
+  }
+
+  /**
+   * A reload retired the session (its server's pool was replaced or removed): the upstream GET
+   * stream on the old pool is closed, and each listen stream ends as when the upstream ends it
+   * (its request's answer). Its client listens again — on the new pool — and its listener going
+   * lets the session be ended upstream, so the old pool is not held until timeout.max.
+   */
+  handOver(): void {
+    this.#handedOver = true;
+    this.#reader?.close();
+  }
+
+  /** Adds a listener; one that comes when the stream is over already is ended at once, as the others were. */
+  add(l: Listener): void {
+    this.session.busy++;
+    this.listeners.add(l);
+    if (this.#over) endListener(l);
   }
 
   async subscribe(uris: readonly string[]): Promise<void> {
@@ -457,12 +479,16 @@ class Fanout {
       for (const l of this.listeners) if (wants(l.filter, m)) emit(l.out, tag(m, l.id));
     }
     // The upstream ended the stream: end each subscription gracefully (its listen request's answer).
-    this.#t.fanouts.delete(this.session);
-    for (const l of [...this.listeners]) {
-      emit(l.out, { jsonrpc: '2.0', id: l.id, result: { resultType: 'complete', _meta: { [META_SUBSCRIPTION_ID]: l.id } } });
-      l.out.end();
-    }
+    this.#over = true;
+    if (this.#t.fanouts.get(this.session) === this) this.#t.fanouts.delete(this.session);
+    for (const l of [...this.listeners]) endListener(l);
   }
+}
+
+/** Ends a subscription gracefully: its listen request's answer, then the end of its stream. */
+function endListener(l: Listener): void {
+  emit(l.out, { jsonrpc: '2.0', id: l.id, result: { resultType: 'complete', _meta: { [META_SUBSCRIPTION_ID]: l.id } } });
+  l.out.end();
 }
 
 function wants(f: Filter, m: Message): boolean {
@@ -516,8 +542,6 @@ async function listen(t: Translator, call: StatelessCall): Promise<UpstreamRespo
   if (usable) await fanout.subscribe(usable);
   const out = new PassThrough();
   const listener: Listener = { id: call.message.id, filter: usable === filter.resourceSubscriptions ? filter : { ...filter, resourceSubscriptions: usable }, out };
-  session.busy++;
-  fanout.listeners.add(listener);
   const f = fanout;
   const stop = () => f.remove(listener);
   call.signal.addEventListener('abort', stop, { once: true });
@@ -525,6 +549,7 @@ async function listen(t: Translator, call: StatelessCall): Promise<UpstreamRespo
   out.once('finish', stop);
   // The acknowledgment comes first, before anything the upstream sends on the subscription.
   emit(out, { jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { _meta: { [META_SUBSCRIPTION_ID]: call.message.id }, notifications: filter } });
+  fanout.add(listener);
   return { status: 200, headers: { ...SSE_HEADERS }, body: out };
 }
 

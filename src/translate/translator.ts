@@ -53,7 +53,10 @@ export interface SessionFanout {
   readonly listeners: Set<unknown>;
   open(): Promise<boolean>;
   subscribe(uris: readonly string[]): Promise<void>;
+  add(listener: unknown): void;
   remove(listener: unknown): void;
+  /** A reload retired its session: its listen streams end (their clients listen again, on the new pool). */
+  handOver(): void;
 }
 
 /**
@@ -114,14 +117,16 @@ export class Translator {
    * A reload replaced or removed these servers' upstreams (or changed their `era`): what was
    * learnt of the era they speak is the old upstream's, and so are the upstream sessions held for
    * their 2026-07-28 clients. The next call asks again (a probe still under way is not kept when
-   * it answers) and opens a session on the new upstream; the old sessions end once unused.
+   * it answers) and opens a session on the new upstream. The old sessions' listen streams are
+   * handed over at once (they would hold the old pool), and each old session is ended upstream
+   * once unused: resolves when they all are.
    */
-  forget(servers: readonly string[]): void {
+  forget(servers: readonly string[]): Promise<void> {
     for (const server of servers) {
       this.#verdicts.delete(server);
       this.#probes.delete(server);
     }
-    this.pool.retire(servers);
+    return this.pool.retire(servers, (session) => this.fanouts.get(session)?.handOver());
   }
 
   /** Ends what it holds: the parked calls, the upstream sessions. */

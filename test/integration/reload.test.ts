@@ -10,10 +10,11 @@ import { exportJWK, SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { spawnGateway, TEST_SECRET, type GatewayProcess } from '../helpers/gateway.ts';
-import { startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
+import { meta, startEraServer, statelessHeaders, statelessPost, type EraServer } from '../helpers/era.ts';
 import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
 import { INIT, openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { postSse, readSse, slowCount } from '../helpers/sse.ts';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 const AUD = 'urn:mcpgw:reload';
@@ -424,5 +425,63 @@ describe('reload: the GET stream of a translated session (an SDK 1.x client of a
     } finally {
       await c.close().catch(() => {});
     }
+  });
+});
+
+describe('reload: what translation holds for 2026-07-28 clients on a replaced or removed pool', () => {
+  let a: EraServer;
+  let b: EraServer;
+  let recording: RecordingUpstream;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [a, b, recording] = await Promise.all([startEraServer('session', 'session-a'), startEraServer('session', 'session-b'), startRecordingUpstream({ json: true })]);
+    gw = await spawnGateway({ servers: { y: { upstreams: [{ url: a.url }] }, rec: { upstreams: [{ url: recording.url }] } } });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([a?.stop(), b?.stop(), recording?.close()]);
+  });
+
+  /** A 2026-07-28 subscriptions/listen for tool list changes on server y, read as it comes. */
+  const listen = async (id: string) => {
+    const params = { notifications: { toolsListChanged: true }, _meta: meta() };
+    const res = await fetch(`${gw.url}/mcp/y`, { method: 'POST', headers: statelessHeaders('subscriptions/listen', params), body: JSON.stringify({ jsonrpc: '2.0', id, method: 'subscriptions/listen', params }) });
+    assert.equal(res.status, 200);
+    const seen: Record<string, unknown>[] = [];
+    let ended = false;
+    const reading = readSse(res, (e) => {
+      if (e.message) seen.push(e.message as Record<string, unknown>);
+      return false;
+    }).finally(() => (ended = true));
+    const until = async (what: string, check: () => boolean) => {
+      for (let i = 0; !check() && i < 150; i++) await sleep(100);
+      assert.ok(check(), `${what}; got ${JSON.stringify(seen)}`);
+    };
+    await until('the acknowledgment', () => seen.some((m) => m.method === 'notifications/subscriptions/acknowledged'));
+    return { seen, until, reading, ended: () => ended };
+  };
+  const triggerChange = async () => assert.equal(rpcOf(await statelessPost(`${gw.url}/mcp/y`, 'tools/call', { name: 'test_trigger_tool_change', arguments: {} })).error, undefined);
+  const changes = (seen: Record<string, unknown>[]) => seen.filter((m) => m.method === 'notifications/tools/list_changed').length;
+
+  it('a listen stream on a replaced pool is handed over: it ends with its answer, the old pool closes at once (not at timeout.max), listening again goes to the new pool', async () => {
+    const first = await listen('L1');
+    await triggerChange();
+    await first.until('a change on the listen stream', () => changes(first.seen) === 1);
+
+    writeServers(gw, { y: { upstreams: [{ url: a.url }, { url: b.url }] }, rec: { upstreams: [{ url: recording.url }] } });
+    const from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).rebuilt, ['y']);
+    // Its answer ends the subscription, as when the upstream ends it; the client listens again.
+    await first.until('the listen answered and ended', () => first.ended() && first.seen.at(-1)?.id === 'L1');
+    assert.equal((first.seen.at(-1)!.result as Record<string, unknown>).resultType, 'complete');
+    // The default timeout.max is an hour: only the hand-over lets the old pool go this soon.
+    assert.equal((await nextLog(gw, from, 'replaced upstream pool closed')).drained, true);
+
+    const again = await listen('L2');
+    await triggerChange();
+    await again.until('a change on the new listen stream', () => changes(again.seen) === 1);
+    assert.equal(changes(first.seen), 1, 'the ended stream got nothing more');
   });
 });
