@@ -44,6 +44,9 @@ import type { Upstream } from './upstream/types.ts';
 /** A pool a reload replaced is closed once idle: looked at this often. */
 const RETIRE_POLL_MS = 1_000;
 
+/** A pool a reload closes at once waits this long at most for the upstream sessions held on it to be ended first. */
+const RETIRE_SESSIONS_WAIT_MS = 1_000;
+
 /** How long a draining replica keeps its listener and idle connections (see Gateway.shutdown); at most half the grace. */
 const DRAIN_LINGER_MS = 1_000;
 
@@ -229,7 +232,8 @@ export class Gateway implements GatewayContext {
    * - requests read the configuration, the servers, the authenticator and the audit log as they
    *   come, so the next one sees the new; what is in flight finishes as it began;
    * - a removed server's pool is closed: its streams end (the event log keeps what they carried)
-   *   and its sessions answer 404, as the server does;
+   *   and its sessions answer 404, as the server does. The upstream sessions translation held on
+   *   it are ended (DELETE) through it first, a bounded while;
    * - a server whose upstream side changed gets a new pool, so new sessions go to the new replicas;
    *   an HTTP pool's sessions on a replica still listed go on in the new one, and the old pool is
    *   closed once what it carries has ended (at most the server's timeout.max: a standalone GET
@@ -257,15 +261,20 @@ export class Gateway implements GatewayContext {
       for (const u of fresh.values()) void u.close();
       throw err;
     }
+    // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
+    // clients, their listen streams) is that upstream's: a server whose upstream (or era) changed
+    // starts afresh. The sessions it held are ended upstream through the old pool, so a pool
+    // closed at once waits (a bounded while) for those DELETEs first.
+    const sessionsEnded = this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     for (const name of plan.removed) {
-      this.#retire(name, this.servers.get(name)!, 0);
+      this.#retire(name, this.servers.get(name)!, 0, sessionsEnded);
       this.servers.delete(name);
     }
     const handOver: string[] = [];
     for (const [name, upstream] of fresh) {
       const old = this.servers.get(name);
       // An HTTP pool's calls in flight end within their server's time limit (timeout.max).
-      if (old) this.#retire(name, old, old.kind === 'http' ? running.servers[name]!.timeout.maxMs : 0);
+      if (old) this.#retire(name, old, old.kind === 'http' ? running.servers[name]!.timeout.maxMs : 0, sessionsEnded);
       if (old?.kind === 'http') handOver.push(name);
       this.servers.set(name, upstream);
     }
@@ -276,9 +285,6 @@ export class Gateway implements GatewayContext {
       if (streams > 0) this.log.info({ server: name, streams }, 'standalone streams handed over to the new upstream pool (clients resume them)');
     }
     this.#config = config;
-    // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
-    // clients) is that upstream's: a server whose upstream (or era) changed starts afresh.
-    void this.translator.forget([...plan.removed, ...plan.rebuilt, ...plan.changed.filter((name) => running.servers[name]!.era !== config.servers[name]!.era)]);
     this.#auth = auth;
     if (audit !== this.#audit) this.#audit?.close();
     this.#audit = audit;
@@ -322,11 +328,15 @@ export class Gateway implements GatewayContext {
     return kind === 'http' ? new HttpUpstream(server, this.events, this.tracing, this.#callers) : kind === 'sse' ? new SseUpstream(server, this.events, this.node, this.tracing) : new StdioUpstream(server, this.events, this.node, this.tracing);
   }
 
-  /** Closes a pool a reload replaced or removed once nothing runs through it any more, at most `withinMs` from now. */
-  #retire(server: string, upstream: Upstream, withinMs: number): void {
+  /**
+   * Closes a pool a reload replaced or removed once nothing runs through it any more, at most
+   * `withinMs` from now; with 0, as soon as `sessionsEnded` (the upstream sessions translation
+   * held on it, ended through it), at most RETIRE_SESSIONS_WAIT_MS from now.
+   */
+  #retire(server: string, upstream: Upstream, withinMs: number, sessionsEnded: Promise<void>): void {
     const idle = () => upstream.replicaStates().every((r) => r.inflight === 0 && r.streams === 0);
     if (withinMs === 0) {
-      void upstream.close().catch(() => {});
+      void bounded(sessionsEnded, RETIRE_SESSIONS_WAIT_MS).then(() => upstream.close().catch(() => {}));
       return;
     }
     // Idle or not, it is looked at from the next poll on: what the reload itself ends on it (the
@@ -497,10 +507,10 @@ export class Gateway implements GatewayContext {
 /** The longest one step of close() may take. */
 const CLOSE_STEP_MS = 5_000;
 
-/** Waits for `p`, at most CLOSE_STEP_MS (then goes on without it). */
-async function bounded(p: Promise<unknown>): Promise<void> {
+/** Waits for `p`, at most `ms` (then goes on without it). */
+async function bounded(p: Promise<unknown>, ms = CLOSE_STEP_MS): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_STEP_MS)));
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
   try {
     await Promise.race([p.then(() => undefined, () => undefined), late]);
   } finally {

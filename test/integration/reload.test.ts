@@ -484,4 +484,19 @@ describe('reload: what translation holds for 2026-07-28 clients on a replaced or
     await again.until('a change on the new listen stream', () => changes(again.seen) === 1);
     assert.equal(changes(first.seen), 1, 'the ended stream got nothing more');
   });
+
+  it("a removed server's upstream sessions are ended (DELETE upstream) before its pool is closed", async () => {
+    const res = await statelessPost(`${gw.url}/mcp/rec`, 'tools/call', { name: 'echo', arguments: { text: 'held' } });
+    assert.equal(res.status, 200, res.text);
+    const held = recording.requests.find((r) => r.method === 'POST' && r.body.includes('"tools/call"'))?.headers['mcp-session-id'];
+    assert.ok(typeof held === 'string', 'the call went on a session the gateway holds upstream');
+
+    writeServers(gw, { y: { upstreams: [{ url: a.url }, { url: b.url }] } });
+    const from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    assert.deepEqual((await nextLog(gw, from, 'configuration reload')).removed, ['rec']);
+    const ended = () => recording.requests.some((r) => r.method === 'DELETE' && r.headers['mcp-session-id'] === held);
+    for (let i = 0; !ended() && i < 50; i++) await sleep(100);
+    assert.ok(ended(), 'the session was ended upstream, not left to its timeout');
+  });
 });
