@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { isBatchBody } from '../protocol/jsonrpc.ts';
 import { ITEM_KEYS, MAX_NAME_LENGTH, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
-import { SESSION_REVISIONS } from '../protocol/revisions.ts';
+import { isSessionRevision, SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
@@ -18,11 +18,21 @@ interface Member extends MemberNames {
 
 type Json = Record<string, unknown>;
 
-/**
- * How a member is called for a caller's request: the pipeline's chain again, as the member's
- * own request (src/pipeline/members.ts), so its rate limits, cache and time limits hold.
- */
-export type MemberCall = (upstream: Upstream, claims: SessionClaims, req: ClientRequest) => Promise<UpstreamResponse>;
+/** How a virtual server reaches its members for a caller (src/pipeline/members.ts). */
+export interface MemberCalls {
+  /**
+   * A caller's request to a member: the pipeline's chain again, as the member's own request, so
+   * its auth policy, rate limits, cache and time limits hold.
+   */
+  send(upstream: Upstream, claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  /**
+   * Whether the member's rule for the server as a whole lets the caller of `req` in (fail
+   * closed: a caller that cannot be checked is let into a member with no rule only). A member
+   * that refuses the caller gets no session of it: its initialize answer does not go into the
+   * virtual server's, nor its standalone stream into the merged one.
+   */
+  admits(member: string, req: ClientRequest): boolean;
+}
 
 const LISTS: Readonly<Record<string, ItemKind>> = {
   'tools/list': 'tools',
@@ -51,22 +61,27 @@ export class ComposedUpstream implements Upstream {
   readonly #name: string;
   readonly #members: readonly Member[];
   readonly #events: UpstreamEvents;
-  readonly #call: MemberCall;
+  readonly #calls: MemberCalls;
   /** Per session and kind: virtual name → owner, for names only a list can resolve (shortened ones). */
   #tables = new Map<string, Map<string, { member: number; original: string }>>();
   readonly #reported = new Set<string>();
 
-  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, call: MemberCall) {
+  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, calls: MemberCalls) {
     this.#name = name;
     this.#events = events;
-    this.#call = call;
+    this.#calls = calls;
     this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
   }
 
-  async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  /** A session of every member that lets the caller in (the others stay out of it: no session, nothing of their answer). */
+  initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    return this.#open(req, sessionId, holder, (m) => this.#calls.admits(m.server, req));
+  }
+
+  async #open(req: ClientRequest, sessionId: string, holder: string, admitted: (m: Member) => boolean): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     const init = req.messages[0]!;
-    const opened = await Promise.allSettled(this.#members.map((m, i) => m.upstream.initialize(req, memberId(sessionId, i), holder)));
-    const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value.placement : undefined));
+    const opened = await Promise.allSettled(this.#members.map((m, i) => (admitted(m) ? m.upstream.initialize(req, memberId(sessionId, i), holder) : undefined)));
+    const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value?.placement : undefined));
     const placement: SessionPlacement = { upstream: 'compose', upstreamSession: JSON.stringify(placements.map((p) => (p ? [p.upstream, p.upstreamSession, p.node] : ['', '', '']))), node: '' };
     const claims = (id: string): SessionClaims => ({ id, server: this.#name, ...placement, principal: '', protocolVersion: req.protocolVersion, issuedAt: 0 });
     const abandon = async () => {
@@ -77,13 +92,19 @@ export class ComposedUpstream implements Upstream {
       await abandon();
       throw failed.reason;
     }
-    const answers_ = await Promise.all(opened.map(async (o) => firstAnswer(await collectMessages((o as PromiseFulfilledResult<{ response: UpstreamResponse }>).value.response, (m) => answers(m, init.id)), init.id)));
-    const refused = answers_.find((a) => !a?.result);
+    const answers_ = await Promise.all(
+      opened.map(async (o) => {
+        const value = (o as PromiseFulfilledResult<{ response: UpstreamResponse } | undefined>).value;
+        return value && { answer: firstAnswer(await collectMessages(value.response, (m) => answers(m, init.id)), init.id) };
+      }),
+    );
+    const refused = answers_.find((a) => a && !a.answer?.result);
     if (refused !== undefined) {
       await abandon();
-      return { response: json(refused ?? { jsonrpc: '2.0', id: init.id, error: { code: -32603, message: 'A member server did not answer initialize' } }), placement };
+      return { response: json(refused.answer ?? { jsonrpc: '2.0', id: init.id, error: { code: -32603, message: 'A member server did not answer initialize' } }), placement };
     }
-    return { response: json({ jsonrpc: '2.0', id: init.id, result: this.#mergeInitialize(answers_.map((a) => a!.result as Json)) }), placement };
+    const results = answers_.map((a) => a?.answer!.result as Json | undefined);
+    return { response: json({ jsonrpc: '2.0', id: init.id, result: this.#mergeInitialize(results, typeof init.params?.protocolVersion === 'string' ? init.params.protocolVersion : req.protocolVersion) }), placement };
   }
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
@@ -93,25 +114,25 @@ export class ComposedUpstream implements Upstream {
     const members = this.#claims(claims);
     if (m.kind === 'notification') {
       // cancelled, initialized, roots/list_changed…: every member hears it (one of them knows the request).
-      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message))));
+      await Promise.all(members.map((c, i) => inSession(c) && this.#calls.send(this.#members[i]!.upstream, c, memberRequest(req, message))));
       return ACCEPTED;
     }
     if (m.kind === 'response') {
       const owner = untag(m.id);
       if (!owner || !members[owner.member]) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response to a request this session never sent');
-      return this.#call(this.#members[owner.member]!.upstream, members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
+      return this.#calls.send(this.#members[owner.member]!.upstream, members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
     }
     const method = m.method!;
     const params = (message.params ?? {}) as Json;
     if (method === 'ping') return json({ jsonrpc: '2.0', id: m.id, result: {} });
     if (LISTS[method]) return json({ jsonrpc: '2.0', id: m.id, result: { [LISTS[method]!]: (await this.#list(claims, members, req, LISTS[method]!)).items } });
     if (method === 'logging/setLevel') {
-      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message)).then(drainAnswer)));
+      await Promise.all(members.map((c, i) => inSession(c) && this.#calls.send(this.#members[i]!.upstream, c, memberRequest(req, message)).then(drainAnswer)));
       return json({ jsonrpc: '2.0', id: m.id, result: {} });
     }
     const target = await this.#target(claims, members, req, method, params);
     if (!target) return json({ jsonrpc: '2.0', id: m.id, error: unknownTarget(method, params) });
-    const res = await this.#call(this.#members[target.member]!.upstream, members[target.member]!, memberRequest(req, { ...message, params: target.params }));
+    const res = await this.#calls.send(this.#members[target.member]!.upstream, members[target.member]!, memberRequest(req, { ...message, params: target.params }));
     return this.#fromMember(target.member, res, method === 'resources/read' ? m.id : undefined);
   }
 
@@ -119,7 +140,10 @@ export class ComposedUpstream implements Upstream {
     const members = this.#claims(claims);
     // An event id names its member: resume that member's stream only (a POST answer's stream).
     const tag = lastEventId ? TAGGED_ID.exec(lastEventId) : null;
-    const targets = tag ? [Number(tag[1])] : members.map((_, i) => i);
+    // Fail closed: only the streams of members in the session that let the caller in now.
+    const streamable = (i: number) => members[i] !== undefined && inSession(members[i]) && this.#calls.admits(this.#members[i]!.server, req);
+    const targets = tag ? [Number(tag[1])] : members.map((_, i) => i).filter(streamable);
+    if (tag && !streamable(targets[0]!)) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${this.#members[targets[0]!]?.server ?? tag[1]}": not in this session for this caller`);
     const opened = await Promise.allSettled(targets.map((i) => this.#members[i]!.upstream.get(members[i]!, req, tag ? tag[2] : undefined)));
     const streams: { member: number; body: Readable }[] = [];
     let other: UpstreamResponse | undefined;
@@ -196,7 +220,8 @@ export class ComposedUpstream implements Upstream {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
     const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
-    const { placement } = await this.initialize(memberRequest(base, init), id, GATEWAY_HOLDER);
+    // The gateway's own look: every member.
+    const { placement } = await this.#open(memberRequest(base, init), id, GATEWAY_HOLDER, () => true);
     const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
     try {
@@ -217,7 +242,10 @@ export class ComposedUpstream implements Upstream {
     }
   }
 
-  #mergeInitialize(results: readonly Json[]): Json {
+  /** The members' initialize answers merged (`results[i]` undefined: member i is not in the session). */
+  #mergeInitialize(all: readonly (Json | undefined)[], asked: string): Json {
+    const members = all.flatMap((r, i) => (r ? [{ r, m: this.#members[i]! }] : []));
+    const results = members.map(({ r }) => r);
     const capabilities: Record<string, Json> = {};
     for (const r of results) {
       for (const [k, v] of Object.entries((r.capabilities ?? {}) as Record<string, Json>)) {
@@ -227,9 +255,11 @@ export class ComposedUpstream implements Upstream {
       }
     }
     // The oldest revision any member agreed to: every member accepts it in MCP-Protocol-Version.
+    // None in the session: the client's own, when the gateway speaks it.
     const versions = results.map((r) => String(r.protocolVersion ?? LATEST_SESSION_REVISION)).sort();
-    const instructions = results
-      .map((r, i) => (typeof r.instructions === 'string' && r.instructions ? `## ${this.#members[i]!.server} (names prefixed ${this.#members[i]!.prefix}__)\n${r.instructions}` : ''))
+    if (versions.length === 0) versions.push(isSessionRevision(asked) ? asked : LATEST_SESSION_REVISION);
+    const instructions = members
+      .map(({ r, m }) => (typeof r.instructions === 'string' && r.instructions ? `## ${m.server} (names prefixed ${m.prefix}__)\n${r.instructions}` : ''))
       .filter(Boolean)
       .join('\n\n');
     return {
@@ -267,7 +297,7 @@ export class ComposedUpstream implements Upstream {
     let cursor: unknown;
     for (let page = 0; page < MAX_PAGES; page++) {
       const id = `mcpgw-${randomBytes(6).toString('hex')}`;
-      const res = await this.#call(this.#members[i]!.upstream, claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
+      const res = await this.#calls.send(this.#members[i]!.upstream, claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
       const answer = firstAnswer(await collectMessages(res, (m) => answers(m, id)), id);
       if (!answer?.result) throw new Error(`${method} failed`);
       const result = answer.result as Json;
@@ -387,6 +417,11 @@ export class ComposedUpstream implements Upstream {
 }
 
 const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+/** Whether a member has a session in the virtual one (one that refused its caller has none). */
+function inSession(member: SessionClaims): boolean {
+  return member.upstream !== '';
+}
 
 function memberId(session: string, i: number): string {
   return `${session}.${i}`;
