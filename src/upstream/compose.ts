@@ -8,7 +8,8 @@ import { isSessionRevision, SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
-import { ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
+import { callerTokenOf } from './token-exchange.ts';
+import { forCaller, ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 
 interface Member extends MemberNames {
@@ -47,6 +48,8 @@ const LATEST_SESSION_REVISION = SESSION_REVISIONS[SESSION_REVISIONS.length - 1]!
 const TABLES_MAX = 1_000;
 /** A server→client request's id, tagged with the member that sent it: `<member>~<its id as JSON>`. */
 const TAGGED_ID = /^(\d+)~(.+)$/s;
+/** A discovery for a caller that failed is not tried again, for another caller, before this. */
+const DISCOVER_AGAIN_MS = 30_000;
 
 /**
  * compose: one published server over several others (`servers.<name>.compose`). A session of it
@@ -65,17 +68,50 @@ export class ComposedUpstream implements Upstream {
   /** Per session and kind: virtual name → owner, for names only a list can resolve (shortened ones). */
   #tables = new Map<string, Map<string, { member: number; original: string }>>();
   readonly #reported = new Set<string>();
+  /** Its discovery (discover()): to run for the first caller (a member exchanges callers' tokens), under way, or done. */
+  readonly #forCaller: boolean;
+  #discovery: 'waiting' | 'running' | 'done' = 'waiting';
+  #discoveryFailedAt = 0;
 
-  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, calls: MemberCalls) {
+  /** `opts.discoverForCaller`: a member gets a token for each caller (credentials.tokenExchange), so the gateway's own look needs one. */
+  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, calls: MemberCalls, opts: { discoverForCaller?: boolean } = {}) {
     this.#name = name;
     this.#events = events;
     this.#calls = calls;
+    this.#forCaller = opts.discoverForCaller === true;
     this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
   }
 
   /** A session of every member that lets the caller in (the others stay out of it: no session, nothing of their answer). */
   initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    // The discovery a member's token exchange kept waiting runs for this caller, beside its session.
+    if (this.#forCaller && this.#discovery === 'waiting' && Date.now() - this.#discoveryFailedAt >= DISCOVER_AGAIN_MS && callerTokenOf(req.headers)) this.#discover(req);
     return this.#open(req, sessionId, holder, (m) => this.#calls.admits(m.server, req));
+  }
+
+  /**
+   * Learns what the server publishes and reports it (events `composed`, `composeFailed`): at
+   * once — or, when a member exchanges callers' tokens (which a request for no caller has none
+   * of), on behalf of the first caller whose session opens (their exchanged token, as the era
+   * probe), and again for a later caller if that one failed.
+   */
+  discover(): void {
+    if (!this.#forCaller) this.#discover(undefined);
+  }
+
+  #discover(caller: ClientRequest | undefined): void {
+    this.#discovery = 'running';
+    this.probe(caller).then(
+      (r) => {
+        this.#discovery = 'done';
+        this.#events.emit('composed', { server: this.#name, ...r });
+      },
+      (err: unknown) => {
+        this.#discovery = 'waiting';
+        this.#discoveryFailedAt = Date.now();
+        this.#events.emit('composeFailed', { server: this.#name, reason: (err as Error).message });
+      },
+    );
   }
 
   async #open(req: ClientRequest, sessionId: string, holder: string, admitted: (m: Member) => boolean): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
@@ -214,15 +250,20 @@ export class ComposedUpstream implements Upstream {
 
   /**
    * Opens a session with every member, lists everything and closes it again: the names this
-   * server publishes, and collisions among them, are known (and reported) at start.
+   * server publishes, and collisions among them, are known (and reported). `caller`: the request
+   * it is done for (its validated token goes with it, exchanged by the members that exchange
+   * tokens; a member whose rule refuses that caller is left out); else the gateway's own, of every member.
    */
-  async probe(): Promise<{ items: number; shortened: number; collisions: number }> {
+  async probe(caller?: ClientRequest): Promise<{ items: number; shortened: number; collisions: number }> {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
-    const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
-    // The gateway's own look: every member.
-    const { placement } = await this.#open(memberRequest(base, init), id, GATEWAY_HOLDER, () => true);
-    const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
+    const own: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
+    // For a caller: the members' sessions are theirs (held, and their token exchanged, for them).
+    const principal = (caller && callerTokenOf(caller.headers)?.principal) || '';
+    const base = caller ? forCaller(own, caller.headers, principal) : own;
+    const admitted = caller ? (m: Member) => this.#calls.admits(m.server, caller) : () => true;
+    const { placement } = await this.#open(memberRequest(base, init), id, principal || GATEWAY_HOLDER, admitted);
+    const claims: SessionClaims = { id, server: this.#name, ...placement, principal, protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
     try {
       await this.post(claims, memberRequest(req, { jsonrpc: '2.0', method: 'notifications/initialized' }));
@@ -273,12 +314,15 @@ export class ComposedUpstream implements Upstream {
   /** Every member's full list (all pages), merged; members without the list count as empty. */
   async #list(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, kind: ItemKind): Promise<ReturnType<typeof mergeLists>> {
     const method = Object.keys(LISTS).find((k) => LISTS[k] === kind)!;
+    // A member not in the session (it refused the caller) counts as empty.
     const lists = await Promise.all(
       members.map((c, i) =>
-        this.#fetchAll(i, c, req, method, kind).catch((err: unknown) => {
-          if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') throw err;
-          return undefined;
-        }),
+        inSession(c)
+          ? this.#fetchAll(i, c, req, method, kind).catch((err: unknown) => {
+              if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') throw err;
+              return undefined;
+            })
+          : undefined,
       ),
     );
     const merged = mergeLists(kind, this.#members, lists);
