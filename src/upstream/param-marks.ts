@@ -48,6 +48,15 @@ export class ParamMarks {
     }
   }
 
+  /**
+   * The upstream refused a tools/call of `tool` as malformed (400: in revision 2026-07-28 an
+   * Mcp-Param-* header that does not match the body, -32020): the marks known here may be older
+   * than the tool's, so they are forgotten, and the next call goes as for a tool not seen yet.
+   */
+  refused(tool: unknown): void {
+    if (typeof tool === 'string') this.#byTool.delete(tool);
+  }
+
   /** The upstream's answer to the tools/list `id`, read for its marks as it passes (byte for byte). */
   watch(res: UpstreamResponse, id: JsonRpcId): UpstreamResponse {
     return captureResult(res, id, MAX_PAGE_BYTES, (result) => Array.isArray(result?.tools) && this.learn(result.tools as unknown[]));
