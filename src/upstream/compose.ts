@@ -19,6 +19,12 @@ interface Member extends MemberNames {
 
 type Json = Record<string, unknown>;
 
+/** Whom a virtual server's discovery is done for: the request that opened their session, and their principal. */
+interface ProbeCaller {
+  readonly req: ClientRequest;
+  readonly principal: string;
+}
+
 /** How a virtual server reaches its members for a caller (src/pipeline/members.ts). */
 export interface MemberCalls {
   /**
@@ -84,8 +90,10 @@ export class ComposedUpstream implements Upstream {
 
   /** A session of every member that lets the caller in (the others stay out of it: no session, nothing of their answer). */
   initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
-    // The discovery a member's token exchange kept waiting runs for this caller, beside its session.
-    if (this.#forCaller && this.#discovery === 'waiting' && Date.now() - this.#discoveryFailedAt >= DISCOVER_AGAIN_MS && callerTokenOf(req.headers)) this.#discover(req);
+    // The discovery a member's token exchange kept waiting runs for this caller, beside its
+    // session: on the token its request came with, else (a session the gateway pools for a
+    // 2026-07-28 caller) the latest of the principal it is held for.
+    if (this.#forCaller && this.#discovery === 'waiting' && Date.now() - this.#discoveryFailedAt >= DISCOVER_AGAIN_MS) this.#discover({ req, principal: callerTokenOf(req.headers)?.principal ?? holder });
     return this.#open(req, sessionId, holder, (m) => this.#calls.admits(m.server, req));
   }
 
@@ -99,7 +107,7 @@ export class ComposedUpstream implements Upstream {
     if (!this.#forCaller) this.#discover(undefined);
   }
 
-  #discover(caller: ClientRequest | undefined): void {
+  #discover(caller: ProbeCaller | undefined): void {
     this.#discovery = 'running';
     this.probe(caller).then(
       (r) => {
@@ -250,18 +258,19 @@ export class ComposedUpstream implements Upstream {
 
   /**
    * Opens a session with every member, lists everything and closes it again: the names this
-   * server publishes, and collisions among them, are known (and reported). `caller`: the request
-   * it is done for (its validated token goes with it, exchanged by the members that exchange
-   * tokens; a member whose rule refuses that caller is left out); else the gateway's own, of every member.
+   * server publishes, and collisions among them, are known (and reported). `caller`: whom it is
+   * done for (their request's validated token goes with it, else their latest, exchanged by the
+   * members that exchange tokens; a member whose rule refuses them is left out); else the
+   * gateway's own, of every member.
    */
-  async probe(caller?: ClientRequest): Promise<{ items: number; shortened: number; collisions: number }> {
+  async probe(caller?: ProbeCaller): Promise<{ items: number; shortened: number; collisions: number }> {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
     const own: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
     // For a caller: the members' sessions are theirs (held, and their token exchanged, for them).
-    const principal = (caller && callerTokenOf(caller.headers)?.principal) || '';
-    const base = caller ? forCaller(own, caller.headers, principal) : own;
-    const admitted = caller ? (m: Member) => this.#calls.admits(m.server, caller) : () => true;
+    const principal = caller?.principal ?? '';
+    const base = caller ? forCaller(own, caller.req.headers, principal) : own;
+    const admitted = caller ? (m: Member) => this.#calls.admits(m.server, caller.req) : () => true;
     const { placement } = await this.#open(memberRequest(base, init), id, principal || GATEWAY_HOLDER, admitted);
     const claims: SessionClaims = { id, server: this.#name, ...placement, principal, protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };

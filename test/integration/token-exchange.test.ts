@@ -278,7 +278,7 @@ describe('auth: a virtual server over a member that exchanges tokens discovers i
   let gw: Gateway;
   let dir: string;
   const logged: string[] = [];
-  const lines = (msg: string) => logged.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg && l.server === 'virt');
+  const lines = (msg: string, server = 'virt') => logged.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg && l.server === server);
 
   before(async () => {
     oidc = await startOidcProvider();
@@ -294,6 +294,8 @@ describe('auth: a virtual server over a member that exchanges tokens discovers i
         servers: {
           obo: { upstreams: [{ url: up.url, credentials: { tokenExchange: exchange } }] },
           virt: { compose: ['obo'] },
+          // Discovered for a 2026-07-28 caller, whose requests go on a session the gateway pools for it.
+          pooled: { compose: ['obo'] },
         },
       },
       { logger: createLogger('info', new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) })) },
@@ -328,5 +330,16 @@ describe('auth: a virtual server over a member that exchanges tokens discovers i
     await openSession(`${gw.url}/mcp/virt`, '2025-11-25', bearer(await oidc.token('admin', 'mcp tools:read', AUD)));
     await sleep(200);
     assert.equal(up.requests.slice(from).filter((r) => r.body.includes('"tools/list"')).length, 0);
+  });
+
+  it("for a 2026-07-28 caller, on a session the gateway pools for it: on that principal's latest token, exchanged", async () => {
+    assert.deepEqual(lines('virtual server composed', 'pooled'), []);
+    const from = up.requests.length;
+    const res = await statelessPost(`${gw.url}/mcp/pooled`, 'tools/list', {}, { headers: bearer(await oidc.token('reader', 'mcp tools:read', AUD)) });
+    assert.equal(res.status, 200, res.text);
+    for (let i = 0; i < 100 && lines('virtual server composed', 'pooled').length === 0; i++) await sleep(20);
+    assert.ok(lines('virtual server composed', 'pooled')[0], logged.join(''));
+    assert.deepEqual(lines('virtual server: members could not be listed', 'pooled'), []);
+    for (const r of up.requests.slice(from)) assert.equal(decodeJwt(r.headers.authorization!.slice(7)).sub, 'reader');
   });
 });
