@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
+import { statelessPost } from '../helpers/era.ts';
 import { INIT, openSession, post, rpcOf } from '../helpers/raw.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
@@ -84,6 +85,24 @@ describe('compose: a member server a caller may not use is not reachable through
     for (const n of ['open__echo', 'locked__echo', 'claimed__echo']) assert.ok(names.includes(n), n);
     const called = await rpc(h, 3, 'tools/call', { name: 'locked__echo', arguments: { text: 'admin was here' } });
     assert.deepEqual((called.result as { content: unknown }).content, [{ type: 'text', text: 'admin was here' }]);
+  });
+
+  it('a 2026-07-28 client (its requests on sessions the gateway pools for it) is checked against each member as well', async () => {
+    const list = async (t: string) => {
+      const res = await statelessPost(`${gw.url}/mcp/all`, 'tools/list', {}, { headers: { authorization: `Bearer ${t}` } });
+      assert.equal(res.status, 200, res.text);
+      return ((rpcOf(res).result as { tools: { name: string }[] }).tools).map((x) => x.name);
+    };
+    const admin = await token('mcp admin', { team: 'ops' });
+    for (const n of ['open__echo', 'locked__echo', 'claimed__echo']) assert.ok((await list(admin)).includes(n), n);
+    const called = await statelessPost(`${gw.url}/mcp/all`, 'tools/call', { name: 'locked__echo', arguments: { text: 'v2 admin' } }, { headers: { authorization: `Bearer ${admin}` } });
+    assert.equal(called.status, 200, called.text);
+    assert.deepEqual((rpcOf(called).result as { content: unknown }).content, [{ type: 'text', text: 'v2 admin' }]);
+    const from = locked.requests.length;
+    const names = await list(await token('mcp'));
+    assert.ok(names.includes('open__echo'));
+    assert.ok(!names.some((n) => n.startsWith('locked__') || n.startsWith('claimed__')), names.join());
+    assert.equal(locked.requests.length, from, 'nothing of the refused caller reached the member');
   });
 });
 
