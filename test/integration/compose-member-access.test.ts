@@ -4,6 +4,7 @@ import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { statelessPost } from '../helpers/era.ts';
+import { initializeLegacy, LegacyStream } from '../helpers/legacy.ts';
 import { INIT, openSession, post, rpcOf } from '../helpers/raw.ts';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
@@ -184,6 +185,33 @@ describe("compose: a member that refuses the caller stays out of the caller's se
       await assert.rejects(stream.waitFor('LOCKED AGAIN', 500), /no "LOCKED AGAIN"/);
     } finally {
       stream.close();
+    }
+  });
+
+  it("a 2024-11-05 client: the member's standalone stream is merged for a caller it lets in, not for one it refuses", async () => {
+    const legacy = async (scope: string) => {
+      const auth = { authorization: `Bearer ${await issuer.sign({ sub: `legacy-${scope}`, aud: `${PUBLIC}/mcp/both`, scope })}` };
+      const stream = await LegacyStream.open(`${gw.url}/mcp/both/sse`, auth);
+      assert.equal(stream.status, 200);
+      await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+      await initializeLegacy(stream, stream.endpoint(`${gw.url}/mcp/both/sse`), auth);
+      return stream;
+    };
+    const before = locked.openStreams;
+    const refused = await legacy('mcp');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(locked.openStreams, before, 'no standalone stream of the member for the refused caller');
+    } finally {
+      refused.drop();
+    }
+    const admitted = await legacy('mcp admin');
+    try {
+      await until(() => locked.openStreams > before, "the member's standalone stream");
+      locked.notify('notifications/message', { level: 'info', data: 'LEGACY LOCKED' });
+      await admitted.until((events) => events.some((e) => e.data.includes('LEGACY LOCKED')));
+    } finally {
+      admitted.drop();
     }
   });
 });
