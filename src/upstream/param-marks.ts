@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { JsonRpcId } from '../errors.ts';
+import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
@@ -90,11 +90,12 @@ export class ParamMarks {
   #look(sent: Envelope, req: ClientRequest, send: Send): Promise<void> {
     if (Date.now() - this.#lookedAt < LOOK_AGAIN_MS) return Promise.resolve();
     return (this.#looking ??= this.#pages(sent, req, send)
-      .catch(() => {})
-      .finally(() => {
-        this.#looking = undefined;
-        this.#lookedAt = Date.now();
-      }));
+      .then(
+        () => void (this.#lookedAt = Date.now()),
+        // A caller whose token could not be exchanged asked nothing of the upstream: the next caller may look.
+        (err: unknown) => void (isExchangeFailure(err) || (this.#lookedAt = Date.now())),
+      )
+      .finally(() => (this.#looking = undefined)));
   }
 
   /** The upstream's tools/list, page by page, asked on behalf of the caller of `req` with the envelope (`_meta`) of its call. */
@@ -152,6 +153,10 @@ function parse(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+function isExchangeFailure(err: unknown): boolean {
+  return err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_');
 }
 
 /** The caller's Mcp-Param-* headers that are well-formed (the revision's encoding, bounded). */
