@@ -4,7 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
-import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
+import { exchangesCallerTokens, resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { checkComposition } from './compose.ts';
 import { resolveCuration, type RawCuration } from './curation.ts';
 import { isToolName } from '../protocol/names.ts';
@@ -123,10 +123,9 @@ function describeErrors(errors: ErrorObject[]): string {
  * each caller's own, as with `cache.perUser`.
  */
 function cachePerCallerWhereTokensAreExchanged(servers: Record<string, ServerConfig>): void {
-  const exchanges = (s: ServerConfig | undefined) => s?.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange) === true;
   for (const [name, server] of Object.entries(servers)) {
     if (!server.cache || server.cache.perUser) continue;
-    if (exchanges(server) || server.compose?.some((m) => exchanges(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
+    if (exchangesCallerTokens(server) || server.compose?.some((m) => exchangesCallerTokens(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
   }
 }
 
