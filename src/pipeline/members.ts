@@ -20,14 +20,16 @@ export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => Se
     if (req.admission === GATEWAY_ORIGINATED) return upstream.post(claims, req);
     const policy = policyOf(claims.server);
     const caller = principalOf(req.headers);
+    const principal = caller?.principal;
     // Fail closed: a member whose policy filters cannot be reached for a caller it cannot check.
-    if (policy?.filtersItems && !caller) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
-    const guard = policy?.filtersItems && caller ? guardRequest(policy, caller.principal, req.messages) : undefined;
+    if (policy?.filtersItems && !principal) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
+    const guard = policy?.filtersItems && principal ? guardRequest(policy, principal, req.messages) : undefined;
     if (guard && guard.hidden.length > 0) caller!.hid(guard.hidden);
     const piped = {
       server: claims.server,
       principal: claims.principal || undefined,
-      holder: claims.principal || claims.id,
+      // The caller the front door counts, not the virtual session: a caller's sessions are one caller.
+      holder: caller?.holder ?? (claims.principal || claims.id),
       messages: guard?.messages ?? req.messages,
       door: 'compose' as const,
       headers: req.headers,

@@ -40,6 +40,7 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
         // maxFails 0: the failures must not eject the only replica.
         retry: { upstreams, maxFails: 0, retry: { attempts: 3, backoff: '10ms' }, tools: { limited: { retry: { attempts: 1 } } } },
         capped: { upstreams, tools: { silent: { concurrency: 2, timeout: { idle: '3s' } } } },
+        composed: { compose: ['capped'] },
       },
     });
   });
@@ -131,6 +132,22 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     const uncounted = await post(url, notification, sessionHeaders(sid, '2025-03-26'));
     assert.equal(uncounted.status, 429, uncounted.text);
     assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
+  });
+
+  it("a virtual server's calls of a member count against the caller's cap, whichever virtual session they come by", async () => {
+    const url = `${gw.url}/mcp/composed`;
+    const [a, b] = await Promise.all([openSession(url), openSession(url)]);
+    const call = (sid: string, id: number, ms: number) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'capped__silent', arguments: { ms } } }, sessionHeaders(sid));
+    const arrived = up.attempts('tools/call silent');
+    const running = [call(a, 1, 1_500), call(b, 2, 1_500)];
+    await until(() => up.attempts('tools/call silent') - arrived === 2, 'both calls at the upstream');
+    // The same caller (auth off: its address): a third session does not make a new caller.
+    const c = await openSession(url);
+    const third = await call(c, 3, 10);
+    assert.equal(third.status, 429, third.text);
+    assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
+    assert.equal(up.attempts('tools/call silent') - arrived, 2, 'never sent');
+    for (const r of await Promise.all(running)) assert.equal(r.status, 200, r.text);
   });
 });
 
