@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
 import { mayUse } from '../auth/policy.ts';
-import type { Principal } from '../auth/principal.ts';
+import { stampPrincipal, type Principal, type StampedCaller } from '../auth/principal.ts';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
@@ -33,6 +33,8 @@ export interface StatelessCall {
   readonly caller: Principal | undefined;
   /** Whom per-caller caps count it against (src/http/mcp.ts Call.holder). */
   readonly holder: string;
+  /** compose: the caller the front door stamped, for a virtual server's member policies and caps (src/pipeline/members.ts). */
+  readonly stamp: StampedCaller | undefined;
   readonly message: Envelope;
   readonly meta: RequestEnvelope;
   /** pipeline: the request passed the chain (src/pipeline/pipeline.ts; the exchange's request carries it). */
@@ -87,7 +89,7 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
   const policy = call.caller && call.gw.auth?.policy(call.server);
   for (let attempt = 0; ; attempt++) {
     const session = await acquire(t, call);
-    const req = upstreamRequest(message, session.protocolVersion, call.admission);
+    const req = upstreamRequest(message, session.protocolVersion, call.admission, stampPrincipal(sessionHeaders(session.protocolVersion), call.stamp));
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
     try {
       const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admission) : req);
