@@ -197,6 +197,8 @@ describe('reload on SIGHUP, on a running gateway process', () => {
     });
     const line = await hangUp();
     assert.deepEqual(line.removed, [], JSON.stringify(line));
+    // The file as it ran: nothing to apply (a curated server is not rebuilt by the same file).
+    assert.equal(line.outcome, 'unchanged', JSON.stringify(line));
     // Keys that need a restart are named, and kept.
     writeConfig({ busy: { upstreams: [{ url: spare.url, name: 'b' }], auth: { tools: { echo: { scopes: ['admin'] } } } }, fresh: { upstreams: [{ url: spare.url }] } }, { session: { secret: `${TEST_SECRET}-other` }, events: { ttl: '5m' } });
     const kept = await hangUp();
@@ -288,6 +290,8 @@ describe('reload of a file caught half-written', () => {
     writeFileSync(gw.configFile, whole);
     const line = await nextLog(gw, from, 'configuration reload');
     assert.deepEqual(line.removed, [], JSON.stringify(line));
+    // The file as it ran: nothing to apply (a curated server is not rebuilt by the same file).
+    assert.equal(line.outcome, 'unchanged', JSON.stringify(line));
     assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200, 'server two is still served');
     const sid = await openSession(`${gw.url}/mcp/one`);
     const list = await post(`${gw.url}/mcp/one`, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, sessionHeaders(sid));
