@@ -325,6 +325,7 @@ export const CONFIG_SCHEMA = {
       properties: {
         maxEntryBytes: { type: 'integer', minimum: 1024, default: 1024 * 1024 },
         maxEntries: { type: 'integer', minimum: 100, default: 10_000 },
+        maxBytes: { type: 'integer', minimum: 1024 * 1024, default: 64 * 1024 * 1024 },
       },
     },
     log: {

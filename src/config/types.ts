@@ -43,7 +43,7 @@ export interface GatewayConfig {
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
   /** Result cache limits (each server turns caching on with `servers.<name>.cache`). */
-  readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number };
+  readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number; readonly maxBytes: number };
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
   /** stateless: how the gateway bridges 2026-07-28 clients and session-era upstreams, and back. */
