@@ -5,7 +5,8 @@ export interface GatewayConfig {
     readonly port: number;
     readonly bodyLimit: number;
     readonly allowedOrigins: readonly string[];
-    readonly trustProxy: boolean;
+    /** Fastify's trustProxy: every hop (true), or the proxies' addresses, CIDRs or `loopback`-style names. */
+    readonly trustProxy: boolean | readonly string[];
     /** A request head (TLS handshake included) must arrive within this, on every listener. */
     readonly headersTimeoutMs: number;
     /** A whole request, head and body, must arrive within this; an answer being streamed is not bound by it. */

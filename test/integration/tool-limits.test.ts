@@ -186,3 +186,40 @@ describe('concurrency per caller (auth on)', () => {
     await running;
   });
 });
+
+describe('per-address caps behind a proxy (auth off, listen.trustProxy naming the proxy)', () => {
+  let up: PolicyUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startPolicyUpstream('session');
+    gw = await startGateway({
+      // This test's client plays the proxy: it connects from loopback and appends the address it saw.
+      listen: { host: '127.0.0.1', port: 0, trustProxy: ['loopback'] },
+      servers: { api: { upstreams: [{ url: up.url }], tools: { silent: { concurrency: 1, timeout: { idle: '3s' } } } } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a client's own X-Forwarded-For entries do not make it another caller", async () => {
+    const url = `${gw.url}/mcp/api`;
+    // What the proxy sends on: the client's made-up entry, then the address the proxy saw.
+    const from = (spoofed: string) => ({ 'x-forwarded-for': `${spoofed}, 203.0.113.7` });
+    const sid = await openSession(url, '2025-11-25', from('198.51.100.1'));
+    const call = (spoofed: string, id: number, ms: number) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms } } }, { ...sessionHeaders(sid), ...from(spoofed) });
+    const arrived = up.attempts('tools/call silent');
+    const running = call('198.51.100.1', 1, 1_000);
+    await until(() => up.attempts('tools/call silent') - arrived === 1, 'the first call at the upstream');
+    const second = await call('198.51.100.2', 2, 10);
+    assert.equal(second.status, 429, second.text);
+    assert.equal(up.attempts('tools/call silent') - arrived, 1, 'never sent');
+    assert.equal((await running).status, 200);
+  });
+
+  it('a trustProxy entry that is no address is refused at start', async () => {
+    await assert.rejects(startGateway({ listen: { host: '127.0.0.1', port: 0, trustProxy: ['10.0.0.0/33'] }, servers: { api: { upstreams: [{ url: up.url }] } } }), /listen\.trustProxy: "10\.0\.0\.0\/33"/);
+  });
+});
