@@ -34,6 +34,8 @@ export class ConfigReloader {
   #seen: string | undefined;
   /** The reload under way: another waits for it, so two never interleave. */
   #running: Promise<unknown> = Promise.resolve();
+  /** The gateway is stopping: a reload still settling applies nothing. */
+  #closed = false;
 
   constructor(gw: Gateway, loaded: LoadedConfig, load: () => LoadedConfig, log: Logger, file?: string) {
     this.#gw = gw;
@@ -59,6 +61,7 @@ export class ConfigReloader {
     if (this.#file !== undefined && !(await settled(this.#file))) {
       return this.#refused(trigger, `config file ${this.#file} kept changing for ${(SETTLE_LOOKS * WATCH_SETTLE_MS) / 1000} s; write it whole (a new file renamed over it), then reload`);
     }
+    if (this.#closed) return 'unchanged';
     let loaded: LoadedConfig;
     let plan: ReturnType<Gateway['reconfigure']>;
     try {
@@ -108,6 +111,7 @@ export class ConfigReloader {
   }
 
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#settle);
     this.#watcher?.close();
   }
