@@ -157,8 +157,9 @@ const ITEM_PARAM: Readonly<Record<string, 'name' | 'uri'>> = {
  * (`tools[name]`) reads `["secret"]` as `secret`: passed on, such a name went past them all.
  */
 function checkNamedItems(method: string, params: Record<string, unknown> | undefined): void {
+  // One without it is left to the upstream (and to 2026-07-28's own answer for a removed method).
   const key = ITEM_PARAM[method];
-  if (key !== undefined && typeof params?.[key] !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `${method} needs params.${key} as a string`);
+  if (key !== undefined && params?.[key] !== undefined && typeof params[key] !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `${method} needs params.${key} as a string`);
   if (method === 'completion/complete') {
     const ref = params?.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
     if (ref?.type === 'ref/prompt' && typeof ref.name !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a ref/prompt needs its name as a string');

@@ -37,7 +37,6 @@ describe('JSON-RPC envelope', () => {
     ['array _meta', '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":[]}}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['object progress token', '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"progressToken":{"a":1}}}}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['tool named by an array', '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["secret"]}}', 'MCPGW_ERR_INVALID_REQUEST'],
-    ['tools/call without params', '{"jsonrpc":"2.0","id":1,"method":"tools/call"}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['prompt named by a number', '{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":7}}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['resource read by an object', '{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":{"href":"file:///x"}}}', 'MCPGW_ERR_INVALID_REQUEST'],
     ['completion of a prompt named by an array', '{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":["p"]},"argument":{"name":"a","value":""}}}', 'MCPGW_ERR_INVALID_REQUEST'],
