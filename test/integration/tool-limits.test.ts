@@ -115,7 +115,7 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     await otherFails;
   });
 
-  it('a batch counts each call of the tool; a call sent as a notification is refused', async () => {
+  it('a batch counts each call of the tool; a call sent as a notification or as a task is refused', async () => {
     const url = `${gw.url}/mcp/capped`;
     const sid = await openSession(url, '2025-03-26');
     const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 } } });
@@ -131,6 +131,12 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     const { id: _, ...notification } = call(4);
     const uncounted = await post(url, notification, sessionHeaders(sid, '2025-03-26'));
     assert.equal(uncounted.status, 429, uncounted.text);
+    assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
+    // Nor would a call run as a task (2025-11-25): answered at once, the tool runs on unseen.
+    const task = { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 }, task: { ttl: 60_000 } } };
+    const tasked = await post(url, task, sessionHeaders(sid, '2025-03-26'));
+    assert.equal(tasked.status, 429, tasked.text);
+    assert.match(rpcOf(tasked).error!.message, /as a task cannot be counted/);
     assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
   });
 
