@@ -3,11 +3,13 @@
  * own request — charged to the member's rate limits, answered from its cache, under its time
  * limit and retries — so a caller cannot get around a member's policies through a virtual
  * server. The member's auth policy applies too: its hidden tools, resources and prompts are
- * unknown to the caller through the virtual server as they are on the member's own door. What the
+ * unknown to the caller through the virtual server as they are on the member's own door, and a
+ * member whose server-level rule turns the caller away shows it nothing. What the
  * virtual server writes for itself (its probe) goes as it is.
  */
 import { guardRequest, guardResponse } from '../auth/guard.ts';
-import { principalOf } from '../auth/principal.ts';
+import { permits } from '../auth/policy.ts';
+import { principalOf, type Principal } from '../auth/principal.ts';
 import type { ServerPolicy } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from './admission.ts';
@@ -18,9 +20,9 @@ import type { MemberCall } from '../upstream/compose.ts';
 export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => ServerPolicy | undefined): MemberCall {
   return async (upstream, claims, req) => {
     if (req.admission === GATEWAY_ORIGINATED) return upstream.post(claims, req);
-    const policy = policyOf(claims.server);
     const caller = principalOf(req.headers);
     const principal = caller?.principal;
+    const policy = usable(policyOf(claims.server), principal);
     // Fail closed: a member whose policy filters cannot be reached for a caller it cannot check.
     if (policy?.filtersItems && !principal) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
     const guard = policy?.filtersItems && principal ? guardRequest(policy, principal, req.messages) : undefined;
@@ -42,4 +44,16 @@ export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => Se
     const res = await pipeline.run(piped, sessionExchange(upstream, claims, req.headers, req.protocolVersion));
     return guard ? guardResponse(res, guard) : res;
   };
+}
+
+/**
+ * The member's policy for this caller. One whose server-level rule (`auth.scopes`, `auth.claims`)
+ * turns the caller away hides everything of the member: its own endpoint answers such a caller
+ * 403, and through a virtual server it must not get more (a list without the member's items,
+ * "unknown" for a call).
+ */
+function usable(policy: ServerPolicy | undefined, principal: Principal | undefined): ServerPolicy | undefined {
+  if (!policy || !principal || permits(policy.rule, principal)) return policy;
+  const none = () => ({ exact: new Map(), patterns: [] });
+  return { ...policy, tools: none(), resources: none(), prompts: none(), unlisted: 'deny', filtersItems: true };
 }
