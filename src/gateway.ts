@@ -136,7 +136,7 @@ export class Gateway implements GatewayContext {
       this.sessions = new MemorySessionStore();
       this.legacyRoutes = new MemoryRouteStore();
       eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
-      cacheStore = new MemoryCacheStore(config.cache.maxEntries);
+      cacheStore = new MemoryCacheStore(config.cache.maxEntries, config.cache.maxBytes);
       limiter = new MemoryRateLimiter();
     }
     this.hub = new StreamHub(eventLog, {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
@@ -315,7 +316,25 @@ function resolveListen(listen: RawListen, mode: AuthConfig['mode']): GatewayConf
   }
   // The request time limit counts from the same start as the head's, so it includes it.
   if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('config key listen.headersTimeout must not be longer than listen.requestTimeout (which includes the head)');
+  if (Array.isArray(rest.trustProxy)) {
+    const bad = rest.trustProxy.find((p) => !isProxyAddress(p));
+    if (bad !== undefined) throw new ConfigError(`config key listen.trustProxy: "${bad}" is not an IP address, a CIDR, or one of ${PROXY_NAMES.join(', ')}`);
+  }
   return { ...rest, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, tls: resolveListenTls(tls, mode) };
+}
+
+/** The names of address ranges Fastify's trustProxy knows. */
+const PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isProxyAddress(p: string): boolean {
+  if (PROXY_NAMES.includes(p)) return true;
+  const slash = p.indexOf('/');
+  const ip = slash === -1 ? p : p.slice(0, slash);
+  const family = isIP(ip);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = p.slice(slash + 1);
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 type RawRule = { requests: number; per: Duration };

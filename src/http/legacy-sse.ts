@@ -356,7 +356,7 @@ class LegacySessions {
 
   #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, call: Call): void {
     let local = this.#local.get(claims.id);
-    const checked = call.caller && { principal: call.caller, hid: unreported };
+    const checked = { principal: call.caller, holder: call.holder, hid: unreported };
     if (local) {
       local.checked = checked;
     } else {

@@ -42,13 +42,14 @@ export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => Se
         return { status: 200, headers: { 'content-type': 'application/json' }, body: errorBody(refused, m!.id) };
       }
       // Fail closed: a member whose policy filters cannot be reached for a caller it cannot check.
-      if (policy?.filtersItems && !caller) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
-      const guard = policy?.filtersItems && caller ? guardRequest(policy, caller.principal, req.messages) : undefined;
+      if (policy?.filtersItems && !caller?.principal) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${claims.server}": the caller could not be checked against its policy`);
+      const guard = policy?.filtersItems && caller?.principal ? guardRequest(policy, caller.principal, req.messages) : undefined;
       if (guard && guard.hidden.length > 0) caller!.hid(guard.hidden);
       const piped = {
         server: claims.server,
         principal: claims.principal || undefined,
-        holder: claims.principal || claims.id,
+        // The caller the front door counts, not the virtual session: a caller's sessions are one caller.
+        holder: caller?.holder ?? (claims.principal || claims.id),
         messages: guard?.messages ?? req.messages,
         door: 'compose' as const,
         headers: req.headers,
@@ -66,6 +67,6 @@ export function memberCalls(pipeline: Pipeline, policyOf: (server: string) => Se
 
 /** Whether a member's rule for the server as a whole lets the caller in; fail closed: one that cannot be checked passes only a rule that asks nothing. */
 function admits(rule: AccessRule, caller: StampedCaller | undefined): boolean {
-  if (caller) return permits(rule, caller.principal);
+  if (caller?.principal) return permits(rule, caller.principal);
   return rule.scopes.length === 0 && Object.keys(rule.claims).length === 0;
 }

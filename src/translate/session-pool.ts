@@ -87,7 +87,7 @@ export class SessionPool {
       this.#delete(oldest);
       void entry?.then(end, () => {});
     }
-    const opening = open(key, server, upstream, principal, holder, capabilities, clientInfo, checked && { principal: checked.principal, hid: ignoreHidden });
+    const opening = open(key, server, upstream, principal, holder, capabilities, clientInfo, checked && { principal: checked.principal, holder: checked.holder, hid: ignoreHidden });
     this.#entries.set(key, opening);
     const keys = this.#byCaller.get(caller) ?? new Set<string>();
     keys.add(key);
