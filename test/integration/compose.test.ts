@@ -156,7 +156,7 @@ describe("a virtual server over a member whose server-level rule turns the calle
     await Promise.all([issuer?.close(), open?.close(), locked?.close()]);
   });
 
-  it('shows the caller none of that member: not in the lists, and a call of it answered as unknown, never run', async () => {
+  it('shows the caller none of that member: not in the lists, and a call of it refused (MCPGW_ERR_FORBIDDEN, as its own door), never run', async () => {
     const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'outsider', aud: AUD, scope: 'mcp' })}` };
     assert.equal((await post(`${gw.url}/mcp/locked`, INIT, headers)).status, 403, 'its own endpoint refuses the caller');
     const url = `${gw.url}/mcp/both`;
@@ -169,8 +169,9 @@ describe("a virtual server over a member whose server-level rule turns the calle
     const call = (name: string) => post(url, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name, arguments: {} } }, h);
     const hidden = rpcOf(await call('locked__lookup'));
     const unknown = rpcOf(await call('locked__nope'));
+    // A name of the member's, real or not, is refused alike: nothing tells the caller what the member has.
     assert.equal(hidden.error?.code, unknown.error?.code, JSON.stringify(hidden));
-    assert.match(hidden.error?.message ?? '', /lookup/);
+    assert.equal((hidden.error?.data as { code?: string } | undefined)?.code, 'MCPGW_ERR_FORBIDDEN', JSON.stringify(hidden));
     const read = rpcOf(await post(url, { jsonrpc: '2.0', id: 4, method: 'resources/read', params: { uri: 'locked+res://doc' } }, h));
     assert.ok(read.error, JSON.stringify(read));
     assert.equal(locked.done('tools/call lookup'), 0, 'the member never ran it');
