@@ -67,7 +67,7 @@ async function main(): Promise<number> {
   // Before the gateway starts: Node's default for SIGHUP is to end the process.
   let reloader: ConfigReloader | undefined;
   const onHangUp = () => {
-    if (reloader) reloader.reload('SIGHUP');
+    if (reloader) void reloader.reload('SIGHUP');
     else logger.warn('SIGHUP while starting or stopping: ignored');
   };
   process.on('SIGHUP', onHangUp);
@@ -78,8 +78,8 @@ async function main(): Promise<number> {
     logger.fatal({ err: (err as Error).message }, 'cannot start');
     return 1;
   }
-  reloader = new ConfigReloader(gateway, loaded, load, logger);
   const file = values.config ?? process.env.MCPGW_CONFIG;
+  reloader = new ConfigReloader(gateway, loaded, load, logger, file);
   if (values['watch-config']) {
     if (file) reloader.watch(file);
     else logger.warn('--watch-config without a config file: nothing to watch');

@@ -6,6 +6,7 @@ import { Server as NetServer, type AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './auth/authenticator.ts';
+import { exchangesCallerTokens } from './config/auth.ts';
 import { liveConfig, planReload, type ReloadPlan } from './config/reload.ts';
 import type { GatewayConfig, ServerConfig } from './config/types.ts';
 import { CALLER_TOKENS_MAX, CallerTokens } from './upstream/token-exchange.ts';
@@ -138,7 +139,7 @@ export class Gateway implements GatewayContext {
       this.sessions = new MemorySessionStore();
       this.legacyRoutes = new MemoryRouteStore();
       eventLog = new MemoryEventLog({ ttlMs: config.events.ttlMs, maxLength: config.events.maxLength });
-      cacheStore = new MemoryCacheStore(config.cache.maxEntries);
+      cacheStore = new MemoryCacheStore(config.cache.maxEntries, config.cache.maxBytes);
       limiter = new MemoryRateLimiter();
     }
     this.hub = new StreamHub(eventLog, {
@@ -293,15 +294,15 @@ export class Gateway implements GatewayContext {
     return plan;
   }
 
-  /** compose: what each virtual server publishes, collisions included, is reported when it is built (at start, on a reload). */
+  /**
+   * compose: what each virtual server publishes, collisions included, is reported when it is
+   * built (at start, on a reload) — or, over a member that exchanges callers' tokens, once a
+   * caller's session lets it look (events `composed`, `composeFailed`).
+   */
   #reportComposed(servers: ReadonlyMap<string, Upstream>): void {
-    for (const [server, published] of servers) {
+    for (const published of servers.values()) {
       const upstream = bare(published);
-      if (!(upstream instanceof ComposedUpstream)) continue;
-      upstream.probe().then(
-        (r) => this.log[r.collisions ? 'warn' : 'info']({ server, ...r }, 'virtual server composed'),
-        (err: unknown) => this.log.warn({ server, err: (err as Error).message }, 'virtual server: members could not be listed'),
-      );
+      if (upstream instanceof ComposedUpstream) upstream.discover();
     }
   }
 
@@ -313,7 +314,10 @@ export class Gateway implements GatewayContext {
       for (const [name, server] of servers) if (!server.compose) built.set(name, curated(server, this.#pool(server)));
       // compose: virtual servers once their members exist; members as curated, each by its own server's curation.
       for (const [name, server] of servers) {
-        if (server.compose) built.set(name, curated(server, new ComposedUpstream(name, server.compose.map((m) => ({ server: m, upstream: built.get(m) ?? this.servers.get(m)! })), this.events, memberCalls(this.pipeline, (server) => this.#auth?.policy(server)))));
+        if (!server.compose) continue;
+        const members = server.compose.map((m) => ({ server: m, upstream: built.get(m) ?? this.servers.get(m)! }));
+        const discoverForCaller = server.compose.some((m) => exchangesCallerTokens(config.servers[m]));
+        built.set(name, curated(server, new ComposedUpstream(name, members, this.events, memberCalls(this.pipeline, (server) => this.#auth?.policy(server)), { discoverForCaller })));
       }
     } catch (err) {
       for (const u of built.values()) void u.close();
@@ -477,6 +481,8 @@ export class Gateway implements GatewayContext {
     this.events.on('stderr', (e) => log.info({ server: e.server, pid: e.pid, stderr: e.line }, 'upstream stderr'));
     this.events.on('protocolError', (e) => log.warn(e, 'upstream protocol error'));
     this.events.on('collision', (e) => log.warn(e, 'virtual server: names collide; the first member keeps each'));
+    this.events.on('composed', (e) => log[e.collisions ? 'warn' : 'info'](e, 'virtual server composed'));
+    this.events.on('composeFailed', (e) => log.warn({ server: e.server, err: e.reason }, 'virtual server: members could not be listed'));
     this.hub.on('resume', (e) => this.metrics.resume(e.outcome));
     this.hub.on('append', (e) => this.metrics.eventLogAppend(e.seconds));
     this.hub.on('degraded', (e) => log.warn(e, 'event log unavailable: stream continues without resumption'));
@@ -531,5 +537,5 @@ function addressUrl(app: FastifyInstance, scheme = 'http'): string {
 
 /** auth: some upstream exchanges the caller's token for its own (credentials.tokenExchange). */
 function exchangesTokens(config: GatewayConfig): boolean {
-  return Object.values(config.servers).some((s) => s.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange));
+  return Object.values(config.servers).some(exchangesCallerTokens);
 }

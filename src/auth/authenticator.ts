@@ -29,7 +29,7 @@ export class Authenticator {
   constructor(config: GatewayConfig, callers?: CallerTokens) {
     this.#callers = callers;
     this.#auth = config.auth;
-    this.#trustProxy = config.listen.trustProxy;
+    this.#trustProxy = config.listen.trustProxy !== false;
     this.#servers = config.servers;
     this.#jwt = config.auth.mode === 'jwt' ? new JwtVerifier(config.auth) : undefined;
     this.#anyAudience = [...new Set([...config.auth.audience, ...Object.values(config.servers).flatMap((s) => s.policy.audience)])];

@@ -48,15 +48,18 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): Set<string>
 }
 
 /**
- * Where the front door leaves the checked caller on a request's headers, for what acts for it
- * further down (a virtual server's member calls apply each member's policy to it), with where to
- * report the names that policy hid (the request's audit line). A symbol: no HTTP header can spell
- * it, and neither JSON nor the logger prints it.
+ * Where the front door leaves the caller on a request's headers, for what acts for it further
+ * down (a virtual server's member calls apply each member's policy and caps to it), with where
+ * to report the names that policy hid (the request's audit line). A symbol: no HTTP header can
+ * spell it, and neither JSON nor the logger prints it.
  */
 const CALLER = Symbol('mcpgw.caller');
 
 export interface StampedCaller {
-  readonly principal: Principal;
+  /** The checked caller; undefined when auth is off. */
+  readonly principal: Principal | undefined;
+  /** Whom per-caller caps count the request against: the principal's id, or the client's address when auth is off. */
+  readonly holder: string;
   /** Names a policy further down hid from this caller (for the audit line's `denied`). */
   readonly hid: (names: readonly string[]) => void;
 }
@@ -68,7 +71,7 @@ export function stampPrincipal<H extends IncomingHttpHeaders>(headers: H, caller
   return headers;
 }
 
-/** The caller the front door checked for the request these headers came with, if any. */
+/** The caller the front door saw for the request these headers came with, if any. */
 export function principalOf(headers: IncomingHttpHeaders): StampedCaller | undefined {
   return (headers as Stamped)[CALLER];
 }

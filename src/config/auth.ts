@@ -12,6 +12,7 @@ import type {
   JwsAlgorithm,
   ListenTlsConfig,
   NamePattern,
+  ServerConfig,
   ServerPolicy,
   TokenExchangeConfig,
   UpstreamCredentialsConfig,
@@ -232,6 +233,11 @@ function clientSecret(at: string, raw: { clientSecret?: string; clientSecretFile
   if (secrets.length !== 1) throw new ConfigError(`config key ${at} needs exactly one of clientSecret, clientSecretFile or clientSecretEnv`);
   const secret = raw.clientSecret ?? (raw.clientSecretFile ? readConfigFile(raw.clientSecretFile, `${at}.clientSecretFile`) : readEnvRef(raw.clientSecretEnv!, `${at}.clientSecretEnv`, env));
   return secret.trim();
+}
+
+/** Whether some upstream of the server gets a token for each caller (credentials.tokenExchange): a request for no caller has none to exchange. */
+export function exchangesCallerTokens(server: ServerConfig | undefined): boolean {
+  return server?.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange) === true;
 }
 
 export function resolveCredentials(at: string, raw: RawCredentials, env: NodeJS.ProcessEnv, upstreamUrl: string, authMode: AuthConfig['mode']): UpstreamCredentialsConfig {

@@ -29,24 +29,42 @@ interface RawToolEdit {
  * while the pattern's literal parts found leftmost, in order, take linear time.
  */
 export function globPattern(glob: string): NamePattern {
-  const parts = glob.split('*');
-  if (parts.length === 1) return { test: (name) => name === glob };
-  const first = parts[0]!;
-  const last = parts.at(-1)!;
-  const middle = parts.slice(1, -1).filter((p) => p !== '');
-  return {
-    test(name: string): boolean {
-      if (name.length < first.length + last.length || !name.startsWith(first) || !name.endsWith(last)) return false;
-      const end = name.length - last.length;
-      let at = first.length;
-      for (const part of middle) {
-        const found = name.indexOf(part, at);
-        if (found === -1 || found + part.length > end) return false;
-        at = found + part.length;
-      }
-      return true;
-    },
-  };
+  return new GlobPattern(glob);
+}
+
+/**
+ * A class, its only own field the glob: a reload compares configurations deeply
+ * (src/config/reload.ts), and a closure made per load made every server with a pattern differ
+ * from itself — a curated server's pool was rebuilt by every reload, its stdio sessions ended.
+ */
+class GlobPattern implements NamePattern {
+  readonly glob: string;
+  /** Derived from the glob (so not compared): its literal parts, undefined for a plain name. */
+  readonly #parts: readonly string[] | undefined;
+
+  constructor(glob: string) {
+    this.glob = glob;
+    const parts = glob.split('*');
+    this.#parts = parts.length === 1 ? undefined : parts;
+  }
+
+  test(name: string): boolean {
+    const parts = this.#parts;
+    if (parts === undefined) return name === this.glob;
+    const first = parts[0]!;
+    const last = parts[parts.length - 1]!;
+    if (name.length < first.length + last.length || !name.startsWith(first) || !name.endsWith(last)) return false;
+    const end = name.length - last.length;
+    let at = first.length;
+    for (let i = 1; i < parts.length - 1; i++) {
+      const part = parts[i]!;
+      if (part === '') continue;
+      const found = name.indexOf(part, at);
+      if (found === -1 || found + part.length > end) return false;
+      at = found + part.length;
+    }
+    return true;
+  }
 }
 
 /**

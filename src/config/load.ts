@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { toMs, type Duration } from './duration.ts';
-import { resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
+import { exchangesCallerTokens, resolveAudit, resolveAuth, resolveCredentials, resolveListenTls, resolvePolicy, resolveUpstreamTls, type RawAuth, type RawCredentials, type RawServerAuth } from './auth.ts';
 import { checkComposition } from './compose.ts';
 import { resolveCuration, type RawCuration } from './curation.ts';
 import { isToolName } from '../protocol/names.ts';
@@ -123,10 +124,9 @@ function describeErrors(errors: ErrorObject[]): string {
  * each caller's own, as with `cache.perUser`.
  */
 function cachePerCallerWhereTokensAreExchanged(servers: Record<string, ServerConfig>): void {
-  const exchanges = (s: ServerConfig | undefined) => s?.upstreams.some((u) => u.kind === 'http' && u.credentials?.tokenExchange) === true;
   for (const [name, server] of Object.entries(servers)) {
     if (!server.cache || server.cache.perUser) continue;
-    if (exchanges(server) || server.compose?.some((m) => exchanges(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
+    if (exchangesCallerTokens(server) || server.compose?.some((m) => exchangesCallerTokens(servers[m]))) servers[name] = { ...server, cache: { ...server.cache, perUser: true } };
   }
 }
 
@@ -316,7 +316,25 @@ function resolveListen(listen: RawListen, mode: AuthConfig['mode']): GatewayConf
   }
   // The request time limit counts from the same start as the head's, so it includes it.
   if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('config key listen.headersTimeout must not be longer than listen.requestTimeout (which includes the head)');
+  if (Array.isArray(rest.trustProxy)) {
+    const bad = rest.trustProxy.find((p) => !isProxyAddress(p));
+    if (bad !== undefined) throw new ConfigError(`config key listen.trustProxy: "${bad}" is not an IP address, a CIDR, or one of ${PROXY_NAMES.join(', ')}`);
+  }
   return { ...rest, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, tls: resolveListenTls(tls, mode) };
+}
+
+/** The names of address ranges Fastify's trustProxy knows. */
+const PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isProxyAddress(p: string): boolean {
+  if (PROXY_NAMES.includes(p)) return true;
+  const slash = p.indexOf('/');
+  const ip = slash === -1 ? p : p.slice(0, slash);
+  const family = isIP(ip);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = p.slice(slash + 1);
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 type RawRule = { requests: number; per: Duration };

@@ -52,7 +52,7 @@ export function planReload(running: GatewayConfig, next: GatewayConfig): ReloadP
     translation: keep('translation', running.translation, next.translation),
     telemetry: keep('telemetry', running.telemetry, next.telemetry),
     session: { ...next.session, secret: keep('session.secret', running.session.secret, next.session.secret) },
-    cache: { ...next.cache, maxEntries: keep('cache.maxEntries', running.cache.maxEntries, next.cache.maxEntries) },
+    cache: { ...next.cache, maxEntries: keep('cache.maxEntries', running.cache.maxEntries, next.cache.maxEntries), maxBytes: keep('cache.maxBytes', running.cache.maxBytes, next.cache.maxBytes) },
   };
   const added = Object.keys(next.servers).filter((name) => !Object.hasOwn(running.servers, name));
   const removed = Object.keys(running.servers).filter((name) => !Object.hasOwn(next.servers, name));

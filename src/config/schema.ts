@@ -188,7 +188,10 @@ export const CONFIG_SCHEMA = {
           items: { type: 'string', minLength: 1 },
           default: ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://localhost:*', 'https://127.0.0.1:*'],
         },
-        trustProxy: { type: 'boolean', default: false },
+        // true trusts every hop: the left-most X-Forwarded-For entry, which a client writes when its
+        // proxy appends. The proxies' addresses (or CIDRs, `loopback`, `uniquelocal`) take the
+        // address the last trusted proxy saw.
+        trustProxy: { anyOf: [{ type: 'boolean' }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }], default: false },
         // Slow clients: each connection is a file descriptor, held until these bound it.
         headersTimeout: duration('10s'),
         requestTimeout: duration('30s'),
@@ -325,6 +328,7 @@ export const CONFIG_SCHEMA = {
       properties: {
         maxEntryBytes: { type: 'integer', minimum: 1024, default: 1024 * 1024 },
         maxEntries: { type: 'integer', minimum: 100, default: 10_000 },
+        maxBytes: { type: 'integer', minimum: 1024 * 1024, default: 64 * 1024 * 1024 },
       },
     },
     log: {

@@ -5,7 +5,8 @@ export interface GatewayConfig {
     readonly port: number;
     readonly bodyLimit: number;
     readonly allowedOrigins: readonly string[];
-    readonly trustProxy: boolean;
+    /** Fastify's trustProxy: every hop (true), or the proxies' addresses, CIDRs or `loopback`-style names. */
+    readonly trustProxy: boolean | readonly string[];
     /** A request head (TLS handshake included) must arrive within this, on every listener. */
     readonly headersTimeoutMs: number;
     /** A whole request, head and body, must arrive within this; an answer being streamed is not bound by it. */
@@ -43,7 +44,7 @@ export interface GatewayConfig {
   readonly auth: AuthConfig;
   readonly audit: AuditConfig;
   /** Result cache limits (each server turns caching on with `servers.<name>.cache`). */
-  readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number };
+  readonly cache: { readonly maxEntryBytes: number; readonly maxEntries: number; readonly maxBytes: number };
   readonly log: { readonly level: string };
   readonly shutdown: { readonly graceMs: number };
   /** stateless: how the gateway bridges 2026-07-28 clients and session-era upstreams, and back. */

@@ -3,7 +3,6 @@ import type { SessionClaims } from '../session/token.ts';
 import { rewriteAnswer, withMessages } from '../upstream/rewrite.ts';
 import type { ClientRequest, ReplicaSnapshot, SessionPlacement, Upstream, UpstreamHealth, UpstreamResponse } from '../upstream/types.ts';
 import { Curation } from './curation.ts';
-import { ParamMarks } from './params.ts';
 
 /**
  * A server's upstream as curation publishes it: every request in the upstream's terms, every
@@ -16,15 +15,13 @@ export class CuratedUpstream implements Upstream {
   readonly kind: Upstream['kind'];
   readonly exchange?: (req: ClientRequest, signal?: AbortSignal) => Promise<UpstreamResponse>;
   readonly #curation: Curation;
-  /** stateless: the upstream tools' x-mcp-header marks, for the Mcp-Param-* headers of calls sent with `exchange`. */
-  readonly #marks = new ParamMarks();
 
   constructor(inner: Upstream, curation: Curation) {
     this.inner = inner;
     this.kind = inner.kind;
     this.#curation = curation;
     // Only HTTP upstreams have it (its absence tells the translators the upstream's era).
-    if (inner.exchange) this.exchange = (req, signal) => this.#send(req, async (r) => inner.exchange!(await this.#withParamHeaders(req, r, signal), signal));
+    if (inner.exchange) this.exchange = (req, signal) => this.#send(req, (r) => inner.exchange!(withArgumentsWritten(req, r), signal));
   }
 
   initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
@@ -61,18 +58,18 @@ export class CuratedUpstream implements Upstream {
     const plan = this.#curation.plan(req.messages);
     if (!plan) return send(req);
     const res = await send(plan.messages === req.messages ? req : withMessages(req, plan.messages));
-    // Every page of the upstream's tool list passes here in its own terms: its marks are learnt on the way.
-    return rewriteAnswer(res, { ...plan, items: (spec, items) => (spec.kind === 'tools' && this.#marks.learn(items), plan.items(spec, items)) });
+    return rewriteAnswer(res, plan);
   }
+}
 
-  /** `sent` (the caller's request `req` in the upstream's terms) with the Mcp-Param-* headers of what it sends (src/curation/params.ts). */
-  async #withParamHeaders(req: ClientRequest, sent: ClientRequest, signal: AbortSignal | undefined): Promise<ClientRequest> {
-    const m = sent.messages.length === 1 ? sent.messages[0]! : undefined;
-    if (m?.method !== 'tools/call') return sent;
-    const changed = m.params?.arguments !== req.messages[0]?.params?.arguments;
-    const paramHeaders = await this.#marks.headersFor(m, changed, req, (list) => this.inner.exchange!(list, signal));
-    return paramHeaders ? { ...sent, paramHeaders } : sent;
-  }
+/**
+ * `sent` (the caller's request `req` in the upstream's terms), told when curation set arguments
+ * of its tools/call: the caller's Mcp-Param-* headers do not speak of them, the upstream gets
+ * the ones written from the arguments sent (src/upstream/param-marks.ts).
+ */
+function withArgumentsWritten(req: ClientRequest, sent: ClientRequest): ClientRequest {
+  const m = sent.messages.length === 1 ? sent.messages[0]! : undefined;
+  return m?.method === 'tools/call' && m.params?.arguments !== req.messages[0]?.params?.arguments ? { ...sent, argumentsWritten: true } : sent;
 }
 
 /** The upstream itself under its curation, if any (for what only a concrete upstream has). */

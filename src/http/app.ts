@@ -74,7 +74,7 @@ export function buildApp(gw: GatewayContext, logger: Logger): FastifyInstance {
     // No child logger per request (an allocation and a serialization on every call): the few
     // lines written per request carry reqId, principal, server and method themselves.
     childLoggerFactory: (parent) => parent,
-    trustProxy: gw.config.listen.trustProxy,
+    trustProxy: typeof gw.config.listen.trustProxy === 'object' ? [...gw.config.listen.trustProxy] : gw.config.listen.trustProxy,
     bodyLimit: gw.config.listen.bodyLimit,
     // Draining is Gateway.shutdown's: what arrives on a connection still open is served (with
     // `Connection: close`), never given Fastify's own 503 body, which is not JSON-RPC.

@@ -18,7 +18,7 @@ import { answers, collectMessages, isSse, readSseEvents, readText, splitJson } f
 import { HolderCounts } from '../upstream/holders.ts';
 import { clientRequest, type ClientRequest, type SessionPlacement, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { GatewayContext } from './context.ts';
-import { stampPrincipal } from '../auth/principal.ts';
+import { stampPrincipal, type StampedCaller } from '../auth/principal.ts';
 import { checkAccept, handle, openSession, serverOf, stampedCaller, withSession, type Call, type McpRequest, type Step } from './mcp.ts';
 import { discard, drain } from '../upstream/body.ts';
 import { PollSchedule } from '../upstream/polling.ts';
@@ -51,6 +51,12 @@ interface Local {
   readonly key: string;
   /** Whom the session counts against (Call.holder), for `maxSessionsPerCaller`. */
   readonly holder: string;
+  /**
+   * compose: the caller as the front door checked them on the stream a client reads here (the
+   * latest), carried on the standalone stream the gateway opens for the session, so a virtual
+   * server merges the streams of the members whose rule lets them in.
+   */
+  checked: StampedCaller | undefined;
   clients: number;
   /** This replica is the session's owner (the log's `producer`): it reads the upstream's standalone stream. */
   owner: boolean;
@@ -67,6 +73,8 @@ interface Local {
 }
 
 const ACCEPT_BOTH = 'application/json, text/event-stream';
+/** Names a member's policy hides on a standalone stream belong to no request: not reported. */
+const unreported = (): void => {};
 /** The owner named by a session nobody reads any more (no node id looks like it). */
 const RELEASED = '~released';
 const CHECK_EVERY_MS = 1_000;
@@ -98,7 +106,7 @@ class LegacySessions {
       if (claims.upstream !== '') throw this.#gone('Last-Event-ID is not an event id this gateway issued');
       const info = await this.#gw.hub.log.info(legacyKey(claims.id)).catch(() => undefined);
       if (!info) throw this.#gone('the session stream is unknown or expired');
-      return { write: (res) => this.#attach(res, token, claims, seq, true, call.holder) };
+      return { write: (res) => this.#attach(res, token, claims, seq, true, call) };
     }
     const claims: SessionClaims = {
       id: SessionSealer.newId(),
@@ -132,7 +140,7 @@ class LegacySessions {
     return {
       write: (res) => {
         opened();
-        this.#attach(res, token, claims, seq, false, call.holder);
+        this.#attach(res, token, claims, seq, false, call);
       },
     };
   }
@@ -346,10 +354,13 @@ class LegacySessions {
     lostAnswers(feed, answer);
   }
 
-  #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, holder: string): void {
+  #attach(res: ServerResponse, token: string, claims: SessionClaims, afterSeq: number, resumed: boolean, call: Call): void {
     let local = this.#local.get(claims.id);
-    if (!local) {
-      local = { claims, key: legacyKey(claims.id), holder, clients: 0, owner: !resumed, routed: undefined, pump: undefined, pumpRetryAt: 0, upstreamEventId: '', nextCheckAt: 0, touchedAt: Date.now(), timer: undefined };
+    const checked = { principal: call.caller, holder: call.holder, hid: unreported };
+    if (local) {
+      local.checked = checked;
+    } else {
+      local = { claims, key: legacyKey(claims.id), holder: call.holder, checked, clients: 0, owner: !resumed, routed: undefined, pump: undefined, pumpRetryAt: 0, upstreamEventId: '', nextCheckAt: 0, touchedAt: Date.now(), timer: undefined };
       this.#local.set(claims.id, local);
     }
     const here = local;
@@ -406,7 +417,9 @@ class LegacySessions {
     let res: UpstreamResponse;
     try {
       // pipeline: its notifications invalidate the server's cache (src/pipeline/cache.ts).
-      res = this.#gw.pipeline.watch(routed.server, await upstream.get(routed, legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED), local.upstreamEventId || undefined));
+      const req = legacyRequest(routed.protocolVersion, [], false, GATEWAY_ORIGINATED);
+      stampPrincipal(req.headers, local.checked);
+      res = this.#gw.pipeline.watch(routed.server, await upstream.get(routed, req, local.upstreamEventId || undefined));
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') return this.#end(local.claims, routed);
       local.pump = undefined;

@@ -60,11 +60,11 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     // auth: who is calling, and may they use this server (src/auth/authenticator.ts).
     if (gw.auth) {
       call.caller = await gw.auth.authenticate(request, request.params.server);
-      // compose: a virtual server's member calls check the caller against each member's policy.
-      stampPrincipal(request.headers, stampedCaller(call));
       call.principal = call.caller.id;
       call.holder = call.caller.id;
     }
+    // compose: a virtual server's member calls check the caller against each member's policy and caps.
+    stampPrincipal(request.headers, stampedCaller(call));
     // traces: the steps run in the request's trace context (src/ops/tracing.ts).
     const outcome = await (call.trace?.run(step, gw, request, call, reply) ?? step(gw, request, call, reply));
     if ('resume' in outcome) {
@@ -344,7 +344,6 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
 }
 
 /** compose: the caller as member calls see it, and where the names a member's policy hid are noted. */
-export function stampedCaller(call: Call): StampedCaller | undefined {
-  const principal = call.caller;
-  return principal && { principal, hid: (names) => void (call.hidden = [...(call.hidden ?? []), ...names]) };
+export function stampedCaller(call: Call): StampedCaller {
+  return { principal: call.caller, holder: call.holder, hid: (names) => void (call.hidden = [...(call.hidden ?? []), ...names]) };
 }

@@ -21,7 +21,7 @@ export function registerMetadataRoutes(app: FastifyInstance, gw: GatewayContext)
     const server = match[1]!;
     if (!gw.servers.has(server)) return sendError(reply, new GatewayError('MCPGW_ERR_UNKNOWN_SERVER'), null);
     const { policy } = gw.config.servers[server]!;
-    const doc = metadataDocument(auth, resourceUrls(auth, gw.config.listen.trustProxy, request, server), policy.rule.scopes, server);
+    const doc = metadataDocument(auth, resourceUrls(auth, gw.config.listen.trustProxy !== false, request, server), policy.rule.scopes, server);
     reply.header('content-type', 'application/json').header('cache-control', 'max-age=300').send(JSON.stringify(doc));
   });
 }

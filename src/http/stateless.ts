@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { guardRequest, guardResponse } from '../auth/guard.ts';
+import { principalOf } from '../auth/principal.ts';
 import { GatewayError } from '../errors.ts';
 import type { Reopen } from '../events/hub.ts';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -83,7 +84,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     // pipeline: the chain; on expiry the signal aborts, which sends notifications/cancelled upstream.
     res = await gw.pipeline.run(piped, {
       upstream,
-      send: (req) => statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, holder: call.holder, message: req.messages[0]!, meta, signal: signalOf(req), admission: req.admission }).then((t) => t.res),
+      send: (req) => statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, checked: principalOf(request.headers), holder: call.holder, message: req.messages[0]!, meta, signal: signalOf(req), admission: req.admission }).then((t) => t.res),
     });
   }
   if (guard) res = await guardResponse(res, guard);

@@ -8,13 +8,13 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { captureResult } from '../cache/capture.ts';
 import { ResultCache, usable, type Invalidation, type Lookup } from '../cache/result-cache.ts';
 import type { GatewayConfig, ServerConfig } from '../config/types.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import type { ToolHints } from '../resilience/tool-hints.ts';
+import { captureResult } from '../upstream/capture.ts';
 import type { UpstreamResponse } from '../upstream/types.ts';
 import type { PipelineRequest } from './request.ts';
 

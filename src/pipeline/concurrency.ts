@@ -4,7 +4,7 @@
  * replica. A request's slots are taken synchronously when it enters the chain (no await between
  * the check and the taking) and given back once when its answer is over (src/pipeline/pipeline.ts);
  * each `tools/call` of the tool in a batch takes one; one sent as a notification (no id: nothing
- * says when it ends) is refused. A call past the cap is refused with
+ * says when it ends) or as a task (`params.task`: answered at once, the tool runs on) is refused. A call past the cap is refused with
  * MCPGW_ERR_RATE_LIMITED and no Retry-After: when a slot frees depends on the running calls.
  * Memory: one entry per (server, tool, caller) with calls running, deleted at zero.
  */
@@ -46,6 +46,8 @@ export class Concurrency {
       if (cap === undefined) continue;
       // Without an id nothing says when it ends: it could run beside the cap, uncounted.
       if (m.kind === 'notification') throw this.#refused(server.name, `a tools/call of tool "${toolName(m)!}" without an id cannot be counted against its cap of ${cap} calls at once`);
+      // A task-augmented call (2025-11-25) is answered at once and runs on as a task: its end is not seen either.
+      if (m.params?.task !== undefined) throw this.#refused(server.name, `a tools/call of tool "${toolName(m)!}" as a task cannot be counted against its cap of ${cap} calls at once; call it without "task"`);
       const key = `${server.name}\n${toolName(m)!}\n${req.holder}`;
       const w = (wanted ??= new Map()).get(key);
       if (w) w.n++;

@@ -94,6 +94,7 @@ export function envelope(value: unknown): Envelope {
     if (id === null) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a request id must not be null');
     const params = m.params;
     if (params !== undefined) checkParams(params);
+    checkNamedItems(m.method, params as Record<string, unknown> | undefined);
     const message: Record<string, unknown> = hasId ? { jsonrpc: '2.0', id, method: m.method } : { jsonrpc: '2.0', method: m.method };
     if (params !== undefined) message.params = params;
     return {
@@ -138,6 +139,34 @@ function checkParams(params: unknown): void {
   const token = meta.progressToken;
   if (token !== undefined && typeof token !== 'string' && !Number.isSafeInteger(token)) {
     throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'params._meta.progressToken must be a string or an integer');
+  }
+}
+
+/** The param that names the item a request acts on, by method (MCP: a string). */
+const ITEM_PARAM: Readonly<Record<string, 'name' | 'uri'>> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'resources/subscribe': 'uri',
+  'resources/unsubscribe': 'uri',
+};
+
+/**
+ * The names and URIs a request acts on are strings. Every name-based rule (curation, auth policy,
+ * per-tool limits) reads only a string, and an upstream that looks a tool up by property
+ * (`tools[name]`) reads `["secret"]` as `secret`: passed on, such a name went past them all.
+ */
+function checkNamedItems(method: string, params: Record<string, unknown> | undefined): void {
+  // One without it is left to the upstream (and to 2026-07-28's own answer for a removed method).
+  const key = ITEM_PARAM[method];
+  if (key !== undefined && params?.[key] !== undefined && typeof params[key] !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `${method} needs params.${key} as a string`);
+  if (method === 'completion/complete') {
+    const ref = params?.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+    if (ref?.type === 'ref/prompt' && typeof ref.name !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a ref/prompt needs its name as a string');
+    if (ref?.type === 'ref/resource' && typeof ref.uri !== 'string') throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a ref/resource needs its uri as a string');
+  } else if (method === 'subscriptions/listen') {
+    const uris = (params?.notifications as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
+    if (Array.isArray(uris) && !uris.every((u) => typeof u === 'string')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'resourceSubscriptions must be strings');
   }
 }
 

@@ -2,6 +2,12 @@ import type { RedisClient } from '../redis.ts';
 import { EndedSet, type SessionStore } from './store.ts';
 
 const LIVE_CACHE_MAX = 50_000;
+/**
+ * Endings this replica remembers: a cache of Redis's deny-list, which answers for what it forgot
+ * (a session it has not checked since is asked again), so a replica's memory does not grow with
+ * every ending the cluster sees in a day.
+ */
+const ENDED_CACHE_MAX = 50_000;
 
 /**
  * Deny-list in Redis (`<prefix>ended:<id>` with a TTL) plus a pub/sub channel so other replicas
@@ -14,10 +20,11 @@ export class RedisSessionStore implements SessionStore {
   readonly #sub: RedisClient;
   readonly #prefix: string;
   readonly #channel: string;
-  readonly #ended = new EndedSet();
+  readonly #ended: EndedSet;
   #live = new Set<string>();
 
-  constructor(redis: RedisClient, subscriber: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, subscriber: RedisClient, prefix: string, endedCacheMax = ENDED_CACHE_MAX) {
+    this.#ended = new EndedSet(endedCacheMax);
     this.#redis = redis;
     this.#sub = subscriber;
     this.#prefix = prefix;

@@ -13,10 +13,24 @@ export interface SessionStore {
   close(): Promise<void>;
 }
 
-/** Ended ids with their expiry; bounded by lifetime, pruned as it grows. */
+/** Ended ids a replica remembers at most: ~100 bytes each. */
+const MAX_ENDED = 1_000_000;
+
+/**
+ * Ended ids with their expiry; bounded by lifetime, pruned as it grows, and by count: an ending
+ * is remembered up to `session.maxLifetime` (24 h), and a caller that opens and DELETEs sessions
+ * in a loop (each ending also told to every replica) would otherwise grow it for a day. Past
+ * `max` the oldest ending is forgotten: Redis still holds it (RedisSessionStore asks it again),
+ * and without Redis the session's upstream has ended it too (DELETE, a dead child: 404 again).
+ */
 export class EndedSet {
   readonly #ended = new Map<string, number>();
+  readonly #max: number;
   #nextPrune = 0;
+
+  constructor(max = MAX_ENDED) {
+    this.#max = max;
+  }
 
   has(id: string, now = Date.now()): boolean {
     const until = this.#ended.get(id);
@@ -32,6 +46,8 @@ export class EndedSet {
       this.#nextPrune = now + 60_000;
       for (const [k, t] of this.#ended) if (t <= now) this.#ended.delete(k);
     }
+    // Insertion order: the first key is the oldest ending.
+    if (this.#ended.size > this.#max) this.#ended.delete(this.#ended.keys().next().value!);
   }
 
   get size(): number {

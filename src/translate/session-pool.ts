@@ -1,5 +1,6 @@
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import { createHash } from 'node:crypto';
+import { stampPrincipal, type StampedCaller } from '../auth/principal.ts';
 import { GatewayError } from '../errors.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
@@ -64,7 +65,7 @@ export class SessionPool {
     return this.#entries.size;
   }
 
-  acquire(server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
+  acquire(server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined, checked?: StampedCaller): Promise<PooledSession> {
     const caller = JSON.stringify([server, principal]);
     const key = JSON.stringify([server, principal, createHash('sha256').update(stableJson(capabilities)).digest('base64url')]);
     const existing = this.#entries.get(key);
@@ -75,7 +76,7 @@ export class SessionPool {
       return existing.then((s) => {
         if (!s.dead) return s;
         if (this.#entries.get(key) === existing) this.#delete(key);
-        return this.acquire(server, upstream, principal, holder, capabilities, clientInfo);
+        return this.acquire(server, upstream, principal, holder, capabilities, clientInfo, checked);
       });
     }
     // This caller's own oldest session makes room for its new one.
@@ -86,7 +87,7 @@ export class SessionPool {
       this.#delete(oldest);
       void entry?.then(end, () => {});
     }
-    const opening = open(key, server, upstream, principal, holder, capabilities, clientInfo);
+    const opening = open(key, server, upstream, principal, holder, capabilities, clientInfo, checked && { principal: checked.principal, holder: checked.holder, hid: ignoreHidden });
     this.#entries.set(key, opening);
     const keys = this.#byCaller.get(caller) ?? new Set<string>();
     keys.add(key);
@@ -203,7 +204,15 @@ export function upstreamRequest(message: Message, protocolVersion: string, admis
   return ownRequest(headers, message, protocolVersion, admission);
 }
 
-async function open(key: string, server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined): Promise<PooledSession> {
+/** A session's initialize names no request to report hidden names to. */
+const ignoreHidden = (): void => {};
+
+/**
+ * `caller`: the caller it is opened for, as the front door checked them, carried on its
+ * initialize, so a virtual server opens it with the members whose rule lets them in
+ * (src/upstream/compose.ts) instead of leaving out every member with one.
+ */
+async function open(key: string, server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined, caller: StampedCaller | undefined): Promise<PooledSession> {
   const init: Message = {
     jsonrpc: '2.0',
     id: 'mcpgw-initialize',
@@ -211,7 +220,7 @@ async function open(key: string, server: string, upstream: Upstream, principal: 
     params: { protocolVersion: UPSTREAM_REVISION, capabilities, clientInfo: clientInfo ?? GATEWAY_INFO },
   };
   const sessionId = SessionSealer.newId();
-  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, GATEWAY_ORIGINATED, sessionHeaders()), sessionId, holder);
+  const { response, placement } = await upstream.initialize(upstreamRequest(init, UPSTREAM_REVISION, GATEWAY_ORIGINATED, stampPrincipal(sessionHeaders(), caller)), sessionId, holder);
   const answer = await firstResponse(response);
   if (!answer?.result) {
     throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `initialize was refused: ${answer?.error?.message ?? `HTTP ${response.status}`}`);

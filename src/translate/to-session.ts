@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { guardRequest, guardResponse, guardStream, type GuardPlan } from '../auth/guard.ts';
 import { mayUse } from '../auth/policy.ts';
-import type { Principal } from '../auth/principal.ts';
+import { stampPrincipal, type Principal, type StampedCaller } from '../auth/principal.ts';
 import { errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
@@ -31,6 +31,11 @@ export interface StatelessCall {
   readonly upstream: Upstream;
   /** The authenticated caller (undefined when auth is off). */
   readonly caller: Principal | undefined;
+  /**
+   * compose: the caller as the front door checked them (src/auth/principal.ts), carried on the
+   * requests written for them, so a virtual server checks each member's rule against them.
+   */
+  readonly checked: StampedCaller | undefined;
   /** Whom per-caller caps count it against (src/http/mcp.ts Call.holder). */
   readonly holder: string;
   readonly message: Envelope;
@@ -68,7 +73,7 @@ export async function statelessToSession(call: StatelessCall): Promise<Translate
 
 function acquire(t: Translator, call: StatelessCall): Promise<PooledSession> {
   const info = call.meta.clientInfo as Record<string, unknown> | undefined;
-  return t.pool.acquire(call.server, call.upstream, call.caller?.id ?? '', call.holder, call.meta.clientCapabilities, info);
+  return t.pool.acquire(call.server, call.upstream, call.caller?.id ?? '', call.holder, call.meta.clientCapabilities, info, call.checked);
 }
 
 /** The parts of a 2026-07-28 request a session-era server understands: no envelope keys, no MRTR fields. */
@@ -87,7 +92,7 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
   const policy = call.caller && call.gw.auth?.policy(call.server);
   for (let attempt = 0; ; attempt++) {
     const session = await acquire(t, call);
-    const req = upstreamRequest(message, session.protocolVersion, call.admission);
+    const req = upstreamRequest(message, session.protocolVersion, call.admission, stampPrincipal(sessionHeaders(session.protocolVersion), call.checked));
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
     try {
       const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admission) : req);
@@ -136,7 +141,7 @@ class UpstreamCall implements Parked {
     session.lastUsed = Date.now();
     // auth: what the upstream sends again is filtered for the caller like the first part.
     const resume = async (lastEventId: string) => {
-      const rest = await resumeStream(session, lastEventId);
+      const rest = await resumeStream(session, lastEventId, call.checked);
       return rest && guard ? guardStream(rest, guard) : rest;
     };
     // SEP-1699: an upstream that has the call polled is polled within the server's time limit.
@@ -347,9 +352,13 @@ async function postUpstream(t: Translator, session: PooledSession, message: Mess
   }
 }
 
-/** A POST answer stream that ended before its answer: the upstream's own resumption, on its GET. */
-async function resumeStream(session: PooledSession, lastEventId: string) {
-  const res = await session.upstream.get(session.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/resume' }, session.protocolVersion, GATEWAY_ORIGINATED, sessionHeaders(session.protocolVersion, 'text/event-stream')), lastEventId);
+/**
+ * A POST answer stream that ended before its answer: the upstream's own resumption, on its GET,
+ * for `checked` (the caller whose call it answers; a virtual server checks its members' rules
+ * against them), or for no caller.
+ */
+async function resumeStream(session: PooledSession, lastEventId: string, checked: StampedCaller | undefined) {
+  const res = await session.upstream.get(session.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/resume' }, session.protocolVersion, GATEWAY_ORIGINATED, stampPrincipal(sessionHeaders(session.protocolVersion, 'text/event-stream'), checked)), lastEventId);
   if (res.status === 200 && res.body !== null && typeof res.body !== 'string') return res.body;
   if (res.body !== null && typeof res.body !== 'string') discard(res.body);
   return undefined;
@@ -417,12 +426,13 @@ class Fanout {
   open(): Promise<boolean> {
     this.#opening ??= (async () => {
       const s = this.session;
+      // Shared by the principal's listeners, whatever each one's token: no caller is carried (fail closed).
       const res = await s.upstream.get(s.claims, upstreamRequest({ jsonrpc: '2.0', method: 'notifications/listen' }, s.protocolVersion, GATEWAY_ORIGINATED, sessionHeaders(s.protocolVersion, 'text/event-stream')));
       if (res.status !== 200 || res.body === null || typeof res.body === 'string') {
         if (res.body !== null && typeof res.body !== 'string') drain(res.body);
         return false;
       }
-      this.#reader = new MessageReader(res, (at) => resumeStream(s, at));
+      this.#reader = new MessageReader(res, (at) => resumeStream(s, at, undefined));
       void this.#pump(this.#reader);
       if (this.#handedOver) this.#reader.close();
       return true;

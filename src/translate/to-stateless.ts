@@ -174,10 +174,9 @@ function statelessRequest(t: Translator, declared: Declared, mine: LocalSession,
   if (mine.logLevel) meta[META_LOG_LEVEL] = mine.logLevel;
   const p = { ...params, ...extra, _meta: meta };
   const message: Message = { jsonrpc: '2.0', id, method, params: p };
-  return {
-    id,
-    req: forCaller(ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION, admission), behalf.from, behalf.principal),
-  };
+  const req = ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders(method, p) }, message, STATELESS_REVISION, admission);
+  // The client spoke no Mcp-Param-* header: a call's are written from its arguments (src/upstream/param-marks.ts).
+  return { id, req: forCaller(method === 'tools/call' ? { ...req, argumentsWritten: true } : req, behalf.from, behalf.principal) };
 }
 
 async function call(t: Translator, upstream: Upstream, claims: SessionClaims, mine: LocalSession, m: Envelope, admitted: Admission, from: IncomingHttpHeaders): Promise<UpstreamResponse> {

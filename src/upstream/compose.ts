@@ -4,11 +4,12 @@ import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { isBatchBody } from '../protocol/jsonrpc.ts';
 import { ITEM_KEYS, MAX_NAME_LENGTH, mayBeShortened, mergeLists, namePrefix, prefixedUri, schemePrefix, splitName, splitUri, type ItemKind, type MemberNames } from '../protocol/names.ts';
-import { SESSION_REVISIONS } from '../protocol/revisions.ts';
+import { isSessionRevision, SESSION_REVISIONS } from '../protocol/revisions.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { answers, collectMessages, isSse, readSseEvents } from './messages.ts';
-import { ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
+import { callerTokenOf } from './token-exchange.ts';
+import { forCaller, ownRequest, SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 
 interface Member extends MemberNames {
@@ -18,11 +19,27 @@ interface Member extends MemberNames {
 
 type Json = Record<string, unknown>;
 
-/**
- * How a member is called for a caller's request: the pipeline's chain again, as the member's
- * own request (src/pipeline/members.ts), so its rate limits, cache and time limits hold.
- */
-export type MemberCall = (upstream: Upstream, claims: SessionClaims, req: ClientRequest) => Promise<UpstreamResponse>;
+/** Whom a virtual server's discovery is done for: the request that opened their session, and their principal. */
+interface ProbeCaller {
+  readonly req: ClientRequest;
+  readonly principal: string;
+}
+
+/** How a virtual server reaches its members for a caller (src/pipeline/members.ts). */
+export interface MemberCalls {
+  /**
+   * A caller's request to a member: the pipeline's chain again, as the member's own request, so
+   * its auth policy, rate limits, cache and time limits hold.
+   */
+  send(upstream: Upstream, claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse>;
+  /**
+   * Whether the member's rule for the server as a whole lets the caller of `req` in (fail
+   * closed: a caller that cannot be checked is let into a member with no rule only). A member
+   * that refuses the caller gets no session of it: its initialize answer does not go into the
+   * virtual server's, nor its standalone stream into the merged one.
+   */
+  admits(member: string, req: ClientRequest): boolean;
+}
 
 const LISTS: Readonly<Record<string, ItemKind>> = {
   'tools/list': 'tools',
@@ -37,6 +54,8 @@ const LATEST_SESSION_REVISION = SESSION_REVISIONS[SESSION_REVISIONS.length - 1]!
 const TABLES_MAX = 1_000;
 /** A server→client request's id, tagged with the member that sent it: `<member>~<its id as JSON>`. */
 const TAGGED_ID = /^(\d+)~(.+)$/s;
+/** A discovery for a caller that failed is not tried again, for another caller, before this. */
+const DISCOVER_AGAIN_MS = 30_000;
 
 /**
  * compose: one published server over several others (`servers.<name>.compose`). A session of it
@@ -51,22 +70,62 @@ export class ComposedUpstream implements Upstream {
   readonly #name: string;
   readonly #members: readonly Member[];
   readonly #events: UpstreamEvents;
-  readonly #call: MemberCall;
+  readonly #calls: MemberCalls;
   /** Per session and kind: virtual name → owner, for names only a list can resolve (shortened ones). */
   #tables = new Map<string, Map<string, { member: number; original: string }>>();
   readonly #reported = new Set<string>();
+  /** Its discovery (discover()): to run for the first caller (a member exchanges callers' tokens), under way, or done. */
+  readonly #forCaller: boolean;
+  #discovery: 'waiting' | 'running' | 'done' = 'waiting';
+  #discoveryFailedAt = 0;
 
-  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, call: MemberCall) {
+  /** `opts.discoverForCaller`: a member gets a token for each caller (credentials.tokenExchange), so the gateway's own look needs one. */
+  constructor(name: string, members: readonly { server: string; upstream: Upstream }[], events: UpstreamEvents, calls: MemberCalls, opts: { discoverForCaller?: boolean } = {}) {
     this.#name = name;
     this.#events = events;
-    this.#call = call;
+    this.#calls = calls;
+    this.#forCaller = opts.discoverForCaller === true;
     this.#members = members.map((m) => ({ ...m, prefix: namePrefix(m.server), scheme: schemePrefix(m.server) }));
   }
 
-  async initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+  /** A session of every member that lets the caller in (the others stay out of it: no session, nothing of their answer). */
+  initialize(req: ClientRequest, sessionId: string, holder: string): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
+    // The discovery a member's token exchange kept waiting runs for this caller, beside its
+    // session: on the token its request came with, else (a session the gateway pools for a
+    // 2026-07-28 caller) the latest of the principal it is held for.
+    if (this.#forCaller && this.#discovery === 'waiting' && Date.now() - this.#discoveryFailedAt >= DISCOVER_AGAIN_MS) this.#discover({ req, principal: callerTokenOf(req.headers)?.principal ?? holder });
+    return this.#open(req, sessionId, holder, (m) => this.#calls.admits(m.server, req));
+  }
+
+  /**
+   * Learns what the server publishes and reports it (events `composed`, `composeFailed`): at
+   * once — or, when a member exchanges callers' tokens (which a request for no caller has none
+   * of), on behalf of the first caller whose session opens (their exchanged token, as the era
+   * probe), and again for a later caller if that one failed.
+   */
+  discover(): void {
+    if (!this.#forCaller) this.#discover(undefined);
+  }
+
+  #discover(caller: ProbeCaller | undefined): void {
+    this.#discovery = 'running';
+    this.probe(caller).then(
+      (r) => {
+        this.#discovery = 'done';
+        this.#events.emit('composed', { server: this.#name, ...r });
+      },
+      (err: unknown) => {
+        this.#discovery = 'waiting';
+        this.#discoveryFailedAt = Date.now();
+        this.#events.emit('composeFailed', { server: this.#name, reason: (err as Error).message });
+      },
+    );
+  }
+
+  async #open(req: ClientRequest, sessionId: string, holder: string, admitted: (m: Member) => boolean): Promise<{ response: UpstreamResponse; placement: SessionPlacement }> {
     const init = req.messages[0]!;
-    const opened = await Promise.allSettled(this.#members.map((m, i) => m.upstream.initialize(req, memberId(sessionId, i), holder)));
-    const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value.placement : undefined));
+    const opened = await Promise.allSettled(this.#members.map((m, i) => (admitted(m) ? m.upstream.initialize(req, memberId(sessionId, i), holder) : undefined)));
+    const placements = opened.map((o) => (o.status === 'fulfilled' ? o.value?.placement : undefined));
     const placement: SessionPlacement = { upstream: 'compose', upstreamSession: JSON.stringify(placements.map((p) => (p ? [p.upstream, p.upstreamSession, p.node] : ['', '', '']))), node: '' };
     const claims = (id: string): SessionClaims => ({ id, server: this.#name, ...placement, principal: '', protocolVersion: req.protocolVersion, issuedAt: 0 });
     const abandon = async () => {
@@ -77,13 +136,19 @@ export class ComposedUpstream implements Upstream {
       await abandon();
       throw failed.reason;
     }
-    const answers_ = await Promise.all(opened.map(async (o) => firstAnswer(await collectMessages((o as PromiseFulfilledResult<{ response: UpstreamResponse }>).value.response, (m) => answers(m, init.id)), init.id)));
-    const refused = answers_.find((a) => !a?.result);
+    const answers_ = await Promise.all(
+      opened.map(async (o) => {
+        const value = (o as PromiseFulfilledResult<{ response: UpstreamResponse } | undefined>).value;
+        return value && { answer: firstAnswer(await collectMessages(value.response, (m) => answers(m, init.id)), init.id) };
+      }),
+    );
+    const refused = answers_.find((a) => a && !a.answer?.result);
     if (refused !== undefined) {
       await abandon();
-      return { response: json(refused ?? { jsonrpc: '2.0', id: init.id, error: { code: -32603, message: 'A member server did not answer initialize' } }), placement };
+      return { response: json(refused.answer ?? { jsonrpc: '2.0', id: init.id, error: { code: -32603, message: 'A member server did not answer initialize' } }), placement };
     }
-    return { response: json({ jsonrpc: '2.0', id: init.id, result: this.#mergeInitialize(answers_.map((a) => a!.result as Json)) }), placement };
+    const results = answers_.map((a) => a?.answer!.result as Json | undefined);
+    return { response: json({ jsonrpc: '2.0', id: init.id, result: this.#mergeInitialize(results, typeof init.params?.protocolVersion === 'string' ? init.params.protocolVersion : req.protocolVersion) }), placement };
   }
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
@@ -93,25 +158,25 @@ export class ComposedUpstream implements Upstream {
     const members = this.#claims(claims);
     if (m.kind === 'notification') {
       // cancelled, initialized, roots/list_changed…: every member hears it (one of them knows the request).
-      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message))));
+      await Promise.all(members.map((c, i) => inSession(c) && this.#calls.send(this.#members[i]!.upstream, c, memberRequest(req, message))));
       return ACCEPTED;
     }
     if (m.kind === 'response') {
       const owner = untag(m.id);
       if (!owner || !members[owner.member]) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'a response to a request this session never sent');
-      return this.#call(this.#members[owner.member]!.upstream, members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
+      return this.#calls.send(this.#members[owner.member]!.upstream, members[owner.member]!, memberRequest(req, { ...message, id: owner.id }));
     }
     const method = m.method!;
     const params = (message.params ?? {}) as Json;
     if (method === 'ping') return json({ jsonrpc: '2.0', id: m.id, result: {} });
     if (LISTS[method]) return json({ jsonrpc: '2.0', id: m.id, result: { [LISTS[method]!]: (await this.#list(claims, members, req, LISTS[method]!)).items } });
     if (method === 'logging/setLevel') {
-      await Promise.all(members.map((c, i) => this.#call(this.#members[i]!.upstream, c, memberRequest(req, message)).then(drainAnswer)));
+      await Promise.all(members.map((c, i) => inSession(c) && this.#calls.send(this.#members[i]!.upstream, c, memberRequest(req, message)).then(drainAnswer)));
       return json({ jsonrpc: '2.0', id: m.id, result: {} });
     }
     const target = await this.#target(claims, members, req, method, params);
     if (!target) return json({ jsonrpc: '2.0', id: m.id, error: unknownTarget(method, params) });
-    const res = await this.#call(this.#members[target.member]!.upstream, members[target.member]!, memberRequest(req, { ...message, params: target.params }));
+    const res = await this.#calls.send(this.#members[target.member]!.upstream, members[target.member]!, memberRequest(req, { ...message, params: target.params }));
     return this.#fromMember(target.member, res, method === 'resources/read' ? m.id : undefined);
   }
 
@@ -119,7 +184,10 @@ export class ComposedUpstream implements Upstream {
     const members = this.#claims(claims);
     // An event id names its member: resume that member's stream only (a POST answer's stream).
     const tag = lastEventId ? TAGGED_ID.exec(lastEventId) : null;
-    const targets = tag ? [Number(tag[1])] : members.map((_, i) => i);
+    // Fail closed: only the streams of members in the session that let the caller in now.
+    const streamable = (i: number) => members[i] !== undefined && inSession(members[i]) && this.#calls.admits(this.#members[i]!.server, req);
+    const targets = tag ? [Number(tag[1])] : members.map((_, i) => i).filter(streamable);
+    if (tag && !streamable(targets[0]!)) throw new GatewayError('MCPGW_ERR_FORBIDDEN', `member "${this.#members[targets[0]!]?.server ?? tag[1]}": not in this session for this caller`);
     const opened = await Promise.allSettled(targets.map((i) => this.#members[i]!.upstream.get(members[i]!, req, tag ? tag[2] : undefined)));
     const streams: { member: number; body: Readable }[] = [];
     let other: UpstreamResponse | undefined;
@@ -190,14 +258,21 @@ export class ComposedUpstream implements Upstream {
 
   /**
    * Opens a session with every member, lists everything and closes it again: the names this
-   * server publishes, and collisions among them, are known (and reported) at start.
+   * server publishes, and collisions among them, are known (and reported). `caller`: whom it is
+   * done for (their request's validated token goes with it, else their latest, exchanged by the
+   * members that exchange tokens; a member whose rule refuses them is left out); else the
+   * gateway's own, of every member.
    */
-  async probe(): Promise<{ items: number; shortened: number; collisions: number }> {
+  async probe(caller?: ProbeCaller): Promise<{ items: number; shortened: number; collisions: number }> {
     const id = `probe-${randomBytes(6).toString('hex')}`;
     const init = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LATEST_SESSION_REVISION, capabilities: {}, clientInfo: { name: 'mcp-gateway-probe', version: '1' } } };
-    const base: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
-    const { placement } = await this.initialize(memberRequest(base, init), id, GATEWAY_HOLDER);
-    const claims: SessionClaims = { id, server: this.#name, ...placement, principal: '', protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
+    const own: ClientRequest = { headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: undefined, messages: [], protocolVersion: LATEST_SESSION_REVISION, admission: GATEWAY_ORIGINATED };
+    // For a caller: the members' sessions are theirs (held, and their token exchanged, for them).
+    const principal = caller?.principal ?? '';
+    const base = caller ? forCaller(own, caller.req.headers, principal) : own;
+    const admitted = caller ? (m: Member) => this.#calls.admits(m.server, caller.req) : () => true;
+    const { placement } = await this.#open(memberRequest(base, init), id, principal || GATEWAY_HOLDER, admitted);
+    const claims: SessionClaims = { id, server: this.#name, ...placement, principal, protocolVersion: LATEST_SESSION_REVISION, issuedAt: 0 };
     const req: ClientRequest = { ...base, headers: { ...base.headers, 'mcp-protocol-version': LATEST_SESSION_REVISION } };
     try {
       await this.post(claims, memberRequest(req, { jsonrpc: '2.0', method: 'notifications/initialized' }));
@@ -217,7 +292,10 @@ export class ComposedUpstream implements Upstream {
     }
   }
 
-  #mergeInitialize(results: readonly Json[]): Json {
+  /** The members' initialize answers merged (`results[i]` undefined: member i is not in the session). */
+  #mergeInitialize(all: readonly (Json | undefined)[], asked: string): Json {
+    const members = all.flatMap((r, i) => (r ? [{ r, m: this.#members[i]! }] : []));
+    const results = members.map(({ r }) => r);
     const capabilities: Record<string, Json> = {};
     for (const r of results) {
       for (const [k, v] of Object.entries((r.capabilities ?? {}) as Record<string, Json>)) {
@@ -227,9 +305,11 @@ export class ComposedUpstream implements Upstream {
       }
     }
     // The oldest revision any member agreed to: every member accepts it in MCP-Protocol-Version.
+    // None in the session: the client's own, when the gateway speaks it.
     const versions = results.map((r) => String(r.protocolVersion ?? LATEST_SESSION_REVISION)).sort();
-    const instructions = results
-      .map((r, i) => (typeof r.instructions === 'string' && r.instructions ? `## ${this.#members[i]!.server} (names prefixed ${this.#members[i]!.prefix}__)\n${r.instructions}` : ''))
+    if (versions.length === 0) versions.push(isSessionRevision(asked) ? asked : LATEST_SESSION_REVISION);
+    const instructions = members
+      .map(({ r, m }) => (typeof r.instructions === 'string' && r.instructions ? `## ${m.server} (names prefixed ${m.prefix}__)\n${r.instructions}` : ''))
       .filter(Boolean)
       .join('\n\n');
     return {
@@ -243,12 +323,15 @@ export class ComposedUpstream implements Upstream {
   /** Every member's full list (all pages), merged; members without the list count as empty. */
   async #list(claims: SessionClaims, members: readonly SessionClaims[], req: ClientRequest, kind: ItemKind): Promise<ReturnType<typeof mergeLists>> {
     const method = Object.keys(LISTS).find((k) => LISTS[k] === kind)!;
+    // A member not in the session (it refused the caller) counts as empty.
     const lists = await Promise.all(
       members.map((c, i) =>
-        this.#fetchAll(i, c, req, method, kind).catch((err: unknown) => {
-          if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') throw err;
-          return undefined;
-        }),
+        inSession(c)
+          ? this.#fetchAll(i, c, req, method, kind).catch((err: unknown) => {
+              if (err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') throw err;
+              return undefined;
+            })
+          : undefined,
       ),
     );
     const merged = mergeLists(kind, this.#members, lists);
@@ -267,7 +350,7 @@ export class ComposedUpstream implements Upstream {
     let cursor: unknown;
     for (let page = 0; page < MAX_PAGES; page++) {
       const id = `mcpgw-${randomBytes(6).toString('hex')}`;
-      const res = await this.#call(this.#members[i]!.upstream, claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
+      const res = await this.#calls.send(this.#members[i]!.upstream, claims, memberRequest(req, { jsonrpc: '2.0', id, method, params: cursor === undefined ? {} : { cursor } }));
       const answer = firstAnswer(await collectMessages(res, (m) => answers(m, id)), id);
       if (!answer?.result) throw new Error(`${method} failed`);
       const result = answer.result as Json;
@@ -387,6 +470,11 @@ export class ComposedUpstream implements Upstream {
 }
 
 const ACCEPTED: UpstreamResponse = { status: 202, headers: {}, body: null };
+
+/** Whether a member has a session in the virtual one (one that refused its caller has none). */
+function inSession(member: SessionClaims): boolean {
+  return member.upstream !== '';
+}
 
 function memberId(session: string, i: number): string {
   return `${session}.${i}`;

@@ -13,6 +13,10 @@ export interface UpstreamEventMap {
   protocolError: [{ server: string; replica: string; detail: string }];
   /** compose: names a virtual server dropped because another member's item already has them. */
   collision: [{ server: string; kind: string; names: readonly string[] }];
+  /** compose: what a virtual server publishes, as its discovery of the members found it. */
+  composed: [{ server: string; items: number; shortened: number; collisions: number }];
+  /** compose: its discovery failed (it is tried again, for the next caller when it needs one). */
+  composeFailed: [{ server: string; reason: string }];
 }
 
 export class UpstreamEvents extends EventEmitter<UpstreamEventMap> {}

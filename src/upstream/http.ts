@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
@@ -8,10 +7,10 @@ import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
-import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
-import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS } from '../protocol/param-headers.ts';
+import { standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
+import { ParamMarks } from './param-marks.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
 import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
@@ -94,6 +93,8 @@ export class HttpUpstream implements Upstream {
   readonly #server: ServerConfig;
   readonly #replicas: HttpReplica[];
   readonly #byKey = new Map<string, HttpReplica>();
+  /** stateless: the tools' x-mcp-header marks, for the Mcp-Param-* headers of calls. */
+  readonly #marks = new ParamMarks();
   readonly #events: UpstreamEvents;
   readonly #probes: NodeJS.Timeout[] = [];
   /** traces: undefined when tracing is off. */
@@ -152,13 +153,20 @@ export class HttpUpstream implements Upstream {
   // retried on the next replica only when nothing can have run: unreachable, or 503.
   async exchange(req: ClientRequest, signal?: AbortSignal): Promise<UpstreamResponse> {
     // The mirrored Mcp-Method and Mcp-Name are written from the message sent (which may carry a
-    // stand-in name, src/auth/guard.ts), not copied from the client. Mcp-Param-* mirror tool
-    // arguments: written from the arguments sent where the gateway set some (curation's fixed
-    // ones and defaults, src/curation/params.ts); else the client's go on only when well-formed,
-    // and the upstream checks them against the body (the client's arguments) as the revision requires.
+    // stand-in name, src/auth/guard.ts), not copied from the client; so are the Mcp-Param-* of a
+    // tools/call once its tool's marks are known (src/upstream/param-marks.ts). Otherwise the
+    // client's go on only when well-formed, and the upstream checks them against the body as the
+    // revision requires. Every tools/list answer is read for the marks as it passes.
+    const m = req.messages[0];
+    const params = await this.#marks.headersFor(req, (list) => this.#exchange(list, {}, signal));
+    const res = await this.#exchange(req, params, signal);
+    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m.params?.name);
+    return m?.method === 'tools/list' && m.kind === 'request' ? this.#marks.watch(res, m.id) : res;
+  }
+
+  async #exchange(req: ClientRequest, params: Readonly<Record<string, string>>, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
     const m = req.messages[0];
     const mirrored = m?.method === undefined ? {} : standardHeaders(m.method, m.params);
-    const params = req.paramHeaders ?? paramHeaders(req.headers);
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
     const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: req.principal ?? '' }, signal, req);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
@@ -387,17 +395,4 @@ export function upstreamError(err: unknown, server: string): GatewayError {
 /** What a request to a replica sent, as its span tells it (src/upstream/tracing.ts). */
 type SentMessages = Pick<ClientRequest, 'messages' | 'resendCount'>;
 const NOTHING_SENT: SentMessages = { messages: [] };
-
-function paramHeaders(headers: IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  let n = 0;
-  for (const name in headers) {
-    if (!name.startsWith('mcp-param-')) continue;
-    const value = headers[name];
-    if (typeof value !== 'string' || value.length > MAX_PARAM_HEADER_LENGTH || decodeHeaderValue(value) === undefined) continue;
-    if (++n > MAX_PARAM_HEADERS) break;
-    out[name] = value;
-  }
-  return out;
-}
 

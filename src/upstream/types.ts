@@ -39,10 +39,12 @@ export interface ClientRequest {
    */
   readonly principal?: string | undefined;
   /**
-   * stateless: the Mcp-Param-* headers of the message sent, written by the gateway from its
-   * arguments (src/curation/params.ts); set, the caller's own are not sent.
+   * stateless: a tools/call whose arguments the gateway wrote (a session-era client's call
+   * translated, curation's fixed arguments and defaults): the caller's Mcp-Param-* headers, if
+   * any, do not speak of them, so none is sent; the upstream's marks are looked up when unknown
+   * and the headers written from the arguments (src/upstream/param-marks.ts).
    */
-  readonly paramHeaders?: Readonly<Record<string, string>> | undefined;
+  readonly argumentsWritten?: boolean | undefined;
 }
 
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
  */
 export interface ScriptedUpstream {
   readonly url: string;
-  /** HTTP requests that arrived, by key (`resources/read res://doc`, `tools/call charge`, `tools/list`, `notifications/cancelled`). */
+  /** HTTP requests that arrived, by key (`initialize`, `resources/read res://doc`, `tools/call charge`, `tools/list`, `notifications/cancelled`). */
   attempts(key: string): number;
   /** Work really done, by the same keys: tools run, resources read, lists answered. */
   done(key: string): number;
@@ -31,6 +31,8 @@ export interface ScriptedOptions {
   readonly sse?: boolean;
   /** Time resources/read takes (concurrency tests). */
   readonly readDelayMs?: number;
+  /** The `instructions` of its initialize answer. */
+  readonly instructions?: string;
 }
 
 const TOOLS = [
@@ -75,10 +77,11 @@ export async function startScriptedUpstream(opts: ScriptedOptions = {}): Promise
     }
     const msg = JSON.parse(text) as { id?: unknown; method?: string; params?: Record<string, unknown> };
     if (msg.method === 'initialize') {
+      bump(attempts, 'initialize');
       const id = randomUUID();
       sessions.set(id, new Set());
       const caps = { tools: { listChanged: true }, resources: { subscribe: true, listChanged: true }, prompts: { listChanged: true } };
-      return answer(res, msg.id, { protocolVersion: msg.params?.protocolVersion ?? '2025-11-25', capabilities: caps, serverInfo: { name: 'scripted', version: '1' } }, { 'mcp-session-id': id });
+      return answer(res, msg.id, { protocolVersion: msg.params?.protocolVersion ?? '2025-11-25', capabilities: caps, serverInfo: { name: 'scripted', version: '1' }, ...(opts.instructions ? { instructions: opts.instructions } : {}) }, { 'mcp-session-id': id });
     }
     if (!sid || !sessions.has(sid)) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}');
     if (msg.id === undefined) {

@@ -5,7 +5,9 @@ import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { connectLegacyClient } from '../helpers/legacy.ts';
-import { openSession, post, rpcOf } from '../helpers/raw.ts';
+import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
+import { startPolicyUpstream, type PolicyUpstream } from '../helpers/policy-upstream.ts';
+import { INIT, openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { metricValue, until } from '../helpers/streams.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -128,5 +130,61 @@ describe('a virtual server over two upstreams with long names', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe("a virtual server over a member whose server-level rule turns the caller away (auth jwt)", () => {
+  const AUD = 'urn:mcpgw:compose';
+  let issuer: TestIssuer;
+  let open: PolicyUpstream;
+  let locked: PolicyUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    [issuer, open, locked] = await Promise.all([startTestIssuer(), startPolicyUpstream('session'), startPolicyUpstream('session')]);
+    gw = await startGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: issuer.issuer, jwksUri: issuer.jwksUri }], audience: AUD },
+      servers: {
+        open: { upstreams: [{ url: open.url }] },
+        locked: { upstreams: [{ url: locked.url }], auth: { scopes: ['locked'] } },
+        both: { compose: ['open', 'locked'] },
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await Promise.all([issuer?.close(), open?.close(), locked?.close()]);
+  });
+
+  it('shows the caller none of that member: not in the lists, and a call of it refused (MCPGW_ERR_FORBIDDEN, as its own door), never run', async () => {
+    const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'outsider', aud: AUD, scope: 'mcp' })}` };
+    assert.equal((await post(`${gw.url}/mcp/locked`, INIT, headers)).status, 403, 'its own endpoint refuses the caller');
+    const url = `${gw.url}/mcp/both`;
+    const sid = await openSession(url, '2025-11-25', headers);
+    const h = { ...headers, ...sessionHeaders(sid) };
+    const list = await post(url, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, h);
+    const names = (rpcOf(list).result as { tools: { name: string }[] }).tools.map((t) => t.name);
+    assert.ok(names.includes('open__lookup'), names.join(', '));
+    assert.ok(!names.some((n) => n.startsWith('locked__')), names.join(', '));
+    const call = (name: string) => post(url, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name, arguments: {} } }, h);
+    const hidden = rpcOf(await call('locked__lookup'));
+    const unknown = rpcOf(await call('locked__nope'));
+    // A name of the member's, real or not, is refused alike: nothing tells the caller what the member has.
+    assert.equal(hidden.error?.code, unknown.error?.code, JSON.stringify(hidden));
+    assert.equal((hidden.error?.data as { code?: string } | undefined)?.code, 'MCPGW_ERR_FORBIDDEN', JSON.stringify(hidden));
+    const read = rpcOf(await post(url, { jsonrpc: '2.0', id: 4, method: 'resources/read', params: { uri: 'locked+res://doc' } }, h));
+    assert.ok(read.error, JSON.stringify(read));
+    assert.equal(locked.done('tools/call lookup'), 0, 'the member never ran it');
+    assert.equal(locked.done('resources/read res://doc'), 0, 'the member never read it');
+    assert.equal((rpcOf(await call('open__lookup')).result as { isError?: boolean }).isError, undefined, 'the other member serves the caller');
+  });
+
+  it('serves a caller that holds the scope as its own endpoint does', async () => {
+    const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'insider', aud: AUD, scope: 'mcp locked' })}` };
+    const url = `${gw.url}/mcp/both`;
+    const sid = await openSession(url, '2025-11-25', headers);
+    const res = rpcOf(await post(url, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'locked__lookup', arguments: {} } }, { ...headers, ...sessionHeaders(sid) }));
+    assert.equal(res.error, undefined, JSON.stringify(res));
+    assert.equal(locked.done('tools/call lookup'), 1);
   });
 });

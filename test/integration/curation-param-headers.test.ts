@@ -8,22 +8,26 @@ import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { rpcOf } from '../helpers/raw.ts';
 
-/** The marked tool: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
-const QUERY = {
-  name: 'query',
-  description: 'Runs a query in a region, for a tenant',
-  inputSchema: {
-    type: 'object',
-    properties: {
-      region: { type: 'string', 'x-mcp-header': 'Region' },
-      tenant: { type: 'string', 'x-mcp-header': 'Tenant' },
-      limit: { type: 'integer', 'x-mcp-header': 'Limit' },
-      sql: { type: 'string' },
+/** The marks of the tool `query`: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
+const MARKS: Readonly<Record<string, string>> = { region: 'Region', tenant: 'Tenant', limit: 'Limit' };
+
+/** The marked tool, with these marks. */
+function queryTool(marks: Readonly<Record<string, string>>) {
+  return {
+    name: 'query',
+    description: 'Runs a query in a region, for a tenant',
+    inputSchema: {
+      type: 'object',
+      properties: {
+        region: { type: 'string', 'x-mcp-header': marks.region },
+        tenant: { type: 'string', 'x-mcp-header': marks.tenant },
+        limit: { type: 'integer', 'x-mcp-header': marks.limit },
+        sql: { type: 'string' },
+      },
+      required: ['region', 'sql'],
     },
-    required: ['region', 'sql'],
-  },
-};
-const MARKS: Record<string, string> = { region: 'mcp-param-region', tenant: 'mcp-param-tenant', limit: 'mcp-param-limit' };
+  };
+}
 
 function decode(v: string): string {
   const m = /^=\?base64\?(.*)\?=$/.exec(v);
@@ -36,6 +40,7 @@ function decode(v: string): string {
  * or one that says something else → 400, -32020), and records what reached it.
  */
 async function startMarkedUpstream() {
+  let marks = MARKS;
   const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -49,10 +54,11 @@ async function startMarkedUpstream() {
         case 'server/discover':
           return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
         case 'tools/list':
-          return answer(200, { result: { tools: [QUERY], resultType: 'complete' } });
+          return answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } });
         case 'tools/call': {
           const args = (params.arguments ?? {}) as Record<string, unknown>;
-          for (const [arg, header] of Object.entries(MARKS)) {
+          for (const [arg, mark] of Object.entries(marks)) {
+            const header = `mcp-param-${mark.toLowerCase()}`;
             const value = args[arg];
             const h = req.headers[header];
             const ok = value === undefined || value === null ? h === undefined : typeof h === 'string' && decode(h) === String(value);
@@ -70,6 +76,8 @@ async function startMarkedUpstream() {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
     seen,
     calls: () => seen.filter((r) => r.method === 'tools/call'),
+    /** The tool's marks change (its clients are not told). */
+    remark: (arg: string, mark: string) => void (marks = { ...marks, [arg]: mark }),
     close: () => {
       server.closeAllConnections();
       return new Promise<void>((resolve) => server.close(() => resolve()));
@@ -146,5 +154,101 @@ describe('curation: the Mcp-Param-* headers going upstream are written from the 
     const sent = up.calls().at(-1)!;
     assert.equal(sent.headers['mcp-param-region'], 'eu-west1');
     assert.equal(sent.headers['mcp-param-tenant'], 'acme');
+  });
+});
+
+describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 upstream follow the arguments sent', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream();
+    gw = await startGateway({
+      servers: {
+        plain: { era: 'stateless', upstreams: [{ url: up.url }] },
+        // The same upstream, on servers whose tool list this gateway has not seen yet.
+        cold: { era: 'stateless', upstreams: [{ url: up.url }] },
+        native: { era: 'stateless', upstreams: [{ url: up.url }] },
+        remarked: { era: 'stateless', upstreams: [{ url: up.url }] },
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  /** What reached the upstream since `from`, but the listen streams an SDK 1.x client's GET stream opens. */
+  const methodsFrom = (from: number) => up.seen.slice(from).map((r) => r.method).filter((m) => m !== 'subscriptions/listen');
+  const call = (server: string, args: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    statelessPost(`${gw.url}/mcp/${server}`, 'tools/call', { name: 'query', arguments: args }, { headers });
+
+  it('a session-era client (SDK 1.x) translated to the upstream gets the headers of its arguments (the marks not known yet: the gateway asks for the list)', async () => {
+    const from = up.seen.length;
+    const { client, close } = await connectClient(`${gw.url}/mcp/cold`);
+    try {
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 1', region: 'eu-west1', limit: 7 } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 1', region: 'eu-west1', limit: 7 });
+      const again = await client.callTool({ name: 'query', arguments: { sql: 'select 2', region: 'Zürich', tenant: 'acme' } });
+      assert.deepEqual(JSON.parse(textOf(again)), { sql: 'select 2', region: 'Zürich', tenant: 'acme' });
+    } finally {
+      await close();
+    }
+    assert.deepEqual(methodsFrom(from), ['server/discover', 'tools/list', 'tools/call', 'tools/call'], 'the list is asked for once');
+    const [first, second] = up.calls().slice(-2);
+    assert.equal(first!.headers['mcp-param-region'], 'eu-west1');
+    assert.equal(first!.headers['mcp-param-limit'], '7');
+    assert.equal(first!.headers['mcp-param-tenant'], undefined);
+    assert.equal(decode(second!.headers['mcp-param-region'] as string), 'Zürich');
+    assert.equal(second!.headers['mcp-param-tenant'], 'acme');
+  });
+
+  it('a session-era client that listed the tools first: the marks were learnt from the list as it passed', async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/plain`);
+    try {
+      assert.deepEqual((await client.listTools()).tools.map((t) => t.name), ['query']);
+      const from = up.seen.length;
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 3', region: 'us-east1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 3', region: 'us-east1' });
+      assert.deepEqual(methodsFrom(from), ['tools/call']);
+    } finally {
+      await close();
+    }
+    assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'us-east1');
+  });
+
+  it("a 2026-07-28 client's headers: passed on while the marks are unknown; once known, a marked argument's header is written from the body", async () => {
+    const from = up.seen.length;
+    const unknown = await call('native', { sql: 'select 4', region: 'eu-west1' }, { 'mcp-param-region': 'eu-west1' });
+    assert.equal(unknown.status, 200, unknown.text);
+    assert.deepEqual(methodsFrom(from), ['tools/call'], 'no list is asked for: the caller wrote its headers');
+    const list = await statelessPost(`${gw.url}/mcp/native`, 'tools/list', {});
+    assert.equal(list.status, 200, list.text);
+    const res = await call('native', { sql: 'select 5', region: 'eu-west1', limit: 2 }, { 'mcp-param-region': 'us-east1', 'mcp-param-tenant': 'evil', 'mcp-param-unmarked': 'x' });
+    assert.equal(res.status, 200, res.text);
+    const sent = up.calls().at(-1)!;
+    assert.equal(sent.headers['mcp-param-region'], 'eu-west1', 'a header disagreeing with the body does not reach the upstream');
+    assert.equal(sent.headers['mcp-param-tenant'], undefined, 'nor one for an argument the body does not have');
+    assert.equal(sent.headers['mcp-param-limit'], '2', 'a marked argument the caller sent no header for gets one');
+    assert.equal(sent.headers['mcp-param-unmarked'], 'x', 'a header no known mark names passes as for any server (the upstream checks it)');
+  });
+
+  it("marks that changed upstream since they were learnt: the refused call makes the gateway forget them, and the next one reads the list again", async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/remarked`);
+    try {
+      await client.listTools();
+      assert.ok(!(await client.callTool({ name: 'query', arguments: { sql: 'select 6', region: 'eu-west1' } })).isError);
+      up.remark('region', 'Zone');
+      const refused = await client.callTool({ name: 'query', arguments: { sql: 'select 7', region: 'eu-west1' } }).catch((err: Error) => err);
+      assert.match(String(refused instanceof Error ? refused.message : JSON.stringify(refused)), /-32020|mismatch/i, 'the stale marks wrote the old header');
+      const from = up.seen.length;
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 8', region: 'eu-west1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 8', region: 'eu-west1' });
+      assert.deepEqual(methodsFrom(from), ['tools/list', 'tools/call']);
+      assert.equal(up.calls().at(-1)!.headers['mcp-param-zone'], 'eu-west1');
+    } finally {
+      up.remark('region', 'Region');
+      await close();
+    }
   });
 });

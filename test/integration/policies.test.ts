@@ -180,6 +180,20 @@ const DOORS: readonly Door[] = [
     member: 'member',
     connect: async (url, headers) => v1Caller((await connectClient(url, { headers })).client),
   },
+  {
+    name: 'compose server (2026-07-28 client, SDK 2.x auto, translated), its member has the policies',
+    server: 'composed-modern',
+    era: 'session',
+    member: 'modern-member',
+    connect: (url, headers) => modern(connectV2(url, { mode: 'auto', headers })),
+  },
+  {
+    name: 'compose server (2024-11-05 client, SDK 1.x SSEClientTransport), its member has the policies',
+    server: 'composed-legacy',
+    era: 'session',
+    member: 'legacy-member',
+    connect: async (url, headers) => v1Caller((await connectLegacyClient(`${url}/sse`, { headers })).client),
+  },
 ];
 
 /** Every series of the Prometheus text, as `name{k="v",…}` (labels sorted) → value. */

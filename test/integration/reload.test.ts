@@ -204,6 +204,8 @@ describe('reload on SIGHUP, on a running gateway process', () => {
       fresh: { upstreams: [{ url: spare.url }] },
     });
     const line = await hangUp();
+    assert.deepEqual(line.removed, [], JSON.stringify(line));
+    // The file as it ran: nothing to apply (a curated server is not rebuilt by the same file).
     assert.equal(line.outcome, 'unchanged', JSON.stringify(line));
     // Keys that need a restart are named, and kept.
     writeConfig({ busy: { upstreams: [{ url: spare.url, name: 'b' }], auth: { tools: { echo: { scopes: ['admin'] } } } }, fresh: { upstreams: [{ url: spare.url }] } }, { session: { secret: `${TEST_SECRET}-other` }, events: { ttl: '5m' } });
@@ -498,5 +500,44 @@ describe('reload: what translation holds for 2026-07-28 clients on a replaced or
     const ended = () => recording.requests.some((r) => r.method === 'DELETE' && r.headers['mcp-session-id'] === held);
     for (let i = 0; !ended() && i < 50; i++) await sleep(100);
     assert.ok(ended(), 'the session was ended upstream, not left to its timeout');
+  });
+});
+
+describe('reload of a file caught half-written', () => {
+  let up: HttpUpstreamProcess;
+  let gw: GatewayProcess;
+  const servers = (url: string) => ({ one: { upstreams: [{ url }], curation: { tools: { exclude: ['echo'] } } }, two: { upstreams: [{ url }] } });
+  const text = (url: string) => stringify({ listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'info' }, servers: servers(url) });
+
+  before(async () => {
+    up = await startDemoUpstream('half-written');
+    gw = await spawnGateway({ servers: servers(up.url) });
+  });
+  after(async () => {
+    await gw?.stop();
+    await up?.stop();
+  });
+
+  it('a SIGHUP while the file is being written applies the file once it is whole, not the half it caught', async () => {
+    const whole = text(up.url);
+    writeFileSync(gw.configFile, whole);
+    let from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    assert.equal((await nextLog(gw, from, 'configuration reload')).msg, 'configuration reloaded');
+    // Cut before `one`'s curation: still valid YAML, without the exclude and without server `two`.
+    const half = whole.slice(0, whole.indexOf('    curation:'));
+    writeFileSync(gw.configFile, half);
+    from = gw.child.output.length;
+    gw.child.proc.kill('SIGHUP');
+    await sleep(50);
+    writeFileSync(gw.configFile, whole);
+    const line = await nextLog(gw, from, 'configuration reload');
+    assert.deepEqual(line.removed, [], JSON.stringify(line));
+    // The file as it ran: nothing to apply (a curated server is not rebuilt by the same file).
+    assert.equal(line.outcome, 'unchanged', JSON.stringify(line));
+    assert.equal((await post(`${gw.url}/mcp/two`, INIT)).status, 200, 'server two is still served');
+    const sid = await openSession(`${gw.url}/mcp/one`);
+    const list = await post(`${gw.url}/mcp/one`, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, sessionHeaders(sid));
+    assert.doesNotMatch(list.text, /"name":"echo"/, 'echo is still excluded');
   });
 });

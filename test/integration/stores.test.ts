@@ -36,7 +36,7 @@ const query = (over: Partial<CacheQuery> = {}): CacheQuery => ({
 });
 
 const stores: [string, () => CacheStore][] = [
-  ['memory', () => new MemoryCacheStore(1_000)],
+  ['memory', () => new MemoryCacheStore(1_000, 1024 * 1024)],
   ['redis', () => new RedisCacheStore(client)],
 ];
 

@@ -271,3 +271,75 @@ describe('auth: upstream tokens on behalf of the caller (RFC 8693 token exchange
     assert.ok(!text.includes('gateway-secret-0123456789'));
   });
 });
+
+describe('auth: a virtual server over a member that exchanges tokens discovers its members for a caller', () => {
+  let oidc: OidcProvider;
+  let up: RecordingUpstream;
+  let gw: Gateway;
+  let dir: string;
+  const logged: string[] = [];
+  const lines = (msg: string, server = 'virt') => logged.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg && l.server === server);
+
+  before(async () => {
+    oidc = await startOidcProvider();
+    up = await startRecordingUpstream({
+      requireHeader: { name: 'authorization', check: (v) => v?.startsWith('Bearer ') === true && decodeJwt(v.slice(7)).aud === UPSTREAM_RESOURCE },
+    });
+    dir = mkdtempSync(join(tmpdir(), 'mcpgw-exchange-compose-'));
+    writeFileSync(join(dir, 'secret'), 'gateway-secret-0123456789\n');
+    const exchange = { tokenUrl: oidc.tokenUrl, clientId: 'gateway', clientSecretFile: join(dir, 'secret'), scope: 'upstream', resource: UPSTREAM_RESOURCE };
+    gw = await startGateway(
+      {
+        auth: { mode: 'jwt', issuers: [{ issuer: oidc.issuer, jwksUri: oidc.jwksUri, algorithms: ['RS256'] }], audience: AUD },
+        servers: {
+          obo: { upstreams: [{ url: up.url, credentials: { tokenExchange: exchange } }] },
+          virt: { compose: ['obo'] },
+          // Discovered for a 2026-07-28 caller, whose requests go on a session the gateway pools for it.
+          pooled: { compose: ['obo'] },
+        },
+      },
+      { logger: createLogger('info', new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) })) },
+    );
+  });
+  after(async () => {
+    await gw?.close();
+    await Promise.all([oidc?.close(), up?.close()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('not at start (the gateway has no token to exchange), but on behalf of the first caller, on their exchanged token', async () => {
+    await sleep(300);
+    assert.deepEqual(lines('virtual server: members could not be listed'), [], 'no discovery without a caller');
+    assert.deepEqual(lines('virtual server composed'), []);
+    assert.equal(up.requests.length, 0);
+    const caller = await oidc.token('reader', 'mcp tools:read', AUD);
+    const sid = await openSession(`${gw.url}/mcp/virt`, '2025-11-25', bearer(caller));
+    assert.ok(sid);
+    for (let i = 0; i < 100 && lines('virtual server composed').length === 0; i++) await sleep(20);
+    const [composed] = lines('virtual server composed');
+    assert.ok(composed, logged.join(''));
+    assert.ok((composed.items as number) > 0, 'the member was listed');
+    const listed = up.requests.filter((r) => r.body.includes('"tools/list"'));
+    assert.ok(listed.length > 0);
+    for (const r of up.requests) {
+      assert.equal(decodeJwt(r.headers.authorization!.slice(7)).sub, 'reader', "the caller's exchanged token");
+      assert.ok(!JSON.stringify(r.headers).includes(caller), "never the caller's own");
+    }
+    // Done once: another caller's session does not discover again.
+    const from = up.requests.length;
+    await openSession(`${gw.url}/mcp/virt`, '2025-11-25', bearer(await oidc.token('admin', 'mcp tools:read', AUD)));
+    await sleep(200);
+    assert.equal(up.requests.slice(from).filter((r) => r.body.includes('"tools/list"')).length, 0);
+  });
+
+  it("for a 2026-07-28 caller, on a session the gateway pools for it: on that principal's latest token, exchanged", async () => {
+    assert.deepEqual(lines('virtual server composed', 'pooled'), []);
+    const from = up.requests.length;
+    const res = await statelessPost(`${gw.url}/mcp/pooled`, 'tools/list', {}, { headers: bearer(await oidc.token('reader', 'mcp tools:read', AUD)) });
+    assert.equal(res.status, 200, res.text);
+    for (let i = 0; i < 100 && lines('virtual server composed', 'pooled').length === 0; i++) await sleep(20);
+    assert.ok(lines('virtual server composed', 'pooled')[0], logged.join(''));
+    assert.deepEqual(lines('virtual server: members could not be listed', 'pooled'), []);
+    for (const r of up.requests.slice(from)) assert.equal(decodeJwt(r.headers.authorization!.slice(7)).sub, 'reader');
+  });
+});

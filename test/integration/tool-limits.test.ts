@@ -40,6 +40,7 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
         // maxFails 0: the failures must not eject the only replica.
         retry: { upstreams, maxFails: 0, retry: { attempts: 3, backoff: '10ms' }, tools: { limited: { retry: { attempts: 1 } } } },
         capped: { upstreams, tools: { silent: { concurrency: 2, timeout: { idle: '3s' } } } },
+        composed: { compose: ['capped'] },
       },
     });
   });
@@ -114,7 +115,7 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     await otherFails;
   });
 
-  it('a batch counts each call of the tool; a call sent as a notification is refused', async () => {
+  it('a batch counts each call of the tool; a call sent as a notification or as a task is refused', async () => {
     const url = `${gw.url}/mcp/capped`;
     const sid = await openSession(url, '2025-03-26');
     const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 } } });
@@ -131,6 +132,28 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     const uncounted = await post(url, notification, sessionHeaders(sid, '2025-03-26'));
     assert.equal(uncounted.status, 429, uncounted.text);
     assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
+    // Nor would a call run as a task (2025-11-25): answered at once, the tool runs on unseen.
+    const task = { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'silent', arguments: { ms: 10 }, task: { ttl: 60_000 } } };
+    const tasked = await post(url, task, sessionHeaders(sid, '2025-03-26'));
+    assert.equal(tasked.status, 429, tasked.text);
+    assert.match(rpcOf(tasked).error!.message, /as a task cannot be counted/);
+    assert.equal(up.attempts('tools/call silent'), arrived, 'never sent');
+  });
+
+  it("a virtual server's calls of a member count against the caller's cap, whichever virtual session they come by", async () => {
+    const url = `${gw.url}/mcp/composed`;
+    const [a, b] = await Promise.all([openSession(url), openSession(url)]);
+    const call = (sid: string, id: number, ms: number) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'capped__silent', arguments: { ms } } }, sessionHeaders(sid));
+    const arrived = up.attempts('tools/call silent');
+    const running = [call(a, 1, 1_500), call(b, 2, 1_500)];
+    await until(() => up.attempts('tools/call silent') - arrived === 2, 'both calls at the upstream');
+    // The same caller (auth off: its address): a third session does not make a new caller.
+    const c = await openSession(url);
+    const third = await call(c, 3, 10);
+    assert.equal(third.status, 429, third.text);
+    assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
+    assert.equal(up.attempts('tools/call silent') - arrived, 2, 'never sent');
+    for (const r of await Promise.all(running)) assert.equal(r.status, 200, r.text);
   });
 });
 
@@ -167,5 +190,42 @@ describe('concurrency per caller (auth on)', () => {
     await failsWith(silent(alice, 10), 'MCPGW_ERR_RATE_LIMITED');
     assert.equal(textOf(await silent(bob, 10)), 'silent done', "alice's calls do not count against bob");
     await running;
+  });
+});
+
+describe('per-address caps behind a proxy (auth off, listen.trustProxy naming the proxy)', () => {
+  let up: PolicyUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startPolicyUpstream('session');
+    gw = await startGateway({
+      // This test's client plays the proxy: it connects from loopback and appends the address it saw.
+      listen: { host: '127.0.0.1', port: 0, trustProxy: ['loopback'] },
+      servers: { api: { upstreams: [{ url: up.url }], tools: { silent: { concurrency: 1, timeout: { idle: '3s' } } } } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a client's own X-Forwarded-For entries do not make it another caller", async () => {
+    const url = `${gw.url}/mcp/api`;
+    // What the proxy sends on: the client's made-up entry, then the address the proxy saw.
+    const from = (spoofed: string) => ({ 'x-forwarded-for': `${spoofed}, 203.0.113.7` });
+    const sid = await openSession(url, '2025-11-25', from('198.51.100.1'));
+    const call = (spoofed: string, id: number, ms: number) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'silent', arguments: { ms } } }, { ...sessionHeaders(sid), ...from(spoofed) });
+    const arrived = up.attempts('tools/call silent');
+    const running = call('198.51.100.1', 1, 1_000);
+    await until(() => up.attempts('tools/call silent') - arrived === 1, 'the first call at the upstream');
+    const second = await call('198.51.100.2', 2, 10);
+    assert.equal(second.status, 429, second.text);
+    assert.equal(up.attempts('tools/call silent') - arrived, 1, 'never sent');
+    assert.equal((await running).status, 200);
+  });
+
+  it('a trustProxy entry that is no address is refused at start', async () => {
+    await assert.rejects(startGateway({ listen: { host: '127.0.0.1', port: 0, trustProxy: ['10.0.0.0/33'] }, servers: { api: { upstreams: [{ url: up.url }] } } }), /listen\.trustProxy: "10\.0\.0\.0\/33"/);
   });
 });

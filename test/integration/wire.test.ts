@@ -159,6 +159,43 @@ describe('wire: only what the gateway checked reaches an upstream', () => {
     }
   });
 
+  it('a hidden tool named by anything but a string (["secret_report"]) is refused on every door, and never reaches the upstream', async () => {
+    // The name-based rules read only strings; an upstream that looks a tool up by property
+    // (`tools[name]`) reads ["secret_report"] as "secret_report".
+    const calls = [
+      { jsonrpc: '2.0', id: 'arr', method: 'tools/call', params: { name: ['secret_report'], arguments: {} } },
+      { jsonrpc: '2.0', id: 'obj', method: 'tools/call', params: { name: { toString: 'secret_report' }, arguments: {} } },
+      { jsonrpc: '2.0', method: 'tools/call', params: { name: ['secret_report'], arguments: {} } },
+      { jsonrpc: '2.0', id: 'res', method: 'resources/read', params: { uri: ['secret://report'] } },
+    ];
+    for (const server of ['py', 'http', 'sse']) {
+      const url = `${gw.url}/mcp/${server}`;
+      const a = await auth(server);
+      const sid = await openSession(url, '2025-11-25', a);
+      const headers = { ...a, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25', 'content-type': 'application/json', accept: JSON_AND_SSE };
+      const stream = await LegacyStream.open(`${url}/sse`, a);
+      try {
+        await stream.until((events) => events.some((e) => e.event === 'endpoint'));
+        const endpoint = stream.endpoint(`${url}/sse`);
+        await initializeLegacy(stream, endpoint, a);
+        for (const call of calls) {
+          const session = await request(url, 'POST', headers, JSON.stringify(call));
+          const legacy = await request(endpoint, 'POST', { ...a, 'content-type': 'application/json' }, JSON.stringify(call));
+          const stateless = await request(url, 'POST', { ...a, ...statelessHeaders('tools/call', { name: 'secret_report' }) }, JSON.stringify({ ...call, params: { ...call.params, _meta: meta() } }));
+          for (const [door, res] of [['session', session], ['2024-11-05', legacy], ['2026-07-28', stateless]] as const) {
+            assert.equal(res.status, 400, `${server} ${door} ${JSON.stringify(call)}: ${res.text}`);
+            assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_INVALID_REQUEST', `${server} ${door}`);
+          }
+        }
+      } finally {
+        stream.drop();
+      }
+      const sync = await request(url, 'POST', headers, JSON.stringify({ jsonrpc: '2.0', id: 'sync-named', method: 'tools/call', params: { name: 'echo', arguments: { text: 'sync' } } }));
+      assert.equal(sync.status, 200, sync.text);
+      for (const text of seen(server).received) assert.doesNotMatch(text, /secret_report|secret:\/\/report/, `${server}: the hidden name reached the upstream`);
+    }
+  });
+
   it('a body nested thousands deep is refused with a JSON-RPC error on every door, and the replica lives on', async () => {
     const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
     const body = (extra: string) => `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x","d":${deep(5_000)}}${extra}}}`;

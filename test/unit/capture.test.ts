@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { it } from 'node:test';
-import { captureResult } from '../../src/cache/capture.ts';
+import { captureResult } from '../../src/upstream/capture.ts';
 import type { UpstreamResponse } from '../../src/upstream/types.ts';
 
 function chunked(text: string, size: number): Readable {

@@ -157,7 +157,7 @@ describe('config', () => {
     assert.deepEqual(plain.tools, {});
     assert.equal(plain.cache, undefined, 'no cache unless configured');
     assert.equal(plain.rateLimit, undefined);
-    assert.deepEqual(config.cache, { maxEntryBytes: 1_048_576, maxEntries: 10_000 });
+    assert.deepEqual(config.cache, { maxEntryBytes: 1_048_576, maxEntries: 10_000, maxBytes: 67_108_864 });
   });
 
   it("resolves a tool's own limits over the server's", () => {

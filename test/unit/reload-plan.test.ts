@@ -41,6 +41,19 @@ describe('reload plan', () => {
     });
   }
 
+  it('the same file with curation and per-item auth patterns changes nothing (a pattern is compared by what it matches)', () => {
+    const curated = {
+      ...base,
+      auth: { mode: 'jwt', issuer: 'https://idp.test/', jwksUri: 'https://idp.test/jwks', audience: 'x' },
+      servers: { ...base.servers, a: { ...base.servers.a, curation: { tools: { include: ['*'], exclude: ['admin_*', 'whoami'] } }, auth: { tools: { 'delete_*': { scopes: ['admin'] } } } } },
+    };
+    const plan = planReload(config(curated), config(curated));
+    for (const key of ['kept', 'added', 'removed', 'rebuilt', 'changed'] as const) assert.deepEqual(plan[key], [], key);
+    assert.equal(plan.differs, false);
+    const other = planReload(config(curated), config({ ...curated, servers: { ...curated.servers, a: { ...curated.servers.a, curation: { tools: { include: ['*'], exclude: ['admin_*', 'whoam*'] } } } } }));
+    assert.deepEqual(other.rebuilt, ['a', 'both'], 'another pattern is a change');
+  });
+
   it('refuses a change of auth.mode (the policies were resolved for it)', () => {
     const next = config({ ...base, auth: { mode: 'jwt', issuer: 'https://idp.test/', jwksUri: 'https://idp.test/jwks', audience: 'x' } });
     assert.throws(() => planReload(running, next), /config key auth\.mode cannot change without a restart/);

@@ -111,8 +111,21 @@ describe('cache keys', () => {
   });
 });
 
+it('the memory store holds at most maxBytes of text: lists with made-up params, each a new entry, cannot fill the heap', async () => {
+  const store = new MemoryCacheStore(10_000, 1_000_000);
+  const cache = new ResultCache(store, '');
+  const big = JSON.stringify({ tools: [{ name: 'x', description: 'd'.repeat(50_000) }] });
+  for (let i = 0; i < 200; i++) {
+    const miss = await cache.lookup({ server: 's', method: 'tools/list', params: { junk: i }, protocolVersion: 'v', context: 'c', perUser: false });
+    await cache.store(miss, big, 'public', 60_000);
+    assert.ok(store.chars <= 1_000_000, `${store.chars} characters held after ${i + 1} lists`);
+  }
+  const last = await cache.lookup({ server: 's', method: 'tools/list', params: { junk: 199 }, protocolVersion: 'v', context: 'c', perUser: false });
+  assert.equal(last.hit, big, 'the newest entries are kept');
+});
+
 it('single flight: waiters share the fetch of their entry; a private result only with its own context; a stuck fetch is given up', async () => {
-  const cache = new ResultCache(new MemoryCacheStore(100), '');
+  const cache = new ResultCache(new MemoryCacheStore(100, 1024 * 1024), '');
   const q = { server: 's', method: 'resources/read', params: { uri: 'u' }, protocolVersion: 'v', perUser: false };
   const alice = await cache.lookup({ ...q, context: 'alice' });
   const bob = await cache.lookup({ ...q, context: 'bob' });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { SessionSealer, type SessionClaims } from '../../src/session/token.ts';
+import { EndedSet } from '../../src/session/store.ts';
 
 const claims: SessionClaims = {
   id: SessionSealer.newId(),
@@ -41,4 +42,13 @@ it('gives each initialize a distinct id and token', () => {
   const ids = new Set(Array.from({ length: 1000 }, () => SessionSealer.newId()));
   assert.equal(ids.size, 1000);
   assert.notEqual(sealer.seal(claims), sealer.seal(claims), 'random IV per token');
+});
+
+it('remembers at most its cap of ended sessions, forgetting the oldest ending first (a DELETE loop cannot grow it for a day)', () => {
+  const ended = new EndedSet(1_000);
+  const day = Date.now() + 86_400_000;
+  for (let i = 0; i < 5_000; i++) ended.add(`s${i}`, day);
+  assert.equal(ended.size, 1_000);
+  assert.equal(ended.has('s0'), false, 'the oldest ending is forgotten');
+  assert.equal(ended.has('s4999'), true, 'the newest is kept');
 });

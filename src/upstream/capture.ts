@@ -1,7 +1,7 @@
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import type { JsonRpcId } from '../errors.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
-import type { UpstreamResponse } from '../upstream/types.ts';
+import type { UpstreamResponse } from './types.ts';
 
 /**
  * Reads the result of one request out of an upstream answer while the answer passes through to
