@@ -5,7 +5,7 @@ import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
 import type { GatewayConfig } from '../config/types.ts';
 import type { IncomingHttpHeaders } from 'node:http';
-import { forCaller, ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
+import { forCaller, ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION, type PooledSession } from './session-pool.ts';
 import { StateSealer } from './state.ts';
@@ -169,11 +169,11 @@ export class Translator {
   async #probe(upstream: Upstream, caller: ProbeCaller | undefined): Promise<{ era: Era; acceptsSessions: boolean }> {
     // For the caller whose request asked (an upstream that exchanges tokens gets theirs, exchanged).
     const behalf = (req: ClientRequest) => forCaller(req, caller?.from, caller?.principal ?? '');
-    const discovered = await firstResponse(await upstream.exchange!(behalf(discoverRequest({}, GATEWAY_INFO))));
+    const discovered = await firstResponse(answering(await upstream.exchange!(behalf(discoverRequest({}, GATEWAY_INFO)))));
     const versions = discovered?.result?.supportedVersions;
     if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
     const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
-    const res = await upstream.exchange!(behalf(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED)));
+    const res = answering(await upstream.exchange!(behalf(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED))));
     const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
     return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
   }
@@ -184,6 +184,18 @@ export function discoverRequest(capabilities: Record<string, unknown>, clientInf
   const params = { _meta: { [META_PROTOCOL_VERSION]: STATELESS_REVISION, [META_CLIENT_CAPABILITIES]: capabilities, [META_CLIENT_INFO]: clientInfo } };
   const message: Message = { jsonrpc: '2.0', id, method: 'server/discover', params };
   return ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) }, message, STATELESS_REVISION, GATEWAY_ORIGINATED);
+}
+
+/**
+ * A probe's answer that says something of the upstream's era. One that turns the caller away
+ * (403) or cannot answer now (429, 5xx) says nothing of it: the probe fails (that caller's request
+ * with it) and nothing is remembered, so one refused caller does not set every caller's era.
+ */
+function answering(res: UpstreamResponse): UpstreamResponse {
+  if (res.status !== 403 && res.status !== 429 && res.status < 500) return res;
+  release(res);
+  if (res.status === 403) throw new GatewayError('MCPGW_ERR_FORBIDDEN', 'the upstream turned the caller away (HTTP 403)');
+  throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `the upstream could not say which revision it speaks (HTTP ${res.status})`);
 }
 
 function release(res: { body: unknown }): void {
