@@ -160,7 +160,7 @@ export class HttpUpstream implements Upstream {
     const m = req.messages[0];
     const params = await this.#marks.headersFor(req, (list) => this.#exchange(list, {}, signal));
     const res = await this.#exchange(req, params, signal);
-    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m.params?.name);
+    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m);
     return m?.method === 'tools/list' && m.kind === 'request' ? this.#marks.watch(res, m.id) : res;
   }
 

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
-import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
+import { hasUnwrittenParam, MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
@@ -49,12 +49,19 @@ export class ParamMarks {
   }
 
   /**
-   * The upstream refused a tools/call of `tool` as malformed (400: in revision 2026-07-28 an
+   * The upstream refused this tools/call as malformed (400: in revision 2026-07-28 an
    * Mcp-Param-* header that does not match the body, -32020): the marks known here may be older
-   * than the tool's, so they are forgotten, and the next call goes as for a tool not seen yet.
+   * than the tool's, so they are forgotten, and the next call goes as for a tool not seen yet —
+   * unless a marked argument of the call had a value no header could carry: that refusal is the
+   * caller's own, and forgetting would leave every caller's calls of the tool without headers
+   * until the list is read again (at most every 30 s).
    */
-  refused(tool: unknown): void {
-    if (typeof tool === 'string') this.#byTool.delete(tool);
+  refused(call: Envelope): void {
+    const tool = call.params?.name;
+    if (typeof tool !== 'string') return;
+    const marks = this.#byTool.get(tool);
+    if (marks && hasUnwrittenParam(marks, call.params?.arguments)) return;
+    this.#byTool.delete(tool);
   }
 
   /** The upstream's answer to the tools/list `id`, read for its marks as it passes (byte for byte). */

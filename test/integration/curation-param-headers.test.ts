@@ -170,6 +170,7 @@ describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 ups
         cold: { era: 'stateless', upstreams: [{ url: up.url }] },
         native: { era: 'stateless', upstreams: [{ url: up.url }] },
         remarked: { era: 'stateless', upstreams: [{ url: up.url }] },
+        contested: { era: 'stateless', upstreams: [{ url: up.url }] },
       },
     });
   });
@@ -248,6 +249,24 @@ describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 ups
       assert.equal(up.calls().at(-1)!.headers['mcp-param-zone'], 'eu-west1');
     } finally {
       up.remark('region', 'Region');
+      await close();
+    }
+  });
+
+  it("a caller's own call refused for a marked argument no header can carry does not make the gateway forget the marks other callers' calls need", async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/contested`);
+    try {
+      // The gateway reads the list for this client's first call (and not again for 30 s).
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'query', arguments: { sql: 'select 9', region: 'eu-west1' } }))), { sql: 'select 9', region: 'eu-west1' });
+      // Another caller's region is not a string: no header can say it, and the upstream refuses the call.
+      for (const region of [1.5, { zone: 'a' }, 'x'.repeat(5_000)]) {
+        const own = await call('contested', { sql: 'select 10', region });
+        assert.equal(own.status, 400, own.text);
+      }
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 11', region: 'eu-west1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 11', region: 'eu-west1' });
+      assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+    } finally {
       await close();
     }
   });
