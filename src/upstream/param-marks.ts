@@ -99,8 +99,9 @@ export class ParamMarks {
     return (this.#looking ??= this.#pages(sent, req, send)
       .then(
         () => void (this.#lookedAt = Date.now()),
-        // A caller whose token could not be exchanged asked nothing of the upstream: the next caller may look.
-        (err: unknown) => void (isExchangeFailure(err) || (this.#lookedAt = Date.now())),
+        // A caller whose token could not be exchanged, or whom the upstream turned away, learnt
+        // nothing of the list for anyone: the next caller may look.
+        (err: unknown) => void (isCallersOwn(err) || (this.#lookedAt = Date.now())),
       )
       .finally(() => (this.#looking = undefined)));
   }
@@ -113,7 +114,12 @@ export class ParamMarks {
       const params: Record<string, unknown> = { _meta: sent.params?._meta };
       if (typeof cursor === 'string') params.cursor = cursor;
       const list = ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('tools/list', params) }, { jsonrpc: '2.0', id, method: 'tools/list', params }, STATELESS_REVISION, GATEWAY_ORIGINATED);
-      const result = await resultOf(await send(forCaller(list, req.headers, req.principal ?? '')), id);
+      const res = await send(forCaller(list, req.headers, req.principal ?? ''));
+      if (res.status === 403) {
+        if (res.body !== null && typeof res.body !== 'string') discard(res.body);
+        throw new GatewayError('MCPGW_ERR_FORBIDDEN', 'the upstream turned the caller away (HTTP 403)');
+      }
+      const result = await resultOf(res, id);
       if (!result || !Array.isArray(result.tools)) return;
       this.learn(result.tools);
       cursor = result.nextCursor;
@@ -162,8 +168,8 @@ function parse(text: string): unknown {
   }
 }
 
-function isExchangeFailure(err: unknown): boolean {
-  return err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_');
+function isCallersOwn(err: unknown): boolean {
+  return err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN');
 }
 
 /** The caller's Mcp-Param-* headers that are well-formed (the revision's encoding, bounded). */

@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { startOidcProvider, type OidcProvider } from '../helpers/oauth.ts';
 import { rpcOf } from '../helpers/raw.ts';
 
 /** The marks of the tool `query`: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
@@ -37,9 +42,10 @@ function decode(v: string): string {
 /**
  * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
  * as the revision requires of a server (a value without its header, a header without its value,
- * or one that says something else → 400, -32020), and records what reached it.
+ * or one that says something else → 400, -32020), and records what reached it. A bearer token
+ * for the user `turnedAway` is refused (403).
  */
-async function startMarkedUpstream() {
+async function startMarkedUpstream(turnedAway?: string) {
   let marks = MARKS;
   const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
   const server: Server = createServer((req, res) => {
@@ -50,6 +56,8 @@ async function startMarkedUpstream() {
       const params = msg.params ?? {};
       seen.push({ method: msg.method, headers: req.headers, params });
       const answer = (status: number, body: Record<string, unknown>) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...body }));
+      const auth = req.headers.authorization;
+      if (turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === turnedAway) return answer(403, { error: { code: -32600, message: 'Forbidden' } });
       switch (msg.method) {
         case 'server/discover':
           return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
@@ -269,5 +277,41 @@ describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 ups
     } finally {
       await close();
     }
+  });
+});
+
+describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens", () => {
+  const AUD = 'urn:mcpgw:test';
+  let oidc: OidcProvider;
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+  let dir: string;
+
+  before(async () => {
+    oidc = await startOidcProvider();
+    up = await startMarkedUpstream('outsider');
+    dir = mkdtempSync(join(tmpdir(), 'mcpgw-marks-exchange-'));
+    writeFileSync(join(dir, 'secret'), 'gateway-secret-0123456789\n');
+    const credentials = { tokenExchange: { tokenUrl: oidc.tokenUrl, clientId: 'gateway', clientSecretFile: join(dir, 'secret'), scope: 'upstream', resource: 'https://upstream.test/mcp' } };
+    gw = await startGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: oidc.issuer, jwksUri: oidc.jwksUri, algorithms: ['RS256'] }], audience: AUD },
+      servers: { curated: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+    await oidc?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the list asked for a caller the upstream turns away (403) does not hold another caller's look back for 30 s", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), oidc.token('reader', 'mcp tools:read', AUD)]);
+    const call = (token: string) => statelessPost(`${gw.url}/mcp/curated`, 'tools/call', { name: 'query', arguments: { sql: 'select 1' } }, { headers: { authorization: `Bearer ${token}` } });
+    const refused = await call(outsider);
+    assert.equal(refused.status, 403, refused.text);
+    const res = await call(reader);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
   });
 });
