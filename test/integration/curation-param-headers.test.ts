@@ -12,6 +12,7 @@ import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startOidcProvider, type OidcProvider } from '../helpers/oauth.ts';
 import { rpcOf } from '../helpers/raw.ts';
+import { until } from '../helpers/streams.ts';
 
 /** The marks of the tool `query`: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
 const MARKS: Readonly<Record<string, string>> = { region: 'Region', tenant: 'Tenant', limit: 'Limit' };
@@ -43,9 +44,9 @@ function decode(v: string): string {
  * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
  * as the revision requires of a server (a value without its header, a header without its value,
  * or one that says something else → 400, -32020), and records what reached it. A bearer token
- * for the user `turnedAway` is refused (403).
+ * for the user `turnedAway` is refused (403); its list takes `listDelayMs` to come.
  */
-async function startMarkedUpstream(turnedAway?: string) {
+async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: number } = {}) {
   let marks = MARKS;
   const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
   const server: Server = createServer((req, res) => {
@@ -57,12 +58,12 @@ async function startMarkedUpstream(turnedAway?: string) {
       seen.push({ method: msg.method, headers: req.headers, params });
       const answer = (status: number, body: Record<string, unknown>) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...body }));
       const auth = req.headers.authorization;
-      if (turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === turnedAway) return answer(403, { error: { code: -32600, message: 'Forbidden' } });
+      if (opts.turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === opts.turnedAway) return answer(403, { error: { code: -32600, message: 'Forbidden' } });
       switch (msg.method) {
         case 'server/discover':
           return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
         case 'tools/list':
-          return answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } });
+          return void setTimeout(() => answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } }), opts.listDelayMs ?? 0);
         case 'tools/call': {
           const args = (params.arguments ?? {}) as Record<string, unknown>;
           for (const [arg, mark] of Object.entries(marks)) {
@@ -289,7 +290,7 @@ describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens"
 
   before(async () => {
     oidc = await startOidcProvider();
-    up = await startMarkedUpstream('outsider');
+    up = await startMarkedUpstream({ turnedAway: 'outsider' });
     dir = mkdtempSync(join(tmpdir(), 'mcpgw-marks-exchange-'));
     writeFileSync(join(dir, 'secret'), 'gateway-secret-0123456789\n');
     const credentials = { tokenExchange: { tokenUrl: oidc.tokenUrl, clientId: 'gateway', clientSecretFile: join(dir, 'secret'), scope: 'upstream', resource: 'https://upstream.test/mcp' } };
@@ -311,6 +312,32 @@ describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens"
     const refused = await call(outsider);
     assert.equal(refused.status, 403, refused.text);
     const res = await call(reader);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+  });
+});
+
+describe('Mcp-Param-* marks: the list the gateway asks for on behalf of a caller who gives up', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream({ listDelayMs: 400 });
+    gw = await startGateway({ servers: { curated: { era: 'stateless', upstreams: [{ url: up.url }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("is read to its end: a caller closing its request while the list comes does not leave others' calls without their headers for 30 s", async () => {
+    const call = (signal?: AbortSignal) => statelessPost(`${gw.url}/mcp/curated`, 'tools/call', { name: 'query', arguments: { sql: 'select 1' } }, { signal });
+    const gone = new AbortController();
+    const first = call(gone.signal).catch((err: Error) => err);
+    await until(() => up.seen.some((r) => r.method === 'tools/list'), 'the gateway asked for the list');
+    gone.abort();
+    assert.ok((await first) instanceof Error);
+    const res = await call();
     assert.equal(res.status, 200, res.text);
     assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
   });
