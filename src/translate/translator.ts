@@ -138,11 +138,11 @@ export class Translator {
     const principal = caller?.principal ?? '';
     const under = this.#probes.get(server);
     if (under) {
-      // The era is the server's, whoever asked; but another caller's refused token exchange is
-      // not this caller's answer: it asks again for itself.
+      // The era is the server's, whoever asked; but another caller's refused token exchange, or
+      // the upstream turning that caller away, is not this caller's answer: it asks again for itself.
       if (under.principal === principal) return under.verdict;
       return under.verdict.catch((err: unknown) => {
-        if (err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_')) return this.#start(server, upstream, caller);
+        if (err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN')) return this.#start(server, upstream, caller);
         throw err;
       });
     }

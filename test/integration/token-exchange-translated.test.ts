@@ -19,7 +19,8 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 /**
  * A 2026-07-28-only upstream (the era reference server in its own process) behind a resource
  * server's check: only a token of the issuer for itself passes (401 otherwise), and the user
- * `outsider` is turned away (403: valid, but not let in); every request's headers and body are recorded.
+ * `outsider` is turned away (403: valid, but not let in; after 300 ms); every request's headers
+ * and body are recorded.
  */
 async function guardedProxy(target: string, oidc: OidcProvider) {
   const seen: { headers: IncomingHttpHeaders; body: string }[] = [];
@@ -37,7 +38,8 @@ async function guardedProxy(target: string, oidc: OidcProvider) {
         return;
       }
       if (claims.sub === 'outsider') {
-        res.writeHead(403, { 'content-type': 'application/json' }).end('{"error":"forbidden"}');
+        // A while: long enough for another caller to come while the refusal is on its way.
+        setTimeout(() => res.writeHead(403, { 'content-type': 'application/json' }).end('{"error":"forbidden"}'), 300);
         return;
       }
       const headers = { ...req.headers, host: to.host };
@@ -81,6 +83,7 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
         // era: auto — the gateway asks the upstream its era, on behalf of the caller whose request needs to know.
         probed: { upstreams: [{ url: proxy.url, credentials }] },
         probedFirstByOutsider: { upstreams: [{ url: proxy.url, credentials }] },
+        probedBeside: { upstreams: [{ url: proxy.url, credentials }] },
       },
     });
   });
@@ -157,5 +160,14 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
     }
     const res = await statelessPost(`${gw.url}/mcp/probedFirstByOutsider`, 'tools/list', {}, { headers: bearer(reader) });
     assert.equal(res.status, 200, res.text);
+  });
+
+  it("a caller waiting on the era probe of a caller the upstream turns away asks for itself instead of taking that refusal", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), callerToken('reader')]);
+    const refused = statelessPost(`${gw.url}/mcp/probedBeside`, 'tools/list', {}, { headers: bearer(outsider) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const res = await statelessPost(`${gw.url}/mcp/probedBeside`, 'tools/list', {}, { headers: bearer(reader) });
+    assert.equal(res.status, 200, res.text);
+    assert.equal((await refused).status, 403);
   });
 });
