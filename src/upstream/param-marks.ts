@@ -35,7 +35,7 @@ export class ParamMarks {
   /** Upstream tool name → its marks; null for a schema whose marks break the revision's rules. */
   readonly #byTool = new Map<string, readonly ParamHeader[] | null>();
   /** The gateway's own look at the list, under way (one at a time), and when the last one ended. */
-  #looking: Promise<void> | undefined;
+  #looking: Promise<boolean> | undefined;
   #lookedAt = 0;
 
   /** Learns from one page of the upstream's tools/list (its items as the upstream sent them). */
@@ -94,16 +94,23 @@ export class ParamMarks {
     return Object.assign(out, written);
   }
 
-  #look(sent: Envelope, req: ClientRequest, send: Send): Promise<void> {
-    if (Date.now() - this.#lookedAt < LOOK_AGAIN_MS) return Promise.resolve();
-    return (this.#looking ??= this.#pages(sent, req, send)
+  async #look(sent: Envelope, req: ClientRequest, send: Send, again = true): Promise<void> {
+    if (Date.now() - this.#lookedAt < LOOK_AGAIN_MS) return;
+    const mine = this.#looking === undefined;
+    const told = await (this.#looking ??= this.#pages(sent, req, send)
       .then(
-        () => void (this.#lookedAt = Date.now()),
+        () => true,
         // A caller whose token could not be exchanged, or whom the upstream turned away, learnt
         // nothing of the list for anyone: the next caller may look.
-        (err: unknown) => void (isCallersOwn(err) || (this.#lookedAt = Date.now())),
+        (err: unknown) => !isCallersOwn(err),
       )
+      .then((counted) => {
+        if (counted) this.#lookedAt = Date.now();
+        return counted;
+      })
       .finally(() => (this.#looking = undefined)));
+    // Another caller's look, refused for them, is no answer for this one: it looks for itself.
+    if (!told && !mine && again) return this.#look(sent, req, send, false);
   }
 
   /** The upstream's tools/list, page by page, asked on behalf of the caller of `req` with the envelope (`_meta`) of its call. */

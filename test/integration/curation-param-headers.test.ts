@@ -44,7 +44,7 @@ function decode(v: string): string {
  * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
  * as the revision requires of a server (a value without its header, a header without its value,
  * or one that says something else → 400, -32020), and records what reached it. A bearer token
- * for the user `turnedAway` is refused (403); its list takes `listDelayMs` to come.
+ * for the user `turnedAway` is refused (403, after 300 ms); its list takes `listDelayMs` to come.
  */
 async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: number } = {}) {
   let marks = MARKS;
@@ -58,7 +58,8 @@ async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: nu
       seen.push({ method: msg.method, headers: req.headers, params });
       const answer = (status: number, body: Record<string, unknown>) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...body }));
       const auth = req.headers.authorization;
-      if (opts.turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === opts.turnedAway) return answer(403, { error: { code: -32600, message: 'Forbidden' } });
+      // After a while: long enough for another caller to come while the refusal is on its way.
+      if (opts.turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === opts.turnedAway) return void setTimeout(() => answer(403, { error: { code: -32600, message: 'Forbidden' } }), 300);
       switch (msg.method) {
         case 'server/discover':
           return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
@@ -296,7 +297,10 @@ describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens"
     const credentials = { tokenExchange: { tokenUrl: oidc.tokenUrl, clientId: 'gateway', clientSecretFile: join(dir, 'secret'), scope: 'upstream', resource: 'https://upstream.test/mcp' } };
     gw = await startGateway({
       auth: { mode: 'jwt', issuers: [{ issuer: oidc.issuer, jwksUri: oidc.jwksUri, algorithms: ['RS256'] }], audience: AUD },
-      servers: { curated: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } } },
+      servers: {
+        curated: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } },
+        beside: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } },
+      },
     });
   });
   after(async () => {
@@ -314,6 +318,16 @@ describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens"
     const res = await call(reader);
     assert.equal(res.status, 200, res.text);
     assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+  });
+
+  it("a caller waiting on the list asked for a caller the upstream turns away asks for it itself", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), oidc.token('reader', 'mcp tools:read', AUD)]);
+    const call = (server: string, token: string) => statelessPost(`${gw.url}/mcp/${server}`, 'tools/call', { name: 'query', arguments: { sql: 'select 2' } }, { headers: { authorization: `Bearer ${token}` } });
+    const refused = call('beside', outsider);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const res = await call('beside', reader);
+    assert.equal(res.status, 200, res.text);
+    assert.equal((await refused).status, 403);
   });
 });
 
