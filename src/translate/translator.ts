@@ -187,12 +187,19 @@ export function discoverRequest(capabilities: Record<string, unknown>, clientInf
 }
 
 /**
- * A probe's answer that says something of the upstream's era. One that turns the caller away
- * (403) or cannot answer now (429, 5xx) says nothing of it: the probe fails (that caller's request
- * with it) and nothing is remembered, so one refused caller does not set every caller's era.
+ * Statuses that say nothing of an upstream's era: the caller turned away (403), or no answer now
+ * (429, a proxy's 502 / 504; 503 is tried on the other replicas). A session-era server may answer
+ * a request it does not know with any other status, a 500 included.
+ */
+const UNDECIDED = new Set([403, 429, 502, 504]);
+
+/**
+ * A probe's answer that says something of the upstream's era. Another one fails the probe (that
+ * caller's request with it) and nothing is remembered, so one refused caller does not set every
+ * caller's era.
  */
 function answering(res: UpstreamResponse): UpstreamResponse {
-  if (res.status !== 403 && res.status !== 429 && res.status < 500) return res;
+  if (!UNDECIDED.has(res.status)) return res;
   release(res);
   if (res.status === 403) throw new GatewayError('MCPGW_ERR_FORBIDDEN', 'the upstream turned the caller away (HTTP 403)');
   throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `the upstream could not say which revision it speaks (HTTP ${res.status})`);
