@@ -192,3 +192,37 @@ describe('holders: per-caller caps', () => {
     assert.equal(initializes(), 1, "bob's pooled session was not ended by mallory's");
   });
 });
+
+describe('holders: pooled upstream sessions of 2026-07-28 callers with auth off (callers are addresses)', () => {
+  let http: RecordingUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    http = await startRecordingUpstream({ json: true });
+    gw = await startGateway({
+      // This test's client plays the proxy: it connects from loopback and names the address it saw.
+      listen: { host: '127.0.0.1', port: 0, trustProxy: ['loopback'] },
+      translation: { maxSessions: 40, sessionsPerCaller: 2 },
+      servers: { api: { era: 'session', upstreams: [{ url: http.url }] } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await http?.close();
+  });
+
+  it('a caller declaring ever new capabilities replaces only its own pooled sessions, not those of a caller at another address', async () => {
+    const url = `${gw.url}/mcp/api`;
+    const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('bob-client')).length;
+    const call = async (address: string, capabilities: Record<string, unknown>, clientName: string) => {
+      const params = { name: 'echo', arguments: { text: address }, _meta: meta(capabilities, { 'io.modelcontextprotocol/clientInfo': { name: clientName, version: '1' } }) };
+      const res = await request(url, 'POST', { 'x-forwarded-for': address, ...statelessHeaders('tools/call', params) }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }));
+      assert.equal(res.status, 200, res.text);
+    };
+    await call('198.51.100.1', {}, 'bob-client');
+    assert.equal(initializes(), 1);
+    for (let i = 0; i < 10; i++) await call('198.51.100.66', { experimental: { [`variant${i}`]: {} } }, 'mallory-client');
+    await call('198.51.100.1', {}, 'bob-client');
+    assert.equal(initializes(), 1, "bob's pooled session was not ended by mallory's");
+  });
+});
