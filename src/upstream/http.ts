@@ -162,7 +162,7 @@ export class HttpUpstream implements Upstream {
     // has its own time, the server's requestTimeout.
     const params = await this.#marks.headersFor(req, (list) => this.#exchange(list, {}, AbortSignal.timeout(this.#server.requestTimeoutMs)));
     const res = await this.#exchange(req, params, signal);
-    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m);
+    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m, params);
     return m?.method === 'tools/list' && m.kind === 'request' ? this.#marks.watch(res, m.id) : res;
   }
 

@@ -49,18 +49,22 @@ export class ParamMarks {
   }
 
   /**
-   * The upstream refused this tools/call as malformed (400: in revision 2026-07-28 an
-   * Mcp-Param-* header that does not match the body, -32020): the marks known here may be older
-   * than the tool's, so they are forgotten, and the next call goes as for a tool not seen yet —
-   * unless a marked argument of the call had a value no header could carry: that refusal is the
-   * caller's own, and forgetting would leave every caller's calls of the tool without headers
-   * until the list is read again (at most every 30 s).
+   * The upstream refused this tools/call, sent with the Mcp-Param-* headers `sent`, as malformed
+   * (400: in revision 2026-07-28 an Mcp-Param-* header that does not match the body, -32020): the
+   * marks known here may be older than the tool's, so they are forgotten, and the next call goes
+   * as for a tool not seen yet — unless the call had a marked argument no header could carry, or
+   * a header of the caller's own: that refusal may be the caller's, and forgetting would leave
+   * every caller's calls of the tool without headers until the list is read again (at most every 30 s).
    */
-  refused(call: Envelope): void {
+  refused(call: Envelope, sent: Readonly<Record<string, string>>): void {
     const tool = call.params?.name;
     if (typeof tool !== 'string') return;
     const marks = this.#byTool.get(tool);
-    if (marks && hasUnwrittenParam(marks, call.params?.arguments)) return;
+    if (marks) {
+      const args = call.params?.arguments;
+      const written = writeParamHeaders(marks, args);
+      if (hasUnwrittenParam(marks, args) || Object.keys(sent).some((name) => written[name] !== sent[name])) return;
+    }
     this.#byTool.delete(tool);
   }
 

@@ -44,9 +44,10 @@ function decode(v: string): string {
  * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
  * as the revision requires of a server (a value without its header, a header without its value,
  * or one that says something else → 400, -32020), and records what reached it. A bearer token
- * for the user `turnedAway` is refused (403, after 300 ms); its list takes `listDelayMs` to come.
+ * for the user `turnedAway` is refused (403, after 300 ms); its list takes `listDelayMs` to come;
+ * `strict`, it refuses a header no mark names too.
  */
-async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: number } = {}) {
+async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: number; strict?: boolean } = {}) {
   let marks = MARKS;
   const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
   const server: Server = createServer((req, res) => {
@@ -67,6 +68,9 @@ async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: nu
           return void setTimeout(() => answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } }), opts.listDelayMs ?? 0);
         case 'tools/call': {
           const args = (params.arguments ?? {}) as Record<string, unknown>;
+          const known = new Set(Object.values(marks).map((mark) => `mcp-param-${mark.toLowerCase()}`));
+          const unknown = Object.keys(req.headers).find((h) => h.startsWith('mcp-param-') && !known.has(h));
+          if (opts.strict && unknown) return answer(400, { error: { code: -32020, message: `Header mismatch: ${unknown} names no argument` } });
           for (const [arg, mark] of Object.entries(marks)) {
             const header = `mcp-param-${mark.toLowerCase()}`;
             const value = args[arg];
@@ -354,5 +358,32 @@ describe('Mcp-Param-* marks: the list the gateway asks for on behalf of a caller
     const res = await call();
     assert.equal(res.status, 200, res.text);
     assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+  });
+});
+
+describe('Mcp-Param-* marks of an upstream that refuses a header no mark names', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream({ strict: true });
+    gw = await startGateway({ servers: { strict: { era: 'stateless', upstreams: [{ url: up.url }] } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a caller's call refused for a header of its own does not make the gateway forget the marks", async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/strict`);
+    try {
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'query', arguments: { sql: 'select 1', region: 'eu-west1' } }))), { sql: 'select 1', region: 'eu-west1' });
+      const own = await statelessPost(`${gw.url}/mcp/strict`, 'tools/call', { name: 'query', arguments: { sql: 'select 2', region: 'eu-west1' } }, { headers: { 'mcp-param-shard': '7' } });
+      assert.equal(own.status, 400, own.text);
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 3', region: 'eu-west1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 3', region: 'eu-west1' });
+    } finally {
+      await close();
+    }
   });
 });
