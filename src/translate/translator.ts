@@ -12,6 +12,13 @@ import { StateSealer } from './state.ts';
 
 export type Era = 'session' | 'stateless';
 
+/**
+ * The most resources one `subscriptions/listen`, or one translated session, subscribes to: each
+ * is a request of the gateway's own upstream (a `resources/subscribe` on a pooled session; a
+ * listen reopened with all of them), so a client's one request must not turn into thousands.
+ */
+export const MAX_RESOURCE_SUBSCRIPTIONS = 256;
+
 interface Verdict {
   readonly era: Era;
   readonly until: number;
