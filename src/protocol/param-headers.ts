@@ -90,6 +90,20 @@ export function writeParamHeaders(marks: readonly ParamHeader[], args: unknown):
   return out;
 }
 
+/**
+ * Whether some marked argument of `args` has a value none of the call's headers carries: one of
+ * another type, too long, or past MAX_PARAM_HEADERS. The upstream refuses such a call whatever
+ * marks it has (a value without its header), so the refusal says nothing of the marks.
+ */
+export function hasUnwrittenParam(marks: readonly ParamHeader[], args: unknown): boolean {
+  let present = 0;
+  for (const mark of marks) {
+    const value = valueAt(args, mark.path);
+    if (value !== undefined && value !== null) present++;
+  }
+  return Object.keys(writeParamHeaders(marks, args)).length < present;
+}
+
 function paramHeaderValue(value: unknown): string | undefined {
   if (typeof value === 'string') return encodeHeaderValue(value);
   if (typeof value === 'boolean') return value ? 'true' : 'false';

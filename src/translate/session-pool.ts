@@ -39,9 +39,9 @@ export interface PoolOptions {
 }
 
 /**
- * Upstream sessions per (server, principal, client capabilities), reused by every stateless
- * request that matches: the upstream sees a session-era client whose capabilities are exactly the
- * 2026-07-28 client's. Least recently used sessions are ended past `maxSessions`, idle ones after
+ * Upstream sessions per (server, principal — with auth off, the client's address —, client
+ * capabilities), reused by every stateless request that matches: the upstream sees a session-era
+ * client whose capabilities are exactly the 2026-07-28 client's. Least recently used sessions are ended past `maxSessions`, idle ones after
  * `idleMs`; one the upstream has forgotten (404) is opened again on the next use. A principal
  * declaring ever new capabilities only ever replaces its own sessions past `perCaller`, never
  * anyone else's.
@@ -49,7 +49,7 @@ export interface PoolOptions {
 export class SessionPool {
   readonly #opts: PoolOptions;
   readonly #entries = new Map<string, Promise<PooledSession>>();
-  /** Keys of the entries per (server, principal), least recently opened first. */
+  /** Keys of the entries per (server, principal or address), least recently opened first. */
   readonly #byCaller = new Map<string, Set<string>>();
   readonly #sweeper: NodeJS.Timeout;
   /** Retired sessions still in use, each with what to tell once it is ended (when its last user lets go: see retire). */
@@ -66,8 +66,11 @@ export class SessionPool {
   }
 
   acquire(server: string, upstream: Upstream, principal: string, holder: string, capabilities: Record<string, unknown>, clientInfo: Record<string, unknown> | undefined, checked?: StampedCaller): Promise<PooledSession> {
-    const caller = JSON.stringify([server, principal]);
-    const key = JSON.stringify([server, principal, createHash('sha256').update(stableJson(capabilities)).digest('base64url')]);
+    // With auth off there is no principal: the caller is its address (the holder), so one client
+    // declaring ever new capabilities cannot replace another's sessions, busy ones included.
+    const who = principal || holder;
+    const caller = JSON.stringify([server, who]);
+    const key = JSON.stringify([server, who, createHash('sha256').update(stableJson(capabilities)).digest('base64url')]);
     const existing = this.#entries.get(key);
     if (existing) {
       // Most recently used last: Map order is the eviction order.
@@ -102,8 +105,8 @@ export class SessionPool {
   /** Forgets an entry (the one place entries leave, so the per-caller count stays true). */
   #delete(key: string): void {
     this.#entries.delete(key);
-    const [server, principal] = JSON.parse(key) as [string, string];
-    const caller = JSON.stringify([server, principal]);
+    const [server, who] = JSON.parse(key) as [string, string];
+    const caller = JSON.stringify([server, who]);
     const keys = this.#byCaller.get(caller);
     keys?.delete(key);
     if (keys?.size === 0) this.#byCaller.delete(caller);

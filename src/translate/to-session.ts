@@ -13,7 +13,7 @@ import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
-import { requireObject, type Parked, type Translator } from './translator.ts';
+import { MAX_RESOURCE_SUBSCRIPTIONS, requireObject, type Parked, type Translator } from './translator.ts';
 import { discard, drain } from '../upstream/body.ts';
 
 /**
@@ -536,8 +536,11 @@ function honored(f: Filter, caps: Record<string, unknown>, streaming: boolean): 
 }
 
 async function listen(t: Translator, call: StatelessCall): Promise<UpstreamResponse> {
-  const session = await acquire(t, call);
   const requested = (call.message.params?.notifications ?? {}) as Filter;
+  if (Array.isArray(requested.resourceSubscriptions) && requested.resourceSubscriptions.length > MAX_RESOURCE_SUBSCRIPTIONS) {
+    throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `a subscriptions/listen here may subscribe to at most ${MAX_RESOURCE_SUBSCRIPTIONS} resources`);
+  }
+  const session = await acquire(t, call);
   let fanout = t.fanouts.get(session);
   if (!fanout) {
     fanout = new Fanout(t, session);

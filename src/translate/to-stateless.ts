@@ -12,7 +12,7 @@ import type { SessionClaims } from '../session/token.ts';
 import { forCaller, ownRequest, SSE_HEADERS, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isResponse, MessageReader, type Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO } from './session-pool.ts';
-import { discoverRequest, type LocalSession, type Translator } from './translator.ts';
+import { discoverRequest, MAX_RESOURCE_SUBSCRIPTIONS, type LocalSession, type Translator } from './translator.ts';
 
 /**
  * A session-era client reaching a 2026-07-28 upstream. The gateway is the session-era server:
@@ -138,6 +138,9 @@ export async function postTranslated(gw: GatewayContext, upstream: Upstream, cla
     case 'resources/unsubscribe': {
       const uri = m.params?.uri;
       if (typeof uri === 'string') {
+        if (m.method === 'resources/subscribe' && !mine.subscriptions.has(uri) && mine.subscriptions.size >= MAX_RESOURCE_SUBSCRIPTIONS) {
+          throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', `a session here may subscribe to at most ${MAX_RESOURCE_SUBSCRIPTIONS} resources; unsubscribe from one first`);
+        }
         if (m.method === 'resources/subscribe') mine.subscriptions.add(uri);
         else mine.subscriptions.delete(uri);
         mine.relisten?.();

@@ -5,12 +5,19 @@ import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
 import type { GatewayConfig } from '../config/types.ts';
 import type { IncomingHttpHeaders } from 'node:http';
-import { forCaller, ownRequest, type ClientRequest, type Upstream } from '../upstream/types.ts';
+import { forCaller, ownRequest, type ClientRequest, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import type { Message } from './messages.ts';
 import { firstResponse, GATEWAY_INFO, SessionPool, sessionHeaders, UPSTREAM_REVISION, type PooledSession } from './session-pool.ts';
 import { StateSealer } from './state.ts';
 
 export type Era = 'session' | 'stateless';
+
+/**
+ * The most resources one `subscriptions/listen`, or one translated session, subscribes to: each
+ * is a request of the gateway's own upstream (a `resources/subscribe` on a pooled session; a
+ * listen reopened with all of them), so a client's one request must not turn into thousands.
+ */
+export const MAX_RESOURCE_SUBSCRIPTIONS = 256;
 
 interface Verdict {
   readonly era: Era;
@@ -143,11 +150,11 @@ export class Translator {
     const principal = caller?.principal ?? '';
     const under = this.#probes.get(server);
     if (under) {
-      // The era is the server's, whoever asked; but another caller's refused token exchange is
-      // not this caller's answer: it asks again for itself.
+      // The era is the server's, whoever asked; but another caller's refused token exchange, or
+      // the upstream turning that caller away, is not this caller's answer: it asks again for itself.
       if (under.principal === principal) return under.verdict;
       return under.verdict.catch((err: unknown) => {
-        if (err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_')) return this.#start(server, upstream, caller);
+        if (err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN')) return this.#start(server, upstream, caller);
         throw err;
       });
     }
@@ -174,11 +181,11 @@ export class Translator {
   async #probe(upstream: Upstream, caller: ProbeCaller | undefined): Promise<{ era: Era; acceptsSessions: boolean }> {
     // For the caller whose request asked (an upstream that exchanges tokens gets theirs, exchanged).
     const behalf = (req: ClientRequest) => forCaller(req, caller?.from, caller?.principal ?? '');
-    const discovered = await firstResponse(await upstream.exchange!(behalf(discoverRequest({}, GATEWAY_INFO))));
+    const discovered = await firstResponse(answering(await upstream.exchange!(behalf(discoverRequest({}, GATEWAY_INFO)))));
     const versions = discovered?.result?.supportedVersions;
     if (!Array.isArray(versions) || !versions.includes(STATELESS_REVISION)) return { era: 'session', acceptsSessions: true };
     const init: Message = { jsonrpc: '2.0', id: 'mcpgw-probe', method: 'initialize', params: { protocolVersion: UPSTREAM_REVISION, capabilities: {}, clientInfo: GATEWAY_INFO } };
-    const res = await upstream.exchange!(behalf(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED)));
+    const res = answering(await upstream.exchange!(behalf(ownRequest(sessionHeaders(), init, UPSTREAM_REVISION, GATEWAY_ORIGINATED))));
     const answered = res.status >= 200 && res.status < 300 ? await firstResponse(res) : (release(res), undefined);
     return { era: 'stateless', acceptsSessions: answered?.result !== undefined };
   }
@@ -189,6 +196,25 @@ export function discoverRequest(capabilities: Record<string, unknown>, clientInf
   const params = { _meta: { [META_PROTOCOL_VERSION]: STATELESS_REVISION, [META_CLIENT_CAPABILITIES]: capabilities, [META_CLIENT_INFO]: clientInfo } };
   const message: Message = { jsonrpc: '2.0', id, method: 'server/discover', params };
   return ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('server/discover', params) }, message, STATELESS_REVISION, GATEWAY_ORIGINATED);
+}
+
+/**
+ * Statuses that say nothing of an upstream's era: the caller turned away (403), or no answer now
+ * (429, a proxy's 502 / 504; 503 is tried on the other replicas). A session-era server may answer
+ * a request it does not know with any other status, a 500 included.
+ */
+const UNDECIDED = new Set([403, 429, 502, 504]);
+
+/**
+ * A probe's answer that says something of the upstream's era. Another one fails the probe (that
+ * caller's request with it) and nothing is remembered, so one refused caller does not set every
+ * caller's era.
+ */
+function answering(res: UpstreamResponse): UpstreamResponse {
+  if (!UNDECIDED.has(res.status)) return res;
+  release(res);
+  if (res.status === 403) throw new GatewayError('MCPGW_ERR_FORBIDDEN', 'the upstream turned the caller away (HTTP 403)');
+  throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `the upstream could not say which revision it speaks (HTTP ${res.status})`);
 }
 
 function release(res: { body: unknown }): void {

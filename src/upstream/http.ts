@@ -158,9 +158,11 @@ export class HttpUpstream implements Upstream {
     // client's go on only when well-formed, and the upstream checks them against the body as the
     // revision requires. Every tools/list answer is read for the marks as it passes.
     const m = req.messages[0];
-    const params = await this.#marks.headersFor(req, (list) => this.#exchange(list, {}, signal));
+    // The list is read for every caller waiting on it, not cut when this one gives up: each page
+    // has its own time, the server's requestTimeout.
+    const params = await this.#marks.headersFor(req, (list) => this.#exchange(list, {}, AbortSignal.timeout(this.#server.requestTimeoutMs)));
     const res = await this.#exchange(req, params, signal);
-    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m.params?.name);
+    if (m?.method === 'tools/call' && res.status === 400) this.#marks.refused(m, params);
     return m?.method === 'tools/list' && m.kind === 'request' ? this.#marks.watch(res, m.id) : res;
   }
 

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError, type JsonRpcId } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
-import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
+import { hasUnwrittenParam, MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
@@ -35,7 +35,7 @@ export class ParamMarks {
   /** Upstream tool name → its marks; null for a schema whose marks break the revision's rules. */
   readonly #byTool = new Map<string, readonly ParamHeader[] | null>();
   /** The gateway's own look at the list, under way (one at a time), and when the last one ended. */
-  #looking: Promise<void> | undefined;
+  #looking: Promise<boolean> | undefined;
   #lookedAt = 0;
 
   /** Learns from one page of the upstream's tools/list (its items as the upstream sent them). */
@@ -49,12 +49,23 @@ export class ParamMarks {
   }
 
   /**
-   * The upstream refused a tools/call of `tool` as malformed (400: in revision 2026-07-28 an
-   * Mcp-Param-* header that does not match the body, -32020): the marks known here may be older
-   * than the tool's, so they are forgotten, and the next call goes as for a tool not seen yet.
+   * The upstream refused this tools/call, sent with the Mcp-Param-* headers `sent`, as malformed
+   * (400: in revision 2026-07-28 an Mcp-Param-* header that does not match the body, -32020): the
+   * marks known here may be older than the tool's, so they are forgotten, and the next call goes
+   * as for a tool not seen yet — unless the call had a marked argument no header could carry, or
+   * a header of the caller's own: that refusal may be the caller's, and forgetting would leave
+   * every caller's calls of the tool without headers until the list is read again (at most every 30 s).
    */
-  refused(tool: unknown): void {
-    if (typeof tool === 'string') this.#byTool.delete(tool);
+  refused(call: Envelope, sent: Readonly<Record<string, string>>): void {
+    const tool = call.params?.name;
+    if (typeof tool !== 'string') return;
+    const marks = this.#byTool.get(tool);
+    if (marks) {
+      const args = call.params?.arguments;
+      const written = writeParamHeaders(marks, args);
+      if (hasUnwrittenParam(marks, args) || Object.keys(sent).some((name) => written[name] !== sent[name])) return;
+    }
+    this.#byTool.delete(tool);
   }
 
   /** The upstream's answer to the tools/list `id`, read for its marks as it passes (byte for byte). */
@@ -87,15 +98,23 @@ export class ParamMarks {
     return Object.assign(out, written);
   }
 
-  #look(sent: Envelope, req: ClientRequest, send: Send): Promise<void> {
-    if (Date.now() - this.#lookedAt < LOOK_AGAIN_MS) return Promise.resolve();
-    return (this.#looking ??= this.#pages(sent, req, send)
+  async #look(sent: Envelope, req: ClientRequest, send: Send, again = true): Promise<void> {
+    if (Date.now() - this.#lookedAt < LOOK_AGAIN_MS) return;
+    const mine = this.#looking === undefined;
+    const told = await (this.#looking ??= this.#pages(sent, req, send)
       .then(
-        () => void (this.#lookedAt = Date.now()),
-        // A caller whose token could not be exchanged asked nothing of the upstream: the next caller may look.
-        (err: unknown) => void (isExchangeFailure(err) || (this.#lookedAt = Date.now())),
+        () => true,
+        // A caller whose token could not be exchanged, or whom the upstream turned away, learnt
+        // nothing of the list for anyone: the next caller may look.
+        (err: unknown) => !isCallersOwn(err),
       )
+      .then((counted) => {
+        if (counted) this.#lookedAt = Date.now();
+        return counted;
+      })
       .finally(() => (this.#looking = undefined)));
+    // Another caller's look, refused for them, is no answer for this one: it looks for itself.
+    if (!told && !mine && again) return this.#look(sent, req, send, false);
   }
 
   /** The upstream's tools/list, page by page, asked on behalf of the caller of `req` with the envelope (`_meta`) of its call. */
@@ -106,7 +125,12 @@ export class ParamMarks {
       const params: Record<string, unknown> = { _meta: sent.params?._meta };
       if (typeof cursor === 'string') params.cursor = cursor;
       const list = ownRequest({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...standardHeaders('tools/list', params) }, { jsonrpc: '2.0', id, method: 'tools/list', params }, STATELESS_REVISION, GATEWAY_ORIGINATED);
-      const result = await resultOf(await send(forCaller(list, req.headers, req.principal ?? '')), id);
+      const res = await send(forCaller(list, req.headers, req.principal ?? ''));
+      if (res.status === 403) {
+        if (res.body !== null && typeof res.body !== 'string') discard(res.body);
+        throw new GatewayError('MCPGW_ERR_FORBIDDEN', 'the upstream turned the caller away (HTTP 403)');
+      }
+      const result = await resultOf(res, id);
       if (!result || !Array.isArray(result.tools)) return;
       this.learn(result.tools);
       cursor = result.nextCursor;
@@ -155,8 +179,8 @@ function parse(text: string): unknown {
   }
 }
 
-function isExchangeFailure(err: unknown): boolean {
-  return err instanceof GatewayError && err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_');
+function isCallersOwn(err: unknown): boolean {
+  return err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN');
 }
 
 /** The caller's Mcp-Param-* headers that are well-formed (the revision's encoding, bounded). */

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
 import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { startOidcProvider, type OidcProvider } from '../helpers/oauth.ts';
 import { rpcOf } from '../helpers/raw.ts';
+import { until } from '../helpers/streams.ts';
 
 /** The marks of the tool `query`: `region`, `tenant` and `limit` are mirrored into Mcp-Param-* headers. */
 const MARKS: Readonly<Record<string, string>> = { region: 'Region', tenant: 'Tenant', limit: 'Limit' };
@@ -37,9 +43,11 @@ function decode(v: string): string {
 /**
  * A 2026-07-28-only MCP server in this process that checks Mcp-Param-* headers against the body
  * as the revision requires of a server (a value without its header, a header without its value,
- * or one that says something else → 400, -32020), and records what reached it.
+ * or one that says something else → 400, -32020), and records what reached it. A bearer token
+ * for the user `turnedAway` is refused (403, after 300 ms); its list takes `listDelayMs` to come;
+ * `strict`, it refuses a header no mark names too.
  */
-async function startMarkedUpstream() {
+async function startMarkedUpstream(opts: { turnedAway?: string; listDelayMs?: number; strict?: boolean } = {}) {
   let marks = MARKS;
   const seen: { method: string; headers: IncomingHttpHeaders; params: Record<string, unknown> }[] = [];
   const server: Server = createServer((req, res) => {
@@ -50,13 +58,19 @@ async function startMarkedUpstream() {
       const params = msg.params ?? {};
       seen.push({ method: msg.method, headers: req.headers, params });
       const answer = (status: number, body: Record<string, unknown>) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...body }));
+      const auth = req.headers.authorization;
+      // After a while: long enough for another caller to come while the refusal is on its way.
+      if (opts.turnedAway && auth?.startsWith('Bearer ') && decodeJwt(auth.slice(7)).sub === opts.turnedAway) return void setTimeout(() => answer(403, { error: { code: -32600, message: 'Forbidden' } }), 300);
       switch (msg.method) {
         case 'server/discover':
           return answer(200, { result: { supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, resultType: 'complete', _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'marked', version: '1.0.0' } } } });
         case 'tools/list':
-          return answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } });
+          return void setTimeout(() => answer(200, { result: { tools: [queryTool(marks)], resultType: 'complete' } }), opts.listDelayMs ?? 0);
         case 'tools/call': {
           const args = (params.arguments ?? {}) as Record<string, unknown>;
+          const known = new Set(Object.values(marks).map((mark) => `mcp-param-${mark.toLowerCase()}`));
+          const unknown = Object.keys(req.headers).find((h) => h.startsWith('mcp-param-') && !known.has(h));
+          if (opts.strict && unknown) return answer(400, { error: { code: -32020, message: `Header mismatch: ${unknown} names no argument` } });
           for (const [arg, mark] of Object.entries(marks)) {
             const header = `mcp-param-${mark.toLowerCase()}`;
             const value = args[arg];
@@ -170,6 +184,7 @@ describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 ups
         cold: { era: 'stateless', upstreams: [{ url: up.url }] },
         native: { era: 'stateless', upstreams: [{ url: up.url }] },
         remarked: { era: 'stateless', upstreams: [{ url: up.url }] },
+        contested: { era: 'stateless', upstreams: [{ url: up.url }] },
       },
     });
   });
@@ -248,6 +263,126 @@ describe('an uncurated server: the Mcp-Param-* headers going to a 2026-07-28 ups
       assert.equal(up.calls().at(-1)!.headers['mcp-param-zone'], 'eu-west1');
     } finally {
       up.remark('region', 'Region');
+      await close();
+    }
+  });
+
+  it("a caller's own call refused for a marked argument no header can carry does not make the gateway forget the marks other callers' calls need", async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/contested`);
+    try {
+      // The gateway reads the list for this client's first call (and not again for 30 s).
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'query', arguments: { sql: 'select 9', region: 'eu-west1' } }))), { sql: 'select 9', region: 'eu-west1' });
+      // Another caller's region is not a string: no header can say it, and the upstream refuses the call.
+      for (const region of [1.5, { zone: 'a' }, 'x'.repeat(5_000)]) {
+        const own = await call('contested', { sql: 'select 10', region });
+        assert.equal(own.status, 400, own.text);
+      }
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 11', region: 'eu-west1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 11', region: 'eu-west1' });
+      assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe("Mcp-Param-* marks of an upstream that takes callers' exchanged tokens", () => {
+  const AUD = 'urn:mcpgw:test';
+  let oidc: OidcProvider;
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+  let dir: string;
+
+  before(async () => {
+    oidc = await startOidcProvider();
+    up = await startMarkedUpstream({ turnedAway: 'outsider' });
+    dir = mkdtempSync(join(tmpdir(), 'mcpgw-marks-exchange-'));
+    writeFileSync(join(dir, 'secret'), 'gateway-secret-0123456789\n');
+    const credentials = { tokenExchange: { tokenUrl: oidc.tokenUrl, clientId: 'gateway', clientSecretFile: join(dir, 'secret'), scope: 'upstream', resource: 'https://upstream.test/mcp' } };
+    gw = await startGateway({
+      auth: { mode: 'jwt', issuers: [{ issuer: oidc.issuer, jwksUri: oidc.jwksUri, algorithms: ['RS256'] }], audience: AUD },
+      servers: {
+        curated: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } },
+        beside: { era: 'stateless', upstreams: [{ url: up.url, credentials }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } },
+      },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+    await oidc?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the list asked for a caller the upstream turns away (403) does not hold another caller's look back for 30 s", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), oidc.token('reader', 'mcp tools:read', AUD)]);
+    const call = (token: string) => statelessPost(`${gw.url}/mcp/curated`, 'tools/call', { name: 'query', arguments: { sql: 'select 1' } }, { headers: { authorization: `Bearer ${token}` } });
+    const refused = await call(outsider);
+    assert.equal(refused.status, 403, refused.text);
+    const res = await call(reader);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+  });
+
+  it("a caller waiting on the list asked for a caller the upstream turns away asks for it itself", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), oidc.token('reader', 'mcp tools:read', AUD)]);
+    const call = (server: string, token: string) => statelessPost(`${gw.url}/mcp/${server}`, 'tools/call', { name: 'query', arguments: { sql: 'select 2' } }, { headers: { authorization: `Bearer ${token}` } });
+    const refused = call('beside', outsider);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const res = await call('beside', reader);
+    assert.equal(res.status, 200, res.text);
+    assert.equal((await refused).status, 403);
+  });
+});
+
+describe('Mcp-Param-* marks: the list the gateway asks for on behalf of a caller who gives up', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream({ listDelayMs: 400 });
+    gw = await startGateway({ servers: { curated: { era: 'stateless', upstreams: [{ url: up.url }], curation: { tools: { edit: { query: { fixed: { region: 'eu-west1' } } } } } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("is read to its end: a caller closing its request while the list comes does not leave others' calls without their headers for 30 s", async () => {
+    const call = (signal?: AbortSignal) => statelessPost(`${gw.url}/mcp/curated`, 'tools/call', { name: 'query', arguments: { sql: 'select 1' } }, { signal });
+    const gone = new AbortController();
+    const first = call(gone.signal).catch((err: Error) => err);
+    await until(() => up.seen.some((r) => r.method === 'tools/list'), 'the gateway asked for the list');
+    gone.abort();
+    assert.ok((await first) instanceof Error);
+    const res = await call();
+    assert.equal(res.status, 200, res.text);
+    assert.equal(up.calls().at(-1)!.headers['mcp-param-region'], 'eu-west1');
+  });
+});
+
+describe('Mcp-Param-* marks of an upstream that refuses a header no mark names', () => {
+  let up: Awaited<ReturnType<typeof startMarkedUpstream>>;
+  let gw: Gateway;
+
+  before(async () => {
+    up = await startMarkedUpstream({ strict: true });
+    gw = await startGateway({ servers: { strict: { era: 'stateless', upstreams: [{ url: up.url }] } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a caller's call refused for a header of its own does not make the gateway forget the marks", async () => {
+    const { client, close } = await connectClient(`${gw.url}/mcp/strict`);
+    try {
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'query', arguments: { sql: 'select 1', region: 'eu-west1' } }))), { sql: 'select 1', region: 'eu-west1' });
+      const own = await statelessPost(`${gw.url}/mcp/strict`, 'tools/call', { name: 'query', arguments: { sql: 'select 2', region: 'eu-west1' } }, { headers: { 'mcp-param-shard': '7' } });
+      assert.equal(own.status, 400, own.text);
+      const result = await client.callTool({ name: 'query', arguments: { sql: 'select 3', region: 'eu-west1' } });
+      assert.deepEqual(JSON.parse(textOf(result)), { sql: 'select 3', region: 'eu-west1' });
+    } finally {
       await close();
     }
   });

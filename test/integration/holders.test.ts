@@ -178,17 +178,46 @@ describe('holders: per-caller caps', () => {
   });
 
   it('2026-07-28: a caller declaring ever new capabilities replaces only its own pooled sessions', async () => {
-    const url = `${gw.url}/mcp/api`;
-    const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('bob-client')).length;
-    const call = async (sub: string, capabilities: Record<string, unknown>, clientName: string) => {
-      const params = { name: 'echo', arguments: { text: sub }, _meta: meta(capabilities, { 'io.modelcontextprotocol/clientInfo': { name: clientName, version: '1' } }) };
-      const res = await request(url, 'POST', { ...(await bearer(sub, 'api')), ...statelessHeaders('tools/call', params) }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }));
-      assert.equal(res.status, 200, res.text);
-    };
-    await call('bob', {}, 'bob-client');
-    assert.equal(initializes(), 1);
-    for (let i = 0; i < 10; i++) await call('mallory', { experimental: { [`variant${i}`]: {} } }, 'mallory-client');
-    await call('bob', {}, 'bob-client');
-    assert.equal(initializes(), 1, "bob's pooled session was not ended by mallory's");
+    await assertOnlyOwnReplaced(`${gw.url}/mcp/api`, http, (who) => bearer(who, 'api'));
   });
 });
+
+describe('holders: pooled upstream sessions of 2026-07-28 callers with auth off (callers are addresses)', () => {
+  let http: RecordingUpstream;
+  let gw: Gateway;
+
+  before(async () => {
+    http = await startRecordingUpstream({ json: true });
+    gw = await startGateway({
+      // This test's client plays the proxy: it connects from loopback and names the address it saw.
+      listen: { host: '127.0.0.1', port: 0, trustProxy: ['loopback'] },
+      translation: { maxSessions: 40, sessionsPerCaller: 2 },
+      servers: { api: { era: 'session', upstreams: [{ url: http.url }] } },
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await http?.close();
+  });
+
+  it('a caller declaring ever new capabilities replaces only its own pooled sessions, not those of a caller at another address', async () => {
+    const addresses = { bob: '198.51.100.1', mallory: '198.51.100.66' };
+    await assertOnlyOwnReplaced(`${gw.url}/mcp/api`, http, async (who) => ({ 'x-forwarded-for': addresses[who] }));
+  });
+});
+
+/** Bob's pooled upstream session outlives mallory's calls, each declaring new capabilities; `as` names the caller of a request. */
+async function assertOnlyOwnReplaced(url: string, http: RecordingUpstream, as: (who: 'bob' | 'mallory') => Promise<Record<string, string>>): Promise<void> {
+  const initializes = () => http.requests.filter((r) => r.method === 'POST' && r.body.includes('"initialize"') && r.body.includes('bob-client')).length;
+  const call = async (who: 'bob' | 'mallory', capabilities: Record<string, unknown>) => {
+    const params = { name: 'echo', arguments: { text: who }, _meta: meta(capabilities, { 'io.modelcontextprotocol/clientInfo': { name: `${who}-client`, version: '1' } }) };
+    const res = await request(url, 'POST', { ...(await as(who)), ...statelessHeaders('tools/call', params) }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }));
+    assert.equal(res.status, 200, res.text);
+  };
+  const before = initializes();
+  await call('bob', {});
+  assert.equal(initializes() - before, 1);
+  for (let i = 0; i < 10; i++) await call('mallory', { experimental: { [`variant${i}`]: {} } });
+  await call('bob', {});
+  assert.equal(initializes() - before, 1, "bob's pooled session was not ended by mallory's");
+}

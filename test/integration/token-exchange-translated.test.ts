@@ -18,8 +18,9 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 /**
  * A 2026-07-28-only upstream (the era reference server in its own process) behind a resource
- * server's check: only a token of the issuer for itself passes (401 otherwise); every request's
- * headers and body are recorded.
+ * server's check: only a token of the issuer for itself passes (401 otherwise), and the user
+ * `outsider` is turned away (403: valid, but not let in; after 300 ms); every request's headers
+ * and body are recorded.
  */
 async function guardedProxy(target: string, oidc: OidcProvider) {
   const seen: { headers: IncomingHttpHeaders; body: string }[] = [];
@@ -34,6 +35,11 @@ async function guardedProxy(target: string, oidc: OidcProvider) {
       const claims = auth?.startsWith('Bearer ') ? decodeJwt(auth.slice(7)) : undefined;
       if (claims?.iss !== oidc.issuer || claims.aud !== UPSTREAM_RESOURCE) {
         res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end('{"error":"unauthorized"}');
+        return;
+      }
+      if (claims.sub === 'outsider') {
+        // A while: long enough for another caller to come while the refusal is on its way.
+        setTimeout(() => res.writeHead(403, { 'content-type': 'application/json' }).end('{"error":"forbidden"}'), 300);
         return;
       }
       const headers = { ...req.headers, host: to.host };
@@ -76,6 +82,8 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
         modern: { era: 'stateless', upstreams: [{ url: proxy.url, credentials }] },
         // era: auto — the gateway asks the upstream its era, on behalf of the caller whose request needs to know.
         probed: { upstreams: [{ url: proxy.url, credentials }] },
+        probedFirstByOutsider: { upstreams: [{ url: proxy.url, credentials }] },
+        probedBeside: { upstreams: [{ url: proxy.url, credentials }] },
       },
     });
   });
@@ -137,5 +145,29 @@ describe('auth: token exchange for a session-era client translated to a 2026-07-
     assert.equal(res.status, 200, res.text);
     assert.equal(proxy.seen.length - next, 1);
     assertExchangedFor(next, 'reader', reader);
+  });
+
+  it("era: auto asked for a caller the upstream turns away (403) learns nothing: the server's era is not what one caller is refused", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), callerToken('reader')]);
+    const refused = await statelessPost(`${gw.url}/mcp/probedFirstByOutsider`, 'tools/list', {}, { headers: bearer(outsider) });
+    assert.equal(refused.status, 403, refused.text);
+    // Another caller's session-era client is still translated to the 2026-07-28-only upstream.
+    const { client, close } = await connectClient(`${gw.url}/mcp/probedFirstByOutsider`, { headers: bearer(reader) });
+    try {
+      assert.equal(textOf(await client.callTool({ name: 'test_simple_text', arguments: {} })), 'This is a simple text response for testing.');
+    } finally {
+      await close();
+    }
+    const res = await statelessPost(`${gw.url}/mcp/probedFirstByOutsider`, 'tools/list', {}, { headers: bearer(reader) });
+    assert.equal(res.status, 200, res.text);
+  });
+
+  it("a caller waiting on the era probe of a caller the upstream turns away asks for itself instead of taking that refusal", async () => {
+    const [outsider, reader] = await Promise.all([oidc.token('outsider', 'tools:read', AUD), callerToken('reader')]);
+    const refused = statelessPost(`${gw.url}/mcp/probedBeside`, 'tools/list', {}, { headers: bearer(outsider) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const res = await statelessPost(`${gw.url}/mcp/probedBeside`, 'tools/list', {}, { headers: bearer(reader) });
+    assert.equal(res.status, 200, res.text);
+    assert.equal((await refused).status, 403);
   });
 });

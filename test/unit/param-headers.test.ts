@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders } from '../../src/protocol/param-headers.ts';
+import { hasUnwrittenParam, MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders } from '../../src/protocol/param-headers.ts';
 
 const prop = (type: string, mark?: unknown) => (mark === undefined ? { type } : { type, 'x-mcp-header': mark });
 
@@ -65,5 +65,14 @@ describe('protocol: x-mcp-header marks and the Mcp-Param-* headers written from 
     const args = Object.fromEntries(marks.map((_, i) => [`p${i}`, 'v']));
     assert.equal(Object.keys(writeParamHeaders(marks, args)).length, MAX_PARAM_HEADERS);
     assert.deepEqual(writeParamHeaders([{ name: 'Long', path: ['l'] }], { l: 'x'.repeat(MAX_PARAM_HEADER_LENGTH + 1) }), {});
+  });
+
+  it('tells a call with a marked argument no header carries (another type, too long) from one whose headers say all it has', () => {
+    const marks = [
+      { name: 'Region', path: ['region'] },
+      { name: 'Limit', path: ['limit'] },
+    ];
+    for (const args of [{}, { region: 'eu' }, { region: 'eu', limit: 3 }, { region: null }, undefined]) assert.equal(hasUnwrittenParam(marks, args), false, JSON.stringify(args));
+    for (const args of [{ region: 1.5 }, { region: { zone: 'a' } }, { limit: 2 ** 60 }, { region: 'x'.repeat(MAX_PARAM_HEADER_LENGTH + 1) }]) assert.equal(hasUnwrittenParam(marks, args), true, JSON.stringify(args).slice(0, 40));
   });
 });
