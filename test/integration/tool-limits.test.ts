@@ -5,8 +5,10 @@ import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { startPolicyUpstream, type PolicyUpstream } from '../helpers/policy-upstream.ts';
+import { meta, statelessPost } from '../helpers/era.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { until } from '../helpers/streams.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 type Client = Awaited<ReturnType<typeof connectClient>>['client'];
 
@@ -154,6 +156,73 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
     assert.equal(up.attempts('tools/call silent') - arrived, 2, 'never sent');
     for (const r of await Promise.all(running)) assert.equal(r.status, 200, r.text);
+  });
+});
+
+describe('concurrency of calls parked for input (2026-07-28 client, session-era upstream)', () => {
+  let demo: HttpUpstreamProcess;
+  let gw: Gateway;
+  /** The same, with a short translation.inputTimeout. */
+  let brief: Gateway;
+
+  before(async () => {
+    demo = await startDemoUpstream('demo');
+    const servers = { asking: { upstreams: [{ url: demo.url }], era: 'session', tools: { ask_name: { concurrency: 1 } } } };
+    [gw, brief] = await Promise.all([startGateway({ servers }), startGateway({ servers, translation: { inputTimeout: '1s' } })]);
+  });
+  after(async () => {
+    await Promise.all([gw?.close(), brief?.close()]);
+    await demo?.stop();
+  });
+
+  type Answer = { status: number; text: string; rpc: { result?: Record<string, unknown>; error?: { message: string; data?: { code?: string } } } };
+  /** ask_name (it asks for a name: elicitation) from a client that can answer; `retry` carries a parked call's requestState and answers. */
+  const ask = async (at: Gateway, id: number, retry: Record<string, unknown> = {}): Promise<Answer> => {
+    const res = await statelessPost(`${at.url}/mcp/asking`, 'tools/call', { name: 'ask_name', arguments: {}, ...retry, _meta: meta({ elicitation: {} }) }, { id });
+    return { status: res.status, text: res.text, rpc: rpcOf(res) as Answer['rpc'] };
+  };
+  const parked = (a: Answer) => {
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.rpc.result?.resultType, 'input_required', a.text);
+    return a.rpc.result!.requestState as string;
+  };
+  const refused = (a: Answer) => {
+    assert.equal(a.status, 429, a.text);
+    assert.equal(a.rpc.error?.data?.code, 'MCPGW_ERR_RATE_LIMITED', a.text);
+  };
+  const name = (n: string) => ({ elicitation: { action: 'accept', content: { name: n } } });
+
+  it('a parked call holds its slot until it ends; the retry that carries its input goes on with it, taking no other', async () => {
+    const state = parked(await ask(gw, 1));
+    // The call is parked upstream (the elicitation is unanswered): it runs, and holds the only slot.
+    refused(await ask(gw, 2));
+    refused(await ask(gw, 3));
+    assert.equal(gw.pipeline.running, 1);
+    // A retry that answers nothing is asked again: the call stays parked, its slot held.
+    const again = parked(await ask(gw, 4, { requestState: state, inputResponses: {} }));
+    refused(await ask(gw, 5));
+    const done = await ask(gw, 6, { requestState: again, inputResponses: name('Ada') });
+    assert.equal(done.status, 200, done.text);
+    assert.equal(textOf(done.rpc.result), 'Hello, Ada!');
+    assert.equal(gw.pipeline.running, 0, 'the answered call gave its slot back');
+    // A new call is accepted (and parks in turn); answered, it gives its slot back too.
+    const next = parked(await ask(gw, 7));
+    assert.equal(textOf((await ask(gw, 8, { requestState: next, inputResponses: name('Bo') })).rpc.result), 'Hello, Bo!');
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a parked call not retried within translation.inputTimeout gives its slot back', async () => {
+    const state = parked(await ask(brief, 1));
+    refused(await ask(brief, 2));
+    await until(() => brief.pipeline.running === 0, 'the parked call given up (1 s)');
+    const next = parked(await ask(brief, 3));
+    // The late retry names a call that is over: it goes on with nothing, and takes no slot from the new call.
+    const late = await ask(brief, 4, { requestState: state, inputResponses: name('Ada') });
+    assert.ok(late.status >= 400, late.text);
+    assert.equal(brief.pipeline.running, 1, "the new call's slot is held");
+    refused(await ask(brief, 5));
+    assert.equal(textOf((await ask(brief, 6, { requestState: next, inputResponses: name('Bo') })).rpc.result), 'Hello, Bo!');
+    assert.equal(brief.pipeline.running, 0);
   });
 });
 
