@@ -243,6 +243,11 @@ class UpstreamCall implements Parked {
     return { jsonrpc: '2.0', id: this.clientId, result: { resultType: 'input_required', inputRequests, requestState } };
   }
 
+  /** The server it was called on. */
+  get server(): string {
+    return this.session.server;
+  }
+
   /**
    * The slots the call holds (kept when first parked), which a retry going on with it names
    * instead of taking its own (src/http/stateless.ts); undefined when it holds none.

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load.ts';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { startGateway, TEST_SECRET } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { startPolicyUpstream, type PolicyUpstream } from '../helpers/policy-upstream.ts';
-import { meta, statelessPost } from '../helpers/era.ts';
+import { meta, startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { until } from '../helpers/streams.ts';
 import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
@@ -161,24 +162,29 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
 
 describe('concurrency of calls parked for input (2026-07-28 client, session-era upstream)', () => {
   let demo: HttpUpstreamProcess;
+  /** A demo upstream of its own, stopped by a test. */
+  let fragile: HttpUpstreamProcess;
+  let rounds: EraServer;
   let gw: Gateway;
   /** The same, with a short translation.inputTimeout. */
   let brief: Gateway;
+  const capped = (url: string, tool: string) => ({ upstreams: [{ url }], era: 'session', tools: { [tool]: { concurrency: 1 } } });
+  let servers: Record<string, unknown>;
 
   before(async () => {
-    demo = await startDemoUpstream('demo');
-    const servers = { asking: { upstreams: [{ url: demo.url }], era: 'session', tools: { ask_name: { concurrency: 1 } } } };
+    [demo, fragile, rounds] = await Promise.all([startDemoUpstream('demo'), startDemoUpstream('fragile'), startEraServer('session')]);
+    servers = { asking: capped(demo.url, 'ask_name'), removable: capped(demo.url, 'ask_name'), fragile: { ...capped(fragile.url, 'ask_name'), timeout: { idle: '1s' } }, rounds: capped(rounds.url, 'test_input_required_result_multi_round') };
     [gw, brief] = await Promise.all([startGateway({ servers }), startGateway({ servers, translation: { inputTimeout: '1s' } })]);
   });
   after(async () => {
     await Promise.all([gw?.close(), brief?.close()]);
-    await demo?.stop();
+    await Promise.all([demo?.stop(), fragile?.stop(), rounds?.stop()]);
   });
 
   type Answer = { status: number; text: string; rpc: { result?: Record<string, unknown>; error?: { message: string; data?: { code?: string } } } };
   /** ask_name (it asks for a name: elicitation) from a client that can answer; `retry` carries a parked call's requestState and answers. */
-  const ask = async (at: Gateway, id: number, retry: Record<string, unknown> = {}): Promise<Answer> => {
-    const res = await statelessPost(`${at.url}/mcp/asking`, 'tools/call', { name: 'ask_name', arguments: {}, ...retry, _meta: meta({ elicitation: {} }) }, { id });
+  const ask = async (at: Gateway, id: number, retry: Record<string, unknown> = {}, server = 'asking', tool = 'ask_name'): Promise<Answer> => {
+    const res = await statelessPost(`${at.url}/mcp/${server}`, 'tools/call', { name: tool, arguments: {}, ...retry, _meta: meta({ elicitation: {} }) }, { id });
     return { status: res.status, text: res.text, rpc: rpcOf(res) as Answer['rpc'] };
   };
   const parked = (a: Answer) => {
@@ -223,6 +229,38 @@ describe('concurrency of calls parked for input (2026-07-28 client, session-era 
     refused(await ask(brief, 5));
     assert.equal(textOf((await ask(brief, 6, { requestState: next, inputResponses: name('Bo') })).rpc.result), 'Hello, Bo!');
     assert.equal(brief.pipeline.running, 0);
+  });
+
+  it('a call asking again after its retry stays parked on the same slot', async () => {
+    const multi = (id: number, retry: Record<string, unknown> = {}) => ask(gw, id, retry, 'rounds', 'test_input_required_result_multi_round');
+    const first = parked(await multi(1));
+    refused(await multi(2));
+    // The retry answers step 1; the upstream asks step 2 on the same call: parked again, on its slot.
+    const second = parked(await multi(3, { requestState: first, inputResponses: name('Ada') }));
+    assert.equal(gw.pipeline.running, 1);
+    refused(await multi(4));
+    const done = await multi(5, { requestState: second, inputResponses: { elicitation: { action: 'accept', content: { city: 'Paris' } } } });
+    assert.equal(textOf(done.rpc.result), 'Both rounds done', done.text);
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a parked call whose upstream went away gives its slot back when its retry fails', async () => {
+    const state = parked(await ask(gw, 1, {}, 'fragile'));
+    refused(await ask(gw, 2, {}, 'fragile'));
+    await fragile.child.kill('SIGKILL'); // at once: it would wait for the parked call's stream
+    // The call's upstream stream is gone, and so is the upstream (the time limit, 1 s idle, bounds any wait).
+    const failed = await ask(gw, 3, { requestState: state, inputResponses: name('Ada') }, 'fragile');
+    assert.ok(failed.rpc.error !== undefined, failed.text);
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a reload removing the server ends its parked calls, giving their slots back', async () => {
+    parked(await ask(brief, 1, {}, 'removable'));
+    assert.equal(brief.pipeline.running, 1);
+    const { removable: _, ...kept } = servers;
+    const doc = { listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'silent' }, translation: { inputTimeout: '1s' }, servers: kept };
+    brief.reconfigure(loadConfig({ document: doc, env: {} }).config);
+    assert.equal(brief.pipeline.running, 0, 'at once, not at translation.inputTimeout');
   });
 });
 
