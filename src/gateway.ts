@@ -262,6 +262,9 @@ export class Gateway implements GatewayContext {
       for (const u of fresh.values()) void u.close();
       throw err;
     }
+    // A call parked for input on a removed server can never be retried: it ends now (before its
+    // session is retired, which waits for it).
+    this.translator.endParked(plan.removed);
     // What translation learnt of an upstream (its era) and holds on it (sessions for 2026-07-28
     // clients, their listen streams) is that upstream's: a server whose upstream (or era) changed
     // starts afresh. The sessions it held are ended upstream through the old pool, so a pool

@@ -10,7 +10,7 @@ import { methodLabel } from '../ops/metrics.ts';
 import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
-import { statelessToSession } from '../translate/to-session.ts';
+import { parkedSlots, statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
 import type { PipelineRequest } from '../pipeline/request.ts';
@@ -81,10 +81,13 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
     // A session-era upstream knows none of this revision's extensions.
     if (message.kind === 'notification') return { res: { status: 202, headers: {}, body: null } };
     if (!CORE_METHODS.has(message.method!)) throw new GatewayError('MCPGW_ERR_METHOD_NOT_FOUND', `"${message.method}" is not served for a session-era upstream`);
+    // pipeline: a retry going on with a call parked for input counts under that call's
+    // concurrency slots (the call keeps them while parked), not slots of its own.
+    const continues = parkedSlots(t, request.params.server, call.caller?.id ?? '', piped.messages[0]!);
     // pipeline: the chain; on expiry the signal aborts, which sends notifications/cancelled upstream.
-    res = await gw.pipeline.run(piped, {
+    res = await gw.pipeline.run(continues ? { ...piped, continues } : piped, {
       upstream,
-      send: (req) => statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, checked: principalOf(request.headers), holder: call.holder, message: req.messages[0]!, meta, signal: signalOf(req), admission: req.admission }).then((t) => t.res),
+      send: (req, slots) => statelessToSession({ gw, server: request.params.server, upstream, caller: call.caller, checked: principalOf(request.headers), holder: call.holder, message: req.messages[0]!, meta, signal: signalOf(req), admission: req.admission, slots }).then((t) => t.res),
     });
   }
   if (guard) res = await guardResponse(res, guard);

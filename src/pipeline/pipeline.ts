@@ -5,7 +5,8 @@
  *   limit → cache → breaker → deadline → retry → exchange → taps on the answer's body
  *
  * limit.ts (rate limits) with concurrency.ts (a caller's calls of a tool running at once: slots
- * taken before anything is awaited, given back when the answer is over), cache.ts (hit, join, capture and store, invalidation), breaker.ts
+ * taken before anything is awaited, given back when the answer is over — or, kept by the
+ * exchange for a call that outlives its answer, when that call ends), cache.ts (hit, join, capture and store, invalidation), breaker.ts
  * (every replica's breaker open: fail fast), deadline.ts (idle and max time limit, cancellation
  * upstream), retry.ts (safe calls, with a budget); the taps follow the answer's body (activity
  * for the time limit, the result for the cache, notifications that invalidate it). Only `run`
@@ -24,7 +25,7 @@ import type { Admitted } from './admission.ts';
 import { failFast } from './breaker.ts';
 import { CacheStage, type Miss } from './cache.ts';
 import { Deadlines, type Interrupt, type TimedCall, type TimeoutEvent } from './deadline.ts';
-import { Concurrency } from './concurrency.ts';
+import { Concurrency, type Slots } from './concurrency.ts';
 import { Limit } from './limit.ts';
 import type { Exchange, PipelineRequest } from './request.ts';
 import { Retry, type RetryEvent } from './retry.ts';
@@ -74,27 +75,27 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     // A reload removed the server while this request was on its way: it is unknown now.
     if (!Object.hasOwn(this.#config.servers, req.server)) throw new GatewayError('MCPGW_ERR_UNKNOWN_SERVER', req.server);
     // Synchronous: the slots are held before anything is awaited.
-    const release = this.#concurrency.take(req);
-    if (!release) return this.#run(req, ex, undefined);
+    const slots = this.#concurrency.take(req);
+    if (!slots) return this.#run(req, ex, undefined);
     try {
-      return await this.#run(req, ex, release);
+      return await this.#run(req, ex, slots);
     } catch (err) {
-      release();
+      slots.settle();
       throw err;
     }
   }
 
-  /** The chain; `release` gives the request's concurrency slots back once its answer is over. */
-  async #run(req: PipelineRequest, ex: Exchange, release: (() => void) | undefined): Promise<UpstreamResponse> {
+  /** The chain; the request's concurrency `slots` are given back once its answer is over (unless the exchange kept them). */
+  async #run(req: PipelineRequest, ex: Exchange, slots: Slots | undefined): Promise<UpstreamResponse> {
     const limited = this.#limit.admit(req);
     if (limited) await limited;
     const server = this.#config.servers[req.server]!;
     const m = !req.batch && req.messages.length === 1 && req.messages[0]!.kind === 'request' ? req.messages[0]! : undefined;
-    if (!m) return this.#passOn(req, server, ex, release);
+    if (!m) return this.#passOn(req, server, ex, slots);
 
     const cached = await this.#cache.lookup(req, server, m);
     if (cached && 'status' in cached) {
-      if (release) this.#afterAnswer(cached, undefined, release);
+      if (slots) this.#afterAnswer(cached, undefined, () => slots.settle());
       return cached;
     }
     const miss: Miss | undefined = cached;
@@ -108,7 +109,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     const invalidates = this.#cache.invalidates(req, server, m);
     let res: UpstreamResponse;
     try {
-      const sent = this.#retry.send(req, server, m, ex, clientRequest(req.headers, req.messages, false, req.protocolVersion, ADMITTED, timed?.signal));
+      const sent = this.#retry.send(req, server, m, ex, clientRequest(req.headers, req.messages, false, req.protocolVersion, ADMITTED, timed?.signal), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
       this.#cache.abandon(miss);
@@ -118,7 +119,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     res = this.#cache.capture(res, server, m, miss);
     // After the call, not before: a read racing it then caches under a stamp no one looks for.
     if (invalidates) this.#afterAnswer(res, timed, () => this.#cache.invalidate(server.name, 'all'));
-    if (release) this.#afterAnswer(res, timed, release);
+    if (slots) this.#afterAnswer(res, timed, () => slots.settle());
     return this.#cache.watch(server.name, res);
   }
 
@@ -134,7 +135,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
    * A batch, notifications, responses, or no message (GET, DELETE): no cache, no retry; a
    * batch's requests share one time limit, and its tool calls invalidate like single ones.
    */
-  async #passOn(req: PipelineRequest, server: ServerConfig, ex: Exchange, release: (() => void) | undefined): Promise<UpstreamResponse> {
+  async #passOn(req: PipelineRequest, server: ServerConfig, ex: Exchange, slots: Slots | undefined): Promise<UpstreamResponse> {
     let invalidates = false;
     let requests = false;
     for (const n of req.messages) {
@@ -147,14 +148,14 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     const timed = this.#deadlines.start(req, ex.cancel?.bind(ex));
     let res: UpstreamResponse;
     try {
-      const sent = ex.send(clientRequest(req.headers, req.messages, req.batch, req.protocolVersion, ADMITTED, timed?.signal));
+      const sent = ex.send(clientRequest(req.headers, req.messages, req.batch, req.protocolVersion, ADMITTED, timed?.signal), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
       if (invalidates) this.#cache.invalidate(server.name, 'all');
       throw err;
     }
     if (invalidates) this.#afterAnswer(res, timed, () => this.#cache.invalidate(server.name, 'all'));
-    if (release) this.#afterAnswer(res, timed, release);
+    if (slots) this.#afterAnswer(res, timed, () => slots.settle());
     return this.#cache.watch(server.name, res);
   }
 

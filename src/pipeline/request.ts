@@ -44,14 +44,37 @@ export interface PipelineRequest {
    * and tells the time limit of them (`UpstreamResponse.events`): the pipeline does not read it too.
    */
   readonly relayed?: boolean | undefined;
+  /**
+   * The slots of the call this request goes on with (a 2026-07-28 retry carrying the
+   * `requestState` of a call parked for input, which holds them): its call of that tool takes
+   * no other (src/pipeline/concurrency.ts).
+   */
+  readonly continues?: HeldSlots | undefined;
+}
+
+/**
+ * A request's slots under the concurrency cap (src/pipeline/concurrency.ts `Slots`), as the
+ * door's exchange sees them: a call that goes on after its answer keeps them until it ends.
+ */
+export interface HeldSlots {
+  /**
+   * The slots outlive the request's answer: the function returned gives them back (once, later
+   * calls do nothing) when the call really ends. Undefined when kept or given back already.
+   */
+  keep(): (() => void) | undefined;
+  /** Whether they are still held and count a call of `key` (`server \n tool \n caller`). */
+  holds(key: string): boolean;
 }
 
 /** What a door supplies: how its upstream is reached. Nothing else of a request is the door's to decide. */
 export interface Exchange {
   /** The server's upstream (the breaker stage reads its health). */
   readonly upstream: Upstream;
-  /** Sends the request the chain built (its `signal` aborts when the time limit is up). */
-  send(req: ClientRequest): Promise<UpstreamResponse>;
+  /**
+   * Sends the request the chain built (its `signal` aborts when the time limit is up); `slots`,
+   * the concurrency slots it holds, if any (a call that outlives its answer keeps them).
+   */
+  send(req: ClientRequest, slots?: HeldSlots): Promise<UpstreamResponse>;
   /** Tells the upstream to stop working on request `id` (its time limit expired). */
   cancel?(id: JsonRpcId, reason: string): void;
 }

@@ -14,7 +14,7 @@ import { backoffMs, isTransient, RETRY_STATUSES, RetryBudget } from '../resilien
 import type { ToolHints } from '../resilience/tool-hints.ts';
 import { drain } from '../upstream/body.ts';
 import type { ClientRequest, UpstreamResponse } from '../upstream/types.ts';
-import type { Exchange, PipelineRequest } from './request.ts';
+import type { Exchange, HeldSlots, PipelineRequest } from './request.ts';
 import { toolLimits, toolName } from './tools.ts';
 
 export interface RetryEvent {
@@ -39,11 +39,11 @@ export class Retry {
     this.#onRetry = opts.onRetry;
   }
 
-  /** Sends `sent` through the door's exchange; `m` is the request when the body holds exactly one. */
-  async send(req: PipelineRequest, server: ServerConfig, m: Envelope | undefined, ex: Exchange, sent: ClientRequest): Promise<UpstreamResponse> {
+  /** Sends `sent` through the door's exchange (with the request's concurrency `slots`); `m` is the request when the body holds exactly one. */
+  async send(req: PipelineRequest, server: ServerConfig, m: Envelope | undefined, ex: Exchange, sent: ClientRequest, slots?: HeldSlots): Promise<UpstreamResponse> {
     const retry = (m && toolLimits(server, m)?.retry) ?? server.retry;
     const budget = m && retry.attempts > 1 && this.#safe(server, m) ? this.#budget(server, req.replica ?? '') : undefined;
-    if (!budget) return ex.send(sent);
+    if (!budget) return ex.send(sent, slots);
     budget.deposit();
     const signal = sent.signal;
     for (let attempt = 1; ; attempt++) {
@@ -51,7 +51,7 @@ export class Retry {
       let failure: unknown;
       try {
         // traces: a resend says which (the exchange span's http.request.resend_count).
-        res = await ex.send(attempt === 1 ? sent : { ...sent, resendCount: attempt - 1 });
+        res = await ex.send(attempt === 1 ? sent : { ...sent, resendCount: attempt - 1 }, slots);
       } catch (err) {
         if (signal?.aborted) throw signal.reason as Error;
         failure = err;

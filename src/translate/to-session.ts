@@ -9,10 +9,12 @@ import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
+import type { HeldSlots } from '../pipeline/request.ts';
 import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
+import type { ContinuationState } from './state.ts';
 import { MAX_RESOURCE_SUBSCRIPTIONS, requireObject, type Parked, type Translator } from './translator.ts';
 import { discard, drain } from '../upstream/body.ts';
 
@@ -44,6 +46,11 @@ export interface StatelessCall {
   readonly admission: Admission;
   /** Aborted when the client's response closes before it was complete. */
   readonly signal: AbortSignal;
+  /**
+   * pipeline: the concurrency slots the request holds (src/pipeline/concurrency.ts): a call
+   * parked for input keeps them until it ends, as it runs on upstream.
+   */
+  readonly slots?: HeldSlots | undefined;
 }
 
 export interface Translated {
@@ -126,6 +133,10 @@ class UpstreamCall implements Parked {
   #parkedAs: string | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #unbind: (() => void) | undefined;
+  /** The concurrency slots of the client request driving the call, until the call keeps some. */
+  #slots: HeldSlots | undefined;
+  /** Gives back the slots the call kept when it was first parked (it holds them until it ends). */
+  #release: (() => void) | undefined;
 
   constructor(t: Translator, session: PooledSession, upstreamId: string, res: UpstreamResponse, call: StatelessCall, guard: GuardPlan | undefined) {
     this.t = t;
@@ -137,6 +148,7 @@ class UpstreamCall implements Parked {
     this.logLevel = call.meta.logLevel;
     this.clientId = call.message.id;
     this.cacheTtlMs = call.gw.config.servers[call.server]!.cache?.ttlMs ?? 0;
+    this.#slots = call.slots;
     session.busy++;
     session.lastUsed = Date.now();
     // auth: what the upstream sends again is filtered for the caller like the first part.
@@ -206,6 +218,7 @@ class UpstreamCall implements Parked {
     this.#unbind?.();
     clearTimeout(this.#expiry);
     if (this.#parkedAs) this.t.parked.delete(this.#parkedAs);
+    this.#release?.();
     this.t.pool.release(this.session);
     this.session.lastUsed = Date.now();
     this.reader.close();
@@ -230,8 +243,23 @@ class UpstreamCall implements Parked {
     return { jsonrpc: '2.0', id: this.clientId, result: { resultType: 'input_required', inputRequests, requestState } };
   }
 
-  /** Takes the call out of the parked set for a retry; the caller drives it on. */
-  unpark(): void {
+  /** The server it was called on. */
+  get server(): string {
+    return this.session.server;
+  }
+
+  /**
+   * The slots the call holds (kept when first parked), which a retry going on with it names
+   * instead of taking its own (src/http/stateless.ts); undefined when it holds none.
+   */
+  get heldSlots(): HeldSlots | undefined {
+    return this.#release ? this.#slots : undefined;
+  }
+
+  /** Takes the call out of the parked set for a retry (holding `slots`); the caller drives it on. */
+  unpark(slots: HeldSlots | undefined): void {
+    // A call that holds none (its tool was capped by a reload since) keeps the retry's when parked again.
+    if (!this.#release) this.#slots = slots;
     clearTimeout(this.#expiry);
     if (this.#parkedAs) this.t.parked.delete(this.#parkedAs);
     this.#parkedAs = undefined;
@@ -242,6 +270,9 @@ class UpstreamCall implements Parked {
     // (even after the retry has taken the call up again), and must not cancel it then.
     this.#unbind?.();
     this.#unbind = undefined;
+    // pipeline: it runs on upstream, so it counts under its tool's concurrency cap until it ends
+    // (answered, cancelled, given up), not only until this answer is over.
+    this.#release ??= this.#slots?.keep();
     this.#parkedAs ??= randomBytes(12).toString('base64url');
     this.t.parked.set(this.#parkedAs, this);
     clearTimeout(this.#expiry);
@@ -321,16 +352,13 @@ const ERROR_STATUS: Readonly<Record<number, number>> = { [-32601]: 404, [-32020]
 /** A retry carrying `requestState`: answer the parked call's input requests and go on with it. */
 async function resume(t: Translator, call: StatelessCall): Promise<UpstreamResponse> {
   const params = call.message.params ?? {};
-  const state = t.sealer.open(params.requestState);
-  const name = nameOf(call.message.method!, params) ?? '';
-  if (!state || state.expires < Date.now() || state.server !== call.server || state.principal !== (call.caller?.id ?? '') || state.method !== call.message.method || state.name !== name) {
-    throw new GatewayError('MCPGW_ERR_REQUEST_STATE');
-  }
+  const state = openState(t, call.server, call.caller?.id ?? '', call.message);
+  if (!state) throw new GatewayError('MCPGW_ERR_REQUEST_STATE');
   const uc = t.parked.get(state.call);
   if (!(uc instanceof UpstreamCall)) throw new GatewayError('MCPGW_ERR_REQUEST_STATE', state.node === t.node ? 'the call is over' : 'the call is held by another gateway replica');
   // Checked before the call leaves the parked set: a bad retry leaves it parked, to be retried.
   const responses = params.inputResponses === undefined ? {} : requireObject(params.inputResponses, 'inputResponses');
-  uc.unpark();
+  uc.unpark(call.slots);
   uc.clientId = call.message.id;
   await uc.answer(responses);
   if (uc.pending.size > 0) {
@@ -340,6 +368,24 @@ async function resume(t: Translator, call: StatelessCall): Promise<UpstreamRespo
   }
   uc.bind(call.signal);
   return answer(uc, call.signal);
+}
+
+/** The state a retry's `requestState` carries, when it is this request's (same server, caller, method, name) and not expired. */
+function openState(t: Translator, server: string, principal: string, message: Envelope): ContinuationState | undefined {
+  const state = t.sealer.open(message.params?.requestState);
+  if (!state || state.expires < Date.now() || state.server !== server || state.principal !== principal || state.method !== message.method) return undefined;
+  return state.name === (nameOf(message.method!, message.params) ?? '') ? state : undefined;
+}
+
+/**
+ * pipeline: the concurrency slots held by the parked call `message` (a retry) goes on with,
+ * so the retry takes none of its own for it (src/pipeline/concurrency.ts); undefined for
+ * anything else.
+ */
+export function parkedSlots(t: Translator, server: string, principal: string, message: Envelope): HeldSlots | undefined {
+  const state = openState(t, server, principal, message);
+  const uc = state && t.parked.get(state.call);
+  return uc instanceof UpstreamCall ? uc.heldSlots : undefined;
 }
 
 /** Posts one message the gateway writes (an answer, a cancellation) on the session; failures only end the call. */

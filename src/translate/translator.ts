@@ -38,6 +38,8 @@ export interface ProbeCaller {
 
 /** A call held until the client answers its input requests; knows how to give up. */
 export interface Parked {
+  /** The server it was called on. */
+  readonly server: string;
   expire(reason: string): void;
 }
 
@@ -134,6 +136,16 @@ export class Translator {
       this.#probes.delete(server);
     }
     return this.pool.retire(servers, (session) => this.fanouts.get(session)?.handOver());
+  }
+
+  /**
+   * A reload removed these servers: a call parked on one can never be retried (the server is
+   * unknown now), so it is cancelled upstream at once instead of at translation.inputTimeout,
+   * giving back what it holds (its session, its concurrency slot).
+   */
+  endParked(servers: readonly string[]): void {
+    if (servers.length === 0) return;
+    for (const p of [...this.parked.values()]) if (servers.includes(p.server)) p.expire('the server was removed from the gateway');
   }
 
   /** Ends what it holds: the parked calls, the upstream sessions. */

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load.ts';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { startGateway, TEST_SECRET } from '../helpers/gateway.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth.ts';
 import { startPolicyUpstream, type PolicyUpstream } from '../helpers/policy-upstream.ts';
+import { meta, startEraServer, statelessPost, type EraServer } from '../helpers/era.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { until } from '../helpers/streams.ts';
+import { startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
 type Client = Awaited<ReturnType<typeof connectClient>>['client'];
 
@@ -154,6 +157,110 @@ describe('limits per tool (SDK client, SDK upstream)', () => {
     assert.equal(rpcOf(third).error?.data?.code, 'MCPGW_ERR_RATE_LIMITED');
     assert.equal(up.attempts('tools/call silent') - arrived, 2, 'never sent');
     for (const r of await Promise.all(running)) assert.equal(r.status, 200, r.text);
+  });
+});
+
+describe('concurrency of calls parked for input (2026-07-28 client, session-era upstream)', () => {
+  let demo: HttpUpstreamProcess;
+  /** A demo upstream of its own, stopped by a test. */
+  let fragile: HttpUpstreamProcess;
+  let rounds: EraServer;
+  let gw: Gateway;
+  /** The same, with a short translation.inputTimeout. */
+  let brief: Gateway;
+  const capped = (url: string, tool: string) => ({ upstreams: [{ url }], era: 'session', tools: { [tool]: { concurrency: 1 } } });
+  let servers: Record<string, unknown>;
+
+  before(async () => {
+    [demo, fragile, rounds] = await Promise.all([startDemoUpstream('demo'), startDemoUpstream('fragile'), startEraServer('session')]);
+    servers = { asking: capped(demo.url, 'ask_name'), removable: capped(demo.url, 'ask_name'), fragile: { ...capped(fragile.url, 'ask_name'), timeout: { idle: '1s' } }, rounds: capped(rounds.url, 'test_input_required_result_multi_round') };
+    [gw, brief] = await Promise.all([startGateway({ servers }), startGateway({ servers, translation: { inputTimeout: '1s' } })]);
+  });
+  after(async () => {
+    await Promise.all([gw?.close(), brief?.close()]);
+    await Promise.all([demo?.stop(), fragile?.stop(), rounds?.stop()]);
+  });
+
+  type Answer = { status: number; text: string; rpc: { result?: Record<string, unknown>; error?: { message: string; data?: { code?: string } } } };
+  /** ask_name (it asks for a name: elicitation) from a client that can answer; `retry` carries a parked call's requestState and answers. */
+  const ask = async (at: Gateway, id: number, retry: Record<string, unknown> = {}, server = 'asking', tool = 'ask_name'): Promise<Answer> => {
+    const res = await statelessPost(`${at.url}/mcp/${server}`, 'tools/call', { name: tool, arguments: {}, ...retry, _meta: meta({ elicitation: {} }) }, { id });
+    return { status: res.status, text: res.text, rpc: rpcOf(res) as Answer['rpc'] };
+  };
+  const parked = (a: Answer) => {
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.rpc.result?.resultType, 'input_required', a.text);
+    return a.rpc.result!.requestState as string;
+  };
+  const refused = (a: Answer) => {
+    assert.equal(a.status, 429, a.text);
+    assert.equal(a.rpc.error?.data?.code, 'MCPGW_ERR_RATE_LIMITED', a.text);
+  };
+  const name = (n: string) => ({ elicitation: { action: 'accept', content: { name: n } } });
+
+  it('a parked call holds its slot until it ends; the retry that carries its input goes on with it, taking no other', async () => {
+    const state = parked(await ask(gw, 1));
+    // The call is parked upstream (the elicitation is unanswered): it runs, and holds the only slot.
+    refused(await ask(gw, 2));
+    refused(await ask(gw, 3));
+    assert.equal(gw.pipeline.running, 1);
+    // A retry that answers nothing is asked again: the call stays parked, its slot held.
+    const again = parked(await ask(gw, 4, { requestState: state, inputResponses: {} }));
+    refused(await ask(gw, 5));
+    const done = await ask(gw, 6, { requestState: again, inputResponses: name('Ada') });
+    assert.equal(done.status, 200, done.text);
+    assert.equal(textOf(done.rpc.result), 'Hello, Ada!');
+    assert.equal(gw.pipeline.running, 0, 'the answered call gave its slot back');
+    // A new call is accepted (and parks in turn); answered, it gives its slot back too.
+    const next = parked(await ask(gw, 7));
+    assert.equal(textOf((await ask(gw, 8, { requestState: next, inputResponses: name('Bo') })).rpc.result), 'Hello, Bo!');
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a parked call not retried within translation.inputTimeout gives its slot back', async () => {
+    const state = parked(await ask(brief, 1));
+    refused(await ask(brief, 2));
+    await until(() => brief.pipeline.running === 0, 'the parked call given up (1 s)');
+    const next = parked(await ask(brief, 3));
+    // The late retry names a call that is over: it goes on with nothing, and takes no slot from the new call.
+    const late = await ask(brief, 4, { requestState: state, inputResponses: name('Ada') });
+    assert.ok(late.status >= 400, late.text);
+    assert.equal(brief.pipeline.running, 1, "the new call's slot is held");
+    refused(await ask(brief, 5));
+    assert.equal(textOf((await ask(brief, 6, { requestState: next, inputResponses: name('Bo') })).rpc.result), 'Hello, Bo!');
+    assert.equal(brief.pipeline.running, 0);
+  });
+
+  it('a call asking again after its retry stays parked on the same slot', async () => {
+    const multi = (id: number, retry: Record<string, unknown> = {}) => ask(gw, id, retry, 'rounds', 'test_input_required_result_multi_round');
+    const first = parked(await multi(1));
+    refused(await multi(2));
+    // The retry answers step 1; the upstream asks step 2 on the same call: parked again, on its slot.
+    const second = parked(await multi(3, { requestState: first, inputResponses: name('Ada') }));
+    assert.equal(gw.pipeline.running, 1);
+    refused(await multi(4));
+    const done = await multi(5, { requestState: second, inputResponses: { elicitation: { action: 'accept', content: { city: 'Paris' } } } });
+    assert.equal(textOf(done.rpc.result), 'Both rounds done', done.text);
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a parked call whose upstream went away gives its slot back when its retry fails', async () => {
+    const state = parked(await ask(gw, 1, {}, 'fragile'));
+    refused(await ask(gw, 2, {}, 'fragile'));
+    await fragile.child.kill('SIGKILL'); // at once: it would wait for the parked call's stream
+    // The call's upstream stream is gone, and so is the upstream (the time limit, 1 s idle, bounds any wait).
+    const failed = await ask(gw, 3, { requestState: state, inputResponses: name('Ada') }, 'fragile');
+    assert.ok(failed.rpc.error !== undefined, failed.text);
+    assert.equal(gw.pipeline.running, 0);
+  });
+
+  it('a reload removing the server ends its parked calls, giving their slots back', async () => {
+    parked(await ask(brief, 1, {}, 'removable'));
+    assert.equal(brief.pipeline.running, 1);
+    const { removable: _, ...kept } = servers;
+    const doc = { listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, session: { secret: TEST_SECRET }, log: { level: 'silent' }, translation: { inputTimeout: '1s' }, servers: kept };
+    brief.reconfigure(loadConfig({ document: doc, env: {} }).config);
+    assert.equal(brief.pipeline.running, 0, 'at once, not at translation.inputTimeout');
   });
 });
 

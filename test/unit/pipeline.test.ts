@@ -52,14 +52,43 @@ describe('concurrency cap', () => {
       (err: GatewayError) => err.code === 'MCPGW_ERR_RATE_LIMITED' && err.headers === undefined && /at most 2 calls of tool "echo" at once/.test(err.message),
     );
     assert.ok(cap.take(as('b', [echo(1)])), 'another caller has its own cap');
-    first();
-    first();
+    first.settle();
+    first.settle();
     assert.equal(cap.running, 2, 'a second release gives nothing back');
     const third = cap.take(as('a', [echo(3)]))!;
     assert.throws(() => cap.take(as('a', [echo(4), echo(5)])), (err: GatewayError) => err.code === 'MCPGW_ERR_RATE_LIMITED', 'a batch takes a slot for each call');
-    second();
-    third();
+    second.settle();
+    third.settle();
     assert.equal(cap.take(as('a', [{ jsonrpc: '2.0', id: 1, method: 'tools/list' }])), undefined, 'other methods are not capped');
+  });
+
+  it('kept slots outlive the answer and are given back once by their keeper; a request going on with them takes none', () => {
+    const cap = new Concurrency({ config, metrics: metrics() });
+    const parked = cap.take(as('a', [echo(1)]))!;
+    const release = parked.keep()!;
+    assert.equal(parked.keep(), undefined, 'kept once');
+    parked.settle();
+    assert.equal(cap.running, 1, "the answer's end gives kept slots nothing back");
+    // The retry of the parked call goes on with its slot; a call of another caller or beside it takes its own.
+    assert.equal(cap.take({ ...as('a', [echo(2)]), continues: parked }), undefined);
+    assert.equal(cap.running, 1);
+    const beside = cap.take({ ...as('a', [echo(3), echo(4)]), continues: parked })!;
+    assert.equal(cap.running, 2, 'only one call of a request goes on with the parked one');
+    const other = cap.take({ ...as('b', [echo(5)]), continues: parked })!;
+    assert.equal(cap.running, 3, "another caller's call takes its own");
+    beside.settle();
+    other.settle();
+    release();
+    release();
+    parked.settle();
+    assert.equal(cap.running, 0, 'given back once');
+    // Given back: a request naming them takes its own again.
+    cap.take({ ...as('a', [echo(6)]), continues: parked })!.settle();
+    assert.equal(parked.keep(), undefined, 'given back slots cannot be kept');
+    const settled = cap.take(as('a', [echo(7)]))!;
+    settled.settle();
+    assert.equal(settled.keep(), undefined, 'nor slots the answer gave back');
+    assert.equal(cap.running, 0);
   });
 });
 
