@@ -18,7 +18,8 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { GatewayConfig } from '../config/types.ts';
 import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import { idKey } from '../protocol/jsonrpc.ts';
-import { SseSplitter, sseMessage } from '../protocol/sse.ts';
+import { parseAnswer } from '../protocol/answers.ts';
+import { SseSplitter, sseFields } from '../protocol/sse.ts';
 import { Deadline } from '../resilience/deadline.ts';
 import type { EventTap, UpstreamResponse } from '../upstream/types.ts';
 import type { Door, PipelineRequest } from './request.ts';
@@ -193,11 +194,11 @@ export class TimedCall {
   event(event: string): void {
     if (this.#done) return;
     this.#deadline.touch();
-    // Only an event that can be a response is parsed.
+    // Only an event that can be a response is read further (parseAnswer parses only such data).
     if (!event.includes('"result"') && !event.includes('"error"')) return;
-    const m = sseMessage(event)?.msg as { id?: unknown; method?: unknown } | null | undefined;
-    if (!m || typeof m !== 'object' || Array.isArray(m) || m.method !== undefined || m.id === undefined) return;
-    this.#answered(m.id);
+    const data = sseFields(event).data;
+    const m = data === undefined ? undefined : parseAnswer(data)?.response;
+    if (m) this.#answered(m.id);
   }
 
   #answered(id: unknown): void {
