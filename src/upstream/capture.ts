@@ -88,7 +88,8 @@ class ResultCapture extends Transform {
   }
 }
 
-function parse(text: string): unknown {
+/** The JSON value of `text`; undefined when it is not JSON. */
+export function parse(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
@@ -97,7 +98,7 @@ function parse(text: string): unknown {
 }
 
 /** The `result` of the response to `id`, if `msg` is one. */
-function resultFor(msg: unknown, id: JsonRpcId): Record<string, unknown> | undefined {
+export function resultFor(msg: unknown, id: JsonRpcId): Record<string, unknown> | undefined {
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return undefined;
   const m = msg as { id?: unknown; method?: unknown; result?: unknown };
   if (m.method !== undefined || m.id !== id) return undefined;

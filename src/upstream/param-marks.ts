@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { GatewayError, type JsonRpcId } from '../errors.ts';
+import { GatewayError, isCallersOwn, type JsonRpcId } from '../errors.ts';
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { hasUnwrittenParam, MAX_PARAM_HEADER_LENGTH, MAX_PARAM_HEADERS, paramHeadersOf, writeParamHeaders, type ParamHeader } from '../protocol/param-headers.ts';
@@ -9,7 +9,7 @@ import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
 import { decodeHeaderValue, standardHeaders } from '../protocol/stateless.ts';
 import { discard } from './body.ts';
-import { captureResult } from './capture.ts';
+import { captureResult, parse, resultFor } from './capture.ts';
 import { forCaller, ownRequest, type ClientRequest, type UpstreamResponse } from './types.ts';
 
 /** Tools remembered per server: lists are paginated and bounded by the upstream, this bounds us. */
@@ -143,10 +143,7 @@ export class ParamMarks {
 async function resultOf(res: UpstreamResponse, id: string): Promise<Record<string, unknown> | undefined> {
   if (res.body === null) return undefined;
   const sse = res.headers['content-type']?.startsWith('text/event-stream') === true;
-  const pick = (msg: unknown) => {
-    const m = msg as { id?: unknown; result?: unknown } | null;
-    return m?.id === id && m.result !== null && typeof m.result === 'object' ? (m.result as Record<string, unknown>) : undefined;
-  };
+  const pick = (msg: unknown) => resultFor(msg, id);
   if (typeof res.body === 'string') return pick(parse(res.body));
   const body: Readable = res.body;
   const splitter = new SseSplitter();
@@ -169,18 +166,6 @@ async function resultOf(res: UpstreamResponse, id: string): Promise<Record<strin
     discard(body);
   }
   return sse ? undefined : pick(parse(Buffer.concat(chunks).toString('utf8')));
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function isCallersOwn(err: unknown): boolean {
-  return err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN');
 }
 
 /** The caller's Mcp-Param-* headers that are well-formed (the revision's encoding, bounded). */
