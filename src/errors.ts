@@ -103,6 +103,15 @@ export function errorBody(err: GatewayError, id: JsonRpcId = null): string {
 }
 
 /** Raised for bad configuration; the CLI prints it and exits 1 without a stack trace. */
+/**
+ * An error that answers only the caller it came for — their token could not be exchanged, or the
+ * upstream turned them away —, so what the gateway asked on their behalf says nothing for another
+ * caller (src/translate/translator.ts era probe, src/upstream/param-marks.ts list look).
+ */
+export function isCallersOwn(err: unknown): boolean {
+  return err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN');
+}
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);

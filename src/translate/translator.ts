@@ -1,6 +1,6 @@
 import { GATEWAY_ORIGINATED } from '../pipeline/admission.ts';
 import { randomBytes } from 'node:crypto';
-import { GatewayError } from '../errors.ts';
+import { GatewayError, isCallersOwn } from '../errors.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, standardHeaders } from '../protocol/stateless.ts';
 import type { GatewayConfig } from '../config/types.ts';
@@ -166,7 +166,7 @@ export class Translator {
       // the upstream turning that caller away, is not this caller's answer: it asks again for itself.
       if (under.principal === principal) return under.verdict;
       return under.verdict.catch((err: unknown) => {
-        if (err instanceof GatewayError && (err.code.startsWith('MCPGW_ERR_TOKEN_EXCHANGE_') || err.code === 'MCPGW_ERR_FORBIDDEN')) return this.#start(server, upstream, caller);
+        if (isCallersOwn(err)) return this.#start(server, upstream, caller);
         throw err;
       });
     }
