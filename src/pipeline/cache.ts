@@ -9,7 +9,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ResultCache, usable, type Invalidation, type Lookup } from '../cache/result-cache.ts';
-import type { GatewayConfig, ServerConfig } from '../config/types.ts';
+import type { GatewayConfig, ServerCacheConfig, ServerConfig } from '../config/types.ts';
 import { methodLabel, type Metrics } from '../ops/metrics.ts';
 import type { Envelope } from '../protocol/jsonrpc.ts';
 import { SseSplitter, sseMessage } from '../protocol/sse.ts';
@@ -45,11 +45,15 @@ export class CacheStage {
   /**
    * The cached answer to a single request `m`, or the miss it fetches (undefined when it is not
    * for the cache: the server caches nothing, the method is no read, the client takes no JSON,
-   * a name was masked). A store that fails counts as a miss.
+   * a name was masked; then at once, with no promise to wait for). A store that fails counts as a miss.
    */
-  async lookup(req: PipelineRequest, server: ServerConfig, m: Envelope): Promise<UpstreamResponse | Miss | undefined> {
+  lookup(req: PipelineRequest, server: ServerConfig, m: Envelope): Promise<UpstreamResponse | Miss | undefined> | undefined {
     const cache = this.#cache;
     if (!cache || !server.cache || req.masked || !ResultCache.cacheable(m.method, m.params) || !acceptsJson(req)) return undefined;
+    return this.#lookup(cache, req, server as ServerConfig & { readonly cache: ServerCacheConfig }, m);
+  }
+
+  async #lookup(cache: ResultCache, req: PipelineRequest, server: ServerConfig & { readonly cache: ServerCacheConfig }, m: Envelope): Promise<UpstreamResponse | Miss | undefined> {
     const context = req.principal || (req.session !== undefined ? `session ${req.session}` : `holder ${req.holder}`);
     const lookup = await cache
       .lookup({ server: server.name, method: m.method!, params: m.params, protocolVersion: req.protocolVersion, context, perUser: server.cache.perUser })

@@ -127,6 +127,8 @@ export class TimedCall {
   #body: { readonly source: Readable; readonly activity: Activity | undefined } | undefined;
   /** The gateway stream that relays the answer, once the hub took it. */
   #streamKey: string | undefined;
+  /** `response` waiting for the upstream's answer: what expiry answers instead. */
+  #waiting: ((err: GatewayError) => void) | undefined;
   #done = false;
 
   constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined) {
@@ -160,21 +162,19 @@ export class TimedCall {
    */
   response(pending: Promise<UpstreamResponse>): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
-      const signal = this.#controller.signal;
-      const onAbort = () => {
-        const err = signal.reason as GatewayError;
+      // Told by #expire directly: a listener on the signal costs more than the call it watches.
+      this.#waiting = (err) => {
         if (!this.#req.batch) return reject(err);
         resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(this.#ids.map((id) => errorResponse(err, id))) });
       };
-      signal.addEventListener('abort', onAbort, { once: true });
       pending.then(
         (res) => {
-          signal.removeEventListener('abort', onAbort);
-          if (signal.aborted) return dropBody(res);
+          this.#waiting = undefined;
+          if (this.#controller.signal.aborted) return dropBody(res);
           resolve(this.#follow(res));
         },
         (err: unknown) => {
-          signal.removeEventListener('abort', onAbort);
+          this.#waiting = undefined;
           this.finish();
           reject(err as Error);
         },
@@ -206,15 +206,17 @@ export class TimedCall {
   }
 
   /** What the event hub tells of a relayed answer (src/events/producer.ts). */
-  readonly #events: EventTap = {
-    event: () => {
-      if (!this.#done) this.#deadline.touch();
-    },
-    answered: (id) => {
-      if (!this.#done) this.#answered(id);
-    },
-    ended: () => this.finish(),
-  };
+  #tap(): EventTap {
+    return {
+      event: () => {
+        if (!this.#done) this.#deadline.touch();
+      },
+      answered: (id) => {
+        if (!this.#done) this.#answered(id);
+      },
+      ended: () => this.finish(),
+    };
+  }
 
   /** See Deadlines.cancelledByClient. */
   cancelledByClient(): void {
@@ -264,7 +266,7 @@ export class TimedCall {
     const relayed = res.onStream;
     return {
       ...res,
-      events: this.#events,
+      events: this.#tap(),
       onStream: (key) => {
         this.#body = undefined;
         this.#streamKey = key;
@@ -323,6 +325,8 @@ export class TimedCall {
       this.#stage.interrupt(this.#streamKey, err, unanswered);
     }
     this.#controller.abort(err);
+    this.#waiting?.(err);
+    this.#waiting = undefined;
     for (const id of unanswered) this.#cancel?.(id, `gateway timeout (${reason})`);
     this.#ended();
   }

@@ -93,7 +93,8 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     const m = !req.batch && req.messages.length === 1 && req.messages[0]!.kind === 'request' ? req.messages[0]! : undefined;
     if (!m) return this.#passOn(req, server, ex, slots);
 
-    const cached = await this.#cache.lookup(req, server, m);
+    const looked = this.#cache.lookup(req, server, m);
+    const cached = looked && (await looked);
     if (cached && 'status' in cached) {
       if (slots) this.#afterAnswer(cached, undefined, () => slots.settle());
       return cached;
@@ -112,6 +113,8 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
       const sent = this.#retry.send(req, server, m, ex, clientRequest(req.headers, req.messages, false, req.protocolVersion, ADMITTED, timed?.signal), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
+      // A send that threw before it had a promise to give never reached the time limit's watch.
+      timed?.finish();
       this.#cache.abandon(miss);
       if (invalidates) this.#cache.invalidate(server.name, 'all');
       throw err;
@@ -151,6 +154,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
       const sent = ex.send(clientRequest(req.headers, req.messages, req.batch, req.protocolVersion, ADMITTED, timed?.signal), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
+      timed?.finish();
       if (invalidates) this.#cache.invalidate(server.name, 'all');
       throw err;
     }

@@ -40,10 +40,15 @@ export class Retry {
   }
 
   /** Sends `sent` through the door's exchange (with the request's concurrency `slots`); `m` is the request when the body holds exactly one. */
-  async send(req: PipelineRequest, server: ServerConfig, m: Envelope | undefined, ex: Exchange, sent: ClientRequest, slots?: HeldSlots): Promise<UpstreamResponse> {
+  send(req: PipelineRequest, server: ServerConfig, m: Envelope | undefined, ex: Exchange, sent: ClientRequest, slots?: HeldSlots): Promise<UpstreamResponse> {
     const retry = (m && toolLimits(server, m)?.retry) ?? server.retry;
     const budget = m && retry.attempts > 1 && this.#safe(server, m) ? this.#budget(server, req.replica ?? '') : undefined;
+    // Sent once: the exchange's own promise, no other around it.
     if (!budget) return ex.send(sent, slots);
+    return this.#sendRetrying(req, server, retry, budget, ex, sent, slots);
+  }
+
+  async #sendRetrying(req: PipelineRequest, server: ServerConfig, retry: ServerConfig['retry'], budget: RetryBudget, ex: Exchange, sent: ClientRequest, slots: HeldSlots | undefined): Promise<UpstreamResponse> {
     budget.deposit();
     const signal = sent.signal;
     for (let attempt = 1; ; attempt++) {

@@ -61,13 +61,17 @@ export class HttpReplica extends ReplicaState {
    * `timeoutMs` (then 504, not held against the replica: the wait was the gateway's own). The
    * slot is held until the response body is done.
    */
-  async request(options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
+  request(options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
     if (!this.gate || options.method === 'GET') return this.pool.request(options);
+    return this.#gated(this.gate, options, timeoutMs, server);
+  }
+
+  async #gated(gate: RequestGate, options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
     const signal = options.signal as AbortSignal | undefined;
-    const release = await this.gate.acquire(timeoutMs, signal);
+    const release = await gate.acquire(timeoutMs, signal);
     if (!release) {
       if (signal?.aborted) throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": the request was given up while it waited`);
-      throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": all ${this.gate.size} connections to a replica stayed busy for requestTimeout`);
+      throw new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": all ${gate.size} connections to a replica stayed busy for requestTimeout`);
     }
     try {
       const res = await this.pool.request(options);
