@@ -31,7 +31,8 @@ const usage = (workloads: readonly Workload[]) => `Usage: npm run bench -- [opti
                        sse and churn use the first
   --sse-events N       progress events per SSE call            BENCH_SSE_EVENTS  (20)
   --idle-streams N     idle SSE streams per scenario           BENCH_IDLE_STREAMS (10000)
-  --scenarios LIST     scenario ids (baselines are added)      BENCH_SCENARIOS   (all)
+  --scenarios LIST     scenario ids (baselines are added);     BENCH_SCENARIOS   (all)
+                       json-* run churn only when named
   --workloads LIST     workload ids (those they are read       BENCH_WORKLOADS   (the default set)
                        against are added)
   --out FILE           results file                            BENCH_OUT         (bench/results.json)
@@ -100,7 +101,8 @@ function parseOptions(): Options | undefined {
     ids.add(s.baseline);
     if (s.floor) ids.add(s.floor);
   }
-  const scenarios = SCENARIOS.filter((s) => ids.has(s.id));
+  // A run that names its scenarios runs every kind they serve; the default run, only their `kindsByDefault`.
+  const scenarios = SCENARIOS.filter((s) => ids.has(s.id)).map((s) => (wantScenarios || !s.kindsByDefault ? s : { ...s, kinds: s.kindsByDefault }));
 
   const sseEvents = num('--sse-events', values['sse-events'] ?? env.BENCH_SSE_EVENTS, 20);
   const idleCount = num('--idle-streams', values['idle-streams'] ?? env.BENCH_IDLE_STREAMS, 10_000);

@@ -24,9 +24,12 @@ export interface Scenario {
   readonly floor?: string;
   /** Only these kinds of workload run against it (all when absent). */
   readonly kinds?: readonly WorkloadKind[];
+  /** In a run that names no scenarios, only these kinds (fewer than `kinds`: keeps the default run short). */
+  readonly kindsByDefault?: readonly WorkloadKind[];
 }
 
-export type UpstreamKind = 'demo' | 'raw';
+/** `demo-json`: the demo server with `--json`, answering every POST with application/json instead of SSE. */
+export type UpstreamKind = 'demo' | 'demo-json' | 'raw';
 /** `gateway-redis-pair`: two gateway replicas sharing one Redis and one session secret. */
 export type HopKind = 'none' | 'floor' | 'gateway' | 'gateway-redis' | 'gateway-cache' | 'gateway-redis-pair' | 'gateway-traces';
 /** What a workload does (bench/workloads.ts), so a scenario can say which ones it serves. */
@@ -41,6 +44,12 @@ export const SCENARIOS: readonly Scenario[] = [
   // Issue J: what traces cost when on (every call sampled, exported over OTLP/HTTP); the
   // `gateway` row is the same gateway with traces off.
   { id: 'gateway-traces', title: 'demo upstream via gateway, traces on', upstream: 'demo', hop: 'gateway-traces', baseline: 'direct', floor: 'floor', kinds: ['call', 'read'] },
+  // Issue I measured with the SDK upstream answering in JSON. No SSE in its answers, so no sse or
+  // resume workload; read adds nothing a call does not show. churn runs when these are named.
+  { id: 'json-direct', title: 'demo upstream answering JSON, direct', upstream: 'demo-json', hop: 'none', baseline: 'json-direct', kinds: ['call', 'churn'], kindsByDefault: ['call'] },
+  { id: 'json-floor', title: 'demo upstream answering JSON via bare undici hop', upstream: 'demo-json', hop: 'floor', baseline: 'json-direct', kinds: ['call', 'churn'], kindsByDefault: ['call'] },
+  { id: 'json-gateway', title: 'demo upstream answering JSON via gateway', upstream: 'demo-json', hop: 'gateway', baseline: 'json-direct', floor: 'json-floor', kinds: ['call', 'churn'], kindsByDefault: ['call'] },
+  { id: 'json-gateway-redis', title: 'demo upstream answering JSON via gateway + Redis', upstream: 'demo-json', hop: 'gateway-redis', baseline: 'json-direct', floor: 'json-floor', kinds: ['call', 'churn'], kindsByDefault: ['call'] },
   { id: 'raw-direct', title: 'raw upstream, direct', upstream: 'raw', hop: 'none', baseline: 'raw-direct' },
   { id: 'raw-floor', title: 'raw upstream via bare undici hop', upstream: 'raw', hop: 'floor', baseline: 'raw-direct' },
   { id: 'raw-gateway', title: 'raw upstream via gateway', upstream: 'raw', hop: 'gateway', baseline: 'raw-direct', floor: 'raw-floor' },
@@ -111,8 +120,8 @@ export async function startScenario(s: Scenario, opts: StartOptions): Promise<Ru
 }
 
 async function startUpstream(kind: UpstreamKind): Promise<Proc> {
-  const script = kind === 'demo' ? DEMO_SERVER : RAW_UPSTREAM;
-  const child = spawnOwned(process.execPath, [script, '--http', '0'], { env: { ...process.env, DEMO_REPLICA: 'bench' } });
+  const args = kind === 'raw' ? [RAW_UPSTREAM, '--http', '0'] : [DEMO_SERVER, '--http', '0', ...(kind === 'demo-json' ? ['--json'] : [])];
+  const child = spawnOwned(process.execPath, args, { env: { ...process.env, DEMO_REPLICA: 'bench' } });
   const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
   return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
  * The bundled demo upstream: a small MCP server written with the SDK. `npm start` spawns it over
- * stdio as server "demo"; `--http <port>` serves it over Streamable HTTP instead (tests, compose).
+ * stdio as server "demo"; `--http <port>` serves it over Streamable HTTP instead (tests, compose),
+ * answering each POST with an SSE stream, or with `--json` too with one application/json body (the
+ * SDK's `enableJsonResponse`: progress and other notifications of a request are then dropped).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -133,7 +135,7 @@ class MemoryEventStore implements EventStore {
   }
 }
 
-async function serveHttp(port: number, host: string): Promise<void> {
+async function serveHttp(port: number, host: string, json: boolean): Promise<void> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
@@ -146,6 +148,7 @@ async function serveHttp(port: number, host: string): Promise<void> {
       }
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
+        enableJsonResponse: json,
         eventStore: new MemoryEventStore(),
         onsessioninitialized: (id) => void sessions.set(id, transport),
         onsessionclosed: (id) => void sessions.delete(id),
@@ -203,7 +206,7 @@ const args = process.argv.slice(2);
 const httpAt = args.indexOf('--http');
 const sseAt = args.indexOf('--sse');
 if (httpAt >= 0) {
-  await serveHttp(Number(args[httpAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1');
+  await serveHttp(Number(args[httpAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1', args.includes('--json'));
 } else if (sseAt >= 0) {
   await serveLegacySse(Number(args[sseAt + 1] ?? 0), process.env.DEMO_HOST ?? '127.0.0.1');
 } else {
