@@ -43,7 +43,7 @@ export interface GatewayContext {
    * Counts a response until it closes; `stream` marks a standalone GET stream, which a draining
    * replica ends at once (the client resumes elsewhere) instead of waiting for it.
    */
-  track(res: ServerResponse, kind: 'request' | 'stream'): void;
+  track(res: ServerResponse, kind: 'request' | 'stream', closed?: () => void): void;
   /** Readiness of this replica: empty when ready, else the reasons (never one server's health). */
   notReady(): string[];
   /** traces: OpenTelemetry (src/ops/telemetry.ts); undefined when off. */

@@ -50,9 +50,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
   const call = new Call(gw, request, performance.now());
   // stateless: a 2026-07-28 subscriptions/listen (told by its Mcp-Method header) is a long-lived stream too.
   const kind = request.method === 'GET' || isListenRequest(request.headers) ? 'stream' : 'request';
-  gw.track(reply.raw, kind);
   // accounting: once the response closed and its answer is over (src/http/accounting.ts).
-  reply.raw.once('close', () => call.closed(reply.raw.statusCode, reply.raw.writableFinished));
+  gw.track(reply.raw, kind, () => call.closed(reply.raw.statusCode, reply.raw.writableFinished));
   try {
     // A draining replica ends its streams: a new one would be cut at once, so it is opened elsewhere.
     if (kind === 'stream' && gw.shuttingDown) throw new GatewayError('MCPGW_ERR_SHUTTING_DOWN', 'streams are opened on another replica');
@@ -203,7 +202,7 @@ const onPost: Step = async (gw, request, call) => {
   if (guard) call.hidden = guard.hidden;
   // pipeline: rate limits, result cache, breaker fast-fail, time limit, retries (src/pipeline/);
   // a request with a hidden name swapped out is never answered from the cache.
-  const piped = { ...pipelineRequest(request, call, guard?.messages ?? messages, incoming.batch, version), session: claims.id, replica: claims.upstream, masked: guard !== undefined && guard.masks.length > 0 };
+  const piped = pipelineRequest(request, call, guard?.messages ?? messages, incoming.batch, version, claims, guard !== undefined && guard.masks.length > 0);
   const sent = await withSession(gw, claims, () => gw.pipeline.run(piped, sessionExchange(upstream, claims, request.headers, version)));
   const stream = postStream(gw, call, upstream, claims, request, messages, version);
   if (!guard) return { res: sent, stream };
@@ -211,7 +210,8 @@ const onPost: Step = async (gw, request, call) => {
 };
 
 function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, request: McpRequest, messages: readonly Envelope[], version: string): StreamContext {
-  const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
+  const ids: JsonRpcId[] = [];
+  for (const m of messages) if (m.kind === 'request') ids.push(m.id);
   const accept = headerValue(request.headers.accept);
   const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
   return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version), json };
@@ -259,7 +259,7 @@ const onGet: Step = async (gw, request, call) => {
   // stateless: a session held here for a 2026-07-28 upstream: its GET stream is a subscriptions/listen.
   if (isTranslatedSession(claims)) return translatedSessionGet(gw, upstream, claims, request.headers, version);
   // pipeline: the GET stream's notifications invalidate the cache (src/pipeline/cache.ts).
-  const piped = { ...pipelineRequest(request, call, [], false, version), session: claims.id };
+  const piped = pipelineRequest(request, call, [], false, version, claims);
   const res = await withSession(gw, claims, () => gw.pipeline.run(piped, { upstream, send: (req) => upstream.get(claims, req) }));
   return { res, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version) } };
 };
@@ -274,7 +274,7 @@ const onDelete: Step = async (gw, request, call) => {
     await gw.endSession(claims);
     return { res: { status: 200, headers: {}, body: null } };
   }
-  const piped = { ...pipelineRequest(request, call, [], false, version), session: claims.id };
+  const piped = pipelineRequest(request, call, [], false, version, claims);
   const res = await withSession(gw, claims, () => gw.pipeline.run(piped, { upstream, send: (req) => upstream.delete(claims, req) }));
   // 405 means the upstream keeps the session alive; anything else ends it here too.
   if (res.status !== 405) await gw.endSession(claims);
@@ -325,9 +325,12 @@ export function checkAccept(request: McpRequest, kind: 'post' | 'get'): void {
   if (!ok) throw new GatewayError('MCPGW_ERR_NOT_ACCEPTABLE', `got "${accept}"`);
 }
 
-/** The pipeline's view of a request on /mcp/<server> (the session-era door). */
-function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[], batch: boolean, protocolVersion: string): PipelineRequest {
-  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session', headers: request.headers, batch, protocolVersion, relayed: true };
+/**
+ * The pipeline's view of a request on /mcp/<server> (the session-era door); `claims`, the
+ * session it goes on (none for initialize), `masked` as PipelineRequest says.
+ */
+function pipelineRequest(request: McpRequest, call: Call, messages: readonly Envelope[], batch: boolean, protocolVersion: string, claims?: SessionClaims, masked = false): PipelineRequest {
+  return { server: request.params.server, principal: call.caller?.id, holder: call.holder, messages, door: 'session', headers: request.headers, batch, protocolVersion, relayed: true, session: claims?.id, replica: claims?.upstream, masked };
 }
 
 export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId, headers?: Record<string, string>): void {
