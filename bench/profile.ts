@@ -64,7 +64,7 @@ export function breakdown(profile: Profile): { busyMicros: number; owners: Map<s
   return { busyMicros, owners };
 }
 
-function ownerOf(url: string): string | undefined {
+export function ownerOf(url: string): string | undefined {
   const dep = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (dep) return dep[1];
   const ours = /\/(?:dist|src)\/([^/]+)\/[^/]+\.[jt]s$/.exec(url) ?? /\/(?:dist|src)\/([^/]+)\.[jt]s$/.exec(url);

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
@@ -85,7 +86,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       return reply;
     }
     const { res, session, stream } = outcome;
-    if (stream && res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream')) {
+    if (stream && relayable(res)) {
       reply.hijack();
       if (session) reply.raw.setHeader('mcp-session-id', session);
       // accounting: a POST stream's answers are read by the hub as it relays them.
@@ -107,9 +108,18 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
       body = await readJsonAnswer(body, call);
     }
+    // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
+    if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {
+      reply.hijack();
+      const headers: Record<string, string | number> = session ? { ...res.headers, 'mcp-session-id': session } : { ...res.headers };
+      if (body !== null) headers['content-length'] = Buffer.byteLength(body);
+      if (reply.raw.destroyed) return reply;
+      reply.raw.writeHead(res.status, headers).end(body ?? undefined);
+      return reply;
+    }
     if (session) reply.header('mcp-session-id', session);
     reply.code(res.status).headers(res.headers);
-    return body === null ? reply.send() : reply.send(body);
+    return reply.send(body);
   } catch (err) {
     const e = err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_INTERNAL', undefined, { cause: err });
     call.failed(e.code);
@@ -204,6 +214,8 @@ const onPost: Step = async (gw, request, call) => {
   // a request with a hidden name swapped out is never answered from the cache.
   const piped = pipelineRequest(request, call, guard?.messages ?? messages, incoming.batch, version, claims, guard !== undefined && guard.masks.length > 0);
   const sent = await withSession(gw, claims, () => gw.pipeline.run(piped, sessionExchange(upstream, claims, request.headers, version)));
+  // Only an SSE answer is relayed as a stream (a JSON one needs none of what it would hold).
+  if (!relayable(sent)) return { res: guard ? await guardResponse(sent, guard) : sent };
   const stream = postStream(gw, call, upstream, claims, request, messages, version);
   if (!guard) return { res: sent, stream };
   return { res: await guardResponse(sent, guard), stream: { ...stream, guard: serializeGuard(guard) } };
@@ -215,6 +227,11 @@ function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: 
   const accept = headerValue(request.headers.accept);
   const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
   return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version), json };
+}
+
+/** An upstream answer handle() relays through the event hub: an SSE stream (status 200). */
+function relayable(res: UpstreamResponse): res is UpstreamResponse & { readonly body: Readable } {
+  return res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream') === true;
 }
 
 /** 2025-11-25 added the priming event (an id and empty data before anything else). */

@@ -50,7 +50,7 @@ export const onStatelessPost: Step = async (gw, request, call, reply) => {
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) cancel.abort();
   });
-  const signalOf = (req: ClientRequest) => (req.signal ? AbortSignal.any([cancel.signal, req.signal]) : cancel.signal);
+  const signalOf = (req: ClientRequest) => (req.expiry ? AbortSignal.any([cancel.signal, req.expiry.signal]) : cancel.signal);
   // auth: hidden names are swapped in the body; lists are filtered after the chain, so a cached
   // answer is filtered too.
   const policy = call.caller && gw.auth?.policy(request.params.server);

@@ -21,7 +21,7 @@ import { idKey } from '../protocol/jsonrpc.ts';
 import { parseAnswer } from '../protocol/answers.ts';
 import { SseSplitter, sseFields } from '../protocol/sse.ts';
 import { Deadline } from '../resilience/deadline.ts';
-import type { EventTap, UpstreamResponse } from '../upstream/types.ts';
+import type { EventTap, Expiry, UpstreamResponse } from '../upstream/types.ts';
 import type { Door, PipelineRequest } from './request.ts';
 import { toolLimits } from './tools.ts';
 
@@ -44,7 +44,7 @@ export class Deadlines {
   readonly #onTimeout: (e: TimeoutEvent) => void;
   /** Calls of a session by request id, for the client's notifications/cancelled. */
   readonly #bySession = new Map<string, TimedCall>();
-  readonly #live = new Set<TimedCall>();
+  #live = 0;
 
   constructor(opts: { config: GatewayConfig; interrupt: Interrupt; onTimeout: (e: TimeoutEvent) => void }) {
     this.#config = opts.config;
@@ -54,7 +54,7 @@ export class Deadlines {
 
   /** Requests under a time limit now (tests, diagnostics). */
   get pending(): number {
-    return this.#live.size;
+    return this.#live;
   }
 
   /**
@@ -76,9 +76,10 @@ export class Deadlines {
       maxMs = Math.min(maxMs, limit.maxMs);
     }
     if (!ids) return undefined;
-    const call = new TimedCall(this, server.name, { idleMs, maxMs }, req, ids, cancel);
-    this.#live.add(call);
-    if (req.session !== undefined && !req.batch) this.#bySession.set(`${req.session} ${idKey(ids[0])}`, call);
+    const sessionKey = req.session !== undefined && !req.batch ? `${req.session} ${idKey(ids[0])}` : undefined;
+    const call = new TimedCall(this, server.name, { idleMs, maxMs }, req, ids, cancel, sessionKey);
+    this.#live++;
+    if (sessionKey !== undefined) this.#bySession.set(sessionKey, call);
     return call;
   }
 
@@ -91,12 +92,10 @@ export class Deadlines {
     this.#bySession.get(`${session} ${idKey(requestId)}`)?.cancelledByClient();
   }
 
-  /** @internal the call's end */
-  ended(call: TimedCall, req: PipelineRequest, id: JsonRpcId): void {
-    this.#live.delete(call);
-    if (req.session === undefined || req.batch) return;
-    const key = `${req.session} ${idKey(id)}`;
-    if (this.#bySession.get(key) === call) this.#bySession.delete(key);
+  /** @internal the call's end (once); `sessionKey`, what it is found by for notifications/cancelled */
+  ended(call: TimedCall, sessionKey: string | undefined): void {
+    this.#live--;
+    if (sessionKey !== undefined && this.#bySession.get(sessionKey) === call) this.#bySession.delete(sessionKey);
   }
 
   /** @internal */
@@ -117,12 +116,15 @@ export class TimedCall {
   readonly #timeout: { readonly idleMs: number; readonly maxMs: number };
   readonly #req: PipelineRequest;
   readonly #ids: readonly JsonRpcId[];
-  /** The requests not answered yet, by idKey. */
-  readonly #unanswered: Map<string, JsonRpcId>;
+  /** The requests not answered yet, by idKey (for a single request: its key alone, no map). */
+  readonly #unanswered: Map<string, JsonRpcId> | undefined;
+  #unansweredKey: string | undefined;
+  readonly #sessionKey: string | undefined;
   readonly #cancel: ((id: JsonRpcId, reason: string) => void) | undefined;
-  readonly #controller = new AbortController();
+  /** The time limit as the upstream side sees it: ends the request on expiry. */
+  readonly expiry = new RequestExpiry();
   readonly #deadline: Deadline;
-  readonly #whenDone: (() => void)[] = [];
+  #whenDone: (() => void)[] | undefined;
   /** The answer's body while it is this stage's to cut on expiry: read here (`activity`), or not yet relayed. */
   #body: { readonly source: Readable; readonly activity: Activity | undefined } | undefined;
   /** The gateway stream that relays the answer, once the hub took it. */
@@ -131,26 +133,23 @@ export class TimedCall {
   #waiting: ((err: GatewayError) => void) | undefined;
   #done = false;
 
-  constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined) {
+  constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined, sessionKey: string | undefined) {
     this.#stage = stage;
     this.#server = server;
     this.#timeout = timeout;
     this.#req = req;
     this.#ids = ids;
-    this.#unanswered = new Map(ids.map((id) => [idKey(id), id]));
+    if (ids.length === 1) this.#unansweredKey = idKey(ids[0]);
+    else this.#unanswered = new Map(ids.map((id) => [idKey(id), id]));
+    this.#sessionKey = sessionKey;
     this.#cancel = cancel;
     this.#deadline = new Deadline(timeout.idleMs, timeout.maxMs, (reason) => this.#expire(reason));
-  }
-
-  /** Aborts when the time is up, with the MCPGW_ERR_UPSTREAM_TIMEOUT error as its reason. */
-  get signal(): AbortSignal {
-    return this.#controller.signal;
   }
 
   /** Runs `fn` once the call is over (answered, failed or timed out). */
   whenDone(fn: () => void): void {
     if (this.#done) fn();
-    else this.#whenDone.push(fn);
+    else (this.#whenDone ??= []).push(fn);
   }
 
   /**
@@ -170,7 +169,7 @@ export class TimedCall {
       pending.then(
         (res) => {
           this.#waiting = undefined;
-          if (this.#controller.signal.aborted) return dropBody(res);
+          if (this.expiry.aborted) return dropBody(res);
           resolve(this.#follow(res));
         },
         (err: unknown) => {
@@ -202,7 +201,12 @@ export class TimedCall {
   }
 
   #answered(id: unknown): void {
-    if (this.#unanswered.delete(idKey(id)) && this.#unanswered.size === 0) this.finish();
+    const key = idKey(id);
+    if (this.#unanswered === undefined) {
+      if (key !== this.#unansweredKey) return;
+      this.#unansweredKey = undefined;
+      this.finish();
+    } else if (this.#unanswered.delete(key) && this.#unanswered.size === 0) this.finish();
   }
 
   /** What the event hub tells of a relayed answer (src/events/producer.ts). */
@@ -245,7 +249,8 @@ export class TimedCall {
     this.#body = { source: body, activity: undefined };
     // One no one reads any more (its reader gave up at the error) must not throw it at the process.
     body.on('error', ignore);
-    body.once('close', () => {
+    // 'close' comes once: `on` spares the wrapper `once` would allocate per request.
+    body.on('close', () => {
       this.#body = undefined;
       this.finish();
     });
@@ -281,7 +286,7 @@ export class TimedCall {
     this.#body = { source: body, activity };
     // After expiry the source is cut on purpose: its errors (an aborted fetch) are not the answer's.
     body.on('error', (err) => {
-      if (!this.#controller.signal.aborted) activity.destroy(err);
+      if (!this.expiry.aborted) activity.destroy(err);
     });
     activity.once('close', () => {
       this.#body = undefined;
@@ -301,9 +306,10 @@ export class TimedCall {
   }
 
   #ended(): void {
-    const first = this.#ids[0]!;
-    this.#stage.ended(this, this.#req, first);
-    for (const fn of this.#whenDone.splice(0)) fn();
+    this.#stage.ended(this, this.#sessionKey);
+    const whenDone = this.#whenDone;
+    this.#whenDone = undefined;
+    if (whenDone) for (const fn of whenDone) fn();
   }
 
   #expire(reason: 'idle' | 'max'): void {
@@ -311,7 +317,7 @@ export class TimedCall {
     this.#done = true;
     const limit = reason === 'idle' ? `no progress for ${this.#timeout.idleMs} ms` : `over the ${this.#timeout.maxMs} ms maximum`;
     const err = new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${this.#server}": ${limit}`);
-    const unanswered = [...this.#unanswered.values()];
+    const unanswered = this.#unanswered ? [...this.#unanswered.values()] : this.#unansweredKey !== undefined ? [this.#ids[0]!] : [];
     this.#stage.expired({ server: this.#server, door: this.#req.door, id: unanswered[0] ?? null, reason });
     // The answer first, then the cancellations: whatever they end, the client's answer is on its way.
     if (this.#body?.activity) {
@@ -324,11 +330,65 @@ export class TimedCall {
     } else if (this.#streamKey !== undefined) {
       this.#stage.interrupt(this.#streamKey, err, unanswered);
     }
-    this.#controller.abort(err);
+    this.expiry.expire(err);
     this.#waiting?.(err);
     this.#waiting = undefined;
     for (const id of unanswered) this.#cancel?.(id, `gateway timeout (${reason})`);
     this.#ended();
+  }
+}
+
+/**
+ * A request's Expiry (src/upstream/types.ts): its listeners are told once, when the time is up;
+ * the AbortSignal is made only for what asks for one (a retry's backoff, a 2026-07-28 call's
+ * cancellation, a wait for a connection slot).
+ */
+class RequestExpiry implements Expiry {
+  #reason: GatewayError | undefined;
+  #listeners: (() => void)[] | undefined;
+  #controller: AbortController | undefined;
+
+  get aborted(): boolean {
+    return this.#reason !== undefined;
+  }
+
+  get reason(): GatewayError | undefined {
+    return this.#reason;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  on(_event: 'abort', listener: () => void): this {
+    (this.#listeners ??= []).push(listener);
+    return this;
+  }
+
+  once(event: 'abort', listener: () => void): this {
+    // Told at most once anyway.
+    return this.on(event, listener);
+  }
+
+  removeListener(_event: 'abort', listener: () => void): this {
+    const i = this.#listeners?.indexOf(listener) ?? -1;
+    if (i >= 0) this.#listeners!.splice(i, 1);
+    return this;
+  }
+
+  /** The time is up: the signal aborts and each listener is told, in the order they came. */
+  expire(reason: GatewayError): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    // A listener may remove itself or another one (undici does, as it ends the request): the list as it was.
+    if (listeners) for (const fn of listeners) fn();
   }
 }
 

@@ -110,7 +110,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     const invalidates = this.#cache.invalidates(req, server, m);
     let res: UpstreamResponse;
     try {
-      const sent = this.#retry.send(req, server, m, ex, clientRequest(req.headers, req.messages, false, req.protocolVersion, ADMITTED, timed?.signal), slots);
+      const sent = this.#retry.send(req, server, m, ex, clientRequest(req.headers, req.messages, false, req.protocolVersion, ADMITTED, timed?.expiry), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
       // A send that threw before it had a promise to give never reached the time limit's watch.
@@ -151,7 +151,7 @@ export class Pipeline extends EventEmitter<PipelineEventMap> {
     const timed = this.#deadlines.start(req, ex.cancel?.bind(ex));
     let res: UpstreamResponse;
     try {
-      const sent = ex.send(clientRequest(req.headers, req.messages, req.batch, req.protocolVersion, ADMITTED, timed?.signal), slots);
+      const sent = ex.send(clientRequest(req.headers, req.messages, req.batch, req.protocolVersion, ADMITTED, timed?.expiry), slots);
       res = timed ? await timed.response(sent) : await sent;
     } catch (err) {
       timed?.finish();

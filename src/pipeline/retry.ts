@@ -4,7 +4,7 @@
  * tool its annotations call read-only or idempotent) and the replica's retry budget allows, with
  * backoff. Anything else is sent once. A single `tools/call` of a tool with its own `retry`
  * (`servers.<name>.tools.<tool>.retry`) tries and waits by it; the budget is the replica's. The
- * time limit's signal ends the waiting.
+ * time limit's expiry ends the waiting.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerConfig } from '../config/types.ts';
@@ -50,7 +50,7 @@ export class Retry {
 
   async #sendRetrying(req: PipelineRequest, server: ServerConfig, retry: ServerConfig['retry'], budget: RetryBudget, ex: Exchange, sent: ClientRequest, slots: HeldSlots | undefined): Promise<UpstreamResponse> {
     budget.deposit();
-    const signal = sent.signal;
+    const expiry = sent.expiry;
     for (let attempt = 1; ; attempt++) {
       let res: UpstreamResponse | undefined;
       let failure: unknown;
@@ -58,7 +58,7 @@ export class Retry {
         // traces: a resend says which (the exchange span's http.request.resend_count).
         res = await ex.send(attempt === 1 ? sent : { ...sent, resendCount: attempt - 1 }, slots);
       } catch (err) {
-        if (signal?.aborted) throw signal.reason as Error;
+        if (expiry?.aborted) throw expiry.reason!;
         failure = err;
       }
       const transient = failure !== undefined ? isTransient(failure) : RETRY_STATUSES.has(res!.status);
@@ -70,9 +70,9 @@ export class Retry {
       if (body && typeof body !== 'string') drain(body);
       this.#onRetry({ server: server.name, replica: req.replica ?? '', attempt, reason: res ? `HTTP ${res.status}` : ((failure as GatewayError).detail ?? 'connection failed') });
       try {
-        await sleep(backoffMs(attempt, retry.backoffMs, retry.maxBackoffMs), undefined, signal ? { signal } : undefined);
+        await sleep(backoffMs(attempt, retry.backoffMs, retry.maxBackoffMs), undefined, expiry ? { signal: expiry.signal } : undefined);
       } catch {
-        throw (signal?.reason as Error | undefined) ?? new GatewayError('MCPGW_ERR_INTERNAL', 'retry aborted');
+        throw expiry?.reason ?? new GatewayError('MCPGW_ERR_INTERNAL', 'retry aborted');
       }
     }
   }

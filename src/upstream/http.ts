@@ -12,7 +12,7 @@ import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { ParamMarks } from './param-marks.ts';
 import { anyAvailable, pickLeastLoaded, ReplicaState } from './replica.ts';
-import { SSE_HEADERS, type ClientRequest, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
+import { SSE_HEADERS, type ClientRequest, type Expiry, type ReplicaSnapshot, type SessionPlacement, type Upstream, type UpstreamHealth, type UpstreamResponse } from './types.ts';
 import { discard, drain } from './body.ts';
 import { RequestGate } from './gate.ts';
 import { endWithBody, errorType, type ExchangeTracer } from './tracing.ts';
@@ -67,7 +67,9 @@ export class HttpReplica extends ReplicaState {
   }
 
   async #gated(gate: RequestGate, options: Dispatcher.RequestOptions, timeoutMs: number, server: string): Promise<Dispatcher.ResponseData> {
-    const signal = options.signal as AbortSignal | undefined;
+    // The gate's wait takes an AbortSignal; undici takes the request's Expiry as it is (see Expiry).
+    const limit = options.signal as Stop | undefined;
+    const signal = limit && 'signal' in limit ? limit.signal : limit;
     const release = await gate.acquire(timeoutMs, signal);
     if (!release) {
       if (signal?.aborted) throw new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": the request was given up while it waited`);
@@ -129,7 +131,7 @@ export class HttpUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.signal, req);
+    const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.expiry, req);
     return this.#relay(replica, res, 'POST');
   }
 
@@ -232,7 +234,7 @@ export class HttpUpstream implements Upstream {
     return replica;
   }
 
-  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: AbortSignal, sent: SentMessages = NOTHING_SENT): Promise<Dispatcher.ResponseData> {
+  async #sessionSend(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal?: Stop, sent: SentMessages = NOTHING_SENT): Promise<Dispatcher.ResponseData> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#send(replica, method, headers, body, onBehalfOf, signal, sent);
@@ -248,7 +250,7 @@ export class HttpUpstream implements Upstream {
     return res;
   }
 
-  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal: AbortSignal | undefined, sent: SentMessages): Promise<Dispatcher.ResponseData> {
+  async #send(replica: HttpReplica, method: 'POST' | 'GET' | 'DELETE', headers: Record<string, string>, body: Buffer | undefined, onBehalfOf: OnBehalfOf, signal: Stop | undefined, sent: SentMessages): Promise<Dispatcher.ResponseData> {
     const started = performance.now();
     // traces: a client span per request to a replica (each try of a retry its own), its trace
     // context in the W3C headers; it ends with the response body.
@@ -258,7 +260,8 @@ export class HttpUpstream implements Upstream {
     try {
       // auth: the gateway's own credentials, or a token exchanged for this request's caller; never the caller's own.
       if (replica.credentials) headers[replica.credentials.header] = await replica.credentials.value(onBehalfOf);
-      const res = await replica.request({ path: replica.path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs, signal }, this.#server.requestTimeoutMs, this.#server.name);
+      // An Expiry is what undici takes as an EventEmitter signal (its on/once/removeListener of 'abort').
+      const res = await replica.request({ path: replica.path, method, headers, body, headersTimeout: this.#server.requestTimeoutMs, signal: signal as Dispatcher.RequestOptions['signal'] }, this.#server.requestTimeoutMs, this.#server.name);
       if (!isOverloaded(res.statusCode)) replica.succeed(performance.now() - started);
       if (res.statusCode === 401 && replica.credentials) {
         // The gateway's own credential was refused, not the caller's: a fresh one next time.
@@ -398,6 +401,9 @@ export function upstreamError(err: unknown, server: string): GatewayError {
   if (isTimeout(err)) return new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}"`, { cause: err });
   return new GatewayError('MCPGW_ERR_UPSTREAM_UNAVAILABLE', `server "${server}": ${errorCode(err) ?? 'connection failed'}`, { cause: err });
 }
+
+/** What ends a request to a replica early: a request's time limit, or (2026-07-28) the caller's cancellation too. */
+type Stop = Expiry | AbortSignal;
 
 /** What a request to a replica sent, as its span tells it (src/upstream/tracing.ts). */
 type SentMessages = Pick<ClientRequest, 'messages' | 'resendCount'>;

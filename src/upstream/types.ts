@@ -20,8 +20,8 @@ export interface ClientRequest {
   readonly messages: readonly Envelope[];
   /** Revision from MCP-Protocol-Version (or the session's, or the spec default). */
   readonly protocolVersion: string;
-  /** pipeline: aborts a request still waiting for its answer (its time limit, src/pipeline/deadline.ts). */
-  readonly signal?: AbortSignal | undefined;
+  /** pipeline: ends a request still waiting for its answer (its time limit, src/pipeline/deadline.ts). */
+  readonly expiry?: Expiry | undefined;
   /**
    * pipeline: why this may reach an upstream — a caller's messages passed the chain
    * (`Admitted`, minted only by src/pipeline/pipeline.ts), or the gateway wrote them itself (`GATEWAY_ORIGINATED`).
@@ -47,9 +47,27 @@ export interface ClientRequest {
   readonly argumentsWritten?: boolean | undefined;
 }
 
+/**
+ * A request's time limit as the upstream side sees it (made by src/pipeline/deadline.ts):
+ * whether and why it expired, an AbortSignal for what takes one (made when first asked for),
+ * and itself in the shape undici takes as a request's `signal` — an EventEmitter's `on`/`once`/
+ * `removeListener` of 'abort'. An AbortSignal handed to undici costs an EventTarget listener
+ * added and removed on every request (≈ 3.6 KB and a sixth of the gateway's CPU per call, in
+ * bench/alloc.ts and the bench); this costs an array slot.
+ */
+export interface Expiry {
+  readonly aborted: boolean;
+  /** Why: the MCPGW_ERR_UPSTREAM_TIMEOUT error; undefined while the time is not up. */
+  readonly reason: Error | undefined;
+  readonly signal: AbortSignal;
+  on(event: 'abort', listener: () => void): this;
+  once(event: 'abort', listener: () => void): this;
+  removeListener(event: 'abort', listener: () => void): this;
+}
+
 /** A request for an upstream: the body is written from the messages, so the two cannot disagree. */
-export function clientRequest(headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, protocolVersion: string, admission: Admission, signal?: AbortSignal): ClientRequest {
-  return { headers, body: messages.length > 0 ? wireBody(messages, batch) : undefined, messages, protocolVersion, signal, admission };
+export function clientRequest(headers: IncomingHttpHeaders, messages: readonly Envelope[], batch: boolean, protocolVersion: string, admission: Admission, expiry?: Expiry): ClientRequest {
+  return { headers, body: messages.length > 0 ? wireBody(messages, batch) : undefined, messages, protocolVersion, expiry, admission };
 }
 
 /**

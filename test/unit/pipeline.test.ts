@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -13,6 +15,7 @@ import type { PipelineRequest } from '../../src/pipeline/request.ts';
 import { envelope } from '../../src/protocol/jsonrpc.ts';
 import { MemoryRateLimiter } from '../../src/resilience/limiter.ts';
 import type { UpstreamResponse } from '../../src/upstream/types.ts';
+import { Pool, type Dispatcher } from 'undici';
 
 /** The pipeline's stages alone, without a gateway (src/pipeline/). */
 
@@ -145,14 +148,14 @@ describe('deadline stage', () => {
       upstream.write(i % 2 ? ': keep-alive\n\n' : 'id: 7\ndata: \n\n');
       await new Promise((r) => setTimeout(r, 40));
     }
-    assert.equal(timed.signal.aborted, true, 'no real event for 160 ms: the 100 ms idle limit expired');
+    assert.equal(timed.expiry.aborted, true, 'no real event for 160 ms: the 100 ms idle limit expired');
     const source = new PassThrough();
     const answered = deadlines.start(request('timed', [echo(9)]))!;
     const res2 = await answered.response(Promise.resolve({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: source }));
     (res2.body as PassThrough).resume();
     source.write('event: message\ndata: {"jsonrpc":"2.0","id":9,"result":{}}\n\n');
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(answered.signal.aborted, false, 'answered: the limit is lifted though the stream stays open');
+    assert.equal(answered.expiry.aborted, false, 'answered: the limit is lifted though the stream stays open');
     source.destroy();
   });
 
@@ -160,8 +163,34 @@ describe('deadline stage', () => {
     const cancelled: string[] = [];
     const timed = deadlines.start(request('timed', [echo(5)]), (_id, reason) => cancelled.push(reason))!;
     await assert.rejects(timed.response(new Promise<UpstreamResponse>(() => {})), (err: GatewayError) => err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT' && /no progress for 100 ms/.test(err.message));
-    assert.equal(timed.signal.aborted, true);
+    assert.equal(timed.expiry.aborted, true);
+    assert.equal(timed.expiry.signal.aborted, true, 'a signal asked for after the expiry is aborted already');
+    assert.equal((timed.expiry.signal.reason as GatewayError).code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
     assert.deepEqual(cancelled, ['gateway timeout (idle)']);
+  });
+
+  it("the expiry ends an undici request in flight (undici takes it as its signal) and aborts a signal asked for before", async () => {
+    const seen: string[] = [];
+    const server = createServer((req) => {
+      // Never answers: only the expiry ends the request.
+      req.on('close', () => seen.push('upstream saw the request go'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const timed = deadlines.start(request('timed', [echo(11)]))!;
+      const early = timed.expiry.signal;
+      const sent = pool.request({ path: '/', method: 'POST', body: '{}', signal: timed.expiry as unknown as Dispatcher.RequestOptions['signal'] });
+      await assert.rejects(timed.response(sent.then(() => ({ status: 200, headers: {}, body: null }))), (err: GatewayError) => err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+      await assert.rejects(sent, (err: GatewayError) => err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT', 'undici ended the request with the expiry as its reason');
+      assert.equal(early.aborted, true);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(seen, ['upstream saw the request go']);
+    } finally {
+      await pool.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('an SSE answer: each chunk is activity; when it stops, the error is its last event', async () => {
@@ -174,9 +203,9 @@ describe('deadline stage', () => {
       upstream.write(`event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":${i}}}\n\n`);
       await new Promise((r) => setTimeout(r, 60));
     }
-    assert.equal(timed.signal.aborted, false, 'activity kept it alive past 100 ms');
+    assert.equal(timed.expiry.aborted, false, 'activity kept it alive past 100 ms');
     await new Promise((r) => (res.body as PassThrough).once('end', r));
-    assert.equal(timed.signal.aborted, true);
+    assert.equal(timed.expiry.aborted, true);
     const last = JSON.parse(chunks.at(-1)!.split('data: ')[1]!) as { id: number; error: { data: { code: string } } };
     assert.equal(last.id, 6);
     assert.equal(last.error.data.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');

@@ -1,0 +1,160 @@
+/**
+ * What a hop allocates per call, and where: one scenario's hop (gateway or floor) is driven with
+ * `tools/call echo` by 16 sessions (`--concurrency`), and V8's sampling heap profiler (over the
+ * hop's inspector, garbage included) counts every byte the hop allocates during `--calls` calls
+ * after as many calls of warm-up. Bytes per call is a count, not a time: unlike CPU per call it
+ * barely moves with the machine's other load, so a change's effect on allocation (and so on GC
+ * and much of the per-call work) shows in one run on a busy machine, where CPU needs a quiet one.
+ *
+ *   node bench/alloc.ts [--scenario raw-gateway] [--calls 20000] [--concurrency 16] [--top 40]
+ *
+ * Prints bytes per call in all, by owner (as bench/profile.ts names them: the gateway's src/
+ * folders, each dependency, Node's core) and by function (the function allocating; inlined
+ * callees count as their caller's).
+ */
+import { createServer } from 'node:net';
+import { parseArgs } from 'node:util';
+import { McpHttpClient, type McpSession } from './mcp-client.ts';
+import { ownerOf } from './profile.ts';
+import { SCENARIOS, startScenario } from './scenarios.ts';
+
+const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
+/** One sample per this many bytes allocated on average (V8's default is 32 KiB: too coarse for a call). */
+const SAMPLING_INTERVAL = 256;
+
+interface HeapNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly selfSize: number;
+  readonly children: readonly HeapNode[];
+}
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'raw-gateway' },
+    calls: { type: 'string', default: '20000' },
+    concurrency: { type: 'string', default: '16' },
+    top: { type: 'string', default: '40' },
+  },
+});
+const found = SCENARIOS.find((s) => s.id === values.scenario);
+if (!found || found.hop === 'none' || found.hop === 'gateway-redis-pair') {
+  console.error(`--scenario: one with a single hop (${SCENARIOS.filter((s) => s.hop !== 'none' && s.hop !== 'gateway-redis-pair').map((s) => s.id).join(', ')})`);
+  process.exit(2);
+}
+const scenario = found;
+const calls = Number(values.calls);
+const concurrency = Number(values.concurrency);
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const running = await startScenario(scenario, { hopNodeArgs: [`--inspect=127.0.0.1:${port}`] });
+  try {
+    const client = new McpHttpClient(running.url, concurrency);
+    const sessions = await Promise.all(Array.from({ length: concurrency }, () => client.open()));
+    await callLoop(sessions, calls);
+    const inspector = await Inspector.connect(port);
+    await inspector.send('HeapProfiler.enable');
+    await inspector.send('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    await callLoop(sessions, calls);
+    const { profile } = (await inspector.send('HeapProfiler.stopSampling')) as { profile: { head: HeapNode } };
+    inspector.close();
+    await Promise.all(sessions.map((s) => s.end()));
+    await client.close();
+    report(profile.head);
+  } finally {
+    await running.stop();
+  }
+}
+
+/** `n` calls in all, `sessions.length` at a time; every answer is checked. */
+async function callLoop(sessions: readonly McpSession[], n: number): Promise<void> {
+  let left = n;
+  await Promise.all(
+    sessions.map(async (s) => {
+      while (left-- > 0) {
+        const res = await s.request('tools/call', ECHO_PARAMS);
+        if (res.status !== 200 || !res.body.includes('"text":"bench"')) throw new Error(`tools/call answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+      }
+    }),
+  );
+}
+
+function report(head: HeapNode): void {
+  const byFunction = new Map<string, number>();
+  const byOwner = new Map<string, number>();
+  let total = 0;
+  // A node's bytes belong to its function; its owner is the nearest frame of ours or of a dependency above it.
+  const walk = (node: HeapNode, owner: string | undefined) => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const own = ownerOf(url) ?? owner;
+    if (node.selfSize > 0) {
+      const name = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|dist|src|bench)\//, '$1/') || '(native)'}${url ? `:${lineNumber + 1}` : ''}`;
+      byFunction.set(name, (byFunction.get(name) ?? 0) + node.selfSize);
+      const o = own ?? 'node core (HTTP, streams, timers) and native';
+      byOwner.set(o, (byOwner.get(o) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const c of node.children) walk(c, own);
+  };
+  walk(head, undefined);
+  const perCall = (bytes: number) => Math.round(bytes / calls).toLocaleString('en-US');
+  console.log(`${scenario.id}: ${perCall(total)} bytes allocated per call (${calls.toLocaleString('en-US')} calls, ${concurrency} sessions)\n`);
+  console.log('| owner | bytes per call |\n|---|---:|');
+  for (const [o, b] of [...byOwner].sort((x, y) => y[1] - x[1])) if (b / total >= 0.005) console.log(`| ${o} | ${perCall(b)} |`);
+  console.log('\n| function | bytes per call |\n|---|---:|');
+  for (const [f, b] of [...byFunction].sort((x, y) => y[1] - x[1]).slice(0, Number(values.top))) console.log(`| \`${f}\` | ${perCall(b)} |`);
+}
+
+/** A minimal Chrome DevTools Protocol client over the hop's inspector WebSocket. */
+class Inspector {
+  readonly #ws: WebSocket;
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #next = 0;
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.addEventListener('message', (e) => {
+      const m = JSON.parse(String(e.data)) as { id?: number; result?: unknown; error?: { message: string } };
+      const w = m.id === undefined ? undefined : this.#waiting.get(m.id);
+      if (!w) return;
+      this.#waiting.delete(m.id!);
+      if (m.error) w.reject(new Error(m.error.message));
+      else w.resolve(m.result);
+    });
+  }
+
+  static async connect(port: number): Promise<Inspector> {
+    const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+    const ws = new WebSocket(targets[0]!.webSocketDebuggerUrl);
+    await new Promise((resolve, reject) => {
+      ws.addEventListener('open', resolve, { once: true });
+      ws.addEventListener('error', () => reject(new Error('the hop inspector refused the connection')), { once: true });
+    });
+    return new Inspector(ws);
+  }
+
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+await main();
