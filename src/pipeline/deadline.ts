@@ -76,10 +76,8 @@ export class Deadlines {
       maxMs = Math.min(maxMs, limit.maxMs);
     }
     if (!ids) return undefined;
-    const sessionKey = req.session !== undefined && !req.batch ? `${req.session} ${idKey(ids[0])}` : undefined;
-    const call = new TimedCall(this, server.name, { idleMs, maxMs }, req, ids, cancel, sessionKey);
+    const call = new TimedCall(this, server.name, { idleMs, maxMs }, req, ids, cancel);
     this.#live++;
-    if (sessionKey !== undefined) this.#bySession.set(sessionKey, call);
     return call;
   }
 
@@ -92,7 +90,18 @@ export class Deadlines {
     this.#bySession.get(`${session} ${idKey(requestId)}`)?.cancelledByClient();
   }
 
-  /** @internal the call's end (once); `sessionKey`, what it is found by for notifications/cancelled */
+  /**
+   * @internal a call whose answer a gateway stream relays, found by `key` (session and request id)
+   * for the client's notifications/cancelled until it ends. Only such a call (nothing else is
+   * cancelled here): an entry for every call, with the call holding its caller's promise, had V8
+   * promote ≈ 6 KB of every call to the old generation (docs/performance.md, "Objects that
+   * outlived their call").
+   */
+  streaming(call: TimedCall, key: string): void {
+    this.#bySession.set(key, call);
+  }
+
+  /** @internal the call's end (once); `sessionKey`, what it was found by for notifications/cancelled */
   ended(call: TimedCall, sessionKey: string | undefined): void {
     this.#live--;
     if (sessionKey !== undefined && this.#bySession.get(sessionKey) === call) this.#bySession.delete(sessionKey);
@@ -119,7 +128,8 @@ export class TimedCall {
   /** The requests not answered yet, by idKey (for a single request: its key alone, no map). */
   readonly #unanswered: Map<string, JsonRpcId> | undefined;
   #unansweredKey: string | undefined;
-  readonly #sessionKey: string | undefined;
+  /** What the call is found by for the client's notifications/cancelled, once its answer is relayed as a stream. */
+  #sessionKey: string | undefined;
   readonly #cancel: ((id: JsonRpcId, reason: string) => void) | undefined;
   /** The time limit as the upstream side sees it: ends the request on expiry. */
   readonly expiry = new RequestExpiry();
@@ -129,11 +139,9 @@ export class TimedCall {
   #body: { readonly source: Readable; readonly activity: Activity | undefined } | undefined;
   /** The gateway stream that relays the answer, once the hub took it. */
   #streamKey: string | undefined;
-  /** `response` waiting for the upstream's answer: what expiry answers instead. */
-  #waiting: ((err: GatewayError) => void) | undefined;
   #done = false;
 
-  constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined, sessionKey: string | undefined) {
+  constructor(stage: Deadlines, server: string, timeout: { readonly idleMs: number; readonly maxMs: number }, req: PipelineRequest, ids: readonly JsonRpcId[], cancel: ((id: JsonRpcId, reason: string) => void) | undefined) {
     this.#stage = stage;
     this.#server = server;
     this.#timeout = timeout;
@@ -141,7 +149,6 @@ export class TimedCall {
     this.#ids = ids;
     if (ids.length === 1) this.#unansweredKey = idKey(ids[0]);
     else this.#unanswered = new Map(ids.map((id) => [idKey(id), id]));
-    this.#sessionKey = sessionKey;
     this.#cancel = cancel;
     this.#deadline = new Deadline(timeout.idleMs, timeout.maxMs, (reason) => this.#expire(reason));
   }
@@ -161,19 +168,21 @@ export class TimedCall {
    */
   response(pending: Promise<UpstreamResponse>): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
-      // Told by #expire directly: a listener on the signal costs more than the call it watches.
-      this.#waiting = (err) => {
+      // Told by the expiry, as undici is: the call itself holds no way to this promise (see Deadlines.streaming).
+      const expired = () => {
+        const err = this.expiry.reason!;
         if (!this.#req.batch) return reject(err);
         resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(this.#ids.map((id) => errorResponse(err, id))) });
       };
+      this.expiry.on('abort', expired);
       pending.then(
         (res) => {
-          this.#waiting = undefined;
+          this.expiry.removeListener('abort', expired);
           if (this.expiry.aborted) return dropBody(res);
           resolve(this.#follow(res));
         },
         (err: unknown) => {
-          this.#waiting = undefined;
+          this.expiry.removeListener('abort', expired);
           this.finish();
           reject(err as Error);
         },
@@ -274,7 +283,7 @@ export class TimedCall {
       events: this.#tap(),
       onStream: (key) => {
         this.#body = undefined;
-        this.#streamKey = key;
+        this.#streaming(key);
         relayed?.(key);
       },
     };
@@ -299,10 +308,18 @@ export class TimedCall {
       ...res,
       body: activity,
       onStream: (key) => {
-        this.#streamKey = key;
+        this.#streaming(key);
         relayed?.(key);
       },
     };
+  }
+
+  /** The hub relays the answer as gateway stream `key`: the client's notifications/cancelled finds it now. */
+  #streaming(key: string): void {
+    this.#streamKey = key;
+    if (this.#done || this.#req.session === undefined || this.#req.batch) return;
+    this.#sessionKey = `${this.#req.session} ${idKey(this.#ids[0])}`;
+    this.#stage.streaming(this, this.#sessionKey);
   }
 
   #ended(): void {
@@ -331,8 +348,6 @@ export class TimedCall {
       this.#stage.interrupt(this.#streamKey, err, unanswered);
     }
     this.expiry.expire(err);
-    this.#waiting?.(err);
-    this.#waiting = undefined;
     for (const id of unanswered) this.#cancel?.(id, `gateway timeout (${reason})`);
     this.#ended();
   }
