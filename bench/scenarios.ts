@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import type { Child } from '../test/helpers/process.ts';
 import { startRedis, type RedisServer } from '../test/helpers/redis.ts';
 import { own, spawnOwned, stopChild, waitForJson } from './processes.ts';
 
@@ -72,6 +73,8 @@ export interface RunningScenario {
   readonly peerUrl?: string;
   /** Processes whose CPU time is charged to each call, by role. */
   readonly pids: Readonly<Record<string, number>>;
+  /** The hop's process (gateway or floor), for what reads its output (bench/gc.ts); absent without a hop. */
+  readonly hop?: Child;
   stop(): Promise<void>;
 }
 
@@ -88,6 +91,7 @@ interface Proc {
   readonly pid: number;
   /** Helper processes whose CPU is charged to the scenario too (redis-server). */
   readonly helpers?: Readonly<Record<string, number>>;
+  readonly child?: Child;
   stop(): Promise<void>;
 }
 
@@ -112,7 +116,7 @@ export async function startScenario(s: Scenario, opts: StartOptions): Promise<Ru
     }
     const hop = await startHop(s.hop, upstream.url, opts);
     stack.push(hop);
-    return { url: hop.url, pids: { hop: hop.pid, upstream: upstream.pid, ...hop.helpers }, stop };
+    return { url: hop.url, pids: { hop: hop.pid, upstream: upstream.pid, ...hop.helpers }, hop: hop.child, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -137,7 +141,7 @@ async function startHop(kind: Exclude<HopKind, 'none' | 'gateway-redis-pair'>, u
     const connections = String(opts.upstreamConnections ?? 0);
     const child = spawnOwned(process.execPath, [...opts.hopNodeArgs, FLOOR, '--upstream', upstreamUrl, '--port', '0', '--connections', connections]);
     const port = await waitForJson(child, (v) => (typeof v.listening === 'number' ? v.listening : undefined));
-    return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, stop: () => stopChild(child) };
+    return { url: `http://127.0.0.1:${port}/mcp`, pid: child.pid, child, stop: () => stopChild(child) };
   }
   if (kind !== 'gateway-redis') return startGateway(kind, upstreamUrl, opts);
   const redis = await startOwnedRedis();
@@ -185,7 +189,7 @@ async function startGateway(kind: 'gateway' | 'gateway-redis' | 'gateway-cache' 
   };
   try {
     const url = await waitForJson(child, (v) => (v.msg === 'gateway listening' && typeof v.url === 'string' ? v.url : undefined));
-    return { url: `${url}/mcp/bench`, pid: child.pid, stop };
+    return { url: `${url}/mcp/bench`, pid: child.pid, child, stop };
   } catch (err) {
     await stop();
     throw err;
