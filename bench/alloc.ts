@@ -14,11 +14,11 @@
  */
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { McpHttpClient, type McpSession } from './mcp-client.ts';
+import { McpHttpClient } from './mcp-client.ts';
 import { ownerOf } from './profile.ts';
-import { SCENARIOS, startScenario } from './scenarios.ts';
+import { echoCalls, singleHopScenario } from './hop.ts';
+import { startScenario } from './scenarios.ts';
 
-const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
 /** One sample per this many bytes allocated on average (V8's default is 32 KiB: too coarse for a call). */
 const SAMPLING_INTERVAL = 256;
 
@@ -36,12 +36,7 @@ const { values } = parseArgs({
     top: { type: 'string', default: '40' },
   },
 });
-const found = SCENARIOS.find((s) => s.id === values.scenario);
-if (!found || found.hop === 'none' || found.hop === 'gateway-redis-pair') {
-  console.error(`--scenario: one with a single hop (${SCENARIOS.filter((s) => s.hop !== 'none' && s.hop !== 'gateway-redis-pair').map((s) => s.id).join(', ')})`);
-  process.exit(2);
-}
-const scenario = found;
+const scenario = singleHopScenario(values.scenario);
 const calls = Number(values.calls);
 const concurrency = Number(values.concurrency);
 
@@ -51,11 +46,11 @@ async function main(): Promise<void> {
   try {
     const client = new McpHttpClient(running.url, concurrency);
     const sessions = await Promise.all(Array.from({ length: concurrency }, () => client.open()));
-    await callLoop(sessions, calls);
+    await echoCalls(sessions, calls);
     const inspector = await Inspector.connect(port);
     await inspector.send('HeapProfiler.enable');
     await inspector.send('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-    await callLoop(sessions, calls);
+    await echoCalls(sessions, calls);
     const { profile } = (await inspector.send('HeapProfiler.stopSampling')) as { profile: { head: HeapNode } };
     inspector.close();
     await Promise.all(sessions.map((s) => s.end()));
@@ -64,19 +59,6 @@ async function main(): Promise<void> {
   } finally {
     await running.stop();
   }
-}
-
-/** `n` calls in all, `sessions.length` at a time; every answer is checked. */
-async function callLoop(sessions: readonly McpSession[], n: number): Promise<void> {
-  let left = n;
-  await Promise.all(
-    sessions.map(async (s) => {
-      while (left-- > 0) {
-        const res = await s.request('tools/call', ECHO_PARAMS);
-        if (res.status !== 200 || !res.body.includes('"text":"bench"')) throw new Error(`tools/call answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
-      }
-    }),
-  );
 }
 
 function report(head: HeapNode): void {

@@ -14,10 +14,10 @@
  */
 import { parseArgs } from 'node:util';
 import { processCpuMicros } from './cpu.ts';
-import { McpHttpClient, type McpSession } from './mcp-client.ts';
-import { SCENARIOS, startScenario } from './scenarios.ts';
+import { McpHttpClient } from './mcp-client.ts';
+import { echoCalls, singleHopScenario } from './hop.ts';
+import { startScenario } from './scenarios.ts';
 
-const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
 const MiB = 1024 * 1024;
 
 const { values } = parseArgs({
@@ -29,12 +29,7 @@ const { values } = parseArgs({
     'hop-node-args': { type: 'string', default: '' },
   },
 });
-const found = SCENARIOS.find((s) => s.id === values.scenario);
-if (!found || found.hop === 'none' || found.hop === 'gateway-redis-pair') {
-  console.error(`--scenario: one with a single hop (${SCENARIOS.filter((s) => s.hop !== 'none' && s.hop !== 'gateway-redis-pair').map((s) => s.id).join(', ')})`);
-  process.exit(2);
-}
-const scenario = found;
+const scenario = singleHopScenario(values.scenario);
 const calls = Number(values.calls);
 const concurrency = Number(values.concurrency);
 
@@ -59,12 +54,12 @@ async function main(): Promise<void> {
     });
     const client = new McpHttpClient(running.url, concurrency);
     const sessions = await Promise.all(Array.from({ length: concurrency }, () => client.open()));
-    await callLoop(sessions, calls);
+    await echoCalls(sessions, calls);
     for (let round = 1; round <= Number(values.rounds); round++) {
       events.length = 0;
       const cpu0 = processCpuMicros(running.pids.hop!);
       const t0 = performance.now();
-      await callLoop(sessions, calls);
+      await echoCalls(sessions, calls);
       const seconds = (performance.now() - t0) / 1000;
       const cpu = processCpuMicros(running.pids.hop!) - cpu0;
       console.log(JSON.stringify({ scenario: scenario.id, round, callsPerSec: Math.round(calls / seconds), hopCpuMicrosPerCall: round1(cpu / calls), ...gcPerCall(events) }));
@@ -100,18 +95,6 @@ function gcPerCall(events: readonly GcEvent[]) {
     fullGcs: full,
     gcPauseMicrosPerCall: round1((pauseMs * 1000) / calls),
   };
-}
-
-async function callLoop(sessions: readonly McpSession[], n: number): Promise<void> {
-  let left = n;
-  await Promise.all(
-    sessions.map(async (s) => {
-      while (left-- > 0) {
-        const res = await s.request('tools/call', ECHO_PARAMS);
-        if (res.status !== 200 || !res.body.includes('"text":"bench"')) throw new Error(`tools/call answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
-      }
-    }),
-  );
 }
 
 function round1(v: number): number {
