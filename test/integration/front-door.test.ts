@@ -93,12 +93,17 @@ for (const kind of ['http', 'stdio'] as const) {
       const res = await post(url, { jsonrpc: '2.0', method: 'notifications/roots/list_changed' }, withSession());
       assert.equal(res.status, 202);
       assert.equal(res.text, '');
+      // Said by its length, not as an empty chunked body.
+      assert.equal(res.headers.get('content-length'), '0');
+      assert.equal(res.headers.get('transfer-encoding'), null);
     });
 
     it('ends a session on DELETE: later requests get 404', async () => {
       const own = await openSession(url);
       const del = await request(url, 'DELETE', { 'mcp-session-id': own, 'mcp-protocol-version': '2025-11-25' });
       assert.equal(del.status, 200);
+      assert.equal(del.headers.get('content-length'), '0');
+      assert.equal(del.headers.get('transfer-encoding'), null);
       assertError(await post(url, LIST, { 'mcp-session-id': own }), 404, -32001, 'MCPGW_ERR_SESSION_NOT_FOUND');
       assertError(await request(url, 'DELETE', { 'mcp-session-id': own }), 404, -32001, 'MCPGW_ERR_SESSION_NOT_FOUND');
     });
