@@ -119,12 +119,15 @@ describe('observability with real tools: promtool, and Prometheus scraping a gat
       const deadline = Date.now() + 3_000;
       const worker = async (server: string) => {
         while (Date.now() < deadline) {
-          const { client, close } = await connectClient(`${gw.url}/mcp/${server}`);
+          const { client, transport, close } = await connectClient(`${gw.url}/mcp/${server}`);
           await client.listTools();
           await client.callTool({ name: 'echo', arguments: { text: 'hi' } });
           // A tool the server does not have: an isError result inside an HTTP 200, counted as an error.
           await client.callTool({ name: 'no_such_tool', arguments: {} });
           await client.callTool({ name: 'slow_count', arguments: { count: 3, delayMs: 5 } }, undefined, { onprogress: () => {} });
+          // Ended, not only closed: the SDK's close() leaves the session (and a stdio child) behind,
+          // and a fast enough loop would reach the server's maxSessionsPerCaller within the 3 s.
+          await transport.terminateSession();
           await close();
         }
       };
