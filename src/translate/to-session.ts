@@ -11,7 +11,7 @@ import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_I
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
 import type { HeldSlots } from '../pipeline/request.ts';
 import { RETRY_STATUSES } from '../resilience/retry.ts';
-import { clientRequest, SSE_HEADERS, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
+import { clientRequest, SSE_HEADERS, type Expiry, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
 import { emit, isNotification, isRequest, isResponse, MessageReader, type Message } from './messages.ts';
 import { sessionHeaders, upstreamRequest, type PooledSession } from './session-pool.ts';
 import type { ContinuationState } from './state.ts';
@@ -101,8 +101,13 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
     const session = await acquire(t, call);
     const req = upstreamRequest(message, session.protocolVersion, call.admission, stampPrincipal(sessionHeaders(session.protocolVersion), call.checked));
     const guard = policy?.filtersItems ? guardRequest(policy, call.caller!, req.messages) : undefined;
+    // The call's cancellation (its time limit, its client gone) ends the wait for a connection slot
+    // and for the answer's headers, not the answer: a call parked upstream for the client's input
+    // outlives its request.
+    const wait = untilAnswered(call.signal);
     try {
-      const res = await session.upstream.post(session.claims, guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admission) : req);
+      const sent = guard ? clientRequest(req.headers, guard.messages, false, req.protocolVersion, call.admission) : req;
+      const res = await session.upstream.post(session.claims, { ...sent, expiry: wait.expiry });
       return { session, res: guard ? await guardResponse(res, guard) : res, guard };
     } catch (err) {
       if (attempt === 0 && err instanceof GatewayError && err.code === 'MCPGW_ERR_SESSION_NOT_FOUND') {
@@ -110,8 +115,45 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
         continue;
       }
       throw err;
+    } finally {
+      wait.done();
     }
   }
+}
+
+/**
+ * `signal` as an Expiry (src/upstream/types.ts) until `done`: an upstream request given up while it
+ * waits for a connection slot is never sent, and one given up before its headers lets go of its
+ * connection; after `done` the signal no longer reaches it (undici would cut the answer's body).
+ */
+function untilAnswered(signal: AbortSignal): { readonly expiry: Expiry; done(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort(signal.reason);
+  if (signal.aborted) abort();
+  else signal.addEventListener('abort', abort, { once: true });
+  const own = controller.signal;
+  const expiry: Expiry = {
+    get aborted() {
+      return own.aborted;
+    },
+    get reason() {
+      return own.reason as Error | undefined;
+    },
+    signal: own,
+    on(_event, listener) {
+      own.addEventListener('abort', listener, { once: true });
+      return this;
+    },
+    once(_event, listener) {
+      own.addEventListener('abort', listener, { once: true });
+      return this;
+    },
+    removeListener(_event, listener) {
+      own.removeEventListener('abort', listener);
+      return this;
+    },
+  };
+  return { expiry, done: () => signal.removeEventListener('abort', abort) };
 }
 
 /** A call on the upstream session, from the request until its final answer (maybe over several client requests). */

@@ -5,6 +5,7 @@ import { connectClient, textOf } from '../helpers/client.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/scripted-upstream.ts';
+import { statelessPost } from '../helpers/era.ts';
 import { until } from '../helpers/streams.ts';
 import { DEMO_SERVER, startDemoUpstream, type HttpUpstreamProcess } from '../helpers/upstream.ts';
 
@@ -119,6 +120,52 @@ describe('request time limits (JSON answers)', () => {
     assert.equal(rpcOf(res).error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
     assert.ok(Date.now() - started < 1_200);
     await until(() => up.attempts('notifications/cancelled') === 1, 'notifications/cancelled upstream');
+  });
+});
+
+describe('request time limits: 2026-07-28 clients of a session-era HTTP upstream', () => {
+  let up: ScriptedUpstream;
+  let gw: Gateway;
+  before(async () => {
+    up = await startScriptedUpstream();
+    // One connection for requests: a call that timed out must give it back at once, not when its
+    // upstream finally answers (or at requestTimeout).
+    const server = { upstreams: [{ url: up.url, connections: 1 }], era: 'session', timeout: { idle: '500ms' }, requestTimeout: '20s' };
+    // Two servers, two pools: each test has its own connection. On `gated`, `slow` may take 3 s.
+    gw = await startGateway({ servers: { api: server, gated: { ...server, tools: { slow: { timeout: { idle: '3s' } } } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+  });
+
+  it("a call that times out before its answer's headers lets go of its upstream request and its connection", async () => {
+    const url = `${gw.url}/mcp/api`;
+    const started = Date.now();
+    const slow = await statelessPost(url, 'tools/call', { name: 'slow', arguments: { delayMs: 10_000 } }, { id: 1 });
+    assert.equal(slow.status, 504, slow.text);
+    assert.equal(rpcOf(slow).error?.data?.code, 'MCPGW_ERR_UPSTREAM_TIMEOUT');
+    assert.ok(Date.now() - started < 2_000);
+    // The next call gets the connection: before, it waited behind the abandoned one and timed out too.
+    const next = await statelessPost(url, 'tools/call', { name: 'lookup', arguments: {} }, { id: 2 });
+    assert.equal(next.status, 200, next.text);
+    assert.equal(up.done('tools/call lookup'), 1);
+  });
+
+  it('a call given up while it waits for the connection is never sent', async () => {
+    const url = `${gw.url}/mcp/gated`;
+    const before = up.attempts('tools/call put');
+    // The first holds the connection until its upstream answers (1.5 s, within its 3 s); the
+    // second waits in the gate behind it and gives up at its own limit (500 ms).
+    const [first, second] = await Promise.all([
+      statelessPost(url, 'tools/call', { name: 'slow', arguments: { delayMs: 1_500 } }, { id: 3 }),
+      new Promise<Awaited<ReturnType<typeof statelessPost>>>((resolve) => setTimeout(() => resolve(statelessPost(url, 'tools/call', { name: 'put', arguments: {} }, { id: 4 })), 100)),
+    ]);
+    assert.equal(first.status, 200, first.text);
+    assert.equal(second.status, 504, second.text);
+    // Past the moment the slow call's upstream answered: before, the gate then sent the abandoned call.
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal(up.attempts('tools/call put'), before, 'the abandoned call never reached the upstream');
   });
 });
 
