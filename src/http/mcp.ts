@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
-import { errorBody, GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
 import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
@@ -129,9 +129,27 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (e.code === 'MCPGW_ERR_INTERNAL') gw.log.error({ ...requestLogFields(request.id, request.params.server, call), err }, 'request failed');
     else if (e.status >= 500) gw.log.warn({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'upstream failure');
     else if (e.status === 401 || e.status === 403) gw.log.debug({ ...requestLogFields(request.id, request.params.server, call), code: e.code, detail: e.detail }, 'caller refused');
+    const batch = batchAnswerable(call, e);
+    if (batch && !reply.sent && !reply.raw.headersSent) {
+      // A batch whose answer failed once the upstream had it (cut at its time limit, broken off):
+      // each of its requests gets the error under its own id, as its time limit gives them before the headers.
+      reply.code(200).header('content-type', 'application/json').send(JSON.stringify(batch.map((id) => errorResponse(e, id))));
+      return reply;
+    }
     sendError(reply, e, call.id);
     return reply;
   }
+}
+
+/** Errors of an answer the upstream had taken: a batch gets them for each of its requests. */
+const ANSWER_FAILURES: ReadonlySet<string> = new Set(['MCPGW_ERR_UPSTREAM_TIMEOUT', 'MCPGW_ERR_STREAM_LOST']);
+
+/** The request ids of a batch (its id is null: a single request's never is) that failed with `e` after it was sent. */
+function batchAnswerable(call: Call, e: GatewayError): JsonRpcId[] | undefined {
+  if (call.id !== null || !call.messages || !ANSWER_FAILURES.has(e.code)) return undefined;
+  const ids: JsonRpcId[] = [];
+  for (const m of call.messages) if (m.kind === 'request') ids.push(m.id);
+  return ids.length > 0 ? ids : undefined;
 }
 
 function resumeStream(gw: GatewayContext, prepared: PreparedResume, res: ServerResponse, reopen: Reopen): void {

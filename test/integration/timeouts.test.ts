@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { connectClient, textOf } from '../helpers/client.ts';
@@ -191,5 +193,55 @@ describe('request time limits: batches (2025-03-26, stdio upstream)', () => {
       [[5, 'MCPGW_ERR_UPSTREAM_TIMEOUT']],
     );
     assert.ok(Date.now() - started < 4_000, `answered after ${Date.now() - started} ms, not at the 1 s idle limit`);
+  });
+});
+
+describe('request time limits: a batch whose JSON answer stalls after its headers', () => {
+  let upstream: Server;
+  let gw: Gateway;
+  before(async () => {
+    // Answers initialize, then every batch with JSON headers and a body that never comes.
+    upstream = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        const msg = JSON.parse(body || 'null') as { method?: string; id?: number } | { method?: string }[] | null;
+        if (Array.isArray(msg)) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write('[');
+          return;
+        }
+        if (msg?.method === 'initialize') {
+          res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'stall-1' });
+          res.end(JSON.stringify({ jsonrpc: '2.0', id: (msg as { id?: number }).id, result: { protocolVersion: '2025-03-26', capabilities: { tools: {} }, serverInfo: { name: 'stall', version: '1' } } }));
+          return;
+        }
+        res.writeHead(202).end();
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    gw = await startGateway({ servers: { stall: { upstreams: [{ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp` }], era: 'session', timeout: { idle: '500ms' } } } });
+  });
+  after(async () => {
+    await gw?.close();
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  it('each of its requests gets the error under its own id, as before the headers', async () => {
+    const url = `${gw.url}/mcp/stall`;
+    const sid = await openSession(url, '2025-03-26');
+    const call = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'anything', arguments: {} } });
+    const res = await post(url, [call(5), call(6)], sessionHeaders(sid, '2025-03-26'));
+    assert.equal(res.status, 200, res.text);
+    const answers = JSON.parse(res.text) as { id: unknown; error?: { data?: { code?: string } } }[];
+    assert.ok(Array.isArray(answers), res.text);
+    assert.deepEqual(
+      answers.map((a) => [a.id, a.error?.data?.code]),
+      [
+        [5, 'MCPGW_ERR_UPSTREAM_TIMEOUT'],
+        [6, 'MCPGW_ERR_UPSTREAM_TIMEOUT'],
+      ],
+    );
   });
 });
