@@ -57,7 +57,6 @@ export interface GatewayOptions {
   defaultMetrics?: boolean;
 }
 
-/** A running gateway: the MCP listener, the metrics listener, the upstream pools and the stores. */
 /**
  * A response counted while it is open (Gateway.track): the sets, written on every request, hold
  * this slot, which lets go of the response when it closes. With the responses themselves in the
@@ -68,6 +67,7 @@ interface OpenResponse {
   res: ServerResponse | undefined;
 }
 
+/** A running gateway: the MCP listener, the metrics listener, the upstream pools and the stores. */
 export class Gateway implements GatewayContext {
   /** The running configuration; a reload (Gateway.reconfigure) swaps it whole. */
   #config: GatewayConfig;
