@@ -102,6 +102,11 @@ export function errorBody(err: GatewayError, id: JsonRpcId = null): string {
   return JSON.stringify(errorResponse(err, id));
 }
 
+/** A batch's answer when `err` ended it: the error for each of its requests, under its id. */
+export function errorsBody(err: GatewayError, ids: readonly JsonRpcId[]): string {
+  return JSON.stringify(ids.map((id) => errorResponse(err, id)));
+}
+
 /** Raised for bad configuration; the CLI prints it and exits 1 without a stack trace. */
 /**
  * An error that answers only the caller it came for — their token could not be exchanged, or the

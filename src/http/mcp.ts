@@ -3,11 +3,11 @@ import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard } from '../auth/guard.ts';
-import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorBody, errorsBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
 import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
-import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
@@ -133,7 +133,7 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (batch && !reply.sent && !reply.raw.headersSent) {
       // A batch whose answer failed once the upstream had it (cut at its time limit, broken off):
       // each of its requests gets the error under its own id, as its time limit gives them before the headers.
-      reply.code(200).header('content-type', 'application/json').send(JSON.stringify(batch.map((id) => errorResponse(e, id))));
+      reply.code(200).header('content-type', 'application/json').send(errorsBody(e, batch));
       return reply;
     }
     sendError(reply, e, call.id);
@@ -147,8 +147,7 @@ const ANSWER_FAILURES: ReadonlySet<string> = new Set(['MCPGW_ERR_UPSTREAM_TIMEOU
 /** The request ids of a batch (its id is null: a single request's never is) that failed with `e` after it was sent. */
 function batchAnswerable(call: Call, e: GatewayError): JsonRpcId[] | undefined {
   if (call.id !== null || !call.messages || !ANSWER_FAILURES.has(e.code)) return undefined;
-  const ids: JsonRpcId[] = [];
-  for (const m of call.messages) if (m.kind === 'request') ids.push(m.id);
+  const ids = requestIds(call.messages);
   return ids.length > 0 ? ids : undefined;
 }
 
@@ -243,8 +242,7 @@ const onPost: Step = async (gw, request, call) => {
 };
 
 function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: SessionClaims, request: McpRequest, messages: readonly Envelope[], version: string): StreamContext {
-  const ids: JsonRpcId[] = [];
-  for (const m of messages) if (m.kind === 'request') ids.push(m.id);
+  const ids = requestIds(messages);
   const accept = headerValue(request.headers.accept);
   const json = accept === '' || accept.includes('application/json') || accept.includes('*/*');
   return { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: primes(version), reopen: reopener(gw, call, upstream, claims, request, version), json };

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { SessionClaims } from '../session/token.ts';
 import { cancelTranslated, listenTranslated, postTranslated } from '../translate/to-stateless.ts';
 import { methodLabel } from '../ops/metrics.ts';
-import { parseBody, type Envelope } from '../protocol/jsonrpc.ts';
+import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { parkedSlots, statelessToSession } from '../translate/to-session.ts';
@@ -141,8 +141,7 @@ export async function translatedSessionPost(gw: GatewayContext, upstream: Upstre
     cancel: (id) => cancelTranslated(gw, claims, id),
   });
   const res = guard ? await guardResponse(raw, guard) : raw;
-  const ids = messages.filter((m) => m.kind === 'request').map((m) => m.id);
-  return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(ids), priming: version >= '2025-11-25', reopen: noReopen } };
+  return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(requestIds(messages)), priming: version >= '2025-11-25', reopen: noReopen } };
 }
 
 /** The GET stream of such a session: a subscriptions/listen upstream. */

@@ -16,7 +16,7 @@
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { GatewayConfig } from '../config/types.ts';
-import { errorBody, errorResponse, GatewayError, type JsonRpcId } from '../errors.ts';
+import { errorBody, errorsBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { idKey } from '../protocol/jsonrpc.ts';
 import { parseAnswer } from '../protocol/answers.ts';
 import { SseSplitter, sseFields } from '../protocol/sse.ts';
@@ -172,7 +172,7 @@ export class TimedCall {
       const expired = () => {
         const err = this.expiry.reason!;
         if (!this.#req.batch) return reject(err);
-        resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(this.#ids.map((id) => errorResponse(err, id))) });
+        resolve({ status: 200, headers: { 'content-type': 'application/json' }, body: errorsBody(err, this.#ids) });
       };
       this.expiry.on('abort', expired);
       pending.then(

@@ -58,6 +58,13 @@ export function parseBody(body: Buffer | string): Incoming {
   return { batch: false, message: envelope(value) };
 }
 
+/** The ids of the requests among `messages` (notifications and responses await no answer). */
+export function requestIds(messages: readonly Envelope[]): JsonRpcId[] {
+  const ids: JsonRpcId[] = [];
+  for (const m of messages) if (m.kind === 'request') ids.push(m.id);
+  return ids;
+}
+
 /**
  * A Map key for a JSON-RPC id, or for whatever a peer sent as one: 1 and "1" are two keys, and
  * so are null and "null", true and "true" — no answer is taken for a request it does not answer.
