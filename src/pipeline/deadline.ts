@@ -132,7 +132,7 @@ export class TimedCall {
   #sessionKey: string | undefined;
   readonly #cancel: ((id: JsonRpcId, reason: string) => void) | undefined;
   /** The time limit as the upstream side sees it: ends the request on expiry. */
-  readonly expiry = new RequestExpiry();
+  readonly expiry = new RequestExpiry<GatewayError>();
   readonly #deadline: Deadline;
   #whenDone: (() => void)[] | undefined;
   /** The answer's body while it is this stage's to cut on expiry: read here (`activity`), or not yet relayed. */
@@ -354,12 +354,13 @@ export class TimedCall {
 }
 
 /**
- * A request's Expiry (src/upstream/types.ts): its listeners are told once, when the time is up;
- * the AbortSignal is made only for what asks for one (a retry's backoff, a 2026-07-28 call's
+ * A request's Expiry (src/upstream/types.ts): its listeners are told once, when it expires (its
+ * time is up, or, for a translated call, its caller gave up: src/translate/to-session.ts); the
+ * AbortSignal is made only for what asks for one (a retry's backoff, a 2026-07-28 call's
  * cancellation, a wait for a connection slot).
  */
-class RequestExpiry implements Expiry {
-  #reason: GatewayError | undefined;
+export class RequestExpiry<R extends Error = Error> implements Expiry {
+  #reason: R | undefined;
   #listeners: (() => void)[] | undefined;
   #controller: AbortController | undefined;
 
@@ -367,7 +368,7 @@ class RequestExpiry implements Expiry {
     return this.#reason !== undefined;
   }
 
-  get reason(): GatewayError | undefined {
+  get reason(): R | undefined {
     return this.#reason;
   }
 
@@ -395,8 +396,8 @@ class RequestExpiry implements Expiry {
     return this;
   }
 
-  /** The time is up: the signal aborts and each listener is told, in the order they came. */
-  expire(reason: GatewayError): void {
+  /** It expired: the signal aborts and each listener is told, in the order they came. */
+  expire(reason: R): void {
     if (this.#reason) return;
     this.#reason = reason;
     this.#controller?.abort(reason);

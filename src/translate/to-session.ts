@@ -9,6 +9,7 @@ import type { Envelope } from '../protocol/jsonrpc.ts';
 import { STATELESS_REVISION } from '../protocol/revisions.ts';
 import { CACHEABLE_RESULTS, ENVELOPE_KEYS, META_SERVER_INFO, META_SUBSCRIPTION_ID, nameOf, type RequestEnvelope } from '../protocol/stateless.ts';
 import { GATEWAY_ORIGINATED, type Admission } from '../pipeline/admission.ts';
+import { RequestExpiry } from '../pipeline/deadline.ts';
 import type { HeldSlots } from '../pipeline/request.ts';
 import { RETRY_STATUSES } from '../resilience/retry.ts';
 import { clientRequest, SSE_HEADERS, type Expiry, type Upstream, type UpstreamResponse } from '../upstream/types.ts';
@@ -127,33 +128,11 @@ async function send(t: Translator, call: StatelessCall, message: Message): Promi
  * connection; after `done` the signal no longer reaches it (undici would cut the answer's body).
  */
 function untilAnswered(signal: AbortSignal): { readonly expiry: Expiry; done(): void } {
-  const controller = new AbortController();
-  const abort = () => controller.abort(signal.reason);
-  if (signal.aborted) abort();
-  else signal.addEventListener('abort', abort, { once: true });
-  const own = controller.signal;
-  const expiry: Expiry = {
-    get aborted() {
-      return own.aborted;
-    },
-    get reason() {
-      return own.reason as Error | undefined;
-    },
-    signal: own,
-    on(_event, listener) {
-      own.addEventListener('abort', listener, { once: true });
-      return this;
-    },
-    once(_event, listener) {
-      own.addEventListener('abort', listener, { once: true });
-      return this;
-    },
-    removeListener(_event, listener) {
-      own.removeEventListener('abort', listener);
-      return this;
-    },
-  };
-  return { expiry, done: () => signal.removeEventListener('abort', abort) };
+  const expiry = new RequestExpiry();
+  const expire = () => expiry.expire(signal.reason as Error);
+  if (signal.aborted) expire();
+  else signal.addEventListener('abort', expire, { once: true });
+  return { expiry, done: () => signal.removeEventListener('abort', expire) };
 }
 
 /** A call on the upstream session, from the request until its final answer (maybe over several client requests). */
