@@ -4,8 +4,7 @@
  */
 import type { McpSession } from './mcp-client.ts';
 import { SCENARIOS, type Scenario } from './scenarios.ts';
-
-const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
+import { ECHO_PARAMS, ECHO_RESULT } from './workloads.ts';
 
 /** The scenario `id`, if it has a single hop; else the usage line and exit 2. */
 export function singleHopScenario(id: string | undefined): Scenario {
@@ -22,7 +21,7 @@ export async function echoCalls(sessions: readonly McpSession[], n: number): Pro
     sessions.map(async (s) => {
       while (left-- > 0) {
         const res = await s.request('tools/call', ECHO_PARAMS);
-        if (res.status !== 200 || !res.body.includes('"text":"bench"')) throw new Error(`tools/call answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+        if (res.status !== 200 || !res.body.includes(ECHO_RESULT)) throw new Error(`tools/call answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
       }
     }),
   );

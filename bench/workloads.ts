@@ -52,8 +52,9 @@ export interface WorkloadDriver {
   close(): Promise<void>;
 }
 
-const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
-const ECHO_RESULT = '"text":"bench"';
+/** tools/call echo as every workload (and bench/hop.ts) sends it, and what its answer holds. */
+export const ECHO_PARAMS = '{"name":"echo","arguments":{"text":"bench"}}';
+export const ECHO_RESULT = '"text":"bench"';
 const README_PARAMS = '{"uri":"demo://readme"}';
 const README_TEXT = 'served by the demo upstream';
 /** `sse-spaced`: the upstream's pause between progress events. */
