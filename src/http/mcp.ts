@@ -6,7 +6,7 @@ import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard 
 import { errorBody, errorsBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
-import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
+import { contentLength, readJsonAnswer, textFailure } from '../protocol/answers.ts';
 import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -106,7 +106,8 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       const failure = textFailure(body);
       if (failure !== undefined) call.failed(failure);
     } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
-      body = await readJsonAnswer(body, call);
+      const read = readJsonAnswer(body, call, contentLength(res.headers['content-length']));
+      body = Buffer.isBuffer(read) ? read : await read;
     }
     // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
     if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {

@@ -112,12 +112,35 @@ const MARKER_SPACED = Buffer.from('"isError": true');
 /**
  * Reads a JSON answer that passes through to the client, and tells `sink` if it was an error.
  * One that fits in ANSWER_KEEP_BYTES (every JSON-RPC error in practice) is read whole and
- * resolves as its bytes, sent as they came: no stream to build, and the bytes are searched for
+ * comes back as its bytes, sent as they came: no stream to build, and the bytes are searched for
  * `"error"` / `"isError"` and parsed only when one is there. A larger one resolves as a stream of
  * the same bytes, judged by its `"isError":true` marker as it passes (tapJsonAnswer). An answer
  * the upstream breaks off rejects with MCPGW_ERR_STREAM_LOST.
+ *
+ * `length` is the answer's content-length, when it has one. An answer whose bytes have all come
+ * already (a small one usually arrives with its head) is taken at once, not promised: it waits
+ * for none of the body's events, and its end is still read for whoever follows it (the
+ * upstream's load, the time limit, the request's slots).
  */
-export function readJsonAnswer(body: Readable, sink: AnswerSink): Promise<Buffer | Readable> {
+export function readJsonAnswer(body: Readable, sink: AnswerSink, length?: number): Buffer | Promise<Buffer | Readable> {
+  if (length !== undefined && length > 0 && length <= ANSWER_KEEP_BYTES && body.readableLength === length && !body.readableFlowing && !body.destroyed) {
+    // Not flowing, so read() gives all that is buffered: the whole answer.
+    const whole = body.read() as Buffer;
+    body.resume();
+    judgeAnswer(whole, sink);
+    return whole;
+  }
+  return readWhole(body, sink);
+}
+
+/** Tells `sink` if a JSON answer held whole was an error. */
+function judgeAnswer(whole: Buffer, sink: AnswerSink): void {
+  const failure = whole.includes('"error"') || whole.includes('"isError"') ? textFailure(whole.toString('utf8')) : undefined;
+  if (failure !== undefined) sink.failed(failure);
+}
+
+/** readJsonAnswer for an answer still on its way: read as it comes. */
+function readWhole(body: Readable, sink: AnswerSink): Promise<Buffer | Readable> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -139,8 +162,7 @@ export function readJsonAnswer(body: Readable, sink: AnswerSink): Promise<Buffer
     const onEnd = () => {
       stop();
       const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      const failure = whole.includes('"error"') || whole.includes('"isError"') ? textFailure(whole.toString('utf8')) : undefined;
-      if (failure !== undefined) sink.failed(failure);
+      judgeAnswer(whole, sink);
       resolve(whole);
     };
     const onBroken = (err?: Error) => {
@@ -156,6 +178,11 @@ export function readJsonAnswer(body: Readable, sink: AnswerSink): Promise<Buffer
     body.once('error', onBroken);
     body.once('close', onBroken);
   });
+}
+
+/** A content-length header's value as a number of bytes; undefined when absent or not one. */
+export function contentLength(value: string | undefined): number | undefined {
+  return value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
 }
 
 /**

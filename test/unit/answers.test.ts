@@ -114,12 +114,12 @@ describe('readJsonAnswer: a JSON answer passes byte for byte and is judged when 
 
   it('an answer the upstream broke off is a lost stream', async () => {
     const body = new Readable({ read() {} });
-    const reading = readJsonAnswer(body, recorder());
+    const reading = Promise.resolve(readJsonAnswer(body, recorder()));
     body.push('{"jsonrpc":"2.0","id":1,"res');
     body.destroy(new Error('socket hang up'));
     await assert.rejects(reading, (err: GatewayError) => err.code === 'MCPGW_ERR_STREAM_LOST');
     const closed = new Readable({ read() {} });
-    const cut = readJsonAnswer(closed, recorder());
+    const cut = Promise.resolve(readJsonAnswer(closed, recorder()));
     closed.destroy();
     await assert.rejects(cut, (err: GatewayError) => err.code === 'MCPGW_ERR_STREAM_LOST');
   });
@@ -135,6 +135,41 @@ describe('readJsonAnswer: a JSON answer passes byte for byte and is judged when 
     body.destroy(new Error('socket hang up'));
     await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(sink.failures, ['MCPGW_ERR_STREAM_LOST']);
+  });
+
+  it('an answer whose bytes have all come (its content-length buffered) is taken at once, and its end still read', async () => {
+    for (const answer of [result({ content: [{ type: 'text', text: 'hello' }] }), error(-32601)]) {
+      const sink = recorder();
+      const body = new Readable({ read() {} });
+      body.push(answer.slice(0, 12));
+      body.push(answer.slice(12));
+      body.push(null);
+      let ended = false;
+      body.on('end', () => (ended = true));
+      const taken = readJsonAnswer(body, sink, Buffer.byteLength(answer));
+      assert.ok(Buffer.isBuffer(taken), 'the bytes, not a promise');
+      assert.equal(taken.toString('utf8'), answer);
+      assert.deepEqual(sink.failures, answer.includes('"error"') ? ['rpc_method_not_found'] : []);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(ended, 'its end was read (what follows the body sees it end)');
+    }
+  });
+
+  it('an answer with fewer bytes come than its content-length (or none said) is read as it comes', async () => {
+    const answer = result({ content: [{ type: 'text', text: 'hello' }] });
+    const body = new Readable({ read() {} });
+    body.push(answer.slice(0, 12));
+    const reading = readJsonAnswer(body, recorder(), Buffer.byteLength(answer));
+    assert.ok(reading instanceof Promise, 'waits for the rest');
+    body.push(answer.slice(12));
+    body.push(null);
+    assert.equal(((await reading) as Buffer).toString('utf8'), answer);
+    const unsaid = new Readable({ read() {} });
+    unsaid.push(answer);
+    unsaid.push(null);
+    const read = readJsonAnswer(unsaid, recorder());
+    assert.ok(read instanceof Promise, 'no content-length: read to its end');
+    assert.equal(((await read) as Buffer).toString('utf8'), answer);
   });
 
   it('a large answer the client leaves says nothing (the response accounts for it) and releases the upstream', async () => {
