@@ -205,7 +205,7 @@ export class HttpUpstream implements Upstream {
       }
       if (retry(res.statusCode)) {
         this.#failed(replica, `HTTP ${res.statusCode}`);
-        drain(res.body);
+        this.#unrelayed(replica, res);
         refused = Object.assign(new Error(`HTTP ${res.statusCode}`), { code: NOT_TAKEN });
         continue;
       }
@@ -243,7 +243,7 @@ export class HttpUpstream implements Upstream {
       throw upstreamError(err, this.#server.name);
     }
     if (res.statusCode === 404) {
-      drain(res.body);
+      this.#unrelayed(replica, res);
       throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND', 'the upstream ended it');
     }
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
@@ -277,6 +277,15 @@ export class HttpUpstream implements Upstream {
       if (isUnreachable(err) || isTimeout(err)) this.#failed(replica, errorCode(err) ?? 'error');
       throw err;
     }
+  }
+
+  /**
+   * An answer #send got that goes no further (refused, or the session is gone upstream): its body
+   * is drained and the replica's load for it given back (else #relay gives it back at the body's end).
+   */
+  #unrelayed(replica: HttpReplica, res: Dispatcher.ResponseData): void {
+    replica.inflight--;
+    drain(res.body);
   }
 
   /** Streams the upstream response through; the replica's load drops when the body is done. */
