@@ -283,9 +283,10 @@ class LegacySessions {
     try {
       text = await readText(res.body);
     } catch (err) {
-      // pipeline: a JSON answer that stopped arriving within its time limit.
+      // pipeline: a JSON answer that stopped arriving within its time limit, or broke off: the
+      // request was taken (the POST's 202 is due), its error goes on the session stream.
       const single = messages.length === 1 && messages[0]!.kind === 'request';
-      if (single && err instanceof GatewayError && err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT') return this.#failAnswer(routed, err, messages[0]!.id, call);
+      if (single && err instanceof GatewayError && (err.code === 'MCPGW_ERR_UPSTREAM_TIMEOUT' || err.code === 'MCPGW_ERR_STREAM_LOST')) return this.#failAnswer(routed, err, messages[0]!.id, call);
       throw err;
     }
     let parts: string[];

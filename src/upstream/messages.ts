@@ -51,18 +51,27 @@ export function isSse(res: UpstreamResponse): res is UpstreamResponse & { body: 
   return res.body !== null && typeof res.body !== 'string' && (res.headers['content-type'] ?? '').startsWith('text/event-stream');
 }
 
+/**
+ * A whole answer's text. One the upstream broke off is MCPGW_ERR_STREAM_LOST (a time limit, or
+ * another gateway error that ended it, says so itself); one past 16 MiB, an upstream protocol error.
+ */
 export async function readText(body: Readable | string): Promise<string> {
   if (typeof body === 'string') return body;
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    size += b.length;
-    if (size > MAX_BUFFERED) {
-      discard(body);
-      throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'an answer larger than 16 MiB');
+  try {
+    for await (const chunk of body) {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      size += b.length;
+      if (size > MAX_BUFFERED) {
+        discard(body);
+        throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', 'an answer larger than 16 MiB');
+      }
+      chunks.push(b);
     }
-    chunks.push(b);
+  } catch (err) {
+    if (err instanceof GatewayError) throw err;
+    throw new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${(err as Error)?.message ? `: ${(err as Error).message}` : ''}`, { cause: err });
   }
   return Buffer.concat(chunks).toString('utf8');
 }
