@@ -124,7 +124,7 @@ export class HttpUpstream implements Upstream {
     const { replica, res } = await this.#sendAnywhere((r) => this.#headers(r, req, ''), req.body, isOverloaded, { headers: req.headers, principal: holder }, undefined, req);
     const upstreamSession = headerValue(res.headers['mcp-session-id']);
     return {
-      response: this.#relay(replica, res, 'POST'),
+      response: this.#relay(replica, res, 'POST', true),
       placement: { upstream: replica.key, upstreamSession, node: '' },
     };
   }
@@ -132,7 +132,7 @@ export class HttpUpstream implements Upstream {
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
     const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.expiry, req);
-    return this.#relay(replica, res, 'POST');
+    return this.#relay(replica, res, 'POST', holdsRequest(req));
   }
 
   async get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
@@ -178,7 +178,7 @@ export class HttpUpstream implements Upstream {
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
     const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: req.principal ?? '' }, signal, req);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
-    return this.#relay(replica, res, 'POST');
+    return this.#relay(replica, res, 'POST', holdsRequest(req));
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
@@ -288,8 +288,11 @@ export class HttpUpstream implements Upstream {
     drain(res.body);
   }
 
-  /** Streams the upstream response through; the replica's load drops when the body is done. */
-  #relay(replica: HttpReplica, res: Dispatcher.ResponseData, method: 'POST' | 'GET' | 'DELETE'): UpstreamResponse {
+  /**
+   * Streams the upstream response through; the replica's load drops when the body is done.
+   * `asked`: the POST holds a request, so it must be answered in JSON or SSE.
+   */
+  #relay(replica: HttpReplica, res: Dispatcher.ResponseData, method: 'POST' | 'GET' | 'DELETE', asked = false): UpstreamResponse {
     const contentType = headerValue(res.headers['content-type']);
     const isSse = contentType.startsWith('text/event-stream');
     const body: Readable = res.body;
@@ -310,6 +313,9 @@ export class HttpUpstream implements Upstream {
     body.on('error', release);
     if (res.statusCode === 202 || res.statusCode === 204 || method0(res)) {
       drain(body);
+      // The answer to notifications and responses only: a request's is JSON or SSE (the spec's
+      // MUST), else its client would wait for an answer that never comes.
+      if (asked) throw new GatewayError('MCPGW_ERR_UPSTREAM_PROTOCOL', `HTTP ${res.statusCode} without a body to a request`);
       return { status: res.statusCode, headers: {}, body: null };
     }
     if (method === 'POST' && res.statusCode >= 200 && res.statusCode < 300 && !isSse && !contentType.startsWith('application/json')) {
@@ -378,6 +384,11 @@ function bodyTimeLimit(body: Readable, ms: number, server: string): void {
   const timer = setTimeout(() => body.destroy(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": the answer was not whole within requestTimeout`)), ms);
   timer.unref();
   body.once('close', () => clearTimeout(timer));
+}
+
+/** Does the request sent hold a request (not only notifications and responses)? */
+function holdsRequest(req: ClientRequest): boolean {
+  return req.messages.some((m) => m.kind === 'request');
 }
 
 function method0(res: Dispatcher.ResponseData): boolean {
