@@ -10,8 +10,8 @@
  *
  * With `--promoted`, only what a scavenge did not collect is counted — what V8 promoted to the old
  * generation or allocated there at once (and the little still alive at the end): where the
- * promoted bytes per call of bench/gc.ts come from (docs/performance.md, "Issue I: relayed SSE
- * answers").
+ * promoted bytes per call of bench/gc.ts come from (docs/performance.md, "Relayed SSE answers:
+ * literals V8 allocates old").
  *
  * Prints bytes per call in all, by owner (as bench/profile.ts names them: the gateway's src/
  * folders, each dependency, Node's core) and by function (the function allocating; inlined

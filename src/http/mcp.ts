@@ -392,8 +392,8 @@ export function stampedCaller(call: Call): StampedCaller {
  * objects in the old generation (allocation-site pretenuring, which it never takes back), and
  * this one, made on every request, reached the request's `Call` and through it the whole
  * request. Once dead, such an old object keeps what it points to alive through scavenges until
- * a full GC: ≈ 1.7 KB of every relayed call was promoted for it (docs/performance.md, "Issue I:
- * relayed SSE answers"). Objects made by `new` are never allocated old that way.
+ * a full GC: ≈ 2 KB of every relayed call was promoted for it (docs/performance.md, "Relayed SSE
+ * answers: literals V8 allocates old"). Objects made by `new` are never allocated old that way.
  */
 class CallStamp implements StampedCaller {
   readonly principal: Principal | undefined;
