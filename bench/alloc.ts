@@ -6,7 +6,12 @@
  * barely moves with the machine's other load, so a change's effect on allocation (and so on GC
  * and much of the per-call work) shows in one run on a busy machine, where CPU needs a quiet one.
  *
- *   node bench/alloc.ts [--scenario raw-gateway] [--calls 20000] [--concurrency 16] [--top 40]
+ *   node bench/alloc.ts [--scenario raw-gateway] [--calls 20000] [--concurrency 16] [--top 40] [--promoted]
+ *
+ * With `--promoted`, only what a scavenge did not collect is counted — what V8 promoted to the old
+ * generation or allocated there at once (and the little still alive at the end): where the
+ * promoted bytes per call of bench/gc.ts come from (docs/performance.md, "Relayed SSE answers:
+ * literals V8 allocates old").
  *
  * Prints bytes per call in all, by owner (as bench/profile.ts names them: the gateway's src/
  * folders, each dependency, Node's core) and by function (the function allocating; inlined
@@ -34,6 +39,7 @@ const { values } = parseArgs({
     calls: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '16' },
     top: { type: 'string', default: '40' },
+    promoted: { type: 'boolean', default: false },
   },
 });
 const scenario = singleHopScenario(values.scenario);
@@ -49,7 +55,7 @@ async function main(): Promise<void> {
     await echoCalls(sessions, calls);
     const inspector = await Inspector.connect(port);
     await inspector.send('HeapProfiler.enable');
-    await inspector.send('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    await inspector.send('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !values.promoted });
     await echoCalls(sessions, calls);
     const { profile } = (await inspector.send('HeapProfiler.stopSampling')) as { profile: { head: HeapNode } };
     inspector.close();
@@ -80,7 +86,7 @@ function report(head: HeapNode): void {
   };
   walk(head, undefined);
   const perCall = (bytes: number) => Math.round(bytes / calls).toLocaleString('en-US');
-  console.log(`${scenario.id}: ${perCall(total)} bytes allocated per call (${calls.toLocaleString('en-US')} calls, ${concurrency} sessions)\n`);
+  console.log(`${scenario.id}: ${perCall(total)} bytes ${values.promoted ? 'promoted or allocated old' : 'allocated'} per call (${calls.toLocaleString('en-US')} calls, ${concurrency} sessions)\n`);
   console.log('| owner | bytes per call |\n|---|---:|');
   for (const [o, b] of [...byOwner].sort((x, y) => y[1] - x[1])) if (b / total >= 0.005) console.log(`| ${o} | ${perCall(b)} |`);
   console.log('\n| function | bytes per call |\n|---|---:|');

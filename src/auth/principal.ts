@@ -61,7 +61,7 @@ export interface StampedCaller {
   /** Whom per-caller caps count the request against: the principal's id, or the client's address when auth is off. */
   readonly holder: string;
   /** Names a policy further down hid from this caller (for the audit line's `denied`). */
-  readonly hid: (names: readonly string[]) => void;
+  hid(names: readonly string[]): void;
 }
 
 type Stamped = IncomingHttpHeaders & { [CALLER]?: StampedCaller };

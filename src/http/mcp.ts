@@ -23,7 +23,7 @@ import type { PipelineRequest } from '../pipeline/request.ts';
 import type { GatewayContext } from './context.ts';
 import { discard } from '../upstream/body.ts';
 import { Call } from './accounting.ts';
-import { stampPrincipal, type StampedCaller } from '../auth/principal.ts';
+import { stampPrincipal, type Principal, type StampedCaller } from '../auth/principal.ts';
 import type { McpParams as Params, McpRequest } from './request.ts';
 import type { StreamContext, Step } from './step.ts';
 
@@ -385,5 +385,29 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId,
 
 /** compose: the caller as member calls see it, and where the names a member's policy hid are noted. */
 export function stampedCaller(call: Call): StampedCaller {
-  return { principal: call.caller, holder: call.holder, hid: (names) => void (call.hidden = [...(call.hidden ?? []), ...names]) };
+  return new CallStamp(call);
+}
+
+/**
+ * A class, not an object literal with a closure: V8 may decide to allocate all of a literal's
+ * objects in the old generation (allocation-site pretenuring, which it never takes back), and
+ * this one, made on every request, reached the request's `Call` and through it the whole
+ * request. Once dead, such an old object keeps what it points to alive through scavenges until
+ * a full GC: ≈ 2 KB of every relayed call was promoted for it (docs/performance.md, "Relayed SSE
+ * answers: literals V8 allocates old"). Objects made by `new` are never allocated old that way.
+ */
+class CallStamp implements StampedCaller {
+  readonly principal: Principal | undefined;
+  readonly holder: string;
+  readonly #call: Call;
+
+  constructor(call: Call) {
+    this.principal = call.caller;
+    this.holder = call.holder;
+    this.#call = call;
+  }
+
+  hid(names: readonly string[]): void {
+    this.#call.hidden = [...(this.#call.hidden ?? []), ...names];
+  }
 }
