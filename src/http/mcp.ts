@@ -6,7 +6,7 @@ import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard 
 import { errorBody, errorsBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
-import { readJsonAnswer, textFailure } from '../protocol/answers.ts';
+import { readJsonAnswer, textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -107,6 +107,12 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       if (failure !== undefined) call.failed(failure);
     } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
       body = await readJsonAnswer(body, call);
+    } else if (body !== null && !res.headers['content-type']?.startsWith('text/event-stream')) {
+      // Neither JSON nor a stream: a DELETE's answer (the SDK's is empty and chunked), an error
+      // page. Read whole the same way (its status alone is what it says), so a small one goes out
+      // as the bytes at hand, not piped through Fastify's reply (a pipe and its end-of-stream
+      // watchers per session's end: docs/performance.md, "a session's start and end").
+      body = await readJsonAnswer(body, NOT_JUDGED);
     }
     // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
     if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {
@@ -140,6 +146,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     return reply;
   }
 }
+
+/** For an answer that is not JSON: its status (counted when the response closes) is all it says. */
+const NOT_JUDGED: AnswerSink = { failed: () => {}, settled: () => {} };
 
 /** Errors of an answer the upstream had taken: a batch gets them for each of its requests. */
 const ANSWER_FAILURES: ReadonlySet<string> = new Set(['MCPGW_ERR_UPSTREAM_TIMEOUT', 'MCPGW_ERR_STREAM_LOST']);
@@ -216,7 +225,10 @@ const onPost: Step = async (gw, request, call) => {
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
-    return { res: response, session: gw.sealer.seal(claims), stream: postStream(gw, call, upstream, claims, request, messages, protocolVersion) };
+    const session = gw.sealer.seal(claims);
+    // Only an SSE answer is relayed as a stream (the SDK's JSON answer needs none of what it would hold).
+    if (!relayable(response)) return { res: response, session };
+    return { res: response, session, stream: postStream(gw, call, upstream, claims, request, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
   // stateless: a 2026-07-28 body sent without its headers.
