@@ -217,6 +217,7 @@ const onPost: Step = async (gw, request, call) => {
     });
     // Refused upstream: its answer goes back as it is, and there is no session to name.
     if (response.status >= 300 || !placement) return { res: response };
+    gw.sessions.started(sessionId);
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,
