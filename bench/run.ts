@@ -242,7 +242,8 @@ async function main(): Promise<number> {
         line.label = `warming ${scenario.id} up: ${opts.warmupCalls.toLocaleString('en-US')} calls`;
         await warmUp(run.url, opts.warmupCalls);
         // A churn row's start and end of a session (initialize, DELETE) are code the calls do not
-        // run: whole sessions warm it too, as many requests again (cold, it cost a gateway ≈ 1.5×).
+        // run: whole sessions warm it too, as many requests again (docs/performance.md, "a
+        // session's start and end").
         if (sliced.some((w) => w.kind === 'churn' && applies(w, scenario))) {
           const sessions = Math.round(opts.warmupCalls / 4);
           line.label = `warming ${scenario.id} up: ${sessions.toLocaleString('en-US')} whole sessions`;
