@@ -5,12 +5,14 @@
  * after as many calls of warm-up. Bytes per call is a count, not a time: unlike CPU per call it
  * barely moves with the machine's other load, so a change's effect on allocation (and so on GC
  * and much of the per-call work) shows in one run on a busy machine, where CPU needs a quiet one.
+ * With `--workload churn` an op is a whole session (initialize, initialized, the call, DELETE)
+ * and `--calls` counts sessions.
  *
- *   node bench/alloc.ts [--scenario raw-gateway] [--calls 20000] [--concurrency 16] [--top 40] [--promoted]
+ *   node bench/alloc.ts [--scenario raw-gateway] [--workload calls|churn] [--calls 20000] [--concurrency 16] [--top 40] [--promoted]
  *
  * With `--promoted`, only what a scavenge did not collect is counted — what V8 promoted to the old
  * generation or allocated there at once (and the little still alive at the end): where the
- * promoted bytes per call of bench/gc.ts come from (docs/performance.md, "Relayed SSE answers:
+ * promoted bytes per call of bench/gc.ts come from (docs/performance.md, "relayed SSE answers,
  * literals V8 allocates old").
  *
  * Prints bytes per call in all, by owner (as bench/profile.ts names them: the gateway's src/
@@ -19,9 +21,8 @@
  */
 import { parseArgs } from 'node:util';
 import { freePort, Inspector } from './inspector.ts';
-import { McpHttpClient } from './mcp-client.ts';
 import { ownerOf } from './profile.ts';
-import { echoCalls, singleHopScenario } from './hop.ts';
+import { hopDriver, hopWorkload, singleHopScenario } from './hop.ts';
 import { startScenario } from './scenarios.ts';
 
 /** One sample per this many bytes allocated on average (V8's default is 32 KiB: too coarse for a call). */
@@ -36,6 +37,7 @@ interface HeapNode {
 const { values } = parseArgs({
   options: {
     scenario: { type: 'string', default: 'raw-gateway' },
+    workload: { type: 'string', default: 'calls' },
     calls: { type: 'string', default: '20000' },
     concurrency: { type: 'string', default: '16' },
     top: { type: 'string', default: '40' },
@@ -43,6 +45,7 @@ const { values } = parseArgs({
   },
 });
 const scenario = singleHopScenario(values.scenario);
+const workload = hopWorkload(values.workload);
 const calls = Number(values.calls);
 const concurrency = Number(values.concurrency);
 
@@ -50,24 +53,22 @@ async function main(): Promise<void> {
   const port = await freePort();
   const running = await startScenario(scenario, { hopNodeArgs: [`--inspect=127.0.0.1:${port}`] });
   try {
-    const client = new McpHttpClient(running.url, concurrency);
-    const sessions = await Promise.all(Array.from({ length: concurrency }, () => client.open()));
-    await echoCalls(sessions, calls);
+    const driver = await hopDriver(workload, running.url, concurrency);
+    await driver.run(calls);
     const inspector = await Inspector.connect(port);
     await inspector.send('HeapProfiler.enable');
     await inspector.send('HeapProfiler.startSampling', { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !values.promoted });
-    await echoCalls(sessions, calls);
+    await driver.run(calls);
     const { profile } = (await inspector.send('HeapProfiler.stopSampling')) as { profile: { head: HeapNode } };
     inspector.close();
-    await Promise.all(sessions.map((s) => s.end()));
-    await client.close();
-    report(profile.head);
+    await driver.close();
+    report(profile.head, driver.unit);
   } finally {
     await running.stop();
   }
 }
 
-function report(head: HeapNode): void {
+function report(head: HeapNode, unit: 'call' | 'session'): void {
   const byFunction = new Map<string, number>();
   const byOwner = new Map<string, number>();
   let total = 0;
@@ -86,10 +87,11 @@ function report(head: HeapNode): void {
   };
   walk(head, undefined);
   const perCall = (bytes: number) => Math.round(bytes / calls).toLocaleString('en-US');
-  console.log(`${scenario.id}: ${perCall(total)} bytes ${values.promoted ? 'promoted or allocated old' : 'allocated'} per call (${calls.toLocaleString('en-US')} calls, ${concurrency} sessions)\n`);
-  console.log('| owner | bytes per call |\n|---|---:|');
+  const ops = unit === 'call' ? `${calls.toLocaleString('en-US')} calls, ${concurrency} sessions` : `${calls.toLocaleString('en-US')} sessions, ${concurrency} at a time`;
+  console.log(`${scenario.id}: ${perCall(total)} bytes ${values.promoted ? 'promoted or allocated old' : 'allocated'} per ${unit} (${ops})\n`);
+  console.log(`| owner | bytes per ${unit} |\n|---|---:|`);
   for (const [o, b] of [...byOwner].sort((x, y) => y[1] - x[1])) if (b / total >= 0.005) console.log(`| ${o} | ${perCall(b)} |`);
-  console.log('\n| function | bytes per call |\n|---|---:|');
+  console.log(`\n| function | bytes per ${unit} |\n|---|---:|`);
   for (const [f, b] of [...byFunction].sort((x, y) => y[1] - x[1]).slice(0, Number(values.top))) console.log(`| \`${f}\` | ${perCall(b)} |`);
 }
 

@@ -3,9 +3,11 @@
  * `--trace-gc` while 16 sessions (`--concurrency`) call `tools/call echo` back to back, round
  * after round (`--rounds` of `--calls`, after one round of warm-up), and each round prints the
  * hop's CPU per call and, from the hop's GC trace, the bytes allocated and promoted to the old
- * generation per call, the scavenges and full GCs, and the GC pause per call.
+ * generation per call, the scavenges and full GCs, and the GC pause per call. With `--workload
+ * churn` an op is a whole session instead (initialize, initialized, the call, DELETE; 16 at a
+ * time) and `--calls` counts sessions: what a session's start and end cost.
  *
- *   node bench/gc.ts [--scenario json-gateway] [--calls 15000] [--rounds 3] [--hop-node-args "…"]
+ *   node bench/gc.ts [--scenario json-gateway] [--workload calls|churn] [--calls 15000] [--rounds 3] [--hop-node-args "…"]
  *
  * Promoted bytes per call tell whether a call's objects die young, as they should: a few dozen
  * bytes when they do, kilobytes when something keeps them past a scavenge (docs/performance.md,
@@ -14,8 +16,7 @@
  */
 import { parseArgs } from 'node:util';
 import { processCpuMicros } from './cpu.ts';
-import { McpHttpClient } from './mcp-client.ts';
-import { echoCalls, singleHopScenario } from './hop.ts';
+import { hopDriver, hopWorkload, singleHopScenario } from './hop.ts';
 import { startScenario } from './scenarios.ts';
 
 const MiB = 1024 * 1024;
@@ -23,6 +24,7 @@ const MiB = 1024 * 1024;
 const { values } = parseArgs({
   options: {
     scenario: { type: 'string', default: 'json-gateway' },
+    workload: { type: 'string', default: 'calls' },
     calls: { type: 'string', default: '15000' },
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '16' },
@@ -30,6 +32,7 @@ const { values } = parseArgs({
   },
 });
 const scenario = singleHopScenario(values.scenario);
+const workload = hopWorkload(values.workload);
 const calls = Number(values.calls);
 const concurrency = Number(values.concurrency);
 
@@ -52,20 +55,21 @@ async function main(): Promise<void> {
       const m = GC_LINE.exec(line);
       if (m) events.push({ kind: m[1]!, before: Number(m[2]), after: Number(m[4]), pauseMs: Number(m[6]) });
     });
-    const client = new McpHttpClient(running.url, concurrency);
-    const sessions = await Promise.all(Array.from({ length: concurrency }, () => client.open()));
-    await echoCalls(sessions, calls);
+    const driver = await hopDriver(workload, running.url, concurrency);
+    await driver.run(calls);
+    // Keys name the op: …PerCall, or …PerSession with --workload churn.
+    const Op = driver.unit === 'call' ? 'Call' : 'Session';
     for (let round = 1; round <= Number(values.rounds); round++) {
       events.length = 0;
       const cpu0 = processCpuMicros(running.pids.hop!);
       const t0 = performance.now();
-      await echoCalls(sessions, calls);
+      await driver.run(calls);
       const seconds = (performance.now() - t0) / 1000;
       const cpu = processCpuMicros(running.pids.hop!) - cpu0;
-      console.log(JSON.stringify({ scenario: scenario.id, round, callsPerSec: Math.round(calls / seconds), hopCpuMicrosPerCall: round1(cpu / calls), ...gcPerCall(events) }));
+      const perOp = Object.entries({ ...gcPerCall(events), hopCpuMicrosPerCall: round1(cpu / calls) }).map(([k, v]) => [k.replace(/PerCall$/, `Per${Op}`), v]);
+      console.log(JSON.stringify({ scenario: scenario.id, round, [`${driver.unit}sPerSec`]: Math.round(calls / seconds), ...Object.fromEntries(perOp) }));
     }
-    await Promise.all(sessions.map((s) => s.end()));
-    await client.close();
+    await driver.close();
   } finally {
     await running.stop();
   }

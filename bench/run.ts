@@ -15,7 +15,7 @@ import type { Progress } from './loop.ts';
 import { stopAll } from './processes.ts';
 import { idleCells, IDLE_HEADER, markdownTable, noisy, NOISY_CORES, ROW_HEADER, rowCells, sseCells, SSE_HEADER, Tally, withBaselines, withSseCosts, type Row } from './report.ts';
 import { idleStreams } from './idle.ts';
-import { echoCalls } from './hop.ts';
+import { echoCalls, hopDriver } from './hop.ts';
 import { McpHttpClient } from './mcp-client.ts';
 import { SCENARIOS, startScenario, type RunningScenario, type Scenario } from './scenarios.ts';
 import { judge, TARGETS } from './targets.ts';
@@ -30,7 +30,8 @@ const usage = (workloads: readonly Workload[]) => `Usage: npm run bench -- [opti
   --slice N            seconds per timed slice                 BENCH_SLICE       (1)
   --warmup N           warm-up per row before its slices       BENCH_WARMUP      (2)
   --warmup-calls N     tools/call echo calls each scenario     BENCH_WARMUP_CALLS (15000)
-                       gets once started (JIT), 0: none
+                       gets once started (JIT), 0: none; with
+                       churn, N/4 whole sessions too
   --concurrency LIST   sessions for the call/read workloads;   BENCH_CONCURRENCY (16,1)
                        sse and churn use the first
   --sse-events N       progress events per SSE call            BENCH_SSE_EVENTS  (20)
@@ -217,7 +218,7 @@ async function main(): Promise<number> {
   }
   const slices = Math.max(1, Math.round(opts.seconds / opts.slice));
   const sliceMs = (opts.seconds * 1000) / slices;
-  out.write(`${opts.warmupCalls > 0 ? `each scenario first gets ${opts.warmupCalls.toLocaleString('en-US')} tools/call echo calls (its code warm); ` : ''}rows: ${opts.warmup} s warm-up, then ${opts.seconds} s timed in ${slices} slices taking turns with the other scenarios; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
+  out.write(`${opts.warmupCalls > 0 ? `each scenario first gets ${opts.warmupCalls.toLocaleString('en-US')} tools/call echo calls (its code warm)${opts.workloads.some((w) => w.kind === 'churn') ? `, and a churn row's a quarter as many whole sessions` : ''}; ` : ''}rows: ${opts.warmup} s warm-up, then ${opts.seconds} s timed in ${slices} slices taking turns with the other scenarios; CPU time from /proc/<pid>/stat (resolution ${cpuResolutionMicros / 1000} ms per process)\n\n`);
 
   const applies = (w: Workload, s: Scenario) => (!s.kinds || s.kinds.includes(w.kind)) && (w.appliesTo?.(s) ?? true);
   const sliced = opts.workloads.filter((w): w is SlicedWorkload => w.mode === 'sliced');
@@ -240,6 +241,16 @@ async function main(): Promise<number> {
       if (opts.warmupCalls > 0) {
         line.label = `warming ${scenario.id} up: ${opts.warmupCalls.toLocaleString('en-US')} calls`;
         await warmUp(run.url, opts.warmupCalls);
+        // A churn row's start and end of a session (initialize, DELETE) are code the calls do not
+        // run: whole sessions warm it too, as many requests again (docs/performance.md, "a
+        // session's start and end").
+        if (sliced.some((w) => w.kind === 'churn' && applies(w, scenario))) {
+          const sessions = Math.round(opts.warmupCalls / 4);
+          line.label = `warming ${scenario.id} up: ${sessions.toLocaleString('en-US')} whole sessions`;
+          const driver = await hopDriver('churn', run.url, 16);
+          await driver.run(sessions);
+          await driver.close();
+        }
       }
     }
     for (const workload of sliced) {

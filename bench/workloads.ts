@@ -200,17 +200,20 @@ export function sessionChurn(concurrency: number, byDefault: boolean): Workload 
         ClosedLoop.open<null>({
           concurrency,
           setup: async () => null,
-          op: async () => {
-            const session = await client.open();
-            const res = await session.request('tools/call', ECHO_PARAMS);
-            const status = await session.delete();
-            if (status < 200 || status > 299) throw new Error(`DELETE answered HTTP ${status}`);
-            return res.status === 200 && res.body.includes(ECHO_RESULT);
-          },
+          op: () => wholeSession(client),
         }),
       );
     },
   };
+}
+
+/** One whole session: initialize, notifications/initialized, tools/call echo, DELETE; true when the call's answer was right. */
+export async function wholeSession(client: McpHttpClient): Promise<boolean> {
+  const session = await client.open();
+  const res = await session.request('tools/call', ECHO_PARAMS);
+  const status = await session.delete();
+  if (status < 200 || status > 299) throw new Error(`DELETE answered HTTP ${status}`);
+  return res.status === 200 && res.body.includes(ECHO_RESULT);
 }
 
 interface ResumeState {

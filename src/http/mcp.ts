@@ -6,7 +6,7 @@ import { guardRequest, guardResponse, guardStream, restoreGuard, serializeGuard 
 import { errorBody, errorsBody, GatewayError, type JsonRpcId } from '../errors.ts';
 import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
-import { contentLength, readJsonAnswer, textFailure } from '../protocol/answers.ts';
+import { contentLength, readJsonAnswer, textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
@@ -108,6 +108,13 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
       const read = readJsonAnswer(body, call, contentLength(res.headers['content-length']));
       body = Buffer.isBuffer(read) ? read : await read;
+    } else if (body !== null && !res.headers['content-type']?.startsWith('text/event-stream')) {
+      // Neither JSON nor a stream: a DELETE's answer (the SDK's is empty and chunked), an error
+      // page. Read whole the same way (its status alone is what it says), so a small one goes out
+      // as the bytes at hand, not piped through Fastify's reply (a pipe and its end-of-stream
+      // watchers per session's end: docs/performance.md, "a session's start and end").
+      const read = readJsonAnswer(body, NOT_JUDGED, contentLength(res.headers['content-length']));
+      body = Buffer.isBuffer(read) ? read : await read;
     }
     // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
     if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {
@@ -141,6 +148,9 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     return reply;
   }
 }
+
+/** For an answer that is not JSON: its status (counted when the response closes) is all it says. */
+const NOT_JUDGED: AnswerSink = { failed: () => {}, settled: () => {} };
 
 /** Errors of an answer the upstream had taken: a batch gets them for each of its requests. */
 const ANSWER_FAILURES: ReadonlySet<string> = new Set(['MCPGW_ERR_UPSTREAM_TIMEOUT', 'MCPGW_ERR_STREAM_LOST']);
@@ -209,6 +219,7 @@ const onPost: Step = async (gw, request, call) => {
     });
     // Refused upstream: its answer goes back as it is, and there is no session to name.
     if (response.status >= 300 || !placement) return { res: response };
+    gw.sessions.started(sessionId);
     const claims: SessionClaims = {
       id: sessionId,
       server: request.params.server,
@@ -217,7 +228,10 @@ const onPost: Step = async (gw, request, call) => {
       protocolVersion,
       issuedAt: Math.floor(Date.now() / 1000),
     };
-    return { res: response, session: gw.sealer.seal(claims), stream: postStream(gw, call, upstream, claims, request, messages, protocolVersion) };
+    const session = gw.sealer.seal(claims);
+    // Only an SSE answer is relayed as a stream (the SDK's JSON answer needs none of what it would hold).
+    if (!relayable(response)) return { res: response, session };
+    return { res: response, session, stream: postStream(gw, call, upstream, claims, request, messages, protocolVersion) };
   }
   if (messages.some((m) => m.method === 'initialize')) throw new GatewayError('MCPGW_ERR_INVALID_REQUEST', 'initialize must not be batched');
   // stateless: a 2026-07-28 body sent without its headers.

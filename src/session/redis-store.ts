@@ -55,12 +55,22 @@ export class RedisSessionStore implements SessionStore {
         this.#ended.add(id, Date.now() + (ttl > 0 ? ttl : 3_600_000));
         return true;
       }
-      if (this.#live.size >= LIVE_CACHE_MAX) this.#live = new Set();
-      this.#live.add(id);
+      this.#knownLive(id);
       return false;
     } catch {
       return false;
     }
+  }
+
+  /** Known live from the start: a session's first request asks Redis nothing (one round trip less per session). */
+  started(id: string): void {
+    this.#knownLive(id);
+  }
+
+  /** Live as far as this replica knows, until an ending is heard over pub/sub (or the subscription drops). */
+  #knownLive(id: string): void {
+    if (this.#live.size >= LIVE_CACHE_MAX) this.#live = new Set();
+    this.#live.add(id);
   }
 
   async end(id: string, ttlMs: number): Promise<void> {
@@ -68,11 +78,10 @@ export class RedisSessionStore implements SessionStore {
     this.#live.delete(id);
     this.#ended.add(id, until);
     try {
-      await this.#redis
-        .multi()
-        .set(this.#prefix + 'ended:' + id, '1', 'PX', Math.max(1, Math.ceil(ttlMs)))
-        .publish(this.#channel, `${until} ${id}`)
-        .exec();
+      // One script, not MULTI … EXEC: as atomic, and ioredis's transaction pipeline cost ≈ 20 KB
+      // allocated per ending, ≈ 6 KB of it promoted to the old generation (docs/performance.md,
+      // "a session's start and end").
+      await this.#redis.eval(END_SESSION, 1, this.#prefix + 'ended:' + id, Math.max(1, Math.ceil(ttlMs)), this.#channel, `${until} ${id}`);
     } catch {
       // Recorded locally; other replicas see it when the upstream answers 404.
     }
@@ -84,3 +93,6 @@ export class RedisSessionStore implements SessionStore {
 
   async close(): Promise<void> {}
 }
+
+/** Records an ending (KEYS[1] for ARGV[1] ms) and tells every replica of it (ARGV[3] on channel ARGV[2]). */
+const END_SESSION = "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) return redis.call('PUBLISH', ARGV[2], ARGV[3])";

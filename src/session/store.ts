@@ -6,6 +6,11 @@
 export interface SessionStore {
   /** True when the session was ended (DELETE, expiry, upstream loss). Never throws. */
   isEnded(id: string): Promise<boolean>;
+  /**
+   * A session this replica has just created: no ending of it can exist yet (its id is new), so
+   * none need be looked up for it; a later ending reaches this replica as any other does.
+   */
+  started(id: string): void;
   /** Records the end for `ttlMs` (after that the token has expired anyway). Never throws. */
   end(id: string, ttlMs: number): Promise<void>;
   /** False while the backing store is unreachable (readiness reports it). */
@@ -61,6 +66,8 @@ export class MemorySessionStore implements SessionStore {
   async isEnded(id: string): Promise<boolean> {
     return this.#ended.has(id);
   }
+
+  started(): void {}
 
   async end(id: string, ttlMs: number): Promise<void> {
     this.#ended.add(id, Date.now() + ttlMs);

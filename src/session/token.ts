@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { openArray, sealArray, sealKey } from './seal.ts';
+import type { KeyObject } from 'node:crypto';
+import { openArray, randomId, sealArray, sealKey } from './seal.ts';
 
 /**
  * The gateway's own `Mcp-Session-Id`: AES-256-GCM over the routing facts a request needs, so any
@@ -30,7 +30,7 @@ const VERSION = 1;
 const CACHE_GENERATION = 10_000;
 
 export class SessionSealer {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
   #current = new Map<string, SessionClaims>();
   #previous = new Map<string, SessionClaims>();
 
@@ -39,7 +39,7 @@ export class SessionSealer {
   }
 
   static newId(): string {
-    return randomBytes(16).toString('base64url');
+    return randomId(16);
   }
 
   seal(claims: SessionClaims): string {

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { openArray, sealArray, sealKey } from '../session/seal.ts';
 
 /**
@@ -23,7 +24,7 @@ const PREFIX = 'gw1.';
 const NO_HEADER = Buffer.alloc(0);
 
 export class StateSealer {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
 
   constructor(secret: string | Buffer) {
     this.#key = sealKey(secret, 'request-state v1');

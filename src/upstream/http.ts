@@ -137,9 +137,8 @@ export class HttpUpstream implements Upstream {
 
   async get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
-    const headers = this.#headers(replica, req, claims.upstreamSession);
+    const headers = this.#headers(replica, req, claims.upstreamSession, false);
     headers.accept = 'text/event-stream';
-    delete headers['content-type'];
     // The client's own Last-Event-ID names a gateway event; the upstream's comes from the event log.
     if (lastEventId) headers['last-event-id'] = lastEventId;
     const res = await this.#sessionSend(replica, 'GET', headers, undefined, { headers: req.headers, principal: claims.principal });
@@ -149,8 +148,7 @@ export class HttpUpstream implements Upstream {
   async delete(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#byKey.get(claims.upstream);
     if (!replica) throw new GatewayError('MCPGW_ERR_SESSION_NOT_FOUND');
-    const headers = this.#headers(replica, req, claims.upstreamSession);
-    delete headers['content-type'];
+    const headers = this.#headers(replica, req, claims.upstreamSession, false);
     const res = await this.#sessionSend(replica, 'DELETE', headers, undefined, { headers: req.headers, principal: claims.principal });
     return this.#relay(replica, res, 'DELETE');
   }
@@ -334,16 +332,16 @@ export class HttpUpstream implements Upstream {
     return { status: res.statusCode, headers, body };
   }
 
-  #headers(replica: HttpReplica, req: ClientRequest, upstreamSession: string): Record<string, string> {
+  /** `withBody` false (a GET, a DELETE): no content-type (left out rather than deleted after: a deleted key turns the object into a slow dictionary). */
+  #headers(replica: HttpReplica, req: ClientRequest, upstreamSession: string, withBody = true): Record<string, string> {
     // Built from scratch: nothing of the client's reaches the upstream unless named here, so its
     // Authorization and cookies never do (no token passthrough).
-    const h: Record<string, string> = {
-      ...replica.headers,
-      'content-type': 'application/json',
-      // The gateway reads either form (and answers the client in the one it accepts); an
-      // upstream may refuse a request that does not offer both (the spec's MUST for clients).
-      accept: 'application/json, text/event-stream',
-    };
+    const h: Record<string, string> = { ...replica.headers };
+    if (withBody) h['content-type'] = 'application/json';
+    else if (h['content-type'] !== undefined) delete h['content-type'];
+    // The gateway reads either form (and answers the client in the one it accepts); an
+    // upstream may refuse a request that does not offer both (the spec's MUST for clients).
+    h.accept = 'application/json, text/event-stream';
     if (upstreamSession) h['mcp-session-id'] = upstreamSession;
     // Only a revision the gateway knows (the front door refused any other).
     const version = headerValue(req.headers['mcp-protocol-version']);

@@ -43,6 +43,15 @@ describe('two gateway replicas sharing one Redis', () => {
     }
   });
 
+  it('a session initialized on A and ended on B is 404 on A (A asks Redis nothing of its own sessions, it hears the ending)', async () => {
+    const sid = await openSession(`${a.url}/mcp/api`);
+    const headers = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    assert.equal((await post(`${a.url}/mcp/api`, LIST, headers)).status, 200);
+    assert.equal((await request(`${b.url}/mcp/api`, 'DELETE', headers)).status, 200);
+    const after = await post(`${a.url}/mcp/api`, LIST, headers);
+    assert.equal(after.status, 404, after.text);
+  });
+
   it('a replica that never saw the session learns of its end from Redis', async () => {
     const sid = await openSession(`${a.url}/mcp/api`);
     const headers = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };

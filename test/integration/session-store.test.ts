@@ -36,6 +36,23 @@ describe('RedisSessionStore: ended sessions past its memory', () => {
     await store.close();
   });
 
+  it('a session this replica started is not looked up in Redis, and it still hears of its ending elsewhere', async () => {
+    const one = new RedisSessionStore(client(), client(), 'started-test:');
+    const two = new RedisSessionStore(client(), client(), 'started-test:');
+    await sleep(100); // both subscribed
+    const probe = client();
+    const pttls = async () => Number(/cmdstat_pttl:calls=(\d+)/.exec(await probe.info('commandstats'))?.[1] ?? 0);
+    const before = await pttls();
+    one.started('s1');
+    assert.equal(await one.isEnded('s1'), false);
+    assert.equal(await pttls(), before, 'no round trip for a session it started');
+    await two.end('s1', 60_000);
+    await sleep(100);
+    assert.equal(await one.isEnded('s1'), true, 'ended on the other replica');
+    await one.close();
+    await two.close();
+  });
+
   it('another replica learns endings over pub/sub past its cap too', async () => {
     const one = new RedisSessionStore(client(), client(), 'cap-test2:', 2);
     const two = new RedisSessionStore(client(), client(), 'cap-test2:', 2);
