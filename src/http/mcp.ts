@@ -105,16 +105,19 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
     if (typeof body === 'string') {
       const failure = textFailure(body);
       if (failure !== undefined) call.failed(failure);
-    } else if (body !== null && res.headers['content-type']?.startsWith('application/json')) {
-      const read = readJsonAnswer(body, call, contentLength(res.headers['content-length']));
-      body = Buffer.isBuffer(read) ? read : await read;
     } else if (body !== null && !res.headers['content-type']?.startsWith('text/event-stream')) {
-      // Neither JSON nor a stream: a DELETE's answer (the SDK's is empty and chunked), an error
-      // page. Read whole the same way (its status alone is what it says), so a small one goes out
-      // as the bytes at hand, not piped through Fastify's reply (a pipe and its end-of-stream
-      // watchers per session's end: docs/performance.md, "a session's start and end").
-      const read = readJsonAnswer(body, NOT_JUDGED, contentLength(res.headers['content-length']));
-      body = Buffer.isBuffer(read) ? read : await read;
+      // Neither JSON nor a stream (a DELETE's answer, the SDK's empty and chunked; an error page)
+      // is read whole the same way, only not judged (its status alone is what it says), so a
+      // small one goes out as the bytes at hand, not piped through Fastify's reply (a pipe and its
+      // end-of-stream watchers per session's end: docs/performance.md, "a session's start and end").
+      const json = res.headers['content-type']?.startsWith('application/json') === true;
+      const read = readJsonAnswer(body, json ? call : NOT_JUDGED, contentLength(res.headers['content-length']));
+      if (!Buffer.isBuffer(read)) {
+        const whole = await untilClientLeaves(read, body, reply.raw);
+        // The client left while it came: the upstream's answer was let go, there is no one to write to.
+        if (whole === undefined) return reply;
+        body = whole;
+      } else body = read;
     }
     // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
     if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {
@@ -151,6 +154,28 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
 
 /** For an answer that is not JSON: its status (counted when the response closes) is all it says. */
 const NOT_JUDGED: AnswerSink = { failed: () => {}, settled: () => {} };
+
+/** Why an answer still on its way was let go: the client it was for left. */
+const CLIENT_LEFT = new Error('the client left before its answer came');
+
+/**
+ * An answer being read whole (readJsonAnswer), or undefined if the client leaves first: then the
+ * upstream's answer is let go at once, not held (its connection and the replica's load) for no
+ * one until its time limit.
+ */
+async function untilClientLeaves(read: Promise<Buffer | Readable>, body: Readable, client: ServerResponse): Promise<Buffer | Readable | undefined> {
+  const leave = () => body.destroy(CLIENT_LEFT);
+  if (client.destroyed) leave();
+  else client.on('close', leave);
+  try {
+    return await read;
+  } catch (err) {
+    if ((err as Error).cause === CLIENT_LEFT) return undefined;
+    throw err;
+  } finally {
+    client.off('close', leave);
+  }
+}
 
 /** Errors of an answer the upstream had taken: a batch gets them for each of its requests. */
 const ANSWER_FAILURES: ReadonlySet<string> = new Set(['MCPGW_ERR_UPSTREAM_TIMEOUT', 'MCPGW_ERR_STREAM_LOST']);
