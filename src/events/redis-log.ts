@@ -60,7 +60,8 @@ interface QueuedAppend {
  * (on a Cluster, every batch of one session), each XADD… (+ HSET on its first) (+ PEXPIRE of both
  * keys when due), then one WAIT when replica acknowledgements are asked for, so an acknowledged
  * event survives a failover. Events that come alone on many streams at once (progress of many
- * calls) then cost one round trip between them, not one each. The expiry is refreshed at most once per `refreshMs` per stream (and always on its
+ * calls) then cost one round trip between them, not one each; a turn's lone XADD (events that
+ * come apart) goes as a plain command, without a pipeline's objects. The expiry is refreshed at most once per `refreshMs` per stream (and always on its
  * first batch, its end, or another TTL): a stream lives `ttl` after its last event, less at most
  * `refreshMs`, and an event that comes alone costs one command instead of three.
  */
@@ -125,7 +126,7 @@ export class RedisEventLog implements EventLog {
     // traces: one span per pipeline, of the requests whose streams it writes; its commands are
     // sent outside their context (so not spanned one by one again).
     const span = this.#tracer && this.#span(this.#tracer, appends);
-    const sent = this.#tracer ? this.#tracer.outside(() => this.#pipeline(appends, span)) : this.#pipeline(appends, undefined);
+    const sent = this.#tracer ? this.#tracer.outside(() => this.#write(appends, span)) : this.#write(appends, undefined);
     // Whatever goes wrong fails the appends (a settled one stays as it was): none is left waiting.
     sent.catch((err: Error) => {
       span?.end('redis_error');
@@ -145,13 +146,37 @@ export class RedisEventLog implements EventLog {
   }
 
   /**
+   * Writes `appends`: one pipeline, or, for a turn that holds one lone event and no expiry to
+   * set (events that come apart, each in a turn of its own), its XADD as a plain command.
+   */
+  #write(appends: readonly QueuedAppend[], span: EventSpan | undefined): Promise<void> {
+    const now = Date.now();
+    const lone = appends.length === 1 ? appends[0]! : undefined;
+    if (lone && !lone.info && lone.events.length === 1 && this.#refresh(lone, now) === 'none') return this.#xadd(lone, lone.events[0]!, span);
+    return this.#pipeline(appends, now, span);
+  }
+
+  /** A lone event's XADD without a pipeline (a pipeline's objects cost more than its one command). */
+  async #xadd(a: QueuedAppend, e: LoggedEvent, span: EventSpan | undefined): Promise<void> {
+    span?.set(ATTR_DB_OPERATION_BATCH_SIZE, 1);
+    // A refused command or Redis away rejects, which fails the append (#send).
+    await this.#redis.xadd(this.#stream(a.key), 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...entryFields(e));
+    const err = await this.#replicated();
+    if (err) {
+      span?.end('redis_replica_acks');
+      return a.reject(err);
+    }
+    span?.end();
+    a.resolve();
+  }
+
+  /**
    * One pipeline for `appends` (streams append one batch at a time, so each stream's order is
    * the order of its batches). Each append succeeds or fails by its own commands' replies; a
    * pipeline that fails as a whole (Redis away) fails every append in it.
    */
-  async #pipeline(appends: readonly QueuedAppend[], span: EventSpan | undefined): Promise<void> {
+  async #pipeline(appends: readonly QueuedAppend[], now: number, span: EventSpan | undefined): Promise<void> {
     const p = this.#redis.pipeline();
-    const now = Date.now();
     let commands = 0;
     for (const a of appends) commands += this.#commands(p, a, now);
     span?.set(ATTR_DB_OPERATION_BATCH_SIZE, commands);
@@ -173,10 +198,8 @@ export class RedisEventLog implements EventLog {
       done.push(a);
     }
     if (refreshed) this.#sweep(now);
-    if (this.#replicaAcks > 0 && done.length > 0) {
-      // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
-      const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs).catch((err: Error) => err);
-      const err = acked instanceof Error ? acked : acked < this.#replicaAcks ? new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`) : undefined;
+    if (done.length > 0) {
+      const err = await this.#replicated();
       if (err) {
         span?.end('redis_replica_acks');
         return void done.forEach((a) => a.reject(err));
@@ -184,6 +207,14 @@ export class RedisEventLog implements EventLog {
     }
     span?.end(done.length < appends.length ? 'redis_error' : undefined);
     for (const a of done) a.resolve();
+  }
+
+  /** With `replicaAcks`: waits until the writes made so far are on that many replicas; the error when they are not. */
+  async #replicated(): Promise<Error | undefined> {
+    if (this.#replicaAcks === 0) return undefined;
+    // WAIT blocks this connection only; the acknowledged writes are then on the replicas too.
+    const acked = await this.#redis.wait(this.#replicaAcks, this.#replicaAckTimeoutMs).catch((err: Error) => err);
+    return acked instanceof Error ? acked : acked < this.#replicaAcks ? new Error(`only ${acked} of ${this.#replicaAcks} Redis replicas acknowledged the events`) : undefined;
   }
 
   /** Queues one append's commands on `p`, noting on `a` how many (returned too) and whether they refresh the expiry. */
@@ -198,23 +229,26 @@ export class RedisEventLog implements EventLog {
       n++;
     }
     for (const e of a.events) {
-      const fields = ['u', e.upstreamId];
-      if (e.data) fields.push('d', e.data);
-      if (e.hidden) fields.push('h', '1');
-      if (e.end) fields.push('e', '1');
-      p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...fields);
+      p.xadd(stream, 'MAXLEN', '~', this.#maxLength, `1-${e.seq}`, ...entryFields(e));
       n++;
     }
-    const usual = a.ttlMs === this.#ttlMs && !a.events.some((e) => e.end);
-    const refresh = a.info !== undefined || !usual || now - (this.#refreshed.get(a.key) ?? -Infinity) >= this.#refreshMs;
-    if (refresh) {
+    a.refresh = this.#refresh(a, now);
+    if (a.refresh !== 'none') {
       p.pexpire(stream, a.ttlMs);
       p.pexpire(meta, a.ttlMs);
       n += 2;
     }
     a.commands = n;
-    a.refresh = !refresh ? 'none' : usual ? 'usual' : 'other';
     return n;
+  }
+
+  /**
+   * Whether `a` sets its keys' expiry: 'usual' (the log's TTL: on a stream's first batch, or a
+   * `refreshMs` after the last), 'other' (an end, or another TTL: always), or 'none'.
+   */
+  #refresh(a: QueuedAppend, now: number): 'none' | 'usual' | 'other' {
+    if (a.ttlMs !== this.#ttlMs || a.events.some((e) => e.end)) return 'other';
+    return a.info !== undefined || now - (this.#refreshed.get(a.key) ?? -Infinity) >= this.#refreshMs ? 'usual' : 'none';
   }
 
   appendNext(key: string, events: readonly NewEvent[], info?: StreamInfo, trace?: TracedRequest): Promise<number> {
@@ -314,6 +348,15 @@ export class RedisEventLog implements EventLog {
     const sep = key.indexOf(':');
     return `${this.#prefix}evm:{${key.slice(0, sep)}}:${key.slice(sep + 1)}`;
   }
+}
+
+/** An event's fields in its stream entry (src/events/redis-reader.ts reads them back). */
+function entryFields(e: LoggedEvent): string[] {
+  const fields = ['u', e.upstreamId];
+  if (e.data) fields.push('d', e.data);
+  if (e.hidden) fields.push('h', '1');
+  if (e.end) fields.push('e', '1');
+  return fields;
 }
 
 function toInfo(h: Record<string, string>): StreamInfo | undefined {
