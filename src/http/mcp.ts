@@ -124,11 +124,11 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       reply.hijack();
       const headers: Record<string, string | number> = session ? { ...res.headers, 'mcp-session-id': session } : { ...res.headers };
       // A bodiless answer (202, a DELETE's 200) says so by its length, as Fastify's reply did, not
-      // as an empty chunked body; a 204 or 304 has no length (RFC 9110).
-      if (body !== null) headers['content-length'] = Buffer.byteLength(body);
-      else if (res.status !== 204 && res.status !== 304) headers['content-length'] = 0;
+      // as an empty chunked body; a 204 or 304 has no body and no length of its own (RFC 9110).
+      const bodiless = res.status === 204 || res.status === 304;
+      if (!bodiless) headers['content-length'] = body === null ? 0 : Buffer.byteLength(body);
       if (reply.raw.destroyed) return reply;
-      reply.raw.writeHead(res.status, headers).end(body ?? undefined);
+      reply.raw.writeHead(res.status, headers).end(bodiless || body === null ? undefined : body);
       return reply;
     }
     if (session) reply.header('mcp-session-id', session);
