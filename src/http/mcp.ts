@@ -106,18 +106,16 @@ export async function handle(gw: GatewayContext, request: McpRequest, reply: Fas
       const failure = textFailure(body);
       if (failure !== undefined) call.failed(failure);
     } else if (body !== null && !res.headers['content-type']?.startsWith('text/event-stream')) {
-      // Neither JSON nor a stream (a DELETE's answer, the SDK's empty and chunked; an error page)
-      // is read whole the same way, only not judged (its status alone is what it says), so a
-      // small one goes out as the bytes at hand, not piped through Fastify's reply (a pipe and its
-      // end-of-stream watchers per session's end: docs/performance.md, "a session's start and end").
+      // A JSON answer is judged as it is read; any other that is no stream (a DELETE's answer, the
+      // SDK's empty and chunked; an error page) is read the same way, only not judged (its status
+      // is all it says), so a small one goes out as the bytes at hand, not piped through Fastify's
+      // reply (docs/performance.md, "a session's start and end").
       const json = res.headers['content-type']?.startsWith('application/json') === true;
       const read = readJsonAnswer(body, json ? call : NOT_JUDGED, contentLength(res.headers['content-length']));
-      if (!Buffer.isBuffer(read)) {
-        const whole = await untilClientLeaves(read, body, reply.raw);
-        // The client left while it came: the upstream's answer was let go, there is no one to write to.
-        if (whole === undefined) return reply;
-        body = whole;
-      } else body = read;
+      const whole = Buffer.isBuffer(read) ? read : await untilClientLeaves(read, body, reply.raw);
+      // The client left while it came: the upstream's answer was let go, there is no one to write to.
+      if (whole === undefined) return reply;
+      body = whole;
     }
     // An answer at hand goes out as it is, past Fastify's reply (it has nothing to add to it).
     if (typeof body !== 'object' || body === null || Buffer.isBuffer(body)) {
