@@ -1,23 +1,23 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { listenUpstream, readBody, type HandUpstream } from '../helpers/hand-upstream.ts';
 import { openSession, sessionHeaders } from '../helpers/raw.ts';
 
 /**
  * A session-era upstream whose answers to tools/call and DELETE start (headers, one byte of a
  * 1000-byte body) and then stall; `closed` resolves when such an answer's connection is let go.
  */
-async function startStalling(contentType: string): Promise<{ url: string; server: Server; closed: () => Promise<void> }> {
+async function startStalling(contentType: string): Promise<HandUpstream & { closed: () => Promise<void> }> {
   let onClosed: () => void = () => {};
-  const stall = (res: import('node:http').ServerResponse, status: number) => {
+  const stall = (res: ServerResponse, status: number) => {
     res.writeHead(status, { 'content-type': contentType, 'content-length': 1000 });
     res.write('x');
     res.on('close', () => onClosed());
   };
-  const server = createServer((req, res) => {
+  const upstream = await listenUpstream((req, res) => {
     if (req.method === 'DELETE') return stall(res, 200);
     if (req.method !== 'POST') return void res.writeHead(405).end();
     void readBody(req).then((text) => {
@@ -28,18 +28,7 @@ async function startStalling(contentType: string): Promise<{ url: string; server
       res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'upstream-session' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
-    server,
-    closed: () => new Promise<void>((resolve) => (onClosed = resolve)),
-  };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return { ...upstream, closed: () => new Promise<void>((resolve) => (onClosed = resolve)) };
 }
 
 /*
@@ -77,8 +66,7 @@ for (const contentType of ['text/html', 'application/json']) {
     });
     after(async () => {
       await gw?.close();
-      upstream?.server.closeAllConnections();
-      await new Promise((resolve) => upstream?.server.close(resolve));
+      await upstream?.close();
     });
 
     for (const method of ['POST', 'DELETE'] as const) {

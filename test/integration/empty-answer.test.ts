@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { listenUpstream, readBody, type HandUpstream } from '../helpers/hand-upstream.ts';
 import { openSession, post, rpcOf, sessionHeaders } from '../helpers/raw.ts';
 
 /**
  * A session-era upstream that answers tools/call `empty` with `200` and no body at all
  * (content-length: 0): no JSON-RPC answer, which a request must get (JSON or an SSE stream).
  */
-async function startEmptyAnswering(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
+async function startEmptyAnswering(): Promise<HandUpstream> {
+  return listenUpstream((req, res) => {
     if (req.method !== 'POST') {
       res.writeHead(req.method === 'DELETE' ? 200 : 405, { allow: 'POST' }).end();
       return;
@@ -31,18 +30,10 @@ async function startEmptyAnswering(): Promise<{ url: string; server: Server }> {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'mcp-session-id': 'upstream-session' }).end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, server };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 describe('a request the upstream answers 200 with no body', () => {
-  let upstream: { url: string; server: Server };
+  let upstream: HandUpstream;
   let gw: Gateway;
   before(async () => {
     upstream = await startEmptyAnswering();
@@ -50,8 +41,7 @@ describe('a request the upstream answers 200 with no body', () => {
   });
   after(async () => {
     await gw?.close();
-    upstream?.server.closeAllConnections();
-    await new Promise((resolve) => upstream?.server.close(resolve));
+    await upstream?.close();
   });
 
   it('is an upstream protocol error for the client and in the metrics, as on the 2026-07-28 door, not an empty success', async () => {

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { listenUpstream, readBody, type HandUpstream } from '../helpers/hand-upstream.ts';
 import { initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.ts';
 
 /**
@@ -11,8 +10,8 @@ import { initializeLegacy, LegacyStream, postMessage } from '../helpers/legacy.t
  * bytes more than it sends (content-length), then drops the connection. Everything else is a
  * plain JSON answer.
  */
-async function startBreakingUpstream(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
+async function startBreakingUpstream(): Promise<HandUpstream> {
+  return listenUpstream((req, res) => {
     // No standalone stream, and a session that ends (DELETE) needs nothing done.
     if (req.method !== 'POST') {
       res.writeHead(req.method === 'DELETE' ? 200 : 405, { allow: 'POST' }).end();
@@ -36,18 +35,10 @@ async function startBreakingUpstream(): Promise<{ url: string; server: Server }>
       res.writeHead(200, { ...headers, 'content-length': Buffer.byteLength(body) }).end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, server };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 describe('2024-11-05 HTTP+SSE: a JSON answer the upstream breaks off', () => {
-  let upstream: { url: string; server: Server };
+  let upstream: HandUpstream;
   let gw: Gateway;
   before(async () => {
     upstream = await startBreakingUpstream();
@@ -55,8 +46,7 @@ describe('2024-11-05 HTTP+SSE: a JSON answer the upstream breaks off', () => {
   });
   after(async () => {
     await gw?.close();
-    upstream?.server.closeAllConnections();
-    await new Promise((resolve) => upstream?.server.close(resolve));
+    await upstream?.close();
   });
 
   it('is answered on the session stream as a lost stream (the POST 202), not as an internal error of the POST', async () => {

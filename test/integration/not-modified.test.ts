@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { listenUpstream, readBody, type HandUpstream } from '../helpers/hand-upstream.ts';
 import { openSession, sessionHeaders } from '../helpers/raw.ts';
 
 /**
@@ -12,8 +12,8 @@ import { openSession, sessionHeaders } from '../helpers/raw.ts';
  * may carry only the length the 200 would have had), but a 304 comes with a (empty) body stream,
  * so it goes out with `content-length: 0`. fd0f227 sent none.
  */
-async function startNotModified(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
+async function startNotModified(): Promise<HandUpstream> {
+  return listenUpstream((req, res) => {
     if (req.method === 'DELETE') return void res.writeHead(304).end();
     if (req.method !== 'POST') return void res.writeHead(405).end();
     void readBody(req).then((text) => {
@@ -23,18 +23,10 @@ async function startNotModified(): Promise<{ url: string; server: Server }> {
       res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'upstream-session' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, server };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 describe('an upstream answering 304', () => {
-  let upstream: { url: string; server: Server };
+  let upstream: HandUpstream;
   let gw: Gateway;
   before(async () => {
     upstream = await startNotModified();
@@ -42,8 +34,7 @@ describe('an upstream answering 304', () => {
   });
   after(async () => {
     await gw?.close();
-    upstream?.server.closeAllConnections();
-    await new Promise((resolve) => upstream?.server.close(resolve));
+    await upstream?.close();
   });
 
   it('is passed on without a content-length, as a 204 is', async () => {

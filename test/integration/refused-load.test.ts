@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Gateway } from '../../src/gateway.ts';
 import { statelessPost } from '../helpers/era.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { listenUpstream, readBody, type HandUpstream } from '../helpers/hand-upstream.ts';
 
 /**
  * A Streamable HTTP upstream of either era that turns the first `refuse` POSTs of `method` (of
  * any method without one) away with `status` and a small JSON body (as a proxy in front of it
  * may send), then answers every request with a result (initialize with a session).
  */
-async function startRefusingUpstream(refuse: number, status = 503, method?: string): Promise<{ url: string; server: Server }> {
+async function startRefusingUpstream(refuse: number, status = 503, method?: string): Promise<HandUpstream> {
   let refused = 0;
-  const server = createServer((req, res) => {
+  return listenUpstream((req, res) => {
     if (req.method !== 'POST') {
       res.writeHead(req.method === 'DELETE' ? 200 : 405, { allow: 'POST' }).end();
       return;
@@ -34,14 +33,6 @@ async function startRefusingUpstream(refuse: number, status = 503, method?: stri
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'mcp-session-id': 'upstream-session' }).end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, server };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** mcp_upstream_inflight of `server`'s one replica. */
@@ -63,9 +54,9 @@ async function settledInflight(gw: Gateway, server: string, want: number): Promi
 }
 
 describe('a replica that turned a request away (503, 404) carries no load for it afterwards', () => {
-  let stateless: { url: string; server: Server };
-  let session: { url: string; server: Server };
-  let ended: { url: string; server: Server };
+  let stateless: HandUpstream;
+  let session: HandUpstream;
+  let ended: HandUpstream;
   let gw: Gateway;
   before(async () => {
     [stateless, session, ended] = await Promise.all([startRefusingUpstream(1), startRefusingUpstream(1), startRefusingUpstream(1, 404, 'tools/call')]);
@@ -81,8 +72,7 @@ describe('a replica that turned a request away (503, 404) carries no load for it
   after(async () => {
     await gw?.close();
     for (const u of [stateless, session, ended]) {
-      u?.server.closeAllConnections();
-      await new Promise((resolve) => u?.server.close(resolve));
+      await u?.close();
     }
   });
 
