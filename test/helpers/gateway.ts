@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,5 +52,10 @@ export async function spawnGateway(doc: Record<string, unknown>, env: NodeJS.Pro
       return undefined;
     }
   });
-  return { url, metricsUrl: metrics, child, configFile, stop: () => child.kill('SIGTERM') };
+  // Its folder goes with it: nothing a test makes is left behind.
+  const stop = async () => {
+    await child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { url, metricsUrl: metrics, child, configFile, stop };
 }

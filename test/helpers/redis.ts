@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -43,7 +43,12 @@ async function startRedisWith(extra: string[], port?: number, dir = scratchDir()
     const child = spawnChild('redis-server', args);
     try {
       await waitForPort(p, child);
-      return { url: `redis://127.0.0.1:${p}`, port: p, dir, child, stop: () => child.kill('SIGTERM') };
+      // Its folder goes with it (a restart, restartRedis, reuses it without stopping first).
+      const stop = async () => {
+        await child.kill('SIGTERM');
+        rmSync(dir, { recursive: true, force: true });
+      };
+      return { url: `redis://127.0.0.1:${p}`, port: p, dir, child, stop };
     } catch (err) {
       await child.kill('SIGKILL');
       if (attempt >= 3 || port) throw err;
