@@ -170,14 +170,23 @@ function readWhole(body: Readable, sink: AnswerSink): Promise<Buffer | Readable>
       // Listened to first: a body destroyed early emits an error nobody else waits for.
       body.on('error', ignore);
       body.destroy();
-      // A time limit (or another gateway error) that ended the answer says so itself.
-      reject(err instanceof GatewayError ? err : new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${err?.message ? `: ${err.message}` : ''}`, { cause: err }));
+      reject(brokenOff(err));
     };
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onBroken);
     body.once('close', onBroken);
   });
+}
+
+/**
+ * The error of an answer whose reading failed: one the upstream broke off is MCPGW_ERR_STREAM_LOST;
+ * a time limit (or another gateway error) that ended it says so itself.
+ */
+export function brokenOff(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const message = (err as Error | undefined)?.message;
+  return new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${message ? `: ${message}` : ''}`, { cause: err });
 }
 
 /** A content-length header's value as a number of bytes; undefined when absent or not one. */

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { GatewayError } from '../errors.ts';
+import { brokenOff } from '../protocol/answers.ts';
 import { idKey } from '../protocol/jsonrpc.ts';
 import { EventSize, tooLarge } from '../protocol/sse.ts';
 import type { UpstreamResponse } from './types.ts';
@@ -70,8 +71,7 @@ export async function readText(body: Readable | string): Promise<string> {
       chunks.push(b);
     }
   } catch (err) {
-    if (err instanceof GatewayError) throw err;
-    throw new GatewayError('MCPGW_ERR_STREAM_LOST', `the upstream answer broke off${(err as Error)?.message ? `: ${(err as Error).message}` : ''}`, { cause: err });
+    throw brokenOff(err);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
