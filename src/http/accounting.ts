@@ -4,7 +4,7 @@ import type { JsonRpcId } from '../errors.ts';
 import { recordRequest, type RequestInfo } from '../ops/requests.ts';
 import type { RequestTrace } from '../ops/telemetry.ts';
 import type { AnswerSink } from '../protocol/answers.ts';
-import type { Envelope } from '../protocol/jsonrpc.ts';
+import { holdsRequest, type Envelope } from '../protocol/jsonrpc.ts';
 import type { GatewayContext } from './context.ts';
 import type { McpRequest } from './request.ts';
 
@@ -90,7 +90,7 @@ export class Call implements RequestInfo, AnswerSink {
    */
   closed(status: number, complete: boolean): void {
     this.#status = status;
-    if (!complete && !this.#relayed && this.error === undefined && this.#request.method === 'POST' && this.messages?.some((m) => m.kind === 'request')) this.failed('cancelled');
+    if (!complete && !this.#relayed && this.error === undefined && this.#request.method === 'POST' && this.messages !== undefined && holdsRequest(this.messages)) this.failed('cancelled');
     if (this.#awaited === 0) this.#account();
   }
 

@@ -58,6 +58,11 @@ export function parseBody(body: Buffer | string): Incoming {
   return { batch: false, message: envelope(value) };
 }
 
+/** Does `messages` hold a request (notifications and responses await no answer)? */
+export function holdsRequest(messages: readonly Envelope[]): boolean {
+  return messages.some((m) => m.kind === 'request');
+}
+
 /** The ids of the requests among `messages` (notifications and responses await no answer). */
 export function requestIds(messages: readonly Envelope[]): JsonRpcId[] {
   const ids: JsonRpcId[] = [];

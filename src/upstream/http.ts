@@ -6,6 +6,7 @@ import { UpstreamCredentials, upstreamTlsOptions, type OnBehalfOf } from './cred
 import type { HttpUpstreamConfig, ServerConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
 import { headerValue } from '../protocol/headers.ts';
+import { holdsRequest } from '../protocol/jsonrpc.ts';
 import { isSessionRevision, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { standardHeaders } from '../protocol/stateless.ts';
 import type { SessionClaims } from '../session/token.ts';
@@ -132,7 +133,7 @@ export class HttpUpstream implements Upstream {
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const replica = this.#sessionReplica(claims);
     const res = await this.#sessionSend(replica, 'POST', this.#headers(replica, req, claims.upstreamSession), req.body, { headers: req.headers, principal: claims.principal }, req.expiry, req);
-    return this.#relay(replica, res, 'POST', holdsRequest(req));
+    return this.#relay(replica, res, 'POST', holdsRequest(req.messages));
   }
 
   async get(claims: SessionClaims, req: ClientRequest, lastEventId?: string): Promise<UpstreamResponse> {
@@ -176,7 +177,7 @@ export class HttpUpstream implements Upstream {
     const headersFor = (replica: HttpReplica) => Object.assign(this.#headers(replica, req, ''), params, mirrored);
     const { replica, res } = await this.#sendAnywhere(headersFor, req.body, (status) => status === 503, { headers: req.headers, principal: req.principal ?? '' }, signal, req);
     if (isOverloaded(res.statusCode)) this.#failed(replica, `HTTP ${res.statusCode}`);
-    return this.#relay(replica, res, 'POST', holdsRequest(req));
+    return this.#relay(replica, res, 'POST', holdsRequest(req.messages));
   }
 
   /** Sends to the least-loaded replica, then the next one while a replica is unreachable or answers a status `retry` names. */
@@ -382,11 +383,6 @@ function bodyTimeLimit(body: Readable, ms: number, server: string): void {
   const timer = setTimeout(() => body.destroy(new GatewayError('MCPGW_ERR_UPSTREAM_TIMEOUT', `server "${server}": the answer was not whole within requestTimeout`)), ms);
   timer.unref();
   body.once('close', () => clearTimeout(timer));
-}
-
-/** Does the request sent hold a request (not only notifications and responses)? */
-function holdsRequest(req: ClientRequest): boolean {
-  return req.messages.some((m) => m.kind === 'request');
 }
 
 function method0(res: Dispatcher.ResponseData): boolean {

@@ -7,6 +7,7 @@ import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
 import { HolderCounts } from './holders.ts';
 import { headerValue } from '../protocol/headers.ts';
+import { holdsRequest } from '../protocol/jsonrpc.ts';
 import { HttpReplica, isUnreachable, upstreamError } from './http.ts';
 import { readSseEvents } from './messages.ts';
 import { anyAvailable, pickLeastLoaded } from './replica.ts';
@@ -128,7 +129,7 @@ export class SseUpstream implements Upstream {
 
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const session = this.#session(claims);
-    if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
+    if (holdsRequest(req.messages)) return this.#request(session, req);
     session.framer.lastActivity = Date.now();
     const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'sse', 'POST', req.messages, req.resendCount);
     const sent = this.#send(session, req, span?.context).then((): UpstreamResponse => ({ status: 202, headers: {}, body: null }));

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { ServerConfig, StdioUpstreamConfig } from '../config/types.ts';
 import { GatewayError } from '../errors.ts';
+import { holdsRequest } from '../protocol/jsonrpc.ts';
 import type { SessionClaims } from '../session/token.ts';
 import type { UpstreamEvents } from './events.ts';
 import { MessageFramer, oldestIdle, singleMessages } from './framing.ts';
@@ -126,7 +127,7 @@ export class StdioUpstream implements Upstream {
   async post(claims: SessionClaims, req: ClientRequest): Promise<UpstreamResponse> {
     const session = this.#session(claims);
     session.framer.lastActivity = Date.now();
-    if (req.messages.some((m) => m.kind === 'request')) return this.#request(session, req);
+    if (holdsRequest(req.messages)) return this.#request(session, req);
     const span = this.#tracer?.exchange(this.#server.name, session.replica.key, 'stdio', '', req.messages, req.resendCount);
     for (const line of singleMessages(req, span?.context)) session.write(line);
     span?.end();
