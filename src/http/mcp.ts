@@ -8,7 +8,7 @@ import { methodLabel } from '../ops/metrics.ts';
 import { requestLogFields } from '../ops/requests.ts';
 import { contentLength, readJsonAnswer, textFailure, type AnswerSink } from '../protocol/answers.ts';
 import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
-import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision } from '../protocol/revisions.ts';
+import { allowsBatch, DEFAULT_SESSION_REVISION, isSessionRevision, primes } from '../protocol/revisions.ts';
 import { SessionSealer, type SessionClaims } from '../session/token.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { PreparedResume, Reopen, StreamHub } from '../events/hub.ts';
@@ -289,11 +289,6 @@ function postStream(gw: GatewayContext, call: Call, upstream: Upstream, claims: 
 /** An upstream answer handle() relays through the event hub: an SSE stream (status 200). */
 function relayable(res: UpstreamResponse): res is UpstreamResponse & { readonly body: Readable } {
   return res.status === 200 && res.body !== null && typeof res.body !== 'string' && res.headers['content-type']?.startsWith('text/event-stream') === true;
-}
-
-/** 2025-11-25 added the priming event (an id and empty data before anything else). */
-function primes(version: string): boolean {
-  return version >= '2025-11-25';
 }
 
 /**

@@ -9,7 +9,7 @@ import { cancelTranslated, listenTranslated, postTranslated } from '../translate
 import { methodLabel } from '../ops/metrics.ts';
 import { parseBody, requestIds, type Envelope } from '../protocol/jsonrpc.ts';
 import { checkRequest, checkVersionHeader, CORE_METHODS, nameOf } from '../protocol/stateless.ts';
-import { STATELESS_REVISION } from '../protocol/revisions.ts';
+import { primes, STATELESS_REVISION } from '../protocol/revisions.ts';
 import { parkedSlots, statelessToSession } from '../translate/to-session.ts';
 import { headerValue } from '../protocol/headers.ts';
 import type { ClientRequest, Upstream, UpstreamResponse } from '../upstream/types.ts';
@@ -141,13 +141,13 @@ export async function translatedSessionPost(gw: GatewayContext, upstream: Upstre
     cancel: (id) => cancelTranslated(gw, claims, id),
   });
   const res = guard ? await guardResponse(raw, guard) : raw;
-  return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(requestIds(messages)), priming: version >= '2025-11-25', reopen: noReopen } };
+  return { res, stream: { sessionId: claims.id, kind: 'post', requests: JSON.stringify(requestIds(messages)), priming: primes(version), reopen: noReopen } };
 }
 
 /** The GET stream of such a session: a subscriptions/listen upstream. */
 export async function translatedSessionGet(gw: GatewayContext, upstream: Upstream, claims: SessionClaims, headers: IncomingHttpHeaders, version: string): Promise<Outcome> {
   const { res, reopen } = listenTranslated(gw, upstream, claims, headers);
-  return { res: await res!, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: version >= '2025-11-25', reopen } };
+  return { res: await res!, stream: { sessionId: claims.id, kind: 'get', requests: '', priming: primes(version), reopen } };
 }
 
 /** How the event log picks a broken stream of such a session up again: a new listen for GET, nothing for a POST. */

@@ -13,6 +13,11 @@ export function isSessionRevision(version: string): boolean {
   return ACCEPTED_ON_SESSIONS.has(version);
 }
 
+/** 2025-11-25 added the priming event (an id and empty data before anything else on a stream). */
+export function primes(version: string): boolean {
+  return version >= '2025-11-25';
+}
+
 /** JSON-RPC batches exist only in 2025-03-26 (and 2024-11-05); later revisions removed them. */
 export function allowsBatch(version: string): boolean {
   return version === '2025-03-26' || version === LEGACY_REVISION;
